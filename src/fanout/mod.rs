@@ -1,0 +1,1 @@
+//! fanout (runtime; see docs/ARCHITECTURE.md).

@@ -1,0 +1,21 @@
+//! rtmp-edge: a per-core RTMP edge server.
+//!
+//! Module map (sans-IO first, IO last):
+//! - [`rtmp`]: the sans-IO RTMP protocol core: handshake, chunk codec, AMF0/AMF3,
+//!   typed messages, commands, and the server/client session state machines.
+//! - [`media`]: FLV tags and codec headers (AVC, HEVC, AV1, VP9, AAC, Opus, Enhanced RTMP).
+//! - [`fanout`]: per-core live streams: registry, encode-once packets, bounded player queues.
+//! - [`config`]: TOML configuration with embedded defaults.
+//! - [`net`]: the only code that calls accept/read/write.
+//! - [`shard`]: one event loop per core: Poll, Slab of connections, timers, cross-core bus.
+//!
+//! Call order for a session (see [`rtmp::session`]): feed bytes with `handle_input`, then drain
+//! `poll_event` and `poll_transmit`; answer requests with `accept_*`/`reject_*`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod fanout;
+pub mod media;
+pub mod net;
+pub mod rtmp;
+pub mod shard;

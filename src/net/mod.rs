@@ -1,0 +1,1 @@
+//! net (runtime; see docs/ARCHITECTURE.md).

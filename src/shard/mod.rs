@@ -1,0 +1,1 @@
+//! shard (runtime; see docs/ARCHITECTURE.md).
