@@ -199,3 +199,34 @@ impl RtmpConfig {
         }
     }
 }
+
+impl Config {
+    /// The workers to start and the core each is pinned to (`None`: not pinned).
+    pub fn worker_cores(&self) -> Vec<Option<usize>> {
+        let w = &self.workers;
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|c| c.id).collect())
+            .unwrap_or_default();
+        let cores: Vec<usize> = if !w.cores.is_empty() {
+            w.cores.clone()
+        } else {
+            let count = if w.count == 0 {
+                available.len().max(1)
+            } else {
+                w.count
+            };
+            (0..count)
+                .map(|i| {
+                    available
+                        .get(i % available.len().max(1))
+                        .copied()
+                        .unwrap_or(i)
+                })
+                .collect()
+        };
+        cores
+            .into_iter()
+            .map(|c| if w.pin { Some(c) } else { None })
+            .collect()
+    }
+}

@@ -1,1 +1,15 @@
-//! fanout (runtime; see docs/ARCHITECTURE.md).
+//! Per-core live streams, IO-free: each media message is encoded once into a [`Packet`],
+//! cached for fast start, and cloned (refcounts only) into every player's bounded
+//! [`PlayerQueue`], which drops whole frames up to the next keyframe when a player falls behind.
+//!
+//! The runtime (`shard`) owns sockets and calls in here; nothing here reads a clock or a socket.
+
+mod clock;
+mod packet;
+mod queue;
+mod stream;
+
+pub use clock::Rebaser;
+pub use packet::{MediaKind, Packet, SHARED_STREAM_ID};
+pub use queue::{OutItem, PlayerQueue, PushOutcome};
+pub use stream::{Source, Stream, StreamKey};

@@ -1,1 +1,8 @@
-//! net (runtime; see docs/ARCHITECTURE.md).
+//! The only code that calls bind/accept/read/write: SO_REUSEPORT listeners and socket IO
+//! with budgets and vectored writes.
+
+mod io;
+mod listener;
+
+pub use io::{read_some, write_queue, ReadOutcome, WriteOutcome};
+pub use listener::{bind_all, bind_reuseport, SocketOptions};

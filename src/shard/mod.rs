@@ -1,11 +1,119 @@
 //! The per-core runtime: one worker thread per core, each with its own mio Poll,
-//! SO_REUSEPORT listeners and preallocated Slab of connections.
+//! SO_REUSEPORT listeners and preallocated Slab of connections; workers meet only on the
+//! bus (bounded mailboxes + mio::Waker) and in the stream directory (publish/unpublish only).
+
+mod bus;
+mod conn;
+mod directory;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+
+pub use bus::{Bus, BusMsg};
+pub use directory::{Claim, Directory};
 
 use crate::config::Config;
+use worker::{Worker, WAKER_TOKEN};
+
+/// A running server: its bound addresses, and a way to stop it.
+pub struct Server {
+    addrs: Vec<SocketAddr>,
+    bus: Arc<Bus>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds every listener (a port of 0 is picked once and shared by all workers), then
+    /// starts one pinned worker thread per configured core.
+    pub fn start(config: Config) -> io::Result<Self> {
+        let cores = config.worker_cores();
+        let workers = cores.len().clamp(1, 64);
+        let listeners = crate::net::bind_all(&config.rtmp.listen, workers)?;
+        let addrs: Vec<SocketAddr> = listeners[0]
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let mut polls = Vec::with_capacity(workers);
+        let mut wakers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), WAKER_TOKEN)?);
+            polls.push(poll);
+        }
+        let bus = Arc::new(Bus::new(wakers));
+        let directory = Arc::new(Directory::default());
+        let config = Arc::new(config);
+        let mut threads = Vec::with_capacity(workers);
+        for (index, (poll, worker_listeners)) in polls.into_iter().zip(listeners).enumerate() {
+            let core = cores.get(index).copied().flatten();
+            let worker = Worker::new(
+                index,
+                poll,
+                worker_listeners,
+                bus.clone(),
+                directory.clone(),
+                config.clone(),
+            )?;
+            let thread = std::thread::Builder::new()
+                .name(format!("worker-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            tracing::warn!(worker = index, core, "cannot pin worker to core");
+                        }
+                    }
+                    worker.run()
+                })?;
+            threads.push(thread);
+        }
+        for addr in &addrs {
+            tracing::info!(%addr, workers, "listening for RTMP");
+        }
+        Ok(Self {
+            addrs,
+            bus,
+            threads,
+        })
+    }
+
+    /// The addresses actually bound (ports resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Asks every worker to stop accepting, tell players the stream ended, flush and exit.
+    pub fn shutdown(&self) {
+        self.bus.shutdown();
+    }
+
+    /// Waits for every worker to finish.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("worker thread panicked")),
+            }
+        }
+        result
+    }
+}
 
 /// Starts the workers, serves until SIGINT/SIGTERM, then shuts down cleanly within
 /// `timeouts.shutdown_ms`. Returns an error if a listener cannot be bound.
-pub fn run(config: Config) -> std::io::Result<()> {
-    let _ = config;
-    todo!()
+pub fn run(config: Config) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let server = Server::start(config)?;
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "signal received: shutting down");
+    }
+    server.shutdown();
+    server.join()
 }

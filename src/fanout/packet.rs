@@ -1,0 +1,92 @@
+//! A media message in the form every player of a stream shares.
+
+use bytes::Bytes;
+
+use crate::media;
+use crate::rtmp::chunk::EncodedMessage;
+use crate::rtmp::message::type_id;
+use crate::rtmp::session::csid;
+
+/// What a packet carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+    Data,
+}
+
+/// One media message, chunk-encoded once, plus what the queues need to know to drop it safely.
+/// Cloning is a few refcount increments.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// The wire form, at the stream's outbound chunk size, on message stream 1.
+    pub wire: EncodedMessage,
+    pub kind: MediaKind,
+    /// Timestamp on the wire (already rebased to be monotonic).
+    pub timestamp: u32,
+    /// A decoder can start here (video keyframe; every audio frame of an audio-only stream).
+    pub keyframe: bool,
+    /// Codec configuration or metadata: never dropped, cached for late joiners.
+    pub header: bool,
+}
+
+/// The message stream id players are given first; packets are encoded for it.
+pub const SHARED_STREAM_ID: u32 = 1;
+
+impl Packet {
+    /// Classifies and encodes one publisher message. `timestamp` is the rebased one.
+    /// `video_seen` tells whether the stream carries video (else audio frames are keyframes).
+    pub fn encode(
+        type_id_: u8,
+        timestamp: u32,
+        payload: Bytes,
+        chunk_size: u32,
+        video_seen: bool,
+    ) -> Option<Self> {
+        let (kind, csid, keyframe, header) = match type_id_ {
+            type_id::VIDEO => {
+                let info = media::inspect_video(&payload).unwrap_or_default();
+                (
+                    MediaKind::Video,
+                    csid::VIDEO,
+                    info.is_keyframe,
+                    info.is_sequence_header,
+                )
+            }
+            type_id::AUDIO => {
+                let info = media::inspect_audio(&payload).unwrap_or_default();
+                (
+                    MediaKind::Audio,
+                    csid::AUDIO,
+                    !video_seen,
+                    info.is_sequence_header,
+                )
+            }
+            type_id::DATA_AMF0 => {
+                let meta = media::is_metadata(&payload);
+                (MediaKind::Data, csid::DATA, false, meta)
+            }
+            _ => return None,
+        };
+        let wire = EncodedMessage::new(
+            csid,
+            timestamp,
+            type_id_,
+            SHARED_STREAM_ID,
+            payload,
+            chunk_size,
+        );
+        Some(Self {
+            wire,
+            kind,
+            timestamp,
+            keyframe,
+            header,
+        })
+    }
+
+    /// Bytes on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.wire.wire_len()
+    }
+}

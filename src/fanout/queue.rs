@@ -1,0 +1,306 @@
+//! A player's outbound queue: session bytes and shared media packets in wire order, bounded
+//! in bytes, with media-aware dropping.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::Bytes;
+
+use super::packet::Packet;
+
+/// One entry of a player's queue.
+#[derive(Debug, Clone)]
+pub enum OutItem {
+    /// Bytes from the player's own session (handshake, commands, control): never dropped.
+    Control(Bytes),
+    /// A shared media packet.
+    Media(Packet),
+}
+
+impl OutItem {
+    fn wire_len(&self) -> usize {
+        match self {
+            OutItem::Control(b) => b.len(),
+            OutItem::Media(p) => p.wire_len(),
+        }
+    }
+}
+
+/// What happened to a pushed media packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    Queued,
+    /// Dropped: the player is behind and waits for the next keyframe.
+    Dropped,
+    /// This push overflowed the queue: queued frames not yet started were dropped too.
+    Overflowed,
+}
+
+/// Bounded queue of what to write to one connection.
+///
+/// Invariants: `queued_bytes` is the unwritten bytes of all items; only the head may be
+/// partly written (`head_offset`); headers and control bytes are never dropped; a dropped
+/// run of media always ends at a keyframe, so a player never gets half a GOP.
+#[derive(Debug)]
+pub struct PlayerQueue {
+    items: VecDeque<OutItem>,
+    queued_bytes: usize,
+    head_offset: usize,
+    limit: usize,
+    /// Skipping media until the next keyframe.
+    waiting_for_keyframe: bool,
+    dropped_frames: u64,
+}
+
+impl PlayerQueue {
+    /// A queue that starts dropping media once `limit` bytes are waiting.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            items: VecDeque::new(),
+            queued_bytes: 0,
+            head_offset: 0,
+            limit,
+            waiting_for_keyframe: false,
+            dropped_frames: 0,
+        }
+    }
+
+    /// Queues session bytes (never dropped).
+    pub fn push_control(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.queued_bytes += bytes.len();
+        self.items.push_back(OutItem::Control(bytes));
+    }
+
+    /// Skips media until the next keyframe (a player joining mid-GOP without a cache).
+    pub fn wait_for_keyframe(&mut self) {
+        self.waiting_for_keyframe = true;
+    }
+
+    /// Queues a media packet, or drops it when the player is behind.
+    pub fn push_media(&mut self, packet: Packet) -> PushOutcome {
+        let len = packet.wire_len();
+        if packet.header {
+            self.queued_bytes += len;
+            self.items.push_back(OutItem::Media(packet));
+            return PushOutcome::Queued;
+        }
+        let mut outcome = PushOutcome::Queued;
+        if self.queued_bytes + len > self.limit && !self.waiting_for_keyframe {
+            self.drop_unstarted_media();
+            self.waiting_for_keyframe = true;
+            outcome = PushOutcome::Overflowed;
+        }
+        if self.waiting_for_keyframe {
+            if packet.keyframe && self.queued_bytes + len <= self.limit {
+                self.waiting_for_keyframe = false;
+            } else {
+                self.dropped_frames += 1;
+                return if outcome == PushOutcome::Overflowed {
+                    outcome
+                } else {
+                    PushOutcome::Dropped
+                };
+            }
+        }
+        self.queued_bytes += len;
+        self.items.push_back(OutItem::Media(packet));
+        outcome
+    }
+
+    /// Removes every non-header media item that has not started going out.
+    fn drop_unstarted_media(&mut self) {
+        let keep_head = self.head_offset > 0;
+        let mut index = 0;
+        let mut dropped_bytes = 0;
+        let mut dropped = 0;
+        self.items.retain(|item| {
+            let started = keep_head && index == 0;
+            index += 1;
+            match item {
+                OutItem::Media(p) if !p.header && !started => {
+                    dropped_bytes += p.wire_len();
+                    dropped += 1;
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.queued_bytes -= dropped_bytes;
+        self.dropped_frames += dropped;
+    }
+
+    /// Unwritten bytes.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Nothing left to write.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The player is behind: media is being dropped until the next keyframe.
+    pub fn is_behind(&self) -> bool {
+        self.waiting_for_keyframe && self.dropped_frames > 0
+    }
+
+    /// Media frames dropped so far.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames
+    }
+
+    /// Fills `out` with the unwritten wire slices in order; returns how many it filled.
+    pub fn fill_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let mut offset = self.head_offset;
+        for item in &self.items {
+            if n >= out.len() {
+                break;
+            }
+            match item {
+                OutItem::Control(b) => {
+                    out[n] = IoSlice::new(&b[offset..]);
+                    n += 1;
+                }
+                OutItem::Media(p) => p.wire.for_each_slice(offset, |s| {
+                    out[n] = IoSlice::new(s);
+                    n += 1;
+                    n < out.len()
+                }),
+            }
+            offset = 0;
+        }
+        n
+    }
+
+    /// Marks `n` bytes as written.
+    pub fn consume(&mut self, mut n: usize) {
+        debug_assert!(n <= self.queued_bytes, "consumed more than was queued");
+        self.queued_bytes -= n.min(self.queued_bytes);
+        while n > 0 {
+            let Some(head) = self.items.front() else {
+                return;
+            };
+            let left = head.wire_len() - self.head_offset;
+            if n >= left {
+                n -= left;
+                self.head_offset = 0;
+                self.items.pop_front();
+            } else {
+                self.head_offset += n;
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fanout::packet::MediaKind;
+    use crate::rtmp::chunk::EncodedMessage;
+
+    fn packet(len: usize, keyframe: bool, header: bool) -> Packet {
+        let payload = Bytes::from(vec![7u8; len]);
+        Packet {
+            wire: EncodedMessage::new(6, 0, 9, 1, payload, 4096),
+            kind: MediaKind::Video,
+            timestamp: 0,
+            keyframe,
+            header,
+        }
+    }
+
+    fn written(q: &PlayerQueue) -> Vec<u8> {
+        let mut v = vec![IoSlice::new(&[]); 4096];
+        let n = q.fill_slices(&mut v);
+        v[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn control_bytes_go_out_in_order_with_media() {
+        let mut q = PlayerQueue::new(1 << 20);
+        q.push_control(Bytes::from_static(b"abc"));
+        q.push_media(packet(10, true, false));
+        q.push_control(Bytes::from_static(b"xyz"));
+        let out = written(&q);
+        assert_eq!(&out[..3], b"abc");
+        assert_eq!(&out[out.len() - 3..], b"xyz");
+        assert_eq!(out.len(), q.queued_bytes());
+    }
+
+    #[test]
+    fn partial_writes_resume_mid_item() {
+        let mut q = PlayerQueue::new(1 << 20);
+        q.push_media(packet(9000, true, false));
+        q.push_control(Bytes::from_static(b"tail"));
+        let all = written(&q);
+        q.consume(5000);
+        assert_eq!(written(&q), all[5000..].to_vec());
+        q.consume(all.len() - 5000);
+        assert!(q.is_empty());
+        assert_eq!(q.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn overflow_drops_frames_until_the_next_keyframe() {
+        let mut q = PlayerQueue::new(10_000);
+        assert_eq!(q.push_media(packet(100, false, true)), PushOutcome::Queued);
+        assert_eq!(q.push_media(packet(4000, true, false)), PushOutcome::Queued);
+        assert_eq!(
+            q.push_media(packet(4000, false, false)),
+            PushOutcome::Queued
+        );
+        assert_eq!(
+            q.push_media(packet(4000, false, false)),
+            PushOutcome::Overflowed
+        );
+        assert!(q.is_behind());
+        // Queued frames that had not started are gone; the header stays.
+        assert!(q.queued_bytes() < 200);
+        assert_eq!(
+            q.push_media(packet(100, false, false)),
+            PushOutcome::Dropped
+        );
+        assert_eq!(
+            q.push_media(packet(100, false, true)),
+            PushOutcome::Queued,
+            "headers are never dropped"
+        );
+        assert_eq!(q.push_media(packet(100, true, false)), PushOutcome::Queued);
+        assert!(!q.is_behind());
+        assert_eq!(q.dropped_frames(), 4);
+    }
+
+    #[test]
+    fn a_partly_written_frame_is_never_dropped() {
+        let mut q = PlayerQueue::new(10_000);
+        q.push_media(packet(6000, true, false));
+        q.consume(100);
+        q.push_media(packet(6000, false, false));
+        let out = written(&q);
+        assert!(out.len() > 5000, "the started frame is still queued");
+        assert!(q.is_behind());
+    }
+
+    #[test]
+    fn waiting_player_starts_on_a_keyframe() {
+        let mut q = PlayerQueue::new(1 << 20);
+        q.wait_for_keyframe();
+        assert_eq!(q.push_media(packet(10, false, false)), PushOutcome::Dropped);
+        assert_eq!(q.push_media(packet(10, true, false)), PushOutcome::Queued);
+        assert_eq!(q.push_media(packet(10, false, false)), PushOutcome::Queued);
+    }
+
+    #[test]
+    fn memory_stays_bounded_for_a_player_that_never_reads() {
+        let mut q = PlayerQueue::new(64 * 1024);
+        for i in 0..10_000 {
+            q.push_media(packet(3000, i % 50 == 0, false));
+            assert!(q.queued_bytes() <= 64 * 1024 + 4000);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! One live stream on one worker: where its media comes from, who plays it here, and what a
+//! late joiner needs first.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::clock::Rebaser;
+use super::packet::{MediaKind, Packet};
+
+/// A stream's name: `app/name`. Cloning is a refcount increment.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct StreamKey(Arc<str>);
+
+impl StreamKey {
+    /// The key of stream `name` in application `app`.
+    pub fn new(app: &str, name: &str) -> Self {
+        Self(Arc::from(format!("{app}/{name}")))
+    }
+
+    /// `app/name`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a stream's media comes from on this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Not published (players wait).
+    None,
+    /// A publisher connection on this worker (slab key).
+    Local(usize),
+    /// The worker that owns the stream sends it over the bus.
+    Remote(usize),
+}
+
+/// A live stream as one worker sees it: the owner's copy (fed by the publisher) or a mirror
+/// (fed by the owner over the bus). Both keep their own fast-start cache.
+#[derive(Debug)]
+pub struct Stream {
+    pub key: StreamKey,
+    pub source: Source,
+    /// Players on this worker (connection slab keys).
+    pub players: Vec<usize>,
+    /// Owner only: workers with players of this stream, as a bit set.
+    pub remote_workers: u64,
+    chunk_size: u32,
+    gop_cache: bool,
+    gop_cache_max_bytes: usize,
+    metadata: Option<Packet>,
+    video_header: Option<Packet>,
+    audio_header: Option<Packet>,
+    gop: Vec<Packet>,
+    gop_bytes: usize,
+    video_seen: bool,
+    clock: Rebaser,
+}
+
+impl Stream {
+    /// An unpublished stream whose media will be encoded at `chunk_size`.
+    pub fn new(
+        key: StreamKey,
+        chunk_size: u32,
+        gop_cache: bool,
+        gop_cache_max_bytes: usize,
+    ) -> Self {
+        Self {
+            key,
+            source: Source::None,
+            players: Vec::new(),
+            remote_workers: 0,
+            chunk_size,
+            gop_cache,
+            gop_cache_max_bytes,
+            metadata: None,
+            video_header: None,
+            audio_header: None,
+            gop: Vec::new(),
+            gop_bytes: 0,
+            video_seen: false,
+            clock: Rebaser::default(),
+        }
+    }
+
+    /// Owner side: turns one publisher message into a shared packet (monotonic timestamp,
+    /// encoded once) and caches it. `None` for message types that are not forwarded.
+    pub fn ingest(&mut self, type_id: u8, timestamp: u32, payload: Bytes) -> Option<Packet> {
+        use crate::rtmp::message::type_id as t;
+        let ts = match type_id {
+            t::AUDIO | t::VIDEO => self.clock.rebase(timestamp),
+            _ => self.clock.current(),
+        };
+        if type_id == t::VIDEO {
+            self.video_seen = true;
+        }
+        let packet = Packet::encode(type_id, ts, payload, self.chunk_size, self.video_seen)?;
+        self.remember(&packet);
+        Some(packet)
+    }
+
+    /// Updates the fast-start cache with a packet (owner and mirrors alike).
+    pub fn remember(&mut self, packet: &Packet) {
+        if packet.header {
+            let slot = match packet.kind {
+                MediaKind::Video => &mut self.video_header,
+                MediaKind::Audio => &mut self.audio_header,
+                MediaKind::Data => &mut self.metadata,
+            };
+            *slot = Some(packet.clone());
+            return;
+        }
+        if packet.kind == MediaKind::Video {
+            self.video_seen = true;
+        }
+        if !self.gop_cache || packet.kind == MediaKind::Data {
+            return;
+        }
+        if packet.keyframe && (packet.kind == MediaKind::Video || !self.video_seen) {
+            self.gop.clear();
+            self.gop_bytes = 0;
+        } else if self.gop.is_empty() {
+            return;
+        }
+        self.gop_bytes += packet.wire_len();
+        self.gop.push(packet.clone());
+        if self.gop_bytes > self.gop_cache_max_bytes {
+            self.gop.clear();
+            self.gop_bytes = 0;
+        }
+    }
+
+    /// What a player joining now gets first: metadata, sequence headers, then the GOP since the
+    /// last keyframe (empty when the cache is off or holds no keyframe yet).
+    pub fn fast_start(&self) -> impl Iterator<Item = &Packet> {
+        self.metadata
+            .iter()
+            .chain(self.video_header.iter())
+            .chain(self.audio_header.iter())
+            .chain(self.gop.iter())
+    }
+
+    /// True when the cache starts on a keyframe, so a joiner needs no wait.
+    pub fn starts_on_keyframe(&self) -> bool {
+        !self.gop.is_empty()
+    }
+
+    /// The publisher left: forget its media; the timeline continues on republish.
+    pub fn unpublish(&mut self) {
+        self.source = Source::None;
+        self.metadata = None;
+        self.video_header = None;
+        self.audio_header = None;
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.video_seen = false;
+        self.clock.restart();
+    }
+
+    /// Nobody publishes, plays or subscribes here: the entry can go.
+    pub fn is_idle(&self) -> bool {
+        self.source == Source::None && self.players.is_empty() && self.remote_workers == 0
+    }
+
+    /// Bytes held by the fast-start cache (all shared with the packets in flight).
+    pub fn cached_bytes(&self) -> usize {
+        self.fast_start().map(Packet::wire_len).sum()
+    }
+}

@@ -1,0 +1,120 @@
+//! The cross-worker bus: one bounded mailbox per worker, woken with a mio::Waker.
+//! A stream's owner sends each packet once per subscribed worker, never once per player.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use mio::Waker;
+
+use crate::fanout::{Packet, StreamKey};
+
+/// Most messages waiting in one mailbox; past it media is dropped (never headers).
+const MAILBOX_CAPACITY: usize = 65_536;
+
+/// What workers tell each other.
+#[derive(Debug)]
+pub enum BusMsg {
+    /// To an owner: worker `from` has players for `key`.
+    Subscribe { key: StreamKey, from: usize },
+    /// To an owner: worker `from` has no players for `key` any more.
+    Unsubscribe { key: StreamKey, from: usize },
+    /// To a subscriber: `owner` publishes `key`; `snapshot` is its fast-start cache.
+    Started {
+        key: StreamKey,
+        owner: usize,
+        snapshot: Vec<Packet>,
+    },
+    /// To a subscriber: a packet of `key` from `owner`.
+    Media {
+        key: StreamKey,
+        owner: usize,
+        packet: Packet,
+    },
+    /// To a subscriber: `owner`'s publisher of `key` left.
+    Unpublished { key: StreamKey, owner: usize },
+    /// To an owner: a publisher elsewhere took `key` over; drop yours.
+    KickPublisher { key: StreamKey },
+}
+
+struct Mailbox {
+    queue: Mutex<VecDeque<BusMsg>>,
+    waker: Waker,
+}
+
+/// All mailboxes, plus the shutdown flag.
+pub struct Bus {
+    mailboxes: Vec<Mailbox>,
+    shutdown: AtomicBool,
+}
+
+impl Bus {
+    /// One mailbox per worker, each woken through its worker's waker.
+    pub fn new(wakers: Vec<Waker>) -> Self {
+        let mailboxes = wakers
+            .into_iter()
+            .map(|waker| Mailbox {
+                queue: Mutex::new(VecDeque::new()),
+                waker,
+            })
+            .collect();
+        Self {
+            mailboxes,
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// Sends `msg` to worker `to`, waking it if its mailbox was empty. Returns false if the
+    /// message was dropped because the mailbox is full (media only).
+    pub fn send(&self, to: usize, msg: BusMsg) -> bool {
+        let Some(mailbox) = self.mailboxes.get(to) else {
+            return false;
+        };
+        let was_empty = {
+            let mut queue = mailbox.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.len() >= MAILBOX_CAPACITY {
+                if let BusMsg::Media { packet, .. } = &msg {
+                    if !packet.header {
+                        return false;
+                    }
+                }
+            }
+            let was_empty = queue.is_empty();
+            queue.push_back(msg);
+            was_empty
+        };
+        if was_empty {
+            if let Err(e) = mailbox.waker.wake() {
+                tracing::error!(worker = to, error = %e, "cannot wake worker");
+            }
+        }
+        true
+    }
+
+    /// Moves everything waiting for worker `me` into `out`.
+    pub fn drain(&self, me: usize, out: &mut VecDeque<BusMsg>) {
+        let mut queue = self.mailboxes[me]
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *queue, out);
+    }
+
+    /// Asks every worker to shut down.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for mailbox in &self.mailboxes {
+            let _ = mailbox.waker.wake();
+        }
+    }
+
+    /// True once shutdown was asked for.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,86 @@
+//! One connection as a worker holds it: socket, session, buffers, role and timers.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+
+use crate::fanout::{PlayerQueue, StreamKey};
+use crate::rtmp::session::ServerSession;
+
+/// What a connection does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Handshaking, connecting, or connected without a stream.
+    Pending,
+    Publisher {
+        key: StreamKey,
+        stream_id: u32,
+    },
+    Player(Player),
+}
+
+/// A playing connection's per-player state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Player {
+    pub key: StreamKey,
+    pub stream_id: u32,
+    pub audio: bool,
+    pub video: bool,
+    pub paused: bool,
+    /// Got the fast-start cache for the current publish (else waits for the next start).
+    pub primed: bool,
+}
+
+/// A connection in a worker's slab.
+pub struct Conn {
+    /// Unique across workers (worker index in the top bits).
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub socket: TcpStream,
+    pub session: ServerSession,
+    pub read_buf: BytesMut,
+    pub out: PlayerQueue,
+    pub role: Role,
+    pub opened: Instant,
+    pub last_read: Instant,
+    /// The socket has refused bytes since then without the queue draining.
+    pub stalled_since: Option<Instant>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Set when the connection is on its way out: no more reads, flush then close.
+    pub closing: Option<String>,
+    /// Already on the worker's write list.
+    pub write_listed: bool,
+    /// The socket said WouldBlock: don't write again before a writable event.
+    pub write_blocked: bool,
+}
+
+impl Conn {
+    /// Puts the connection on `write_list` if it has output and the socket can take it.
+    pub fn schedule_write(&mut self, key: usize, write_list: &mut Vec<usize>) {
+        if !self.write_listed && !self.write_blocked && !self.out.is_empty() {
+            self.write_listed = true;
+            write_list.push(key);
+        }
+    }
+
+    /// `app/stream` for logs, or `-`.
+    pub fn stream_name(&self) -> &str {
+        match &self.role {
+            Role::Publisher { key, .. } => key.as_str(),
+            Role::Player(p) => p.key.as_str(),
+            Role::Pending => "-",
+        }
+    }
+
+    /// `publisher`, `player` or `pending`, for logs.
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Publisher { .. } => "publisher",
+            Role::Player(_) => "player",
+            Role::Pending => "pending",
+        }
+    }
+}
