@@ -1,0 +1,286 @@
+//! Shared test harness: an in-process server with captured logs, and a blocking RTMP client
+//! built on the project's own ClientSession.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtmp_edge::config::Config;
+use rtmp_edge::rtmp::handshake::RANDOM_LEN;
+use rtmp_edge::rtmp::session::{ClientConfig, ClientEvent, ClientSession, PublishMode};
+use rtmp_edge::rtmp::Limits;
+use rtmp_edge::shard::Server;
+
+/// Every bounded wait in the tests gives up after this.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<(Mutex<Vec<u8>>, Condvar)>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 .0.lock().unwrap().extend_from_slice(buf);
+        self.0 .1.notify_all();
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("rtmp_edge=debug")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    })
+}
+
+fn matching(text: &[u8], needles: &[&str]) -> Vec<String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Log lines so far that contain every one of `needles`.
+pub fn log_lines_with(needles: &[&str]) -> Vec<String> {
+    matching(&logs().0 .0.lock().unwrap(), needles)
+}
+
+/// Waits (woken by every log write, bounded by WAIT) for a line containing all `needles`.
+pub fn wait_for_log(needles: &[&str]) -> String {
+    let (lock, written) = &*logs().0;
+    let deadline = Instant::now() + WAIT;
+    let mut text = lock.lock().unwrap();
+    loop {
+        if let Some(line) = matching(&text, needles).into_iter().next() {
+            return line;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no log line with {needles:?}");
+        text = written.wait_timeout(text, left).unwrap().0;
+    }
+}
+
+/// A server on 127.0.0.1 with an ephemeral port, shut down when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    server: Option<Server>,
+}
+
+impl TestServer {
+    pub fn start(mut config: Config) -> Self {
+        logs();
+        config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.workers.pin = false;
+        if config.workers.count == 0 {
+            config.workers.count = 1;
+        }
+        let server = Server::start(config).expect("server starts");
+        let addr = server.local_addrs()[0];
+        Self { addr, server: Some(server) }
+    }
+
+    pub fn with_defaults() -> Self {
+        Self::start(Config::default())
+    }
+
+    pub fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+            server.join().expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+            let _ = server.join();
+        }
+    }
+}
+
+/// A blocking RTMP client over a real socket.
+pub struct Client {
+    pub stream: TcpStream,
+    pub session: ClientSession,
+    buf: BytesMut,
+    pub events: std::collections::VecDeque<ClientEvent>,
+    pub closed: bool,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr, app: &str) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        let config = ClientConfig {
+            app: app.to_string(),
+            tc_url: format!("rtmp://{addr}/{app}"),
+            flash_ver: "LNX 9,0,124,2".to_string(),
+            limits: Limits::default(),
+            chunk_size: 4096,
+            digest_handshake: false,
+        };
+        let session = ClientSession::new(config, &[0x5a; RANDOM_LEN], 0);
+        let mut client =
+            Self { stream, session, buf: BytesMut::new(), events: Default::default(), closed: false };
+        client.flush();
+        client
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_addr().unwrap().port()
+    }
+
+    pub fn flush(&mut self) {
+        while let Some(bytes) = self.session.poll_transmit() {
+            if self.stream.write_all(&bytes).is_err() {
+                self.closed = true;
+                return;
+            }
+        }
+    }
+
+    /// Reads once (bounded by `timeout`), feeds the session, queues its events.
+    /// Returns false when the server closed the connection.
+    pub fn pump(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).unwrap();
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {
+                self.closed = true;
+                return false;
+            }
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => {
+                self.closed = true;
+                return false;
+            }
+        }
+        self.session.handle_input(&mut self.buf).expect("server speaks valid RTMP");
+        while let Some(event) = self.session.poll_event() {
+            self.events.push_back(event);
+        }
+        self.flush();
+        true
+    }
+
+    /// Waits for the first event matching `pred`, returning it (events before it are dropped).
+    pub fn wait_for(&mut self, what: &str, mut pred: impl FnMut(&ClientEvent) -> bool) -> ClientEvent {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Some(event) = self.events.pop_front() {
+                if pred(&event) {
+                    return event;
+                }
+            }
+            assert!(!self.closed, "connection closed while waiting for {what}");
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {what}");
+            self.pump(left.min(Duration::from_millis(200)));
+        }
+    }
+
+    /// Collects media events until `n` have arrived.
+    pub fn media(&mut self, n: usize) -> Vec<(u8, u32, Bytes)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            if let ClientEvent::Media { type_id, timestamp, payload } =
+                self.wait_for("media", |e| matches!(e, ClientEvent::Media { .. }))
+            {
+                out.push((type_id, timestamp, payload));
+            }
+        }
+        out
+    }
+
+    pub fn publish(addr: SocketAddr, app: &str, name: &str) -> Self {
+        let mut c = Self::connect(addr, app);
+        c.session.publish(name, PublishMode::Live);
+        c.flush();
+        c.wait_for("publish start", |e| matches!(e, ClientEvent::Publishing { .. }));
+        c
+    }
+
+    pub fn play(addr: SocketAddr, app: &str, name: &str) -> Self {
+        let mut c = Self::connect(addr, app);
+        c.session.play(name);
+        c.flush();
+        c.wait_for("play start", |e| matches!(e, ClientEvent::Playing { .. }));
+        c
+    }
+
+    pub fn send(&mut self, type_id: u8, timestamp: u32, payload: &[u8]) {
+        self.session.send_media(type_id, timestamp, payload);
+        self.flush();
+    }
+
+    /// Waits until the server closes this connection (bounded).
+    pub fn wait_closed(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        while !self.closed {
+            assert!(Instant::now() < deadline, "server did not close the connection");
+            self.pump(Duration::from_millis(200));
+            self.events.clear();
+        }
+    }
+}
+
+/// Synthetic media in FLV tag-body form.
+pub mod media {
+    /// AVC sequence header (keyframe, packet type 0) with a tiny fake config record.
+    pub fn avc_header() -> Vec<u8> {
+        vec![0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02, 0x68, 0xee]
+    }
+    /// An AVC frame: keyframe or inter frame, with `len` bytes of payload tagged with `seq`.
+    pub fn avc_frame(keyframe: bool, seq: u32, len: usize) -> Vec<u8> {
+        let mut v = vec![if keyframe { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
+        let nal_len = (len.max(8) - 4) as u32;
+        v.extend_from_slice(&nal_len.to_be_bytes());
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.resize(5 + 4 + nal_len as usize, (seq % 251) as u8);
+        v
+    }
+    /// AAC sequence header.
+    pub fn aac_header() -> Vec<u8> {
+        vec![0xaf, 0x00, 0x12, 0x10]
+    }
+    /// An AAC frame tagged with `seq`.
+    pub fn aac_frame(seq: u32) -> Vec<u8> {
+        let mut v = vec![0xaf, 0x01];
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.resize(200, 0x11);
+        v
+    }
+    /// `@setDataFrame` + `onMetaData` + an ECMA array with width/height.
+    pub fn set_data_frame() -> Vec<u8> {
+        let mut v = Vec::new();
+        for s in ["@setDataFrame", "onMetaData"] {
+            v.push(0x02);
+            v.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            v.extend_from_slice(s.as_bytes());
+        }
+        v.extend_from_slice(&[0x08, 0, 0, 0, 1]);
+        v.extend_from_slice(&5u16.to_be_bytes());
+        v.extend_from_slice(b"width");
+        v.push(0x00);
+        v.extend_from_slice(&320f64.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 9]);
+        v
+    }
+}

@@ -1,0 +1,364 @@
+//! Loopback end-to-end tests of the server with the project's own client session:
+//! publish, play, late join, many streams, reject/takeover, republish, slow players,
+//! cross-worker delivery, limits and bad input.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{media, Client, TestServer, WAIT};
+use rtmp_edge::config::Config;
+use rtmp_edge::rtmp::session::ClientEvent;
+
+const VIDEO: u8 = 9;
+const AUDIO: u8 = 8;
+const DATA: u8 = 18;
+
+fn port_tag(c: &Client) -> String {
+    format!(":{}", c.local_port())
+}
+
+/// Publishes headers + one GOP of `frames` video frames (keyframe first) with audio between.
+fn publish_gop(p: &mut Client, first_ts: u32, frames: u32, seq0: u32) {
+    for i in 0..frames {
+        let ts = first_ts + i * 40;
+        p.send(VIDEO, ts, &media::avc_frame(i == 0, seq0 + i, 3000));
+        p.send(AUDIO, ts + 5, &media::aac_frame(seq0 + i));
+    }
+}
+
+fn send_headers(p: &mut Client) {
+    p.send(DATA, 0, &media::set_data_frame());
+    p.send(VIDEO, 0, &media::avc_header());
+    p.send(AUDIO, 0, &media::aac_header());
+}
+
+#[test]
+fn publish_then_play_delivers_media_in_order_and_byte_exact() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "a");
+    let mut player = Client::play(server.addr, "live", "a");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 10, 0);
+    let got = player.media(23);
+    assert_eq!(got[0].0, DATA);
+    assert!(got[0].2.starts_with(&[0x02, 0x00, 0x0a]), "metadata arrives as onMetaData");
+    assert_eq!(&got[0].2[3..13], b"onMetaData");
+    assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
+    assert_eq!(got[2].2.as_ref(), media::aac_header().as_slice());
+    for i in 0..10u32 {
+        let (t, ts, payload) = &got[3 + 2 * i as usize];
+        assert_eq!(*t, VIDEO);
+        assert_eq!(*ts, i * 40);
+        assert_eq!(payload.as_ref(), media::avc_frame(i == 0, i, 3000).as_slice());
+        assert_eq!(got[4 + 2 * i as usize].2.as_ref(), media::aac_frame(i).as_slice());
+    }
+}
+
+#[test]
+fn late_joiner_starts_with_metadata_headers_and_the_gop_from_its_keyframe() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "late");
+    let mut early = Client::play(server.addr, "live", "late");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 5, 0);
+    publish_gop(&mut publisher, 200, 4, 100);
+    // The early player saw everything, so the server has processed it all.
+    early.media(3 + 18);
+    let mut late = Client::play(server.addr, "live", "late");
+    let got = late.media(3 + 8);
+    assert_eq!(got[0].0, DATA);
+    assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
+    assert_eq!(got[2].2.as_ref(), media::aac_header().as_slice());
+    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 100, 3000).as_slice(), "first frame is the last keyframe");
+    assert_eq!(got[3].1, 200);
+    let later: Vec<u32> = got[3..].iter().map(|m| m.1).collect();
+    assert!(later.windows(2).all(|w| w[0] <= w[1] + 40), "timestamps stay ordered: {later:?}");
+}
+
+#[test]
+fn without_gop_cache_a_late_joiner_waits_for_the_next_keyframe() {
+    let mut config = Config::default();
+    config.streams.gop_cache = false;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "nocache");
+    let mut early = Client::play(server.addr, "live", "nocache");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 5, 0);
+    early.media(3 + 10);
+    let mut late = Client::play(server.addr, "live", "nocache");
+    publish_gop(&mut publisher, 200, 3, 50);
+    let got = late.media(3 + 1);
+    assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
+    let first_video = got.iter().skip(3).find(|m| m.0 == VIDEO).expect("a frame");
+    assert_eq!(first_video.2.as_ref(), media::avc_frame(true, 50, 3000).as_slice());
+}
+
+#[test]
+fn four_streams_at_once_do_not_cross_talk() {
+    let server = TestServer::with_defaults();
+    let names = ["s0", "s1", "s2", "s3"];
+    let mut publishers: Vec<Client> = names.iter().map(|n| Client::publish(server.addr, "live", n)).collect();
+    let mut players: Vec<Client> = names.iter().map(|n| Client::play(server.addr, "live", n)).collect();
+    for round in 0..5u32 {
+        for (i, p) in publishers.iter_mut().enumerate() {
+            p.send(VIDEO, round * 40, &media::avc_frame(round == 0, 1000 * i as u32 + round, 500));
+        }
+    }
+    for (i, player) in players.iter_mut().enumerate() {
+        let got = player.media(5);
+        for (round, m) in got.iter().enumerate() {
+            assert_eq!(m.2.as_ref(), media::avc_frame(round == 0, 1000 * i as u32 + round as u32, 500).as_slice());
+        }
+    }
+}
+
+#[test]
+fn second_publisher_on_a_name_in_use_is_rejected_with_bad_name() {
+    let server = TestServer::with_defaults();
+    let _first = Client::publish(server.addr, "live", "taken");
+    let mut second = Client::connect(server.addr, "live");
+    second.session.publish("taken", rtmp_edge::rtmp::session::PublishMode::Live);
+    second.flush();
+    let status = second.wait_for("BadName", |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Publish.BadName"));
+    assert!(matches!(status, ClientEvent::Status { level, .. } if level == "error"));
+}
+
+#[test]
+fn takeover_replaces_the_publisher_when_configured() {
+    let mut config = Config::default();
+    config.streams.publish_takeover = true;
+    let server = TestServer::start(config);
+    let mut first = Client::publish(server.addr, "live", "tk");
+    let mut player = Client::play(server.addr, "live", "tk");
+    first.send(VIDEO, 0, &media::avc_frame(true, 1, 100));
+    player.media(1);
+    let mut second = Client::publish(server.addr, "live", "tk");
+    first.wait_closed();
+    wait_for_log(&["connection closed", &port_tag(&first), "taken over"]);
+    second.send(VIDEO, 0, &media::avc_frame(true, 2, 100));
+    let got = player.media(1);
+    assert_eq!(got[0].2.as_ref(), media::avc_frame(true, 2, 100).as_slice());
+}
+
+use common::wait_for_log;
+
+#[test]
+fn player_waiting_for_a_stream_starts_when_it_is_published() {
+    let server = TestServer::with_defaults();
+    let mut player = Client::play(server.addr, "live", "later");
+    let mut publisher = Client::publish(server.addr, "live", "later");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 2, 7);
+    let got = player.media(5);
+    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 7, 3000).as_slice());
+}
+
+#[test]
+fn players_are_told_of_unpublish_and_receive_the_republished_stream_with_monotonic_time() {
+    let server = TestServer::with_defaults();
+    let mut player = Client::play(server.addr, "live", "re");
+    let mut publisher = Client::publish(server.addr, "live", "re");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 1000, 3, 0);
+    let first = player.media(3 + 6);
+    publisher.session.stop();
+    publisher.flush();
+    player.wait_for("UnpublishNotify", |e| {
+        matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.UnpublishNotify")
+    });
+    drop(publisher);
+    let mut again = Client::publish(server.addr, "live", "re");
+    send_headers(&mut again);
+    publish_gop(&mut again, 0, 3, 500);
+    let second = player.media(3 + 6);
+    let last_before = first.iter().map(|m| m.1).max().unwrap();
+    let video_after: Vec<u32> = second.iter().filter(|m| m.0 == VIDEO && m.2.len() > 100).map(|m| m.1).collect();
+    assert_eq!(second[3].2.as_ref(), media::avc_frame(true, 500, 3000).as_slice());
+    assert!(video_after[0] > last_before, "republished timestamps continue: {last_before} then {video_after:?}");
+}
+
+#[test]
+fn slow_player_loses_frames_then_is_dropped_while_publisher_and_others_carry_on() {
+    let mut config = Config::default();
+    config.streams.player_queue_bytes = 256 * 1024;
+    config.timeouts.slow_player_ms = 500;
+    config.workers.socket_send_buffer = 64 * 1024;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "slow");
+    let mut good = Client::play(server.addr, "live", "slow");
+    let stuck = Client::play(server.addr, "live", "slow");
+    stuck.stream.set_nonblocking(true).unwrap();
+    let shrink = socket2::SockRef::from(&stuck.stream);
+    shrink.set_recv_buffer_size(4096).unwrap();
+    let tag = port_tag(&stuck);
+    let started = Instant::now();
+    let mut seq = 0;
+    // ~16 MB through the stream: far more than the stuck player's socket and queue can hold.
+    while log_closed(&tag).is_none() {
+        assert!(started.elapsed() < WAIT, "slow player never dropped");
+        for i in 0..25u32 {
+            publisher.send(VIDEO, seq * 40, &media::avc_frame(i == 0, seq, 20_000));
+            seq += 1;
+        }
+        let got = good.media(25);
+        assert_eq!(got.last().unwrap().2.as_ref(), media::avc_frame(false, seq - 1, 20_000).as_slice());
+    }
+    let line = log_closed(&tag).unwrap();
+    assert!(line.contains("slow player"), "{line}");
+    // The publisher and the good player are unharmed.
+    publisher.send(VIDEO, seq * 40, &media::avc_frame(true, seq, 100));
+    assert_eq!(good.media(1)[0].2.as_ref(), media::avc_frame(true, seq, 100).as_slice());
+}
+
+fn log_closed(tag: &str) -> Option<String> {
+    common::log_lines_with(&["connection closed", tag]).into_iter().next()
+}
+
+#[test]
+fn a_player_on_another_worker_gets_the_stream_published_on_the_first() {
+    let mut config = Config::default();
+    config.workers.count = 2;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "x");
+    let publisher_worker = worker_of(&publisher);
+    // The kernel spreads connections over the two workers; keep connecting until a player
+    // lands on the other one (2^-32 odds of never, bounded).
+    let mut players = Vec::new();
+    let remote = loop {
+        assert!(players.len() < 32, "every player landed on the publisher's worker");
+        let player = Client::play(server.addr, "live", "x");
+        if worker_of(&player) != publisher_worker {
+            break player;
+        }
+        players.push(player);
+    };
+    let mut remote = remote;
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 4, 40);
+    let got = remote.media(3 + 8);
+    assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
+    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 40, 3000).as_slice());
+    // A late joiner on the other worker gets the mirror's fast-start cache.
+    let mut late = loop {
+        let player = Client::play(server.addr, "live", "x");
+        if worker_of(&player) != publisher_worker {
+            break player;
+        }
+        players.push(player);
+        assert!(players.len() < 64);
+    };
+    let got = late.media(4);
+    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 40, 3000).as_slice());
+}
+
+fn worker_of(c: &Client) -> String {
+    let line = wait_for_log(&["role=\"", &port_tag(c)]);
+    let start = line.find("worker=").expect("worker field") + 7;
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_trickling_handshake_is_closed_at_the_deadline_and_others_carry_on() {
+    let mut config = Config::default();
+    config.timeouts.handshake_ms = 300;
+    let server = TestServer::start(config);
+    let mut trickle = TcpStream::connect(server.addr).unwrap();
+    trickle.write_all(&[3, 0, 0]).unwrap();
+    let tag = format!(":{}", trickle.local_addr().unwrap().port());
+    let line = wait_for_log(&["connection closed", &tag]);
+    assert!(line.contains("handshake not completed"), "{line}");
+    trickle.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = Vec::new();
+    let _ = trickle.read_to_end(&mut rest);
+    let mut publisher = Client::publish(server.addr, "live", "ok");
+    let mut player = Client::play(server.addr, "live", "ok");
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 100));
+    player.media(1);
+}
+
+#[test]
+fn a_silent_publisher_is_closed_after_the_idle_timeout() {
+    let mut config = Config::default();
+    config.timeouts.idle_ms = 300;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "quiet");
+    publisher.wait_closed();
+    let line = wait_for_log(&["connection closed", &port_tag(&publisher)]);
+    assert!(line.contains("idle"), "{line}");
+}
+
+#[test]
+fn a_wrong_version_byte_closes_with_a_clear_reason() {
+    let server = TestServer::with_defaults();
+    let mut bad = TcpStream::connect(server.addr).unwrap();
+    bad.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let tag = format!(":{}", bad.local_addr().unwrap().port());
+    let line = wait_for_log(&["connection closed", &tag]);
+    assert!(line.contains("version"), "{line}");
+    let mut publisher = Client::publish(server.addr, "live", "v");
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
+}
+
+#[test]
+fn connections_over_the_per_worker_cap_are_refused_while_others_carry_on() {
+    let mut config = Config::default();
+    config.workers.max_connections = 2;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "cap");
+    let mut player = Client::play(server.addr, "live", "cap");
+    let mut third = TcpStream::connect(server.addr).unwrap();
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 16];
+    let n = third.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed without a handshake");
+    wait_for_log(&["connection refused", "max_connections"]);
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 3, 10));
+    player.media(1);
+}
+
+#[test]
+fn per_ip_cap_refuses_extra_connections_from_one_address() {
+    let mut config = Config::default();
+    config.workers.max_connections_per_ip = 1;
+    let server = TestServer::start(config);
+    let _first = Client::publish(server.addr, "live", "ip");
+    let mut second = TcpStream::connect(server.addr).unwrap();
+    second.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(second.read(&mut buf).unwrap_or(0), 0);
+    wait_for_log(&["connection refused", "max_connections_per_ip"]);
+}
+
+#[test]
+fn an_invalid_set_chunk_size_closes_only_that_connection() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "csz");
+    let mut player = Client::play(server.addr, "live", "csz");
+    let mut bad = Client::connect(server.addr, "live");
+    bad.wait_for("connected", |e| matches!(e, ClientEvent::Connected));
+    // Set Chunk Size 0 on csid 2: fmt 0 header, type 1, stream 0, length 4.
+    let frame = [0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    bad.stream.write_all(&frame).unwrap();
+    bad.wait_closed();
+    let line = wait_for_log(&["connection closed", &port_tag(&bad)]);
+    assert!(line.contains("chunk size"), "{line}");
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 9, 10));
+    player.media(1);
+}
+
+#[test]
+fn shutdown_tells_players_the_stream_stopped_and_closes_connections() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "bye");
+    let mut player = Client::play(server.addr, "live", "bye");
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
+    player.media(1);
+    let started = Instant::now();
+    server.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    player.wait_for("Play.Stop", |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.Stop"));
+    player.wait_closed();
+}

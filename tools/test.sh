@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. On a fresh Debian machine it first installs what the tests need:
+# the real RTMP clients the interop tests drive (ffmpeg, rtmpdump, GStreamer), tshark for
+# wire-format checks, nginx with the RTMP module for the load generator's peer test, and
+# cargo-nextest when missing (falls back to cargo test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+command -v ffmpeg >/dev/null || packages+=(ffmpeg)
+command -v rtmpdump >/dev/null || packages+=(rtmpdump)
+command -v gst-launch-1.0 >/dev/null || packages+=(gstreamer1.0-tools)
+gst-inspect-1.0 rtmp2src >/dev/null 2>&1 || packages+=(gstreamer1.0-plugins-bad)
+gst-inspect-1.0 flvmux >/dev/null 2>&1 || packages+=(gstreamer1.0-plugins-good)
+gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 || packages+=(gstreamer1.0-libav)
+gst-inspect-1.0 x264enc >/dev/null 2>&1 || packages+=(gstreamer1.0-plugins-ugly)
+command -v tshark >/dev/null || packages+=(tshark)
+command -v nginx >/dev/null || packages+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || packages+=(libnginx-mod-rtmp)
+if [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing test tools: ${packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+  else
+    echo "missing test tools (install as root): ${packages[*]}" >&2
+  fi
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
