@@ -27,6 +27,9 @@ if [ ${#packages[@]} -gt 0 ]; then
   fi
 fi
 
+# A recent static ffmpeg (HEVC/AV1 over Enhanced RTMP) for the E-RTMP interop tests.
+python3 -c "import imageio_ffmpeg" 2>/dev/null || pip install -q imageio-ffmpeg
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

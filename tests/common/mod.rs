@@ -61,15 +61,21 @@ pub fn log_lines_with(needles: &[&str]) -> Vec<String> {
 
 /// Waits (woken by every log write, bounded by WAIT) for a line containing all `needles`.
 pub fn wait_for_log(needles: &[&str]) -> String {
+    wait_for_log_count(needles, 1, WAIT).remove(0)
+}
+
+/// Waits (woken by every log write, bounded by `timeout`) for `n` lines containing all `needles`.
+pub fn wait_for_log_count(needles: &[&str], n: usize, timeout: Duration) -> Vec<String> {
     let (lock, written) = &*logs().0;
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + timeout;
     let mut text = lock.lock().unwrap();
     loop {
-        if let Some(line) = matching(&text, needles).into_iter().next() {
-            return line;
+        let lines = matching(&text, needles);
+        if lines.len() >= n {
+            return lines;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no log line with {needles:?}");
+        assert!(!left.is_zero(), "fewer than {n} log lines with {needles:?}: {lines:?}");
         text = written.wait_timeout(text, left).unwrap().0;
     }
 }
