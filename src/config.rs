@@ -78,8 +78,8 @@ macro_rules! config_section {
     };
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The whole configuration. `Config::default()` is the embedded default configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub rtmp: RtmpConfig,
@@ -306,7 +306,10 @@ impl Config {
             as_u64(MAX_CONNECTIONS_PER_WORKER),
         )?;
         positive("workers.accept_budget", as_u64(workers.accept_budget))?;
-        positive("workers.read_budget_bytes", as_u64(workers.read_budget_bytes))?;
+        positive(
+            "workers.read_budget_bytes",
+            as_u64(workers.read_budget_bytes),
+        )?;
         positive(
             "workers.write_budget_bytes",
             as_u64(workers.write_budget_bytes),
@@ -499,18 +502,6 @@ fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), Con
 
 fn as_u64(value: usize) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            rtmp: RtmpConfig::default(),
-            workers: WorkersConfig::default(),
-            streams: StreamsConfig::default(),
-            timeouts: TimeoutsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for RtmpConfig {

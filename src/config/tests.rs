@@ -11,7 +11,10 @@ fn rejected_key(mutate: impl FnOnce(&mut Config)) -> String {
     let error = config
         .validate_with_cores(CORES)
         .expect_err("the mutated config must be rejected");
-    let key = error.key().expect("validation errors name a key").to_string();
+    let key = error
+        .key()
+        .expect("validation errors name a key")
+        .to_string();
     assert!(
         error.to_string().contains(&format!("`{key}`")),
         "message {error} names {key}"
@@ -323,7 +326,11 @@ fn every_serialized_key_is_documented_and_every_documented_key_is_serialized() {
         .flat_map(|s| s.keys.iter().map(move |k| format!("{}.{}", s.name, k.name)))
         .collect();
     for section in Config::SECTIONS {
-        assert!(!section.doc.trim().is_empty(), "[{}] has a doc", section.name);
+        assert!(
+            !section.doc.trim().is_empty(),
+            "[{}] has a doc",
+            section.name
+        );
         for key in section.keys {
             assert!(!key.doc.trim().is_empty(), "{} has a doc", key.name);
         }
