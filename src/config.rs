@@ -82,10 +82,15 @@ macro_rules! config_section {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `[rtmp]`: listeners and protocol settings.
     pub rtmp: RtmpConfig,
+    /// `[workers]`: per-core workers and sockets.
     pub workers: WorkersConfig,
+    /// `[streams]`: stream hub behaviour.
     pub streams: StreamsConfig,
+    /// `[timeouts]`: every timeout, in milliseconds.
     pub timeouts: TimeoutsConfig,
+    /// `[log]`: logging.
     pub log: LogConfig,
 }
 

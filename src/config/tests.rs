@@ -286,7 +286,7 @@ fn commented_toml_of_changed_values_parses_back_and_shows_defaults() {
     config.workers.pin = false;
     config.streams.publish_takeover = true;
     config.timeouts.idle_ms = 1;
-    config.log.level = "debug,mio=warn".into();
+    config.log.level = r#"debug,rtmp_edge[conn{peer="1.2.3.4"}]=trace"#.into();
     let text = config.to_commented_toml();
     assert_eq!(Config::from_toml_str(&text).unwrap(), config);
     assert!(text.contains("# Default: 30000\nidle_ms = 1\n"), "{text}");
@@ -435,4 +435,19 @@ fn config_doc_matches_the_field_docs_and_defaults() {
         current == wanted,
         "docs/CONFIG.md is stale: run RTMP_EDGE_BLESS=1 cargo test --lib config::tests::config_doc"
     );
+}
+
+#[test]
+fn load_reads_a_file_and_names_a_missing_one() {
+    let dir = std::env::temp_dir().join(format!("rtmp-edge-config-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("edge.toml");
+    std::fs::write(&path, "[timeouts]\nidle_ms = 1234\n").unwrap();
+    let loaded = Config::load(&path);
+    let missing = Config::load(dir.join("missing.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(loaded.unwrap().timeouts.idle_ms, 1234);
+    let error = missing.unwrap_err();
+    assert!(matches!(error, ConfigError::Unreadable { .. }), "{error:?}");
+    assert!(error.to_string().contains("missing.toml"), "{error}");
 }
