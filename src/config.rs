@@ -1,122 +1,512 @@
 //! Configuration: TOML with embedded defaults. Every limit the server enforces is here.
 //!
 //! `Config::default()` is what `cargo run --release` serves with no config file.
+//!
+//! Life of a configuration, as `main` drives it:
+//! ```text
+//! file text ──Config::from_toml_str──▶ Config ──CLI overrides──▶ Config ──validate──▶ shard::run
+//!   (unknown keys and wrong types          (--listen, --workers)     (ranges, cores,
+//!    are rejected here, with key + line)                              log filter)
+//! ```
+//! Each field's doc comment is the single source of its documentation: the section macro below
+//! turns it into [`KeyDoc`] entries, which `--print-config` ([`Config::to_commented_toml`]) and
+//! `docs/CONFIG.md` are generated from.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
-/// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+mod error;
+pub use error::ConfigError;
+
+/// One configuration key and its documentation, as `--print-config` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyDoc {
+    /// The key's name inside its section, e.g. `max_connections`.
+    pub name: &'static str,
+    /// The field's doc comment, one line per `///` line (each may start with a space).
+    pub doc: &'static str,
+}
+
+/// One `[section]` of the configuration and the documentation of its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionDoc {
+    /// The TOML table name, e.g. `workers`.
+    pub name: &'static str,
+    /// The section struct's doc comment.
+    pub doc: &'static str,
+    /// Every key of the section, in declaration (and printing) order.
+    pub keys: &'static [KeyDoc],
+}
+
+/// Declares a config section struct and, from the same doc comments, its [`SectionDoc`].
+macro_rules! config_section {
+    (
+        $(#[doc = $sdoc:literal])*
+        pub struct $name:ident in $section:literal {
+            $(
+                $(#[doc = $doc:literal])*
+                pub $field:ident : $ty:ty,
+            )*
+        }
+    ) => {
+        $(#[doc = $sdoc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            $(
+                $(#[doc = $doc])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl $name {
+            /// This section's table name and the documentation of every key, from the doc
+            /// comments above.
+            pub const DOC: SectionDoc = SectionDoc {
+                name: $section,
+                doc: concat!($($sdoc, "\n"),*),
+                keys: &[$(KeyDoc {
+                    name: stringify!($field),
+                    doc: concat!($($doc, "\n"),*),
+                }),*],
+            };
+        }
+    };
+}
+
+/// The whole configuration. `Config::default()` is the embedded default configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `[rtmp]`: listeners and protocol settings.
     pub rtmp: RtmpConfig,
+    /// `[workers]`: per-core workers and sockets.
     pub workers: WorkersConfig,
+    /// `[streams]`: stream hub behaviour.
     pub streams: StreamsConfig,
+    /// `[timeouts]`: every timeout, in milliseconds.
     pub timeouts: TimeoutsConfig,
+    /// `[log]`: logging.
     pub log: LogConfig,
 }
 
-/// RTMP listener and protocol settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RtmpConfig {
-    /// Addresses to listen on; each worker binds each with SO_REUSEPORT.
-    pub listen: Vec<SocketAddr>,
-    /// Outbound chunk size announced to every peer and used for encode-once media.
-    pub chunk_size: u32,
-    /// Window Acknowledgement Size announced to peers.
-    pub window_ack_size: u32,
-    /// Set Peer Bandwidth value sent to peers.
-    pub peer_bandwidth: u32,
-    /// Largest inbound message, in bytes.
-    pub max_message_size: u32,
-    /// Largest chunk size a peer may announce.
-    pub max_chunk_size: u32,
-    /// Most chunk streams a peer may use at once.
-    pub max_chunk_streams: usize,
-    /// Deepest AMF nesting accepted.
-    pub max_amf_depth: usize,
-}
+/// The smallest outbound chunk size accepted (the protocol's initial chunk size).
+pub const MIN_CHUNK_SIZE: u32 = 128;
+/// The largest outbound chunk size accepted: the largest message length the 24-bit header field
+/// can carry; a bigger chunk could never be filled. (The protocol itself allows 2^31 - 1.)
+pub const MAX_CHUNK_SIZE: u32 = 0xFF_FFFF;
+/// The largest chunk size the protocol lets a peer announce.
+pub const PROTOCOL_MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
+/// Most connections one worker may be configured to hold.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 1_000_000;
+/// Most workers that may be configured.
+pub const MAX_WORKERS: usize = 1024;
+/// The smallest per-player queue accepted: below this even one keyframe rarely fits.
+pub const MIN_PLAYER_QUEUE_BYTES: usize = 64 * 1024;
 
-/// Per-core workers and sockets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkersConfig {
-    /// Number of workers; 0 means one per available core.
-    pub count: usize,
-    /// Exact cores to pin workers to (overrides `count` when not empty).
-    pub cores: Vec<usize>,
-    /// Pin each worker thread to a core.
-    pub pin: bool,
-    /// Connections per worker; the slab is preallocated to this size.
-    pub max_connections: usize,
-    /// Connections per client IP per worker; 0 disables the cap.
-    pub max_connections_per_ip: usize,
-    /// Connections accepted per listener per wake-up.
-    pub accept_budget: usize,
-    /// Bytes read from one connection per wake-up before yielding to others.
-    pub read_budget_bytes: usize,
-    /// Bytes written to one connection per wake-up before yielding to others.
-    pub write_budget_bytes: usize,
-    /// SO_RCVBUF for accepted sockets; 0 keeps the kernel default.
-    pub socket_recv_buffer: usize,
-    /// SO_SNDBUF for accepted sockets; 0 keeps the kernel default.
-    pub socket_send_buffer: usize,
-    /// TCP_NODELAY on accepted sockets.
-    pub tcp_nodelay: bool,
-}
-
-/// Stream hub behaviour.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StreamsConfig {
-    /// Keep metadata, sequence headers and the GOP since the last keyframe for fast start.
-    pub gop_cache: bool,
-    /// Most bytes one stream's GOP cache may hold; past it the cache is dropped until the next keyframe.
-    pub gop_cache_max_bytes: usize,
-    /// A second publisher on a name in use takes over (true) or is rejected with BadName (false).
-    pub publish_takeover: bool,
-    /// A player of a stream that is not published waits for it (true) or is refused (false).
-    pub wait_for_publisher: bool,
-    /// Players stay subscribed when the publisher leaves and get the republished stream.
-    pub keep_players_on_unpublish: bool,
-    /// Bytes queued for one player before it starts losing frames up to the next keyframe.
-    pub player_queue_bytes: usize,
-}
-
-/// Every timeout, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TimeoutsConfig {
-    /// The handshake must complete within this.
-    pub handshake_ms: u64,
-    /// A connection that sends nothing for this long is closed (publishers mid-message too).
-    pub idle_ms: u64,
-    /// A player whose queue stays over its limit, or that reads nothing, for this long is dropped.
-    pub slow_player_ms: u64,
-    /// On SIGINT/SIGTERM, connections are given this long to flush before they are closed.
-    pub shutdown_ms: u64,
-}
-
-/// Logging.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// A tracing filter such as `info` or `rtmp_edge=debug`; RUST_LOG overrides it.
-    pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            rtmp: RtmpConfig::default(),
-            workers: WorkersConfig::default(),
-            streams: StreamsConfig::default(),
-            timeouts: TimeoutsConfig::default(),
-            log: LogConfig::default(),
-        }
+config_section! {
+    /// RTMP listener and protocol settings.
+    pub struct RtmpConfig in "rtmp" {
+        /// Addresses to listen on; each worker binds each with SO_REUSEPORT.
+        /// Must not be empty nor list an address twice.
+        pub listen: Vec<SocketAddr>,
+        /// Outbound chunk size announced to every peer and used for encode-once media.
+        /// Range 128..=16777215: the protocol allows up to 2147483647, but no message
+        /// (24-bit length) can fill a chunk bigger than 16777215.
+        pub chunk_size: u32,
+        /// Window Acknowledgement Size announced to peers. Must be > 0.
+        pub window_ack_size: u32,
+        /// Set Peer Bandwidth value sent to peers. Must be > 0.
+        pub peer_bandwidth: u32,
+        /// Largest inbound message, in bytes. Must be > 0.
+        pub max_message_size: u32,
+        /// Largest chunk size a peer may announce. Range 128..=2147483647.
+        pub max_chunk_size: u32,
+        /// Most chunk streams a peer may use at once. Must be > 0.
+        pub max_chunk_streams: usize,
+        /// Deepest AMF nesting accepted. Must be > 0.
+        pub max_amf_depth: usize,
     }
+}
+
+config_section! {
+    /// Per-core workers and sockets.
+    pub struct WorkersConfig in "workers" {
+        /// Number of workers; 0 means one per available core. At most 1024.
+        pub count: usize,
+        /// Exact cores to pin workers to (overrides `count` when not empty).
+        /// Each must be a core this process may run on.
+        pub cores: Vec<usize>,
+        /// Pin each worker thread to a core.
+        pub pin: bool,
+        /// Connections per worker; the slab is preallocated to this size. Range 1..=1000000.
+        pub max_connections: usize,
+        /// Connections per client IP per worker; 0 disables the cap.
+        pub max_connections_per_ip: usize,
+        /// Connections accepted per listener per wake-up. Must be > 0.
+        pub accept_budget: usize,
+        /// Bytes read from one connection per wake-up before yielding to others. Must be > 0.
+        pub read_budget_bytes: usize,
+        /// Bytes written to one connection per wake-up before yielding to others. Must be > 0.
+        pub write_budget_bytes: usize,
+        /// SO_RCVBUF for accepted sockets; 0 keeps the kernel default.
+        pub socket_recv_buffer: usize,
+        /// SO_SNDBUF for accepted sockets; 0 keeps the kernel default.
+        pub socket_send_buffer: usize,
+        /// TCP_NODELAY on accepted sockets.
+        pub tcp_nodelay: bool,
+    }
+}
+
+config_section! {
+    /// Stream hub behaviour.
+    pub struct StreamsConfig in "streams" {
+        /// Keep metadata, sequence headers and the GOP since the last keyframe for fast start.
+        pub gop_cache: bool,
+        /// Most bytes one stream's GOP cache may hold; past it the cache is dropped until the
+        /// next keyframe. Must be > 0.
+        pub gop_cache_max_bytes: usize,
+        /// A second publisher on a name in use takes over (true) or is rejected with BadName (false).
+        pub publish_takeover: bool,
+        /// A player of a stream that is not published waits for it (true) or is refused (false).
+        pub wait_for_publisher: bool,
+        /// Players stay subscribed when the publisher leaves and get the republished stream.
+        pub keep_players_on_unpublish: bool,
+        /// Bytes queued for one player before it starts losing frames up to the next keyframe.
+        /// At least 65536.
+        pub player_queue_bytes: usize,
+    }
+}
+
+config_section! {
+    /// Every timeout, in milliseconds. Each must be > 0.
+    pub struct TimeoutsConfig in "timeouts" {
+        /// The handshake must complete within this.
+        pub handshake_ms: u64,
+        /// A connection that sends nothing for this long is closed (publishers mid-message too).
+        pub idle_ms: u64,
+        /// A player whose queue stays over its limit, or that reads nothing, for this long is dropped.
+        pub slow_player_ms: u64,
+        /// On SIGINT/SIGTERM, connections are given this long to flush before they are closed.
+        pub shutdown_ms: u64,
+    }
+}
+
+config_section! {
+    /// Logging.
+    pub struct LogConfig in "log" {
+        /// A tracing filter such as `info` or `rtmp_edge=debug`; RUST_LOG overrides it.
+        pub level: String,
+    }
+}
+
+impl Config {
+    /// Every section and key, with documentation, in printing order.
+    pub const SECTIONS: [SectionDoc; 5] = [
+        RtmpConfig::DOC,
+        WorkersConfig::DOC,
+        StreamsConfig::DOC,
+        TimeoutsConfig::DOC,
+        LogConfig::DOC,
+    ];
+
+    /// Parses TOML text; missing keys take their defaults. Unknown keys and values of the wrong
+    /// type are errors naming the key and line. Does not [`validate`](Self::validate): call it
+    /// after applying any overrides.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|error| {
+            let span = error.span();
+            let (line, column) = match &span {
+                Some(span) => {
+                    let (line, column) = line_column(text, span.start);
+                    (Some(line), Some(column))
+                }
+                None => (None, None),
+            };
+            ConfigError::Malformed {
+                key: span.and_then(|span| key_at_offset(text, span.start)),
+                line,
+                column,
+                message: error.message().trim_end().to_string(),
+            }
+        })
+    }
+
+    /// Reads and parses a TOML file, as [`from_toml_str`](Self::from_toml_str) does.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Checks every value against the range this server accepts, and `workers.cores` against
+    /// the cores this process may run on. Call once, after CLI overrides, before starting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_with_cores(&available_cores())
+    }
+
+    /// [`validate`](Self::validate) against an explicit list of available core ids.
+    pub fn validate_with_cores(&self, available: &[usize]) -> Result<(), ConfigError> {
+        let rtmp = &self.rtmp;
+        if rtmp.listen.is_empty() {
+            return Err(ConfigError::MustNotBeEmpty { key: "rtmp.listen" });
+        }
+        for (i, addr) in rtmp.listen.iter().enumerate() {
+            if rtmp.listen[..i].contains(addr) {
+                return Err(ConfigError::DuplicateListenAddress {
+                    key: "rtmp.listen",
+                    addr: *addr,
+                });
+            }
+        }
+        in_range(
+            "rtmp.chunk_size",
+            rtmp.chunk_size.into(),
+            MIN_CHUNK_SIZE.into(),
+            MAX_CHUNK_SIZE.into(),
+        )?;
+        positive("rtmp.window_ack_size", rtmp.window_ack_size.into())?;
+        positive("rtmp.peer_bandwidth", rtmp.peer_bandwidth.into())?;
+        positive("rtmp.max_message_size", rtmp.max_message_size.into())?;
+        in_range(
+            "rtmp.max_chunk_size",
+            rtmp.max_chunk_size.into(),
+            MIN_CHUNK_SIZE.into(),
+            PROTOCOL_MAX_CHUNK_SIZE.into(),
+        )?;
+        positive("rtmp.max_chunk_streams", as_u64(rtmp.max_chunk_streams))?;
+        positive("rtmp.max_amf_depth", as_u64(rtmp.max_amf_depth))?;
+
+        let workers = &self.workers;
+        in_range(
+            "workers.count",
+            as_u64(workers.count),
+            0,
+            as_u64(MAX_WORKERS),
+        )?;
+        in_range(
+            "workers.cores",
+            as_u64(workers.cores.len()),
+            0,
+            as_u64(MAX_WORKERS),
+        )?;
+        if let Some(&core) = workers.cores.iter().find(|c| !available.contains(c)) {
+            return Err(ConfigError::CoreNotAvailable {
+                key: "workers.cores",
+                core,
+                available: available.to_vec(),
+            });
+        }
+        in_range(
+            "workers.max_connections",
+            as_u64(workers.max_connections),
+            1,
+            as_u64(MAX_CONNECTIONS_PER_WORKER),
+        )?;
+        positive("workers.accept_budget", as_u64(workers.accept_budget))?;
+        positive(
+            "workers.read_budget_bytes",
+            as_u64(workers.read_budget_bytes),
+        )?;
+        positive(
+            "workers.write_budget_bytes",
+            as_u64(workers.write_budget_bytes),
+        )?;
+
+        let streams = &self.streams;
+        positive(
+            "streams.gop_cache_max_bytes",
+            as_u64(streams.gop_cache_max_bytes),
+        )?;
+        if streams.player_queue_bytes < MIN_PLAYER_QUEUE_BYTES {
+            return Err(ConfigError::BelowMinimum {
+                key: "streams.player_queue_bytes",
+                value: as_u64(streams.player_queue_bytes),
+                min: as_u64(MIN_PLAYER_QUEUE_BYTES),
+            });
+        }
+
+        let timeouts = &self.timeouts;
+        positive("timeouts.handshake_ms", timeouts.handshake_ms)?;
+        positive("timeouts.idle_ms", timeouts.idle_ms)?;
+        positive("timeouts.slow_player_ms", timeouts.slow_player_ms)?;
+        positive("timeouts.shutdown_ms", timeouts.shutdown_ms)?;
+
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::InvalidLogFilter {
+                key: "log.level",
+                value: self.log.level.clone(),
+                reason: error.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The workers to start, one entry each: the core id it is pinned to, or `None` when
+    /// `workers.pin` is false. `workers.cores`, when not empty, gives exactly one worker per
+    /// listed core; otherwise `workers.count` workers (0: one per available core) are spread
+    /// round-robin over the available cores.
+    pub fn worker_cores(&self) -> Vec<Option<usize>> {
+        self.worker_cores_with(&available_cores())
+    }
+
+    /// [`worker_cores`](Self::worker_cores) against an explicit list of available core ids.
+    pub fn worker_cores_with(&self, available: &[usize]) -> Vec<Option<usize>> {
+        let workers = &self.workers;
+        let cores: Vec<usize> = if !workers.cores.is_empty() {
+            workers.cores.clone()
+        } else if available.is_empty() {
+            // Nothing known to pin to: run the requested number of workers (at least one) unpinned.
+            return vec![None; workers.count.max(1)];
+        } else {
+            let count = if workers.count == 0 {
+                available.len()
+            } else {
+                workers.count
+            };
+            available.iter().copied().cycle().take(count).collect()
+        };
+        cores
+            .into_iter()
+            .map(|core| workers.pin.then_some(core))
+            .collect()
+    }
+
+    /// The configuration as TOML, with the documentation of every key as a comment above it
+    /// (and the default, where the value differs from it). This is what `--print-config`
+    /// prints; [`from_toml_str`](Self::from_toml_str) parses it back to an equal `Config`.
+    pub fn to_commented_toml(&self) -> String {
+        let defaults = Config::default();
+        let mut out = String::from(
+            "# rtmp-edge configuration: the effective values.\n\
+             # Every key is optional; a key left out takes the default printed by\n\
+             # `rtmp-edge --print-config` without --config.\n",
+        );
+        for section in Self::SECTIONS {
+            let current = section_table(self, section.name);
+            let default = section_table(&defaults, section.name);
+            out.push('\n');
+            push_comment(&mut out, section.doc);
+            out.push_str(&format!("[{}]\n", section.name));
+            for key in section.keys {
+                let Some(value) = current.get(key.name) else {
+                    continue;
+                };
+                push_comment(&mut out, key.doc);
+                if let Some(default) = default.get(key.name).filter(|d| *d != value) {
+                    out.push_str(&format!("# Default: {default}\n"));
+                }
+                out.push_str(&format!("{} = {value}\n", key.name));
+            }
+        }
+        out
+    }
+}
+
+/// The core ids this process may run on: its affinity mask where the platform reports one,
+/// else `0..available_parallelism`.
+pub fn available_cores() -> Vec<usize> {
+    match core_affinity::get_core_ids() {
+        Some(ids) if !ids.is_empty() => ids.into_iter().map(|core| core.id).collect(),
+        _ => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// Where `key` (a path like `workers.count`) is set in `text`, as 1-based (line, column) of its
+/// value, if the text sets it. Lets callers point at the line of a value that fails validation.
+pub fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let (section, name) = key.split_once('.')?;
+    let doc: BTreeMap<Spanned<String>, SpannedSection> = toml::from_str(text).ok()?;
+    let (_, keys) = doc.iter().find(|(s, _)| s.get_ref() == section)?;
+    let (_, value) = keys.iter().find(|(k, _)| k.get_ref() == name)?;
+    Some(line_column(text, value.span().start))
+}
+
+/// A section's keys and values, with the span of each in the source text.
+type SpannedSection = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// The key path (`section` or `section.key`) whose key or value covers byte `offset` of `text`.
+fn key_at_offset(text: &str, offset: usize) -> Option<String> {
+    let covers = |span: std::ops::Range<usize>| span.contains(&offset) || span.start == offset;
+    if let Ok(doc) = toml::from_str::<BTreeMap<Spanned<String>, SpannedSection>>(text) {
+        for (section, keys) in &doc {
+            for (key, value) in keys {
+                if covers(key.span()) || covers(value.span()) {
+                    return Some(format!("{}.{}", section.get_ref(), key.get_ref()));
+                }
+            }
+        }
+        return doc
+            .keys()
+            .find(|section| covers(section.span()))
+            .map(|section| section.get_ref().clone());
+    }
+    // Some top-level value is not a table (`rtmp = 5`): only top-level keys can be named.
+    let doc: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(text).ok()?;
+    doc.iter()
+        .find(|(key, value)| covers(key.span()) || covers(value.span()))
+        .map(|(key, _)| key.get_ref().clone())
+}
+
+/// 1-based line and column (in bytes) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    (line, before.len() - line_start + 1)
+}
+
+/// One section of `config` as a TOML table (empty if the name is unknown).
+fn section_table(config: &Config, name: &str) -> toml::Table {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no `None`s.
+    let mut root = toml::Table::try_from(config).expect("Config serializes to a TOML table");
+    match root.remove(name) {
+        Some(toml::Value::Table(table)) => table,
+        _ => toml::Table::new(),
+    }
+}
+
+/// Appends each line of a doc comment as a `# ` comment line.
+fn push_comment(out: &mut String, doc: &str) {
+    for line in doc.lines() {
+        let line = line.strip_prefix(' ').unwrap_or(line).trim_end();
+        out.push_str(if line.is_empty() { "#" } else { "# " });
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+fn positive(key: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::MustBePositive { key });
+    }
+    Ok(())
+}
+
+fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::OutOfRange {
+            key,
+            value,
+            min,
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn as_u64(value: usize) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
 }
 
 impl Default for RtmpConfig {
@@ -200,33 +590,5 @@ impl RtmpConfig {
     }
 }
 
-impl Config {
-    /// The workers to start and the core each is pinned to (`None`: not pinned).
-    pub fn worker_cores(&self) -> Vec<Option<usize>> {
-        let w = &self.workers;
-        let available: Vec<usize> = core_affinity::get_core_ids()
-            .map(|ids| ids.into_iter().map(|c| c.id).collect())
-            .unwrap_or_default();
-        let cores: Vec<usize> = if !w.cores.is_empty() {
-            w.cores.clone()
-        } else {
-            let count = if w.count == 0 {
-                available.len().max(1)
-            } else {
-                w.count
-            };
-            (0..count)
-                .map(|i| {
-                    available
-                        .get(i % available.len().max(1))
-                        .copied()
-                        .unwrap_or(i)
-                })
-                .collect()
-        };
-        cores
-            .into_iter()
-            .map(|c| if w.pin { Some(c) } else { None })
-            .collect()
-    }
-}
+#[cfg(test)]
+mod tests;

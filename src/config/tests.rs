@@ -1,0 +1,453 @@
+//! Unit tests of parsing, validation, worker placement and the generated documentation.
+
+use super::*;
+
+/// Cores the tests pretend the machine has, so results do not depend on the host.
+const CORES: &[usize] = &[0, 1, 2, 3];
+
+fn rejected_key(mutate: impl FnOnce(&mut Config)) -> String {
+    let mut config = Config::default();
+    mutate(&mut config);
+    let error = config
+        .validate_with_cores(CORES)
+        .expect_err("the mutated config must be rejected");
+    let key = error
+        .key()
+        .expect("validation errors name a key")
+        .to_string();
+    assert!(
+        error.to_string().contains(&format!("`{key}`")),
+        "message {error} names {key}"
+    );
+    key
+}
+
+fn malformed(text: &str) -> (Option<String>, Option<usize>, String) {
+    match Config::from_toml_str(text) {
+        Err(ConfigError::Malformed {
+            key, line, message, ..
+        }) => (key, line, message),
+        other => panic!("expected a Malformed error, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_validate() {
+    Config::default()
+        .validate_with_cores(CORES)
+        .expect("defaults are valid");
+    Config::default()
+        .validate()
+        .expect("defaults are valid on this machine");
+}
+
+#[test]
+fn empty_text_gives_the_defaults() {
+    assert_eq!(Config::from_toml_str("").unwrap(), Config::default());
+}
+
+#[test]
+fn missing_keys_take_their_defaults() {
+    let config = Config::from_toml_str("[workers]\nmax_connections = 10\n").unwrap();
+    assert_eq!(config.workers.max_connections, 10);
+    assert_eq!(config.workers.accept_budget, 64);
+    assert_eq!(config.rtmp, RtmpConfig::default());
+}
+
+#[test]
+fn rejects_empty_listen_list() {
+    assert_eq!(rejected_key(|c| c.rtmp.listen.clear()), "rtmp.listen");
+}
+
+#[test]
+fn rejects_a_listen_address_given_twice() {
+    let key = rejected_key(|c| {
+        let first = c.rtmp.listen[0];
+        c.rtmp.listen.push(first);
+    });
+    assert_eq!(key, "rtmp.listen");
+}
+
+#[test]
+fn rejects_chunk_size_below_128_and_above_24_bits() {
+    assert_eq!(rejected_key(|c| c.rtmp.chunk_size = 127), "rtmp.chunk_size");
+    assert_eq!(
+        rejected_key(|c| c.rtmp.chunk_size = 0x100_0000),
+        "rtmp.chunk_size"
+    );
+    for ok in [128, 0xFF_FFFF] {
+        let mut config = Config::default();
+        config.rtmp.chunk_size = ok;
+        config.validate_with_cores(CORES).unwrap();
+    }
+}
+
+#[test]
+fn rejects_zero_window_ack_size_and_peer_bandwidth() {
+    assert_eq!(
+        rejected_key(|c| c.rtmp.window_ack_size = 0),
+        "rtmp.window_ack_size"
+    );
+    assert_eq!(
+        rejected_key(|c| c.rtmp.peer_bandwidth = 0),
+        "rtmp.peer_bandwidth"
+    );
+}
+
+#[test]
+fn rejects_unusable_protocol_limits() {
+    assert_eq!(
+        rejected_key(|c| c.rtmp.max_message_size = 0),
+        "rtmp.max_message_size"
+    );
+    assert_eq!(
+        rejected_key(|c| c.rtmp.max_chunk_size = 64),
+        "rtmp.max_chunk_size"
+    );
+    assert_eq!(
+        rejected_key(|c| c.rtmp.max_chunk_size = 0x8000_0000),
+        "rtmp.max_chunk_size"
+    );
+    assert_eq!(
+        rejected_key(|c| c.rtmp.max_chunk_streams = 0),
+        "rtmp.max_chunk_streams"
+    );
+    assert_eq!(
+        rejected_key(|c| c.rtmp.max_amf_depth = 0),
+        "rtmp.max_amf_depth"
+    );
+}
+
+#[test]
+fn rejects_max_connections_outside_1_to_a_million() {
+    assert_eq!(
+        rejected_key(|c| c.workers.max_connections = 0),
+        "workers.max_connections"
+    );
+    assert_eq!(
+        rejected_key(|c| c.workers.max_connections = 1_000_001),
+        "workers.max_connections"
+    );
+}
+
+#[test]
+fn rejects_more_workers_than_the_cap() {
+    assert_eq!(
+        rejected_key(|c| c.workers.count = MAX_WORKERS + 1),
+        "workers.count"
+    );
+}
+
+#[test]
+fn rejects_a_core_this_process_cannot_run_on() {
+    let mut config = Config::default();
+    config.workers.cores = vec![1, 4];
+    let error = config.validate_with_cores(CORES).unwrap_err();
+    assert!(
+        matches!(error, ConfigError::CoreNotAvailable { core: 4, .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.key(), Some("workers.cores"));
+}
+
+#[test]
+fn rejects_zero_budgets() {
+    assert_eq!(
+        rejected_key(|c| c.workers.accept_budget = 0),
+        "workers.accept_budget"
+    );
+    assert_eq!(
+        rejected_key(|c| c.workers.read_budget_bytes = 0),
+        "workers.read_budget_bytes"
+    );
+    assert_eq!(
+        rejected_key(|c| c.workers.write_budget_bytes = 0),
+        "workers.write_budget_bytes"
+    );
+    assert_eq!(
+        rejected_key(|c| c.streams.gop_cache_max_bytes = 0),
+        "streams.gop_cache_max_bytes"
+    );
+}
+
+#[test]
+fn rejects_player_queue_below_64_kib() {
+    assert_eq!(
+        rejected_key(|c| c.streams.player_queue_bytes = 64 * 1024 - 1),
+        "streams.player_queue_bytes"
+    );
+    let mut config = Config::default();
+    config.streams.player_queue_bytes = 64 * 1024;
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
+fn rejects_zero_timeouts() {
+    assert_eq!(
+        rejected_key(|c| c.timeouts.handshake_ms = 0),
+        "timeouts.handshake_ms"
+    );
+    assert_eq!(rejected_key(|c| c.timeouts.idle_ms = 0), "timeouts.idle_ms");
+    assert_eq!(
+        rejected_key(|c| c.timeouts.slow_player_ms = 0),
+        "timeouts.slow_player_ms"
+    );
+    assert_eq!(
+        rejected_key(|c| c.timeouts.shutdown_ms = 0),
+        "timeouts.shutdown_ms"
+    );
+}
+
+#[test]
+fn rejects_a_log_level_that_is_not_a_filter() {
+    assert_eq!(
+        rejected_key(|c| c.log.level = "rtmp_edge=loud".into()),
+        "log.level"
+    );
+    let mut config = Config::default();
+    config.log.level = "warn,rtmp_edge::shard=debug".into();
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
+fn rejects_unknown_key_with_its_path_and_line() {
+    let (key, line, message) = malformed("[workers]\ncount = 1\nmax_conections = 5\n");
+    assert_eq!(key.as_deref(), Some("workers.max_conections"));
+    assert_eq!(line, Some(3));
+    assert!(message.contains("unknown field"), "{message}");
+}
+
+#[test]
+fn rejects_unknown_section_with_its_name() {
+    let (key, line, _) = malformed("[rtmp]\nchunk_size = 4096\n\n[worker]\ncount = 1\n");
+    assert_eq!(key.as_deref(), Some("worker"));
+    assert_eq!(line, Some(4));
+}
+
+#[test]
+fn rejects_wrong_type_with_key_path_and_line() {
+    let text = "[log]\nlevel = \"info\"\n[workers]\nmax_connections = \"many\"\n";
+    let (key, line, _) = malformed(text);
+    assert_eq!(key.as_deref(), Some("workers.max_connections"));
+    assert_eq!(line, Some(4));
+    let shown = Config::from_toml_str(text).unwrap_err().to_string();
+    assert!(
+        shown.starts_with("`workers.max_connections` (line 4, column 19): "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn rejects_wrong_type_given_as_a_dotted_key() {
+    let (key, line, _) = malformed("\nworkers.count = -1\n");
+    assert_eq!(key.as_deref(), Some("workers.count"));
+    assert_eq!(line, Some(2));
+}
+
+#[test]
+fn rejects_a_bad_listen_address_naming_rtmp_listen() {
+    let (key, line, _) = malformed("[rtmp]\nlisten = [\"0.0.0.0:1935\", \"nowhere\"]\n");
+    assert_eq!(key.as_deref(), Some("rtmp.listen"));
+    assert_eq!(line, Some(2));
+}
+
+#[test]
+fn rejects_a_section_that_is_not_a_table() {
+    let (key, line, _) = malformed("rtmp = 5\n");
+    assert_eq!(key.as_deref(), Some("rtmp"));
+    assert_eq!(line, Some(1));
+}
+
+#[test]
+fn reports_line_of_a_syntax_error_without_a_key() {
+    let (key, line, _) = malformed("[rtmp]\nchunk_size = = 4\n");
+    assert_eq!(key, None);
+    assert_eq!(line, Some(2));
+}
+
+#[test]
+fn finds_the_line_of_a_key_for_validation_messages() {
+    let text = "# c\n[workers]\ncount = 2\n\nmax_connections = 0\n";
+    assert_eq!(key_position(text, "workers.max_connections"), Some((5, 19)));
+    assert_eq!(key_position(text, "rtmp.chunk_size"), None);
+}
+
+#[test]
+fn commented_toml_of_defaults_parses_back_to_defaults() {
+    let text = Config::default().to_commented_toml();
+    assert_eq!(Config::from_toml_str(&text).unwrap(), Config::default());
+}
+
+#[test]
+fn commented_toml_of_changed_values_parses_back_and_shows_defaults() {
+    let mut config = Config::default();
+    config.rtmp.listen = vec!["127.0.0.1:1936".parse().unwrap()];
+    config.workers.cores = vec![0, 2];
+    config.workers.pin = false;
+    config.streams.publish_takeover = true;
+    config.timeouts.idle_ms = 1;
+    config.log.level = r#"debug,rtmp_edge[conn{peer="1.2.3.4"}]=trace"#.into();
+    let text = config.to_commented_toml();
+    assert_eq!(Config::from_toml_str(&text).unwrap(), config);
+    assert!(text.contains("# Default: 30000\nidle_ms = 1\n"), "{text}");
+}
+
+#[test]
+fn commented_toml_puts_the_field_doc_above_every_key() {
+    let text = Config::default().to_commented_toml();
+    assert!(text.contains(
+        "# Connections per worker; the slab is preallocated to this size. Range 1..=1000000.\n\
+         max_connections = 16384\n"
+    ));
+    for section in Config::SECTIONS {
+        for key in section.keys {
+            let line = text
+                .lines()
+                .position(|l| l.starts_with(&format!("{} = ", key.name)))
+                .unwrap_or_else(|| panic!("{} is printed", key.name));
+            let above = text.lines().nth(line - 1).unwrap();
+            assert!(above.starts_with("# "), "{} has a comment", key.name);
+        }
+    }
+}
+
+#[test]
+fn every_serialized_key_is_documented_and_every_documented_key_is_serialized() {
+    let root = toml::Table::try_from(Config::default()).unwrap();
+    let serialized: Vec<String> = root
+        .iter()
+        .flat_map(|(section, value)| {
+            let table = value.as_table().expect("every top-level key is a section");
+            table.keys().map(move |key| format!("{section}.{key}"))
+        })
+        .collect();
+    let mut documented: Vec<String> = Config::SECTIONS
+        .iter()
+        .flat_map(|s| s.keys.iter().map(move |k| format!("{}.{}", s.name, k.name)))
+        .collect();
+    for section in Config::SECTIONS {
+        assert!(
+            !section.doc.trim().is_empty(),
+            "[{}] has a doc",
+            section.name
+        );
+        for key in section.keys {
+            assert!(!key.doc.trim().is_empty(), "{} has a doc", key.name);
+        }
+    }
+    let mut serialized_sorted = serialized.clone();
+    serialized_sorted.sort();
+    documented.sort();
+    assert_eq!(serialized_sorted, documented);
+}
+
+#[test]
+fn worker_cores_defaults_to_one_pinned_worker_per_available_core() {
+    let cores = Config::default().worker_cores_with(CORES);
+    assert_eq!(cores, vec![Some(0), Some(1), Some(2), Some(3)]);
+    assert_eq!(
+        Config::default().worker_cores().len(),
+        available_cores().len()
+    );
+}
+
+#[test]
+fn worker_cores_spreads_a_count_round_robin() {
+    let mut config = Config::default();
+    config.workers.count = 3;
+    assert_eq!(
+        config.worker_cores_with(&[4, 6]),
+        vec![Some(4), Some(6), Some(4)]
+    );
+}
+
+#[test]
+fn worker_cores_uses_exactly_the_listed_cores() {
+    let mut config = Config::default();
+    config.workers.count = 8;
+    config.workers.cores = vec![2, 3];
+    assert_eq!(config.worker_cores_with(CORES), vec![Some(2), Some(3)]);
+}
+
+#[test]
+fn worker_cores_are_unpinned_when_pin_is_false() {
+    let mut config = Config::default();
+    config.workers.pin = false;
+    config.workers.count = 2;
+    assert_eq!(config.worker_cores_with(CORES), vec![None, None]);
+    config.workers.count = 0;
+    assert_eq!(config.worker_cores_with(CORES), vec![None; 4]);
+}
+
+/// The generated part of docs/CONFIG.md: every key, its default and meaning, and the full
+/// default `--print-config` output. Regenerate with
+/// `RTMP_EDGE_BLESS=1 cargo test --lib config::tests::config_doc`.
+fn reference_markdown() -> String {
+    let defaults = Config::default();
+    let mut out = String::new();
+    for section in Config::SECTIONS {
+        let values = section_table(&defaults, section.name);
+        let doc = one_line(section.doc);
+        out.push_str(&format!("### `[{}]`\n\n{doc}\n\n", section.name));
+        out.push_str("| Key | Default | Meaning |\n|---|---|---|\n");
+        for key in section.keys {
+            let default = values
+                .get(key.name)
+                .map_or_else(String::new, |v| v.to_string());
+            out.push_str(&format!(
+                "| `{}.{}` | `{}` | {} |\n",
+                section.name,
+                key.name,
+                default,
+                one_line(key.doc).replace('|', "\\|")
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("### Default configuration (`rtmp-edge --print-config`)\n\n```toml\n");
+    out.push_str(&defaults.to_commented_toml());
+    out.push_str("```\n");
+    out
+}
+
+fn one_line(doc: &str) -> String {
+    doc.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+const BEGIN: &str = "<!-- BEGIN GENERATED: config reference -->\n";
+const END: &str = "<!-- END GENERATED: config reference -->";
+
+#[test]
+fn config_doc_matches_the_field_docs_and_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONFIG.md");
+    let doc = std::fs::read_to_string(path).expect("docs/CONFIG.md exists");
+    let (Some(begin), Some(end)) = (doc.find(BEGIN), doc.find(END)) else {
+        panic!("docs/CONFIG.md has the generated-section markers");
+    };
+    let current = &doc[begin + BEGIN.len()..end];
+    let wanted = reference_markdown();
+    if current != wanted && std::env::var_os("RTMP_EDGE_BLESS").is_some() {
+        let updated = format!("{}{BEGIN}{wanted}{}", &doc[..begin], &doc[end..]);
+        std::fs::write(path, updated).expect("docs/CONFIG.md is writable");
+        return;
+    }
+    assert!(
+        current == wanted,
+        "docs/CONFIG.md is stale: run RTMP_EDGE_BLESS=1 cargo test --lib config::tests::config_doc"
+    );
+}
+
+#[test]
+fn load_reads_a_file_and_names_a_missing_one() {
+    let dir = std::env::temp_dir().join(format!("rtmp-edge-config-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("edge.toml");
+    std::fs::write(&path, "[timeouts]\nidle_ms = 1234\n").unwrap();
+    let loaded = Config::load(&path);
+    let missing = Config::load(dir.join("missing.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(loaded.unwrap().timeouts.idle_ms, 1234);
+    let error = missing.unwrap_err();
+    assert!(matches!(error, ConfigError::Unreadable { .. }), "{error:?}");
+    assert!(error.to_string().contains("missing.toml"), "{error}");
+}
