@@ -20,7 +20,8 @@ fn to_local_players(c: &mut Criterion) {
         group.throughput(Throughput::Elements(players as u64));
         group.bench_with_input(BenchmarkId::new("players", players), &players, |b, &n| {
             let mut stream = Stream::new(StreamKey::new("live", "bench"), 4096, true, 64 << 20);
-            let mut queues: Vec<PlayerQueue> = (0..n).map(|_| PlayerQueue::new(usize::MAX)).collect();
+            let mut queues: Vec<PlayerQueue> =
+                (0..n).map(|_| PlayerQueue::new(usize::MAX)).collect();
             let payload = frame(10_000);
             let mut ts = 0u32;
             b.iter(|| {
@@ -46,7 +47,10 @@ fn to_other_workers(c: &mut Criterion) {
         group.throughput(Throughput::Elements(workers as u64));
         group.bench_with_input(BenchmarkId::new("workers", workers), &workers, |b, &k| {
             let polls: Vec<mio::Poll> = (0..=k).map(|_| mio::Poll::new().unwrap()).collect();
-            let wakers = polls.iter().map(|p| mio::Waker::new(p.registry(), mio::Token(0)).unwrap()).collect();
+            let wakers = polls
+                .iter()
+                .map(|p| mio::Waker::new(p.registry(), mio::Token(0)).unwrap())
+                .collect();
             let bus = Bus::new(wakers);
             let mut stream = Stream::new(StreamKey::new("live", "bench"), 4096, true, 64 << 20);
             let key = StreamKey::new("live", "bench");
@@ -57,7 +61,14 @@ fn to_other_workers(c: &mut Criterion) {
                 ts = ts.wrapping_add(40);
                 let packet = stream.ingest(9, ts, payload.clone()).expect("video packet");
                 for w in 1..=k {
-                    bus.send(w, BusMsg::Media { key: key.clone(), owner: 0, packet: packet.clone() });
+                    bus.send(
+                        w,
+                        BusMsg::Media {
+                            key: key.clone(),
+                            owner: 0,
+                            packet: packet.clone(),
+                        },
+                    );
                 }
                 for w in 1..=k {
                     bus.drain(w, &mut drained);

@@ -19,18 +19,31 @@ const FPS: usize = 25;
 const SECONDS: usize = 4;
 
 fn tool(name: &str) -> PathBuf {
-    let out = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().unwrap();
-    assert!(out.status.success(), "missing tool `{name}`: run tools/test.sh as root to install the test tools");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "missing tool `{name}`: run tools/test.sh as root to install the test tools"
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The recent static ffmpeg shipped by the imageio-ffmpeg wheel (Enhanced RTMP muxing).
 fn modern_ffmpeg() -> PathBuf {
     let out = Command::new("python3")
-        .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
         .output()
         .expect("python3");
-    assert!(out.status.success(), "missing imageio-ffmpeg: run tools/test.sh (pip install imageio-ffmpeg)");
+    assert!(
+        out.status.success(),
+        "missing imageio-ffmpeg: run tools/test.sh (pip install imageio-ffmpeg)"
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -82,7 +95,13 @@ impl Proc {
                 let _ = tx.send(status);
             }
         });
-        Self { name: name.to_string(), pid, done, status: None, log }
+        Self {
+            name: name.to_string(),
+            pid,
+            done,
+            status: None,
+            log,
+        }
     }
 
     fn output(&self) -> String {
@@ -101,7 +120,11 @@ impl Proc {
             }
             Err(_) => {
                 self.kill();
-                panic!("{} did not finish within {timeout:?}:\n{}", self.name, self.output());
+                panic!(
+                    "{} did not finish within {timeout:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
             }
         }
     }
@@ -138,13 +161,23 @@ impl Drop for Proc {
 
 fn unsafe_kill(pid: u32, signal: i32) {
     // Only processes this test started, by PID.
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
     let _ = status;
 }
 
 fn run_ok(what: &str, cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -153,14 +186,38 @@ fn h264_source(dir: &Dir, name: &str, pattern: &str) -> PathBuf {
     let out = dir.path(name);
     run_ok(
         "ffmpeg encode",
-        Command::new(tool("ffmpeg")).args(["-v", "error", "-y", "-f", "lavfi", "-i"]).arg(format!(
-            "{pattern}=size=320x240:rate={FPS}"
-        ))
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100", "-t"])
-        .arg(SECONDS.to_string())
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-bf", "0"])
-        .args(["-x264-params", "keyint=25:min-keyint=25:scenecut=0", "-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-        .arg(&out),
+        Command::new(tool("ffmpeg"))
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("{pattern}=size=320x240:rate={FPS}"))
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=1000:sample_rate=44100",
+                "-t",
+            ])
+            .arg(SECONDS.to_string())
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-bf",
+                "0",
+            ])
+            .args([
+                "-x264-params",
+                "keyint=25:min-keyint=25:scenecut=0",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-f",
+                "flv",
+            ])
+            .arg(&out),
     );
     out
 }
@@ -169,7 +226,10 @@ fn h264_source(dir: &Dir, name: &str, pattern: &str) -> PathBuf {
 fn frame_md5s(ffmpeg: &Path, file: &Path) -> Vec<String> {
     let text = run_ok(
         "framemd5",
-        Command::new(ffmpeg).args(["-v", "error", "-i"]).arg(file).args(["-map", "0:v:0", "-f", "framemd5", "-"]),
+        Command::new(ffmpeg)
+            .args(["-v", "error", "-i"])
+            .arg(file)
+            .args(["-map", "0:v:0", "-f", "framemd5", "-"]),
     );
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -181,15 +241,35 @@ fn frame_md5s(ffmpeg: &Path, file: &Path) -> Vec<String> {
 /// `late`, is the whole of it.
 fn assert_same_frames(who: &str, source: &[String], got: &[String], late: bool) {
     assert!(!got.is_empty(), "{who}: no frames decoded");
-    let start = source.iter().position(|m| *m == got[0]).unwrap_or_else(|| panic!("{who}: first frame is not from the source"));
-    assert_eq!(start % FPS, 0, "{who}: starts at frame {start}, not on a keyframe");
+    let start = source
+        .iter()
+        .position(|m| *m == got[0])
+        .unwrap_or_else(|| panic!("{who}: first frame is not from the source"));
+    assert_eq!(
+        start % FPS,
+        0,
+        "{who}: starts at frame {start}, not on a keyframe"
+    );
     let n = got.len().min(source.len() - start);
-    assert_eq!(&got[..n], &source[start..start + n], "{who}: frames differ from the source");
+    assert_eq!(
+        &got[..n],
+        &source[start..start + n],
+        "{who}: frames differ from the source"
+    );
     if late {
-        assert!(start > 0, "{who}: a late joiner should start after the first GOP");
+        assert!(
+            start > 0,
+            "{who}: a late joiner should start after the first GOP"
+        );
     } else {
         assert_eq!(start, 0, "{who}: missed the first frames");
-        assert_eq!(got.len(), source.len(), "{who}: got {} of {} frames", got.len(), source.len());
+        assert_eq!(
+            got.len(),
+            source.len(),
+            "{who}: got {} of {} frames",
+            got.len(),
+            source.len()
+        );
     }
 }
 
@@ -201,7 +281,10 @@ fn ffmpeg_publish(dir: &Dir, ffmpeg: &Path, source: &Path, url: &str, name: &str
     Proc::spawn(
         name,
         dir,
-        Command::new(ffmpeg).args(["-v", "warning", "-nostats", "-re", "-i"]).arg(source).args(["-c", "copy", "-f", "flv", url]),
+        Command::new(ffmpeg)
+            .args(["-v", "warning", "-nostats", "-re", "-i"])
+            .arg(source)
+            .args(["-c", "copy", "-f", "flv", url]),
     )
 }
 
@@ -209,12 +292,20 @@ fn ffmpeg_play(dir: &Dir, ffmpeg: &Path, url: &str, out: &Path, name: &str) -> P
     Proc::spawn(
         name,
         dir,
-        Command::new(ffmpeg).args(["-v", "warning", "-nostats", "-i", url, "-c", "copy", "-f", "flv", "-y"]).arg(out),
+        Command::new(ffmpeg)
+            .args([
+                "-v", "warning", "-nostats", "-i", url, "-c", "copy", "-f", "flv", "-y",
+            ])
+            .arg(out),
     )
 }
 
 fn wait_players(stream: &str, n: usize) {
-    wait_for_log_count(&["playing", &format!("stream=live/{stream}")], n, Duration::from_secs(30));
+    wait_for_log_count(
+        &["playing", &format!("stream=live/{stream}")],
+        n,
+        Duration::from_secs(30),
+    );
 }
 
 const PUBLISH_LIMIT: Duration = Duration::from_secs(60);
@@ -227,26 +318,48 @@ fn ffmpeg_publishes_and_ffmpeg_rtmpdump_and_gstreamer_play_the_same_frames() {
     let source = h264_source(&dir, "src.flv", "testsrc");
     let server = TestServer::with_defaults();
     let url = url(&server, "three");
-    let (ff_out, rd_out, gst_out) = (dir.path("ffmpeg.flv"), dir.path("rtmpdump.flv"), dir.path("gst.flv"));
-    let mut players = vec![
+    let (ff_out, rd_out, gst_out) = (
+        dir.path("ffmpeg.flv"),
+        dir.path("rtmpdump.flv"),
+        dir.path("gst.flv"),
+    );
+    let mut players = [
         ffmpeg_play(&dir, &ffmpeg, &url, &ff_out, "ffmpeg-player"),
-        Proc::spawn("rtmpdump", &dir, Command::new(&rtmpdump).args(["-q", "--live", "-r", &url, "-o"]).arg(&rd_out)),
+        Proc::spawn(
+            "rtmpdump",
+            &dir,
+            Command::new(&rtmpdump)
+                .args(["-q", "--live", "-r", &url, "-o"])
+                .arg(&rd_out),
+        ),
         Proc::spawn(
             "gst-rtmp2src",
             &dir,
-            Command::new(&gst).args(["-q", "rtmp2src"]).arg(format!("location={url}")).args(["!", "filesink"]).arg(format!("location={}", gst_out.display())),
+            Command::new(&gst)
+                .args(["-q", "rtmp2src"])
+                .arg(format!("location={url}"))
+                .args(["!", "filesink"])
+                .arg(format!("location={}", gst_out.display())),
         ),
     ];
     wait_players("three", 3);
     let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "ffmpeg-publisher");
-    assert!(publisher.wait(PUBLISH_LIMIT).success(), "publisher failed:\n{}", publisher.output());
+    assert!(
+        publisher.wait(PUBLISH_LIMIT).success(),
+        "publisher failed:\n{}",
+        publisher.output()
+    );
     for p in players.iter_mut() {
         p.stop_after(Duration::from_secs(5), libc::SIGINT);
     }
     server.shutdown();
     let expected = frame_md5s(&ffmpeg, &source);
     assert_eq!(expected.len(), FPS * SECONDS);
-    for (who, out) in [("ffmpeg", &ff_out), ("rtmpdump", &rd_out), ("gstreamer", &gst_out)] {
+    for (who, out) in [
+        ("ffmpeg", &ff_out),
+        ("rtmpdump", &rd_out),
+        ("gstreamer", &gst_out),
+    ] {
         assert_same_frames(who, &expected, &frame_md5s(&ffmpeg, out), false);
     }
 }
@@ -263,16 +376,27 @@ fn a_late_ffmpeg_player_starts_on_a_keyframe_mid_stream() {
     // Join once more than one GOP has gone by.
     let mut video_frames = 0;
     while video_frames < FPS + 10 {
-        if let ClientEvent::Media { type_id: 9, .. } = watcher.wait_for("media", |e| matches!(e, ClientEvent::Media { .. })) {
+        if let ClientEvent::Media { type_id: 9, .. } =
+            watcher.wait_for("media", |e| matches!(e, ClientEvent::Media { .. }))
+        {
             video_frames += 1;
         }
     }
     let out = dir.path("late.flv");
     let mut late = ffmpeg_play(&dir, &ffmpeg, &url, &out, "late-player");
-    assert!(publisher.wait(PUBLISH_LIMIT).success(), "{}", publisher.output());
+    assert!(
+        publisher.wait(PUBLISH_LIMIT).success(),
+        "{}",
+        publisher.output()
+    );
     late.stop_after(PLAYER_LIMIT, libc::SIGINT);
     server.shutdown();
-    assert_same_frames("late ffmpeg", &frame_md5s(&ffmpeg, &source), &frame_md5s(&ffmpeg, &out), true);
+    assert_same_frames(
+        "late ffmpeg",
+        &frame_md5s(&ffmpeg, &source),
+        &frame_md5s(&ffmpeg, &out),
+        true,
+    );
 }
 
 #[test]
@@ -288,16 +412,51 @@ fn gstreamer_rtmp2sink_publishes_and_ffmpeg_plays_the_same_frames() {
     let mut publisher = Proc::spawn(
         "gst-rtmp2sink",
         &dir,
-        Command::new(&gst).arg("-q").arg("filesrc").arg(format!("location={}", source.display())).args([
-            "!", "flvdemux", "name=d", "flvmux", "name=m", "streamable=true", "!",
-        ])
-        .arg("rtmp2sink").arg(format!("location={url}"))
-        .args(["d.video", "!", "queue", "!", "h264parse", "!", "m.", "d.audio", "!", "queue", "!", "aacparse", "!", "m."]),
+        Command::new(&gst)
+            .arg("-q")
+            .arg("filesrc")
+            .arg(format!("location={}", source.display()))
+            .args([
+                "!",
+                "flvdemux",
+                "name=d",
+                "flvmux",
+                "name=m",
+                "streamable=true",
+                "!",
+            ])
+            .arg("rtmp2sink")
+            .arg(format!("location={url}"))
+            .args([
+                "d.video",
+                "!",
+                "queue",
+                "!",
+                "h264parse",
+                "!",
+                "m.",
+                "d.audio",
+                "!",
+                "queue",
+                "!",
+                "aacparse",
+                "!",
+                "m.",
+            ]),
     );
-    assert!(publisher.wait(PUBLISH_LIMIT).success(), "{}", publisher.output());
+    assert!(
+        publisher.wait(PUBLISH_LIMIT).success(),
+        "{}",
+        publisher.output()
+    );
     player.stop_after(Duration::from_secs(5), libc::SIGINT);
     server.shutdown();
-    assert_same_frames("ffmpeg after gstreamer", &frame_md5s(&ffmpeg, &source), &frame_md5s(&ffmpeg, &out), false);
+    assert_same_frames(
+        "ffmpeg after gstreamer",
+        &frame_md5s(&ffmpeg, &source),
+        &frame_md5s(&ffmpeg, &out),
+        false,
+    );
 }
 
 #[test]
@@ -310,13 +469,27 @@ fn four_ffmpeg_streams_at_once_do_not_cross_talk() {
     let mut players = Vec::new();
     for (i, pattern) in patterns.iter().enumerate() {
         sources.push(h264_source(&dir, &format!("src{i}.flv"), pattern));
-        players.push(ffmpeg_play(&dir, &ffmpeg, &url(&server, &format!("s{i}")), &dir.path(&format!("out{i}.flv")), &format!("player{i}")));
+        players.push(ffmpeg_play(
+            &dir,
+            &ffmpeg,
+            &url(&server, &format!("s{i}")),
+            &dir.path(&format!("out{i}.flv")),
+            &format!("player{i}"),
+        ));
     }
     for i in 0..4 {
         wait_players(&format!("s{i}"), 1);
     }
     let mut publishers: Vec<Proc> = (0..4)
-        .map(|i| ffmpeg_publish(&dir, &ffmpeg, &sources[i], &url(&server, &format!("s{i}")), &format!("publisher{i}")))
+        .map(|i| {
+            ffmpeg_publish(
+                &dir,
+                &ffmpeg,
+                &sources[i],
+                &url(&server, &format!("s{i}")),
+                &format!("publisher{i}"),
+            )
+        })
         .collect();
     for p in publishers.iter_mut() {
         assert!(p.wait(PUBLISH_LIMIT).success(), "{}", p.output());
@@ -325,8 +498,8 @@ fn four_ffmpeg_streams_at_once_do_not_cross_talk() {
         p.stop_after(Duration::from_secs(5), libc::SIGINT);
     }
     server.shutdown();
-    for i in 0..4 {
-        let expected = frame_md5s(&ffmpeg, &sources[i]);
+    for (i, source) in sources.iter().enumerate() {
+        let expected = frame_md5s(&ffmpeg, source);
         let got = frame_md5s(&ffmpeg, &dir.path(&format!("out{i}.flv")));
         assert_same_frames(&format!("stream {i}"), &expected, &got, false);
     }
@@ -341,8 +514,13 @@ fn an_ffmpeg_publisher_that_leaves_and_returns_reaches_the_waiting_player() {
     let url = url(&server, "back");
     let mut player = Client::play(server.addr, "live", "back");
     for round in 0..2 {
-        let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, &format!("publisher{round}"));
-        assert!(publisher.wait(PUBLISH_LIMIT).success(), "{}", publisher.output());
+        let mut publisher =
+            ffmpeg_publish(&dir, &ffmpeg, &source, &url, &format!("publisher{round}"));
+        assert!(
+            publisher.wait(PUBLISH_LIMIT).success(),
+            "{}",
+            publisher.output()
+        );
         let mut frames = 0;
         let mut first_video = None;
         loop {
@@ -359,7 +537,11 @@ fn an_ffmpeg_publisher_that_leaves_and_returns_reaches_the_waiting_player() {
             }
         }
         assert_eq!(frames, FPS * SECONDS, "round {round}: every frame arrives");
-        assert_eq!(first_video, Some(0x17), "round {round}: starts on a keyframe");
+        assert_eq!(
+            first_video,
+            Some(0x17),
+            "round {round}: starts on a keyframe"
+        );
     }
     server.shutdown();
 }
@@ -385,7 +567,10 @@ fn tshark_dissects_a_captured_session_with_no_malformed_packets() {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     loop {
-        let line = lines.next().expect("tshark exited before capturing").unwrap();
+        let line = lines
+            .next()
+            .expect("tshark exited before capturing")
+            .unwrap();
         if line.contains("Capturing on") {
             break;
         }
@@ -404,14 +589,30 @@ fn tshark_dissects_a_captured_session_with_no_malformed_packets() {
     let _ = child.wait();
     let decode = format!("tcp.port=={port},rtmpt");
     let count = |filter: &str| -> usize {
-        run_ok("tshark read", Command::new(&tshark).args(["-r"]).arg(&capture).args(["-d", &decode, "-Y", filter]))
-            .lines()
-            .count()
+        run_ok(
+            "tshark read",
+            Command::new(&tshark)
+                .args(["-r"])
+                .arg(&capture)
+                .args(["-d", &decode, "-Y", filter]),
+        )
+        .lines()
+        .count()
     };
     assert!(count("rtmpt") > 100, "the capture holds an RTMP session");
-    assert!(count("rtmpt.amf.string == \"onStatus\"") >= 2, "onStatus answers are dissected");
-    assert!(count("rtmpt.video.type == 1") >= 2, "video keyframes are dissected");
-    assert_eq!(count("_ws.malformed"), 0, "malformed packets in the capture");
+    assert!(
+        count("rtmpt.amf.string == \"onStatus\"") >= 2,
+        "onStatus answers are dissected"
+    );
+    assert!(
+        count("rtmpt.video.type == 1") >= 2,
+        "video keyframes are dissected"
+    );
+    assert_eq!(
+        count("_ws.malformed"),
+        0,
+        "malformed packets in the capture"
+    );
 }
 
 fn enhanced_rtmp_round_trip(codec_args: &[&str], test: &str) {
@@ -436,7 +637,11 @@ fn enhanced_rtmp_round_trip(codec_args: &[&str], test: &str) {
     let mut player = ffmpeg_play(&dir, &ffmpeg, &url, &out, "player");
     wait_players(test, 1);
     let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "publisher");
-    assert!(publisher.wait(PUBLISH_LIMIT).success(), "{}", publisher.output());
+    assert!(
+        publisher.wait(PUBLISH_LIMIT).success(),
+        "{}",
+        publisher.output()
+    );
     player.stop_after(Duration::from_secs(5), libc::SIGINT);
     server.shutdown();
     let expected = frame_md5s(&ffmpeg, &source);
@@ -446,10 +651,32 @@ fn enhanced_rtmp_round_trip(codec_args: &[&str], test: &str) {
 
 #[test]
 fn enhanced_rtmp_hevc_from_a_recent_ffmpeg_reaches_players_unchanged() {
-    enhanced_rtmp_round_trip(&["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=25:min-keyint=25:scenecut=0:bframes=0:log-level=error"], "hevc");
+    enhanced_rtmp_round_trip(
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "keyint=25:min-keyint=25:scenecut=0:bframes=0:log-level=error",
+        ],
+        "hevc",
+    );
 }
 
 #[test]
 fn enhanced_rtmp_av1_from_a_recent_ffmpeg_reaches_players_unchanged() {
-    enhanced_rtmp_round_trip(&["-c:v", "libsvtav1", "-preset", "12", "-g", "25", "-svtav1-params", "keyint=25:scd=0"], "av1");
+    enhanced_rtmp_round_trip(
+        &[
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "12",
+            "-g",
+            "25",
+            "-svtav1-params",
+            "keyint=25:scd=0",
+        ],
+        "av1",
+    );
 }

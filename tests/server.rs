@@ -44,7 +44,10 @@ fn publish_then_play_delivers_media_in_order_and_byte_exact() {
     publish_gop(&mut publisher, 0, 10, 0);
     let got = player.media(23);
     assert_eq!(got[0].0, DATA);
-    assert!(got[0].2.starts_with(&[0x02, 0x00, 0x0a]), "metadata arrives as onMetaData");
+    assert!(
+        got[0].2.starts_with(&[0x02, 0x00, 0x0a]),
+        "metadata arrives as onMetaData"
+    );
     assert_eq!(&got[0].2[3..13], b"onMetaData");
     assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
     assert_eq!(got[2].2.as_ref(), media::aac_header().as_slice());
@@ -52,8 +55,14 @@ fn publish_then_play_delivers_media_in_order_and_byte_exact() {
         let (t, ts, payload) = &got[3 + 2 * i as usize];
         assert_eq!(*t, VIDEO);
         assert_eq!(*ts, i * 40);
-        assert_eq!(payload.as_ref(), media::avc_frame(i == 0, i, 3000).as_slice());
-        assert_eq!(got[4 + 2 * i as usize].2.as_ref(), media::aac_frame(i).as_slice());
+        assert_eq!(
+            payload.as_ref(),
+            media::avc_frame(i == 0, i, 3000).as_slice()
+        );
+        assert_eq!(
+            got[4 + 2 * i as usize].2.as_ref(),
+            media::aac_frame(i).as_slice()
+        );
     }
 }
 
@@ -72,10 +81,17 @@ fn late_joiner_starts_with_metadata_headers_and_the_gop_from_its_keyframe() {
     assert_eq!(got[0].0, DATA);
     assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
     assert_eq!(got[2].2.as_ref(), media::aac_header().as_slice());
-    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 100, 3000).as_slice(), "first frame is the last keyframe");
+    assert_eq!(
+        got[3].2.as_ref(),
+        media::avc_frame(true, 100, 3000).as_slice(),
+        "first frame is the last keyframe"
+    );
     assert_eq!(got[3].1, 200);
     let later: Vec<u32> = got[3..].iter().map(|m| m.1).collect();
-    assert!(later.windows(2).all(|w| w[0] <= w[1] + 40), "timestamps stay ordered: {later:?}");
+    assert!(
+        later.windows(2).all(|w| w[0] <= w[1] + 40),
+        "timestamps stay ordered: {later:?}"
+    );
 }
 
 #[test]
@@ -93,24 +109,40 @@ fn without_gop_cache_a_late_joiner_waits_for_the_next_keyframe() {
     let got = late.media(3 + 1);
     assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
     let first_video = got.iter().skip(3).find(|m| m.0 == VIDEO).expect("a frame");
-    assert_eq!(first_video.2.as_ref(), media::avc_frame(true, 50, 3000).as_slice());
+    assert_eq!(
+        first_video.2.as_ref(),
+        media::avc_frame(true, 50, 3000).as_slice()
+    );
 }
 
 #[test]
 fn four_streams_at_once_do_not_cross_talk() {
     let server = TestServer::with_defaults();
     let names = ["s0", "s1", "s2", "s3"];
-    let mut publishers: Vec<Client> = names.iter().map(|n| Client::publish(server.addr, "live", n)).collect();
-    let mut players: Vec<Client> = names.iter().map(|n| Client::play(server.addr, "live", n)).collect();
+    let mut publishers: Vec<Client> = names
+        .iter()
+        .map(|n| Client::publish(server.addr, "live", n))
+        .collect();
+    let mut players: Vec<Client> = names
+        .iter()
+        .map(|n| Client::play(server.addr, "live", n))
+        .collect();
     for round in 0..5u32 {
         for (i, p) in publishers.iter_mut().enumerate() {
-            p.send(VIDEO, round * 40, &media::avc_frame(round == 0, 1000 * i as u32 + round, 500));
+            p.send(
+                VIDEO,
+                round * 40,
+                &media::avc_frame(round == 0, 1000 * i as u32 + round, 500),
+            );
         }
     }
     for (i, player) in players.iter_mut().enumerate() {
         let got = player.media(5);
         for (round, m) in got.iter().enumerate() {
-            assert_eq!(m.2.as_ref(), media::avc_frame(round == 0, 1000 * i as u32 + round as u32, 500).as_slice());
+            assert_eq!(
+                m.2.as_ref(),
+                media::avc_frame(round == 0, 1000 * i as u32 + round as u32, 500).as_slice()
+            );
         }
     }
 }
@@ -120,9 +152,14 @@ fn second_publisher_on_a_name_in_use_is_rejected_with_bad_name() {
     let server = TestServer::with_defaults();
     let _first = Client::publish(server.addr, "live", "taken");
     let mut second = Client::connect(server.addr, "live");
-    second.session.publish("taken", rtmp_edge::rtmp::session::PublishMode::Live);
+    second
+        .session
+        .publish("taken", rtmp_edge::rtmp::session::PublishMode::Live);
     second.flush();
-    let status = second.wait_for("BadName", |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Publish.BadName"));
+    let status = second.wait_for(
+        "BadName",
+        |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Publish.BadName"),
+    );
     assert!(matches!(status, ClientEvent::Status { level, .. } if level == "error"));
 }
 
@@ -153,7 +190,10 @@ fn player_waiting_for_a_stream_starts_when_it_is_published() {
     send_headers(&mut publisher);
     publish_gop(&mut publisher, 0, 2, 7);
     let got = player.media(5);
-    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 7, 3000).as_slice());
+    assert_eq!(
+        got[3].2.as_ref(),
+        media::avc_frame(true, 7, 3000).as_slice()
+    );
 }
 
 #[test]
@@ -175,9 +215,19 @@ fn players_are_told_of_unpublish_and_receive_the_republished_stream_with_monoton
     publish_gop(&mut again, 0, 3, 500);
     let second = player.media(3 + 6);
     let last_before = first.iter().map(|m| m.1).max().unwrap();
-    let video_after: Vec<u32> = second.iter().filter(|m| m.0 == VIDEO && m.2.len() > 100).map(|m| m.1).collect();
-    assert_eq!(second[3].2.as_ref(), media::avc_frame(true, 500, 3000).as_slice());
-    assert!(video_after[0] > last_before, "republished timestamps continue: {last_before} then {video_after:?}");
+    let video_after: Vec<u32> = second
+        .iter()
+        .filter(|m| m.0 == VIDEO && m.2.len() > 100)
+        .map(|m| m.1)
+        .collect();
+    assert_eq!(
+        second[3].2.as_ref(),
+        media::avc_frame(true, 500, 3000).as_slice()
+    );
+    assert!(
+        video_after[0] > last_before,
+        "republished timestamps continue: {last_before} then {video_after:?}"
+    );
 }
 
 #[test]
@@ -204,17 +254,25 @@ fn slow_player_loses_frames_then_is_dropped_while_publisher_and_others_carry_on(
             seq += 1;
         }
         let got = good.media(25);
-        assert_eq!(got.last().unwrap().2.as_ref(), media::avc_frame(false, seq - 1, 20_000).as_slice());
+        assert_eq!(
+            got.last().unwrap().2.as_ref(),
+            media::avc_frame(false, seq - 1, 20_000).as_slice()
+        );
     }
     let line = log_closed(&tag).unwrap();
     assert!(line.contains("slow player"), "{line}");
     // The publisher and the good player are unharmed.
     publisher.send(VIDEO, seq * 40, &media::avc_frame(true, seq, 100));
-    assert_eq!(good.media(1)[0].2.as_ref(), media::avc_frame(true, seq, 100).as_slice());
+    assert_eq!(
+        good.media(1)[0].2.as_ref(),
+        media::avc_frame(true, seq, 100).as_slice()
+    );
 }
 
 fn log_closed(tag: &str) -> Option<String> {
-    common::log_lines_with(&["connection closed", tag]).into_iter().next()
+    common::log_lines_with(&["connection closed", tag])
+        .into_iter()
+        .next()
 }
 
 #[test]
@@ -228,7 +286,10 @@ fn a_player_on_another_worker_gets_the_stream_published_on_the_first() {
     // lands on the other one (2^-32 odds of never, bounded).
     let mut players = Vec::new();
     let remote = loop {
-        assert!(players.len() < 32, "every player landed on the publisher's worker");
+        assert!(
+            players.len() < 32,
+            "every player landed on the publisher's worker"
+        );
         let player = Client::play(server.addr, "live", "x");
         if worker_of(&player) != publisher_worker {
             break player;
@@ -240,7 +301,10 @@ fn a_player_on_another_worker_gets_the_stream_published_on_the_first() {
     publish_gop(&mut publisher, 0, 4, 40);
     let got = remote.media(3 + 8);
     assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
-    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 40, 3000).as_slice());
+    assert_eq!(
+        got[3].2.as_ref(),
+        media::avc_frame(true, 40, 3000).as_slice()
+    );
     // A late joiner on the other worker gets the mirror's fast-start cache.
     let mut late = loop {
         let player = Client::play(server.addr, "live", "x");
@@ -251,7 +315,10 @@ fn a_player_on_another_worker_gets_the_stream_published_on_the_first() {
         assert!(players.len() < 64);
     };
     let got = late.media(4);
-    assert_eq!(got[3].2.as_ref(), media::avc_frame(true, 40, 3000).as_slice());
+    assert_eq!(
+        got[3].2.as_ref(),
+        media::avc_frame(true, 40, 3000).as_slice()
+    );
 }
 
 fn worker_of(c: &Client) -> String {
@@ -359,6 +426,9 @@ fn shutdown_tells_players_the_stream_stopped_and_closes_connections() {
     let started = Instant::now();
     server.shutdown();
     assert!(started.elapsed() < Duration::from_secs(5));
-    player.wait_for("Play.Stop", |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.Stop"));
+    player.wait_for(
+        "Play.Stop",
+        |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.Stop"),
+    );
     player.wait_closed();
 }

@@ -75,7 +75,10 @@ pub fn wait_for_log_count(needles: &[&str], n: usize, timeout: Duration) -> Vec<
             return lines;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "fewer than {n} log lines with {needles:?}: {lines:?}");
+        assert!(
+            !left.is_zero(),
+            "fewer than {n} log lines with {needles:?}: {lines:?}"
+        );
         text = written.wait_timeout(text, left).unwrap().0;
     }
 }
@@ -96,7 +99,10 @@ impl TestServer {
         }
         let server = Server::start(config).expect("server starts");
         let addr = server.local_addrs()[0];
-        Self { addr, server: Some(server) }
+        Self {
+            addr,
+            server: Some(server),
+        }
     }
 
     pub fn with_defaults() -> Self {
@@ -142,8 +148,13 @@ impl Client {
             digest_handshake: false,
         };
         let session = ClientSession::new(config, &[0x5a; RANDOM_LEN], 0);
-        let mut client =
-            Self { stream, session, buf: BytesMut::new(), events: Default::default(), closed: false };
+        let mut client = Self {
+            stream,
+            session,
+            buf: BytesMut::new(),
+            events: Default::default(),
+            closed: false,
+        };
         client.flush();
         client
     }
@@ -164,7 +175,9 @@ impl Client {
     /// Reads once (bounded by `timeout`), feeds the session, queues its events.
     /// Returns false when the server closed the connection.
     pub fn pump(&mut self, timeout: Duration) -> bool {
-        self.stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).unwrap();
+        self.stream
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .unwrap();
         let mut chunk = [0u8; 65536];
         match self.stream.read(&mut chunk) {
             Ok(0) => {
@@ -172,13 +185,19 @@ impl Client {
                 return false;
             }
             Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => {
                 self.closed = true;
                 return false;
             }
         }
-        self.session.handle_input(&mut self.buf).expect("server speaks valid RTMP");
+        self.session
+            .handle_input(&mut self.buf)
+            .expect("server speaks valid RTMP");
         while let Some(event) = self.session.poll_event() {
             self.events.push_back(event);
         }
@@ -187,7 +206,11 @@ impl Client {
     }
 
     /// Waits for the first event matching `pred`, returning it (events before it are dropped).
-    pub fn wait_for(&mut self, what: &str, mut pred: impl FnMut(&ClientEvent) -> bool) -> ClientEvent {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ClientEvent) -> bool,
+    ) -> ClientEvent {
         let deadline = Instant::now() + WAIT;
         loop {
             while let Some(event) = self.events.pop_front() {
@@ -206,8 +229,11 @@ impl Client {
     pub fn media(&mut self, n: usize) -> Vec<(u8, u32, Bytes)> {
         let mut out = Vec::new();
         while out.len() < n {
-            if let ClientEvent::Media { type_id, timestamp, payload } =
-                self.wait_for("media", |e| matches!(e, ClientEvent::Media { .. }))
+            if let ClientEvent::Media {
+                type_id,
+                timestamp,
+                payload,
+            } = self.wait_for("media", |e| matches!(e, ClientEvent::Media { .. }))
             {
                 out.push((type_id, timestamp, payload));
             }
@@ -219,7 +245,9 @@ impl Client {
         let mut c = Self::connect(addr, app);
         c.session.publish(name, PublishMode::Live);
         c.flush();
-        c.wait_for("publish start", |e| matches!(e, ClientEvent::Publishing { .. }));
+        c.wait_for("publish start", |e| {
+            matches!(e, ClientEvent::Publishing { .. })
+        });
         c
     }
 
@@ -240,7 +268,10 @@ impl Client {
     pub fn wait_closed(&mut self) {
         let deadline = Instant::now() + WAIT;
         while !self.closed {
-            assert!(Instant::now() < deadline, "server did not close the connection");
+            assert!(
+                Instant::now() < deadline,
+                "server did not close the connection"
+            );
             self.pump(Duration::from_millis(200));
             self.events.clear();
         }
@@ -251,7 +282,10 @@ impl Client {
 pub mod media {
     /// AVC sequence header (keyframe, packet type 0) with a tiny fake config record.
     pub fn avc_header() -> Vec<u8> {
-        vec![0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02, 0x68, 0xee]
+        vec![
+            0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00,
+            0x1f, 0x01, 0x00, 0x02, 0x68, 0xee,
+        ]
     }
     /// An AVC frame: keyframe or inter frame, with `len` bytes of payload tagged with `seq`.
     pub fn avc_frame(keyframe: bool, seq: u32, len: usize) -> Vec<u8> {
