@@ -49,12 +49,16 @@ const FLAG_VIDEO: u8 = 0x01;
 /// Why an FLV byte stream cannot be read further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlvError {
+    /// The file does not start with "FLV" (bytes not yet received are shown as 0).
     #[error("FLV signature is {found:02x?}, not \"FLV\"")]
     BadSignature { found: [u8; 3] },
+    /// DataOffset points inside the 9-byte header.
     #[error("FLV header DataOffset {data_offset} is smaller than the 9-byte header")]
     DataOffsetInsideHeader { data_offset: u32 },
+    /// DataOffset asks to skip more than [`MAX_HEADER_DATA_OFFSET`] bytes.
     #[error("FLV header DataOffset {data_offset} exceeds the cap of {max}")]
     DataOffsetTooLarge { data_offset: u32, max: u32 },
+    /// A tag body larger than the reader's cap (or, when writing, than 24 bits allow).
     #[error("FLV tag body of {size} bytes exceeds the cap of {max}")]
     TagTooLarge { size: usize, max: usize },
 }

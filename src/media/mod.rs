@@ -40,24 +40,32 @@ pub use video::{
 /// forwarded as an ordinary frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
+    /// The payload ended before a field the header promised.
     #[error("{what} payload is empty or truncated")]
     Truncated { what: &'static str },
+    /// A packet type value the specification reserves.
     #[error("{what} packet type {value} is reserved")]
     ReservedPacketType { what: &'static str, value: u8 },
+    /// An AvMultitrackType value the specification reserves (3..15).
     #[error("multitrack type {value} is reserved")]
     ReservedMultitrackType { value: u8 },
+    /// A multitrack header whose inner packet type is Multitrack again.
     #[error("a multitrack message declares Multitrack again as its packet type")]
     NestedMultitrack,
+    /// A track's UI24 size runs past the end of the message.
     #[error("track {track_id} declares {size} bytes but only {remaining} remain")]
     TrackOverrunsPayload {
         track_id: u8,
         size: usize,
         remaining: usize,
     },
+    /// A decoder configuration record whose configurationVersion is not 1.
     #[error("{what} configuration version {version} is not 1")]
     UnsupportedConfigurationVersion { what: &'static str, version: u8 },
-    #[error("NAL unit length size {size} is not 1, 2, 3 or 4")]
+    /// A NAL unit length prefix size outside 1, 2, 4 (records) or 1..=4 (iteration).
+    #[error("NAL unit length size {size} is not allowed here")]
     InvalidNalLengthSize { size: u8 },
+    /// An AAC samplingFrequencyIndex of 13 or 14.
     #[error("AAC sampling frequency index {index} is reserved")]
     ReservedSamplingFrequencyIndex { index: u8 },
 }

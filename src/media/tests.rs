@@ -506,3 +506,66 @@ fn metadata_is_recognised_directly_and_behind_set_data_frame() {
         assert!(!is_metadata(&direct[..cut]));
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Payloads biased towards valid headers: a random first byte from the interesting set,
+    /// then arbitrary bytes, sometimes starting with a known FourCC.
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let first = prop_oneof![
+            Just(0x17u8),
+            Just(0x27),
+            Just(0x1c),
+            Just(0x57),
+            (0x80u8..=0xff),
+            Just(0xaf),
+            (0x90u8..=0x9f),
+            any::<u8>()
+        ];
+        let fourcc = prop_oneof![
+            Just(b"avc1".to_vec()),
+            Just(b"hvc1".to_vec()),
+            Just(b"Opus".to_vec()),
+            Just(Vec::new())
+        ];
+        (first, fourcc, proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(b, f, rest)| {
+            let mut p = vec![b];
+            p.extend(f);
+            p.extend(rest);
+            p
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn video_tracks_always_point_inside_the_payload(p in payload()) {
+            if let Ok(tag) = parse_video_tag(&p) {
+                prop_assert_eq!(tag.tracks().count(), tag.track_count());
+                for t in tag.tracks() {
+                    prop_assert!(t.data_offset + t.data.len() <= p.len());
+                    prop_assert_eq!(&p[t.data_offset..t.data_offset + t.data.len()], t.data);
+                }
+                let info = tag.info();
+                prop_assert!(!(info.is_keyframe && info.is_sequence_header));
+            }
+        }
+
+        #[test]
+        fn audio_tracks_always_point_inside_the_payload(p in payload()) {
+            if let Ok(tag) = parse_audio_tag(&p) {
+                prop_assert_eq!(tag.tracks().count(), tag.track_count());
+                for t in tag.tracks() {
+                    prop_assert_eq!(&p[t.data_offset..t.data_offset + t.data.len()], t.data);
+                }
+            }
+        }
+
+        #[test]
+        fn inspect_agrees_with_the_full_parse(p in payload()) {
+            prop_assert_eq!(inspect_video(&p), parse_video_tag(&p).map(|t| t.info()));
+            prop_assert_eq!(inspect_audio(&p), parse_audio_tag(&p).map(|t| t.info()));
+        }
+    }
+}
