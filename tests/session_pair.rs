@@ -196,10 +196,15 @@ fn a_publish_session_reports_connect_publish_media_and_unpublish_in_order() {
             ServerEvent::Unpublished { stream_id: 1 },
         ]
     );
-    assert_eq!(pair.client_events[0], ClientEvent::Connected);
-    assert!(pair
-        .client_events
-        .contains(&ClientEvent::Publishing { stream_id: 1 }));
+    let position = |ev: &ClientEvent| pair.client_events.iter().position(|e| e == ev);
+    assert_eq!(
+        pair.client_events[0],
+        ClientEvent::StreamBegin { stream_id: 0 },
+        "StreamBegin 0 precedes the connect _result"
+    );
+    let connected = position(&ClientEvent::Connected).expect("connected");
+    let publishing = position(&ClientEvent::Publishing { stream_id: 1 }).expect("publishing");
+    assert!(connected < publishing);
     assert_eq!(statuses(&pair.client_events), vec!["NetStream.Publish.Start"]);
     assert_eq!(pair.server.app(), Some("live"));
     assert_eq!(pair.server.outbound_chunk_size(), 4096);
@@ -365,8 +370,13 @@ fn the_server_acknowledges_every_window_of_received_bytes() {
         })
         .collect();
     let received = pair.server.bytes_received();
-    assert!(acks.len() >= 6, "30 KB at a 4 KB window: got {acks:?}");
-    assert!(acks.windows(2).all(|w| w[1] - w[0] >= 4096), "{acks:?}");
+    // 30 KB of media at a 4 KB window; each ack lands within one ~3 KB message of the window.
+    assert!(acks.len() >= 5, "got {acks:?}");
+    assert!(
+        acks.windows(2)
+            .all(|w| (4096..4096 + 3100).contains(&(w[1] - w[0]))),
+        "{acks:?}"
+    );
     assert!(u64::from(*acks.last().unwrap()) <= received);
     assert!(received - u64::from(*acks.last().unwrap()) < 4096);
 }
