@@ -690,3 +690,76 @@ fn an_aggregate_message_is_split_into_rebased_media_events() {
         vec![(9, 5000, b"vid".to_vec()), (8, 5020, b"au".to_vec())]
     );
 }
+
+// ---- known answer: a real ffmpeg publisher ----
+
+/// Client→server bytes of `ffmpeg -re -f lavfi -i testsrc -t 1 -c:v libx264 -f flv
+/// rtmp://…/live/key`, captured by tools/fixtures/capture_publish.sh.
+const FFMPEG_PUBLISH: &[u8] = include_bytes!("fixtures/sessions/ffmpeg_publish.bin");
+
+fn feed_ffmpeg_publish(piece: usize) -> Vec<ServerEvent> {
+    let mut server = ServerSession::new(ServerConfig::default(), &RANDOM, 0);
+    let mut events = Vec::new();
+    let mut buf = BytesMut::new();
+    for chunk in FFMPEG_PUBLISH.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        server.handle_input(&mut buf).expect("ffmpeg's bytes are valid");
+        while let Some(ev) = server.poll_event() {
+            answer(&mut server, &ev, &Policy::default());
+            events.push(ev);
+        }
+        while server.poll_transmit().is_some() {}
+    }
+    assert!(buf.is_empty(), "every byte consumed");
+    events
+}
+
+#[test]
+fn a_real_ffmpeg_publish_yields_connect_publish_metadata_and_sequence_header() {
+    let events = feed_ffmpeg_publish(FFMPEG_PUBLISH.len());
+    match &events[0] {
+        ServerEvent::ConnectRequested { app, tc_url } => {
+            assert_eq!(app, "live");
+            assert!(tc_url.starts_with("rtmp://127.0.0.1:") && tc_url.ends_with("/live"));
+        }
+        other => panic!("first event {other:?}"),
+    }
+    assert_eq!(
+        events[1],
+        ServerEvent::PublishRequested {
+            stream_id: 1,
+            name: "key".into(),
+            query: String::new(),
+            mode: PublishMode::Live
+        }
+    );
+    let media: Vec<(u8, Bytes)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Media {
+                stream_id: 1,
+                type_id,
+                payload,
+                ..
+            } => Some((*type_id, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    let (t, metadata) = &media[0];
+    assert_eq!(*t, type_id::DATA_AMF0);
+    assert!(metadata.starts_with(b"\x02\x00\x0aonMetaData"), "{metadata:?}");
+    let (t, seq_header) = &media[1];
+    assert_eq!(*t, type_id::VIDEO);
+    assert_eq!(&seq_header[..2], &[0x17, 0x00], "AVC keyframe, sequence header");
+    let frames = media.iter().filter(|(t, _)| *t == type_id::VIDEO).count();
+    assert!(frames >= 25, "one second at 25 fps: {frames} video messages");
+    assert_eq!(events.last(), Some(&ServerEvent::Unpublished { stream_id: 1 }));
+}
+
+#[test]
+fn a_real_ffmpeg_publish_cut_into_odd_pieces_yields_the_same_events() {
+    let whole = feed_ffmpeg_publish(FFMPEG_PUBLISH.len());
+    for piece in [1, 7, 1000] {
+        assert_eq!(feed_ffmpeg_publish(piece), whole, "piece size {piece}");
+    }
+}
