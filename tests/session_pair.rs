@@ -72,7 +72,9 @@ impl Pair {
                 self.c2s.extend_from_slice(&t);
                 moved = true;
             }
-            self.server.handle_input(&mut self.c2s).expect("server accepts client bytes");
+            self.server
+                .handle_input(&mut self.c2s)
+                .expect("server accepts client bytes");
             while let Some(ev) = self.server.poll_event() {
                 answer(&mut self.server, &ev, &self.policy);
                 self.server_events.push(ev);
@@ -82,7 +84,9 @@ impl Pair {
                 self.s2c.extend_from_slice(&t);
                 moved = true;
             }
-            self.client.handle_input(&mut self.s2c).expect("client accepts server bytes");
+            self.client
+                .handle_input(&mut self.s2c)
+                .expect("client accepts server bytes");
             while let Some(ev) = self.client.poll_event() {
                 self.client_events.push(ev);
             }
@@ -205,7 +209,10 @@ fn a_publish_session_reports_connect_publish_media_and_unpublish_in_order() {
     let connected = position(&ClientEvent::Connected).expect("connected");
     let publishing = position(&ClientEvent::Publishing { stream_id: 1 }).expect("publishing");
     assert!(connected < publishing);
-    assert_eq!(statuses(&pair.client_events), vec!["NetStream.Publish.Start"]);
+    assert_eq!(
+        statuses(&pair.client_events),
+        vec!["NetStream.Publish.Start"]
+    );
     assert_eq!(pair.server.app(), Some("live"));
     assert_eq!(pair.server.outbound_chunk_size(), 4096);
 }
@@ -248,7 +255,9 @@ fn a_player_receives_encode_once_media_interleaved_with_session_transmits_in_ord
         })
         .expect("play requested");
     assert_eq!(play, (1, "key".to_string(), true));
-    assert!(pair.client_events.contains(&ClientEvent::Playing { stream_id: 1 }));
+    assert!(pair
+        .client_events
+        .contains(&ClientEvent::Playing { stream_id: 1 }));
     assert!(pair
         .client_events
         .contains(&ClientEvent::StreamBegin { stream_id: 1 }));
@@ -262,10 +271,25 @@ fn a_player_receives_encode_once_media_interleaved_with_session_transmits_in_ord
     let chunk_size = pair.server.outbound_chunk_size();
     let big: Vec<u8> = (0..9000u32).map(|i| (i * 7) as u8).collect();
     let media: Vec<(u32, u8, u32, Bytes)> = vec![
-        (csid::DATA, type_id::DATA_AMF0, 0, Bytes::from(metadata_body())),
+        (
+            csid::DATA,
+            type_id::DATA_AMF0,
+            0,
+            Bytes::from(metadata_body()),
+        ),
         (csid::VIDEO, type_id::VIDEO, 0, Bytes::from(big)),
-        (csid::AUDIO, type_id::AUDIO, 10, Bytes::from_static(b"\xaf\x01a1")),
-        (csid::VIDEO, type_id::VIDEO, 40, Bytes::from_static(b"\x27\x01v2")),
+        (
+            csid::AUDIO,
+            type_id::AUDIO,
+            10,
+            Bytes::from_static(b"\xaf\x01a1"),
+        ),
+        (
+            csid::VIDEO,
+            type_id::VIDEO,
+            40,
+            Bytes::from_static(b"\x27\x01v2"),
+        ),
     ];
     for (i, (cs, t, ts, payload)) in media.iter().enumerate() {
         EncodedMessage::new(*cs, *ts, *t, 1, payload.clone(), chunk_size).write_to(&mut pair.s2c);
@@ -297,7 +321,10 @@ fn a_player_receives_encode_once_media_interleaved_with_session_transmits_in_ord
     assert_eq!(got, want);
     assert_eq!(
         statuses(&events),
-        vec!["NetStream.Play.UnpublishNotify", "NetStream.Play.PublishNotify"]
+        vec![
+            "NetStream.Play.UnpublishNotify",
+            "NetStream.Play.PublishNotify"
+        ]
     );
     assert!(events.contains(&ClientEvent::StreamEof { stream_id: 1 }));
 
@@ -320,7 +347,10 @@ fn a_rejected_publish_reaches_the_client_as_bad_name_and_media_is_dropped() {
     );
     pair.client.publish("taken", PublishMode::Live);
     pair.pump();
-    assert_eq!(statuses(&pair.client_events), vec!["NetStream.Publish.BadName"]);
+    assert_eq!(
+        statuses(&pair.client_events),
+        vec!["NetStream.Publish.BadName"]
+    );
     assert!(!pair
         .client_events
         .iter()
@@ -343,7 +373,11 @@ fn a_rejected_connect_reaches_the_client_as_connect_rejected() {
         vec!["NetConnection.Connect.Rejected"]
     );
     assert!(!pair.client_events.contains(&ClientEvent::Connected));
-    assert_eq!(pair.server_events.len(), 1, "nothing after the rejected connect");
+    assert_eq!(
+        pair.server_events.len(),
+        1,
+        "nothing after the rejected connect"
+    );
 }
 
 #[test]
@@ -356,7 +390,8 @@ fn the_server_acknowledges_every_window_of_received_bytes() {
     pair.client.publish("key", PublishMode::Live);
     pair.pump();
     for i in 0..10u32 {
-        pair.client.send_media(type_id::VIDEO, i * 40, &[0x17; 3000]);
+        pair.client
+            .send_media(type_id::VIDEO, i * 40, &[0x17; 3000]);
     }
     pair.pump();
     // Skip S0 S1 S2, then decode everything the server said.
@@ -472,8 +507,11 @@ impl Raw {
     }
 
     fn connect(&mut self) {
-        self.command(0, &command::connect(1.0, "live", "FMLE/3.0", "rtmp://h/live"))
-            .expect("connect");
+        self.command(
+            0,
+            &command::connect(1.0, "live", "FMLE/3.0", "rtmp://h/live"),
+        )
+        .expect("connect");
         assert!(matches!(
             self.server.poll_event(),
             Some(ServerEvent::ConnectRequested { .. })
@@ -494,8 +532,11 @@ fn commands(msgs: &[RawMessage]) -> Vec<Command> {
 fn an_unknown_command_gets_call_failed_and_the_session_continues() {
     let mut raw = Raw::new();
     raw.connect();
-    raw.command(0, &Command::new("launchMissiles", 5.0, Amf0Value::Null, vec![]))
-        .expect("not fatal");
+    raw.command(
+        0,
+        &Command::new("launchMissiles", 5.0, Amf0Value::Null, vec![]),
+    )
+    .expect("not fatal");
     let answers = commands(&raw.answers());
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].name, "_error");
@@ -503,8 +544,11 @@ fn an_unknown_command_gets_call_failed_and_the_session_continues() {
     let code = command::property_str(answers[0].info().expect("info"), "code");
     assert_eq!(code, Some("NetConnection.Call.Failed"));
 
-    raw.command(0, &Command::new("createStream", 6.0, Amf0Value::Null, vec![]))
-        .expect("still served");
+    raw.command(
+        0,
+        &Command::new("createStream", 6.0, Amf0Value::Null, vec![]),
+    )
+    .expect("still served");
     let answers = commands(&raw.answers());
     assert_eq!(answers[0].name, "_result");
     assert_eq!(answers[0].arg_f64(0), Some(1.0));
@@ -578,7 +622,8 @@ fn an_amf3_connect_is_understood_and_its_object_encoding_echoed() {
     p.extend_from_slice(b"\x0btcUrl\x06\x2brtmp://127.0.0.1/live"); // 21 chars
     p.extend_from_slice(b"\x1dobjectEncoding\x04\x03");
     p.push(0x01); // end of dynamic members
-    raw.send(type_id::COMMAND_AMF3, 0, &p).expect("AMF3 connect");
+    raw.send(type_id::COMMAND_AMF3, 0, &p)
+        .expect("AMF3 connect");
     assert_eq!(
         raw.server.poll_event(),
         Some(ServerEvent::ConnectRequested {
@@ -619,11 +664,17 @@ fn too_many_create_streams_close_the_connection() {
     let mut raw = Raw::new();
     raw.connect();
     for tx in 0..16 {
-        raw.command(0, &Command::new("createStream", 2.0 + f64::from(tx), Amf0Value::Null, vec![]))
-            .expect("within the cap");
+        raw.command(
+            0,
+            &Command::new("createStream", 2.0 + f64::from(tx), Amf0Value::Null, vec![]),
+        )
+        .expect("within the cap");
     }
     let err = raw
-        .command(0, &Command::new("createStream", 99.0, Amf0Value::Null, vec![]))
+        .command(
+            0,
+            &Command::new("createStream", 99.0, Amf0Value::Null, vec![]),
+        )
         .expect_err("over the cap");
     assert!(matches!(err, SessionError::Protocol(_)));
 }
@@ -632,10 +683,15 @@ fn too_many_create_streams_close_the_connection() {
 fn media_on_a_stream_that_is_not_publishing_is_dropped() {
     let mut raw = Raw::new();
     raw.connect();
-    raw.command(0, &Command::new("createStream", 2.0, Amf0Value::Null, vec![]))
-        .expect("createStream");
-    raw.send(type_id::VIDEO, 1, b"\x17\x00frame").expect("not fatal");
-    raw.send(type_id::AUDIO, 7, b"\xaf\x01a").expect("not fatal");
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
+    raw.send(type_id::VIDEO, 1, b"\x17\x00frame")
+        .expect("not fatal");
+    raw.send(type_id::AUDIO, 7, b"\xaf\x01a")
+        .expect("not fatal");
     assert_eq!(raw.server.poll_event(), None);
 }
 
@@ -643,15 +699,21 @@ fn media_on_a_stream_that_is_not_publishing_is_dropped() {
 fn an_aggregate_message_is_split_into_rebased_media_events() {
     let mut raw = Raw::new();
     raw.connect();
-    raw.command(0, &Command::new("createStream", 2.0, Amf0Value::Null, vec![]))
-        .expect("createStream");
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
     raw.command(
         1,
         &Command::new(
             "publish",
             3.0,
             Amf0Value::Null,
-            vec![Amf0Value::String("k".into()), Amf0Value::String("live".into())],
+            vec![
+                Amf0Value::String("k".into()),
+                Amf0Value::String("live".into()),
+            ],
         ),
     )
     .expect("publish");
@@ -703,7 +765,9 @@ fn feed_ffmpeg_publish(piece: usize) -> Vec<ServerEvent> {
     let mut buf = BytesMut::new();
     for chunk in FFMPEG_PUBLISH.chunks(piece) {
         buf.extend_from_slice(chunk);
-        server.handle_input(&mut buf).expect("ffmpeg's bytes are valid");
+        server
+            .handle_input(&mut buf)
+            .expect("ffmpeg's bytes are valid");
         while let Some(ev) = server.poll_event() {
             answer(&mut server, &ev, &Policy::default());
             events.push(ev);
@@ -747,13 +811,26 @@ fn a_real_ffmpeg_publish_yields_connect_publish_metadata_and_sequence_header() {
         .collect();
     let (t, metadata) = &media[0];
     assert_eq!(*t, type_id::DATA_AMF0);
-    assert!(metadata.starts_with(b"\x02\x00\x0aonMetaData"), "{metadata:?}");
+    assert!(
+        metadata.starts_with(b"\x02\x00\x0aonMetaData"),
+        "{metadata:?}"
+    );
     let (t, seq_header) = &media[1];
     assert_eq!(*t, type_id::VIDEO);
-    assert_eq!(&seq_header[..2], &[0x17, 0x00], "AVC keyframe, sequence header");
+    assert_eq!(
+        &seq_header[..2],
+        &[0x17, 0x00],
+        "AVC keyframe, sequence header"
+    );
     let frames = media.iter().filter(|(t, _)| *t == type_id::VIDEO).count();
-    assert!(frames >= 25, "one second at 25 fps: {frames} video messages");
-    assert_eq!(events.last(), Some(&ServerEvent::Unpublished { stream_id: 1 }));
+    assert!(
+        frames >= 25,
+        "one second at 25 fps: {frames} video messages"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&ServerEvent::Unpublished { stream_id: 1 })
+    );
 }
 
 #[test]
@@ -762,4 +839,89 @@ fn a_real_ffmpeg_publish_cut_into_odd_pieces_yields_the_same_events() {
     for piece in [1, 7, 1000] {
         assert_eq!(feed_ffmpeg_publish(piece), whole, "piece size {piece}");
     }
+}
+
+#[test]
+fn a_publisher_flooding_before_its_publish_is_answered_is_disconnected() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
+    let publish = Command::new(
+        "publish",
+        3.0,
+        Amf0Value::Null,
+        vec![Amf0Value::String("k".into())],
+    );
+    raw.command(1, &publish).expect("publish");
+    // The runtime has not answered yet: media is held back, bounded.
+    let frame = vec![0x17u8; 64 * 1024];
+    let mut result = Ok(());
+    for _ in 0..100 {
+        result = raw.send(type_id::VIDEO, 1, &frame);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(
+        matches!(result, Err(SessionError::Protocol(_))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn media_held_back_behind_a_pending_publish_is_reported_after_accept_in_order() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
+    let publish = Command::new(
+        "publish",
+        3.0,
+        Amf0Value::Null,
+        vec![Amf0Value::String("k".into())],
+    );
+    raw.command(1, &publish).expect("publish");
+    raw.send(type_id::VIDEO, 1, b"first").expect("held");
+    raw.send(type_id::AUDIO, 1, b"second").expect("held");
+    assert!(matches!(
+        raw.server.poll_event(),
+        Some(ServerEvent::PublishRequested { stream_id: 1, .. })
+    ));
+    assert_eq!(raw.server.poll_event(), None, "nothing before the answer");
+    raw.server.accept_publish(1);
+    let payloads: Vec<Bytes> = std::iter::from_fn(|| raw.server.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::Media { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        payloads,
+        vec![Bytes::from_static(b"first"), Bytes::from_static(b"second")]
+    );
+}
+
+#[test]
+fn a_client_using_the_digest_handshake_publishes_like_any_other() {
+    let mut pair = Pair::new(ServerConfig::default(), Policy::default());
+    pair.client = ClientSession::new(
+        ClientConfig {
+            digest_handshake: true,
+            ..client_config()
+        },
+        &RANDOM,
+        0,
+    );
+    pair.client.publish("key", PublishMode::Live);
+    pair.pump();
+    assert!(pair
+        .client_events
+        .contains(&ClientEvent::Publishing { stream_id: 1 }));
 }
