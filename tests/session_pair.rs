@@ -925,3 +925,21 @@ fn a_client_using_the_digest_handshake_publishes_like_any_other() {
         .client_events
         .contains(&ClientEvent::Publishing { stream_id: 1 }));
 }
+
+#[test]
+fn an_app_with_a_trailing_slash_and_a_query_keeps_both_parts() {
+    let mut raw = Raw::new();
+    raw.command(
+        0,
+        &command::connect(1.0, "live/?token=s3cret", "FMLE/3.0", "rtmp://h/live"),
+    )
+    .expect("connect");
+    assert_eq!(
+        raw.server.poll_event(),
+        Some(ServerEvent::ConnectRequested {
+            app: "live?token=s3cret".into(),
+            tc_url: "rtmp://h/live".into()
+        })
+    );
+    assert_eq!(raw.server.app(), Some("live?token=s3cret"));
+}

@@ -141,6 +141,44 @@ enum NetStream {
 /// as it is answered, inside `accept_*`/`reject_*`: drain `poll_event` again after answering.
 /// Protocol control is always applied at once.
 ///
+/// ```
+/// use bytes::BytesMut;
+/// use rtmp_edge::rtmp::session::*;
+/// use rtmp_edge::rtmp::Limits;
+///
+/// let mut server = ServerSession::new(ServerConfig::default(), &[1; 1528], 0);
+/// let config = ClientConfig {
+///     app: "live".into(),
+///     tc_url: "rtmp://127.0.0.1/live".into(),
+///     flash_ver: "FMLE/3.0".into(),
+///     limits: Limits::default(),
+///     chunk_size: 4096,
+///     digest_handshake: false,
+/// };
+/// let mut client = ClientSession::new(config, &[2; 1528], 0);
+/// client.publish("key", PublishMode::Live);
+/// let (mut c2s, mut s2c) = (BytesMut::new(), BytesMut::new());
+/// let mut published = false;
+/// for _ in 0..10 {
+///     while let Some(t) = client.poll_transmit() { c2s.extend_from_slice(&t); }
+///     server.handle_input(&mut c2s)?;
+///     while let Some(event) = server.poll_event() {
+///         match event {
+///             ServerEvent::ConnectRequested { .. } => server.accept_connect(),
+///             ServerEvent::PublishRequested { stream_id, .. } => server.accept_publish(stream_id),
+///             _ => {}
+///         }
+///     }
+///     while let Some(t) = server.poll_transmit() { s2c.extend_from_slice(&t); }
+///     client.handle_input(&mut s2c)?;
+///     while let Some(event) = client.poll_event() {
+///         published |= matches!(event, ClientEvent::Publishing { .. });
+///     }
+/// }
+/// assert!(published);
+/// # Ok::<(), SessionError>(())
+/// ```
+///
 /// The session writes only on csids 2, 3 and 5 ([`super::csid`]); media for players is
 /// encoded once by the fan-out on csids 6, 7 and 8 at
 /// [`outbound_chunk_size`](Self::outbound_chunk_size).
