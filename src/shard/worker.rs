@@ -271,6 +271,9 @@ impl Worker {
     fn mark_writable(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.write_blocked = false;
+            if conn.out.is_empty() {
+                conn.stalled_since = None;
+            }
             conn.schedule_write(key, &mut self.write_list);
         }
     }
