@@ -198,7 +198,11 @@ impl From<String> for Amf0Value {
 /// malformed.
 pub fn decode(buf: &mut &[u8], max_depth: usize) -> Result<Amf0Value, AmfError> {
     let mut cursor = *buf;
-    let value = Decoder { limit: max_depth }.value(&mut cursor, 0)?;
+    let mut decoder = Decoder {
+        limit: max_depth,
+        amf3_budget: amf3::DEFAULT_BUDGET,
+    };
+    let value = decoder.value(&mut cursor, 0)?;
     *buf = cursor;
     Ok(value)
 }
@@ -362,14 +366,17 @@ pub(super) fn read_utf8(buf: &mut &[u8], len: usize) -> Result<String, AmfError>
     Ok(String::from_utf8_lossy(take(buf, len)?).into_owned())
 }
 
-/// The AMF0 decoder: only the nesting limit is state; the depth travels with the recursion.
+/// The AMF0 decoder of one value; the depth travels with the recursion.
 struct Decoder {
     limit: usize,
+    /// What is left of the AMF3 size budget, shared by every AVM+ switch inside the value
+    /// (each switch starts fresh reference tables, but must not start a fresh budget).
+    amf3_budget: usize,
 }
 
 impl Decoder {
     /// Decodes one value at nesting `depth` (the number of enclosing containers).
-    fn value(&self, buf: &mut &[u8], depth: usize) -> Result<Amf0Value, AmfError> {
+    fn value(&mut self, buf: &mut &[u8], depth: usize) -> Result<Amf0Value, AmfError> {
         let m = read_u8(buf)?;
         Ok(match m {
             marker::NUMBER => Amf0Value::Number(read_f64(buf)?),
@@ -424,8 +431,10 @@ impl Decoder {
                 }
             }
             marker::AVMPLUS => {
-                let mut amf3 = Amf3Decoder::nested(self.limit, depth);
-                Amf0Value::Avmplus(amf3.decode(buf)?)
+                let mut amf3 = Amf3Decoder::nested(self.limit, depth, self.amf3_budget);
+                let value = amf3.decode(buf)?;
+                self.amf3_budget = self.amf3_budget.saturating_sub(amf3.produced());
+                Amf0Value::Avmplus(value)
             }
             // 0x04 MovieClip and 0x0E RecordSet are reserved, 0x09 only ends an object.
             other => {
@@ -449,7 +458,7 @@ impl Decoder {
     ///
     /// An empty key followed by any other marker is a property named "" (legal AMF0).
     fn properties(
-        &self,
+        &mut self,
         buf: &mut &[u8],
         depth: usize,
     ) -> Result<Vec<(String, Amf0Value)>, AmfError> {
@@ -763,6 +772,28 @@ mod tests {
         assert_eq!(
             decode(&mut &bytes[..], 32),
             Err(AmfError::TooDeep { limit: 32 })
+        );
+    }
+
+    #[test]
+    fn shares_one_amf3_budget_across_every_switch_in_a_value() {
+        // One AVM+ value: [ [null x 1000], [ref 1 x 50] ], megabytes decoded from 1.1 KB.
+        let mut amf3 = vec![0x11, 0x09, 0x05, 0x01, 0x09, 0x8F, 0x51, 0x01];
+        amf3.extend(std::iter::repeat(0x01).take(1000));
+        amf3.extend_from_slice(&[0x09, 0x65, 0x01]);
+        for _ in 0..50 {
+            amf3.extend_from_slice(&[0x09, 0x02]);
+        }
+        assert!(dec(&amf3).is_ok(), "one switch fits the budget");
+        let mut bytes = vec![0x0A, 0, 0, 0, 5];
+        for _ in 0..5 {
+            bytes.extend_from_slice(&amf3);
+        }
+        assert_eq!(
+            dec(&bytes),
+            Err(AmfError::TooLarge {
+                what: "AMF3 decoded size budget"
+            })
         );
     }
 
