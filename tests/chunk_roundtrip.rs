@@ -46,11 +46,7 @@ fn chunk_all(msgs: &[RawMessage], chunk_size: u32, strip_extended: bool) -> Vec<
             let len = m.payload.len();
             let hdr0 = b.len() - len;
             let extra = if len == 0 { 0 } else { (len - 1) / cs };
-            let hdr3 = if extra == 0 {
-                0
-            } else {
-                (a.len() - b.len()) / extra
-            };
+            let hdr3 = (a.len() - b.len()).checked_div(extra).unwrap_or(0);
             let basic = match m.csid {
                 0..=63 => 1,
                 64..=319 => 2,

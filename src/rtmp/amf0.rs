@@ -6,6 +6,8 @@
 //! length is honoured) and lenient where real encoders are known to be sloppy: the element
 //! count of an ECMA array is advisory (we read until the object end), and invalid UTF-8 in
 //! strings is replaced rather than rejected, so one bad byte in a `connect` never fails it.
+//! What a peer can make us hold is bounded: nesting by `max_depth`, and decoded size by
+//! [`DEFAULT_BUDGET`] per [`decode`] call (AMF3 values behind AVM+ switches included).
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -70,6 +72,15 @@ pub enum Amf0Value {
     /// AVM+ switch (marker 0x11): the next value is AMF3.
     Avmplus(Amf3Value),
 }
+
+/// Decoded-size budget of one [`decode`] call, in approximate bytes of memory: every
+/// value and string, including AMF3 values behind AVM+ switches. A byte on the wire can
+/// become a whole [`Amf0Value`] in memory; this keeps a 16 MB message from becoming a
+/// gigabyte. Commands and metadata are a few kilobytes.
+pub const DEFAULT_BUDGET: usize = amf3::DEFAULT_BUDGET;
+
+/// Charge for one decoded value, on top of the heap bytes it owns.
+const VALUE_COST: usize = std::mem::size_of::<Amf0Value>();
 
 /// AMF0 type markers (AMF0 specification, section 2.1).
 mod marker {
@@ -198,7 +209,11 @@ impl From<String> for Amf0Value {
 /// malformed.
 pub fn decode(buf: &mut &[u8], max_depth: usize) -> Result<Amf0Value, AmfError> {
     let mut cursor = *buf;
-    let value = Decoder { limit: max_depth }.value(&mut cursor, 0)?;
+    let mut decoder = Decoder {
+        limit: max_depth,
+        budget: DEFAULT_BUDGET,
+    };
+    let value = decoder.value(&mut cursor, 0)?;
     *buf = cursor;
     Ok(value)
 }
@@ -362,21 +377,25 @@ pub(super) fn read_utf8(buf: &mut &[u8], len: usize) -> Result<String, AmfError>
     Ok(String::from_utf8_lossy(take(buf, len)?).into_owned())
 }
 
-/// The AMF0 decoder: only the nesting limit is state; the depth travels with the recursion.
+/// The AMF0 decoder of one value; the depth travels with the recursion.
 struct Decoder {
     limit: usize,
+    /// What is left of the decoded-size budget, shared with every AVM+ switch inside the
+    /// value (each switch starts fresh reference tables, but must not start a fresh budget).
+    budget: usize,
 }
 
 impl Decoder {
     /// Decodes one value at nesting `depth` (the number of enclosing containers).
-    fn value(&self, buf: &mut &[u8], depth: usize) -> Result<Amf0Value, AmfError> {
+    fn value(&mut self, buf: &mut &[u8], depth: usize) -> Result<Amf0Value, AmfError> {
+        self.charge(VALUE_COST)?;
         let m = read_u8(buf)?;
         Ok(match m {
             marker::NUMBER => Amf0Value::Number(read_f64(buf)?),
             marker::BOOLEAN => Amf0Value::Boolean(read_u8(buf)? != 0),
             marker::STRING => {
                 let len = read_u16(buf)?;
-                Amf0Value::String(read_utf8(buf, usize::from(len))?)
+                Amf0Value::String(self.utf8(buf, usize::from(len))?)
             }
             marker::OBJECT => Amf0Value::Object(self.properties(buf, self.enter(depth)?)?),
             marker::NULL => Amf0Value::Null,
@@ -407,16 +426,16 @@ impl Decoder {
             }
             marker::LONG_STRING => {
                 let len = read_u32(buf)? as usize;
-                Amf0Value::LongString(read_utf8(buf, len)?)
+                Amf0Value::LongString(self.utf8(buf, len)?)
             }
             marker::UNSUPPORTED => Amf0Value::Unsupported,
             marker::XML_DOCUMENT => {
                 let len = read_u32(buf)? as usize;
-                Amf0Value::XmlDocument(read_utf8(buf, len)?)
+                Amf0Value::XmlDocument(self.utf8(buf, len)?)
             }
             marker::TYPED_OBJECT => {
                 let len = read_u16(buf)?;
-                let class_name = read_utf8(buf, usize::from(len))?;
+                let class_name = self.utf8(buf, usize::from(len))?;
                 let properties = self.properties(buf, self.enter(depth)?)?;
                 Amf0Value::TypedObject {
                     class_name,
@@ -424,8 +443,10 @@ impl Decoder {
                 }
             }
             marker::AVMPLUS => {
-                let mut amf3 = Amf3Decoder::nested(self.limit, depth);
-                Amf0Value::Avmplus(amf3.decode(buf)?)
+                let mut amf3 = Amf3Decoder::nested(self.limit, depth, self.budget);
+                let value = amf3.decode(buf)?;
+                self.budget = self.budget.saturating_sub(amf3.produced());
+                Amf0Value::Avmplus(value)
             }
             // 0x04 MovieClip and 0x0E RecordSet are reserved, 0x09 only ends an object.
             other => {
@@ -435,6 +456,21 @@ impl Decoder {
                 })
             }
         })
+    }
+
+    /// Spends `n` bytes of the decoded-size budget.
+    fn charge(&mut self, n: usize) -> Result<(), AmfError> {
+        self.budget = self.budget.checked_sub(n).ok_or(AmfError::TooLarge {
+            what: "AMF0 decoded size budget",
+        })?;
+        Ok(())
+    }
+
+    /// Reads a string of `len` bytes, charging it to the budget.
+    fn utf8(&mut self, buf: &mut &[u8], len: usize) -> Result<String, AmfError> {
+        let s = read_utf8(buf, len)?;
+        self.charge(s.len())?;
+        Ok(s)
     }
 
     /// The depth inside a container opened at `depth`, if the limit allows it.
@@ -449,7 +485,7 @@ impl Decoder {
     ///
     /// An empty key followed by any other marker is a property named "" (legal AMF0).
     fn properties(
-        &self,
+        &mut self,
         buf: &mut &[u8],
         depth: usize,
     ) -> Result<Vec<(String, Amf0Value)>, AmfError> {
@@ -460,7 +496,7 @@ impl Decoder {
                 *buf = &buf[1..];
                 return Ok(props);
             }
-            let key = read_utf8(buf, usize::from(len))?;
+            let key = self.utf8(buf, usize::from(len))?;
             let value = self.value(buf, depth)?;
             props.push((key, value));
         }
@@ -763,6 +799,43 @@ mod tests {
         assert_eq!(
             decode(&mut &bytes[..], 32),
             Err(AmfError::TooDeep { limit: 32 })
+        );
+    }
+
+    #[test]
+    fn shares_one_amf3_budget_across_every_switch_in_a_value() {
+        // One AVM+ value: [ [null x 1000], [ref 1 x 50] ], megabytes decoded from 1.1 KB.
+        let mut amf3 = vec![0x11, 0x09, 0x05, 0x01, 0x09, 0x8F, 0x51, 0x01];
+        amf3.extend(std::iter::repeat(0x01).take(1000));
+        amf3.extend_from_slice(&[0x09, 0x65, 0x01]);
+        for _ in 0..50 {
+            amf3.extend_from_slice(&[0x09, 0x02]);
+        }
+        assert!(dec(&amf3).is_ok(), "one switch fits the budget");
+        let mut bytes = vec![0x0A, 0, 0, 0, 5];
+        for _ in 0..5 {
+            bytes.extend_from_slice(&amf3);
+        }
+        assert_eq!(
+            dec(&bytes),
+            Err(AmfError::TooLarge {
+                what: "AMF3 decoded size budget"
+            })
+        );
+    }
+
+    #[test]
+    fn stops_a_huge_array_of_one_byte_values_with_too_large() {
+        // 4M nulls: 4 MB on the wire, hundreds of MB as values.
+        let count = 4 << 20;
+        let mut bytes = vec![0x0A];
+        bytes.extend_from_slice(&(count as u32).to_be_bytes());
+        bytes.resize(5 + count, 0x05);
+        assert_eq!(
+            dec(&bytes),
+            Err(AmfError::TooLarge {
+                what: "AMF0 decoded size budget"
+            })
         );
     }
 

@@ -187,12 +187,18 @@ impl Amf3Decoder {
     }
 
     /// A fresh decoder for the value after an AMF0 AVM+ switch found inside `depth`
-    /// containers, so that both formats count against the same `limit`.
-    pub(super) fn nested(limit: usize, depth: usize) -> Self {
+    /// containers, so that both formats count against the same `limit`, with what is left
+    /// of the budget of the enclosing AMF0 value.
+    pub(super) fn nested(limit: usize, depth: usize, budget: usize) -> Self {
         Amf3Decoder {
             base_depth: depth,
-            ..Self::new(limit)
+            ..Self::with_budget(limit, budget)
         }
+    }
+
+    /// Budget spent so far on decoded values (excluding the reference tables' copies).
+    pub(super) fn produced(&self) -> usize {
+        self.produced
     }
 
     /// Decodes one value from the front of `buf`, advancing it.

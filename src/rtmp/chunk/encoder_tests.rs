@@ -189,5 +189,10 @@ fn cloning_an_encoded_message_shares_the_payload() {
     let m = EncodedMessage::new(6, 40, 9, 1, Bytes::from(vec![1u8; 300]), 128);
     let c = m.clone();
     assert_eq!(c.payload().as_ptr(), m.payload().as_ptr());
+    assert_eq!(
+        std::mem::size_of::<EncodedMessage>(),
+        std::mem::size_of::<usize>()
+    );
+    assert_eq!(Arc::strong_count(&m.inner), 2);
     assert_eq!(wire_of(&c, 0), wire_of(&m, 0));
 }
