@@ -9,6 +9,8 @@
 //! (always fmt 0) never breaks the session's header compression: see [`csid`].
 
 pub mod client;
+mod link;
+pub mod payload;
 pub mod server;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
@@ -55,4 +57,25 @@ pub enum SessionError {
     Amf(#[from] AmfError),
     #[error("protocol violation: {0}")]
     Protocol(String),
+}
+
+/// Splits `name?query` into `("name", "query")`; the query is empty when there is none.
+/// Used for publish/play names and for apps such as `live?token=x`.
+pub fn split_query(name: &str) -> (&str, &str) {
+    match name.split_once('?') {
+        Some((n, q)) => (n, q),
+        None => (name, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_query;
+
+    #[test]
+    fn splits_a_name_from_its_query() {
+        assert_eq!(split_query("key?token=1&x=2"), ("key", "token=1&x=2"));
+        assert_eq!(split_query("key"), ("key", ""));
+        assert_eq!(split_query("?a"), ("", "a"));
+    }
 }

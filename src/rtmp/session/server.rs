@@ -2,10 +2,18 @@
 //! librtmp, GStreamer and OBS expect, and reports requests as events for the runtime to
 //! accept or reject.
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 
-use super::{PublishMode, SessionError};
-use crate::rtmp::handshake::RANDOM_LEN;
+use super::link::Link;
+use super::payload::{self, SubMessage};
+use super::{split_query, PublishMode, SessionError};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::RawMessage;
+use crate::rtmp::command::{self, Command, CommandError};
+use crate::rtmp::handshake::{ServerHandshake, RANDOM_LEN};
+use crate::rtmp::message::{type_id, ControlMessage, UserControl};
 use crate::rtmp::Limits;
 
 /// What the server sends at connect and how it bounds the peer.
@@ -75,103 +83,774 @@ pub enum ServerEvent {
     },
 }
 
+/// Most NetStreams (createStream) one connection may hold at once.
+pub const MAX_STREAMS: usize = 16;
+/// Most messages held back while `connect` waits for `accept_connect`.
+pub const MAX_DEFERRED_BEFORE_CONNECT: usize = 64;
+/// Most media messages held back while `publish` waits for `accept_publish`.
+pub const MAX_EARLY_MEDIA: usize = 64;
+
+/// Connection phase, states as types: each variant holds only what is valid in it.
+enum Phase {
+    /// Reading C0 C1 / C2.
+    Handshaking(ServerHandshake),
+    /// Handshake done; the first command must be `connect`.
+    ExpectConnect,
+    /// `connect` reported; waiting for `accept_connect`/`reject_connect`. Commands and media
+    /// that arrive meanwhile are held back and replayed on accept.
+    ConnectPending {
+        transaction_id: f64,
+        object_encoding: f64,
+        deferred: VecDeque<RawMessage>,
+    },
+    /// `connect` accepted: NetConnection and NetStream commands are served.
+    Connected,
+    /// `connect` rejected: everything but protocol control is ignored until the runtime
+    /// closes the connection.
+    Rejected,
+}
+
+/// One NetStream created by `createStream`.
+#[derive(Debug)]
+enum NetStream {
+    Created,
+    /// `publish` reported; media is held back (bounded) until the answer.
+    PublishRequested {
+        name: String,
+        early: Vec<RawMessage>,
+    },
+    Publishing {
+        name: String,
+    },
+    PlayRequested {
+        name: String,
+        reset: bool,
+    },
+    Playing {
+        name: String,
+    },
+}
+
 /// Server role state machine.
+///
+/// Call order: [`handle_input`](Self::handle_input) with bytes from the socket, then drain
+/// [`poll_event`](Self::poll_event) (answering requests with `accept_*`/`reject_*`), then
+/// drain [`poll_transmit`](Self::poll_transmit) and write those bytes before any media for
+/// this peer. After `handle_input` returns an error the connection must be closed.
+///
+/// The session writes only on csids 2, 3 and 5 ([`super::csid`]); media for players is
+/// encoded once by the fan-out on csids 6, 7 and 8 at
+/// [`outbound_chunk_size`](Self::outbound_chunk_size).
 pub struct ServerSession {
-    _private: (),
+    config: ServerConfig,
+    phase: Phase,
+    link: Link,
+    events: VecDeque<ServerEvent>,
+    app: Option<String>,
+    streams: Vec<(u32, NetStream)>,
+    next_stream_id: u32,
+    /// The client sent FCPublish: answer onFCPublish when publishing starts.
+    fc_publish: bool,
+    /// An error found while replaying deferred messages in `accept_connect`, returned by the
+    /// next `handle_input`.
+    failed: Option<SessionError>,
+    /// Reused by aggregate splitting.
+    subs: Vec<SubMessage>,
 }
 
 impl ServerSession {
     /// `random` fills S1; `epoch` is S1's time field.
     pub fn new(config: ServerConfig, random: &[u8; RANDOM_LEN], epoch: u32) -> Self {
-        let _ = (config, random, epoch);
-        todo!()
+        let link = Link::new(config.limits.clone(), config.window_ack_size);
+        Self {
+            phase: Phase::Handshaking(ServerHandshake::new(random, epoch)),
+            link,
+            config,
+            events: VecDeque::new(),
+            app: None,
+            streams: Vec::new(),
+            next_stream_id: 1,
+            fc_publish: false,
+            failed: None,
+            subs: Vec::new(),
+        }
     }
 
     /// Feeds bytes read from the peer; consumes what it used (a partial chunk stays in `buf`).
     pub fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), SessionError> {
-        let _ = buf;
-        todo!()
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        if let Phase::Handshaking(hs) = &mut self.phase {
+            let before = buf.len();
+            hs.handle_input(buf)?;
+            let consumed = before - buf.len();
+            while let Some(t) = hs.poll_transmit() {
+                self.link.queue_raw(&t);
+            }
+            self.link.count_handshake(consumed);
+            if !hs.is_done() {
+                return Ok(());
+            }
+            self.phase = Phase::ExpectConnect;
+        }
+        while let Some(msg) = self.link.decode(buf)? {
+            self.handle_message(msg)?;
+        }
+        Ok(())
     }
 
     /// Next event, in the order they happened.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// Bytes to write, in order (handshake, control, command answers).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        todo!()
+        self.link.take_transmit()
     }
 
     /// True once the handshake is complete.
     pub fn is_established(&self) -> bool {
-        todo!()
+        !matches!(self.phase, Phase::Handshaking(_))
     }
 
     /// The app from `connect`, once requested.
     pub fn app(&self) -> Option<&str> {
-        todo!()
+        self.app.as_deref()
     }
 
     /// The outbound chunk size in force (media must be encoded at this size).
     pub fn outbound_chunk_size(&self) -> u32 {
-        todo!()
+        self.link.encoder.chunk_size()
+    }
+
+    /// Bytes received from the peer so far (handshake included).
+    pub fn bytes_received(&self) -> u64 {
+        self.link.bytes_received()
     }
 
     /// Accepts `connect`: Window Ack Size, Set Peer Bandwidth, Set Chunk Size, StreamBegin 0,
     /// then `_result` (fmsVer, capabilities, NetConnection.Connect.Success, objectEncoding).
+    /// Call it after a [`ServerEvent::ConnectRequested`]; otherwise it does nothing.
     pub fn accept_connect(&mut self) {
-        todo!()
+        let (transaction_id, object_encoding, deferred) =
+            match std::mem::replace(&mut self.phase, Phase::Connected) {
+                Phase::ConnectPending {
+                    transaction_id,
+                    object_encoding,
+                    deferred,
+                } => (transaction_id, object_encoding, deferred),
+                other => {
+                    tracing::debug!("accept_connect without a pending connect");
+                    self.phase = other;
+                    return;
+                }
+            };
+        let link = &mut self.link;
+        link.send_control(&ControlMessage::WindowAckSize(self.config.window_ack_size));
+        link.send_control(&ControlMessage::SetPeerBandwidth {
+            size: self.config.peer_bandwidth,
+            limit_type: 2,
+        });
+        link.set_outbound_chunk_size(self.config.chunk_size);
+        link.send_control(&ControlMessage::UserControl(UserControl::StreamBegin(0)));
+        link.send_command(
+            0,
+            &command::connect_success(transaction_id, object_encoding),
+        );
+        for msg in deferred {
+            if let Err(err) = self.handle_message(msg) {
+                self.failed = Some(err);
+                break;
+            }
+        }
     }
 
-    /// Rejects `connect` with `_error` NetConnection.Connect.Rejected.
+    /// Rejects `connect` with `_error` NetConnection.Connect.Rejected. Close the connection
+    /// once the transmits are written.
     pub fn reject_connect(&mut self, description: &str) {
-        let _ = description;
-        todo!()
+        match std::mem::replace(&mut self.phase, Phase::Rejected) {
+            Phase::ConnectPending { transaction_id, .. } => {
+                self.link
+                    .send_command(0, &command::connect_rejected(transaction_id, description));
+            }
+            other => {
+                tracing::debug!("reject_connect without a pending connect");
+                self.phase = other;
+            }
+        }
     }
 
-    /// Accepts `publish`: StreamBegin, NetStream.Publish.Start (and onFCPublish if asked).
+    /// Accepts `publish`: StreamBegin, onFCPublish (when the client sent FCPublish), then
+    /// NetStream.Publish.Start. Media the publisher sent meanwhile is reported at once.
     pub fn accept_publish(&mut self, stream_id: u32) {
-        let _ = stream_id;
-        todo!()
+        let Some(state) = self.stream_mut(stream_id) else {
+            return;
+        };
+        let (name, early) = match std::mem::replace(state, NetStream::Created) {
+            NetStream::PublishRequested { name, early } => (name, early),
+            other => {
+                *state = other;
+                tracing::debug!(stream_id, "accept_publish without a pending publish");
+                return;
+            }
+        };
+        let description = format!("{name} is now published.");
+        *state = NetStream::Publishing { name };
+        self.stream_begin(stream_id);
+        if self.fc_publish {
+            self.link.send_command(
+                0,
+                &command::on_fc("onFCPublish", "NetStream.Publish.Start", &description),
+            );
+        }
+        self.link.send_command(
+            stream_id,
+            &command::on_status("status", "NetStream.Publish.Start", &description),
+        );
+        for msg in early {
+            self.media(msg);
+        }
     }
 
     /// Rejects `publish` with an onStatus error `code` such as NetStream.Publish.BadName.
     pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
-        let _ = (stream_id, code, description);
-        todo!()
+        let Some(state) = self.stream_mut(stream_id) else {
+            return;
+        };
+        if !matches!(state, NetStream::PublishRequested { .. }) {
+            tracing::debug!(stream_id, "reject_publish without a pending publish");
+            return;
+        }
+        *state = NetStream::Created;
+        self.link
+            .send_command(stream_id, &command::on_status("error", code, description));
     }
 
     /// Accepts `play`: StreamBegin (+ StreamIsRecorded never), NetStream.Play.Reset when asked,
     /// NetStream.Play.Start, |RtmpSampleAccess, NetStream.Data.Start.
     pub fn accept_play(&mut self, stream_id: u32) {
-        let _ = stream_id;
-        todo!()
+        let Some(state) = self.stream_mut(stream_id) else {
+            return;
+        };
+        let (name, reset) = match std::mem::replace(state, NetStream::Created) {
+            NetStream::PlayRequested { name, reset } => (name, reset),
+            other => {
+                *state = other;
+                tracing::debug!(stream_id, "accept_play without a pending play");
+                return;
+            }
+        };
+        let reset_text = format!("Playing and resetting {name}.");
+        let start_text = format!("Started playing {name}.");
+        *state = NetStream::Playing { name };
+        self.stream_begin(stream_id);
+        if reset {
+            self.link.send_command(
+                stream_id,
+                &command::on_status("status", "NetStream.Play.Reset", &reset_text),
+            );
+        }
+        self.link.send_command(
+            stream_id,
+            &command::on_status("status", "NetStream.Play.Start", &start_text),
+        );
+        self.link.send_data(stream_id, &command::sample_access());
+        self.link.send_data(stream_id, &command::data_start());
     }
 
     /// Rejects `play` with an onStatus error `code` such as NetStream.Play.StreamNotFound.
     pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str) {
-        let _ = (stream_id, code, description);
-        todo!()
+        let Some(state) = self.stream_mut(stream_id) else {
+            return;
+        };
+        if !matches!(state, NetStream::PlayRequested { .. }) {
+            tracing::debug!(stream_id, "reject_play without a pending play");
+            return;
+        }
+        *state = NetStream::Created;
+        self.link
+            .send_command(stream_id, &command::on_status("error", code, description));
     }
 
     /// Tells a player its stream's publisher left: StreamEOF, NetStream.Play.UnpublishNotify.
     pub fn notify_unpublished(&mut self, stream_id: u32) {
-        let _ = stream_id;
-        todo!()
+        if let Some(name) = self.playing_name(stream_id) {
+            self.stream_eof(stream_id);
+            let text = format!("{name} is now unpublished.");
+            self.link.send_command(
+                stream_id,
+                &command::on_status("status", "NetStream.Play.UnpublishNotify", &text),
+            );
+        }
     }
 
     /// Tells a waiting player the stream is back: StreamBegin, NetStream.Play.PublishNotify.
     pub fn notify_republished(&mut self, stream_id: u32) {
-        let _ = stream_id;
-        todo!()
+        if let Some(name) = self.playing_name(stream_id) {
+            self.stream_begin(stream_id);
+            let text = format!("{name} is now published.");
+            self.link.send_command(
+                stream_id,
+                &command::on_status("status", "NetStream.Play.PublishNotify", &text),
+            );
+        }
     }
 
     /// Tells a player the stream ended for good (shutdown): StreamEOF, NetStream.Play.Stop.
     pub fn notify_stopped(&mut self, stream_id: u32) {
-        let _ = stream_id;
-        todo!()
+        if let Some(name) = self.playing_name(stream_id) {
+            self.stream_eof(stream_id);
+            let text = format!("Stopped playing {name}.");
+            self.link.send_command(
+                stream_id,
+                &command::on_status("status", "NetStream.Play.Stop", &text),
+            );
+            if let Some(state) = self.stream_mut(stream_id) {
+                *state = NetStream::Created;
+            }
+        }
+    }
+
+    // ---- inbound ----
+
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            type_id::SET_CHUNK_SIZE
+            | type_id::ABORT
+            | type_id::ACKNOWLEDGEMENT
+            | type_id::USER_CONTROL
+            | type_id::WINDOW_ACK_SIZE
+            | type_id::SET_PEER_BANDWIDTH => {
+                if let Some(event) = self.link.apply_control(&msg)? {
+                    tracing::debug!(?event, "user control from client");
+                }
+                Ok(())
+            }
+            _ => match &mut self.phase {
+                Phase::Handshaking(_) | Phase::Rejected => Ok(()),
+                Phase::ConnectPending { deferred, .. } => {
+                    if deferred.len() >= MAX_DEFERRED_BEFORE_CONNECT {
+                        return Err(SessionError::Protocol(format!(
+                            "more than {MAX_DEFERRED_BEFORE_CONNECT} messages before connect was answered"
+                        )));
+                    }
+                    deferred.push_back(msg);
+                    Ok(())
+                }
+                Phase::ExpectConnect | Phase::Connected => self.dispatch(msg),
+            },
+        }
+    }
+
+    fn dispatch(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
+                let cmd =
+                    Command::decode(msg.type_id, &msg.payload, self.config.limits.max_amf_depth)
+                        .map_err(|e| match e {
+                            CommandError::Amf(e) => SessionError::Amf(e),
+                            other => SessionError::Protocol(other.to_string()),
+                        })?;
+                self.command(msg.stream_id, cmd)
+            }
+            type_id::AUDIO
+            | type_id::VIDEO
+            | type_id::DATA_AMF0
+            | type_id::DATA_AMF3
+            | type_id::AGGREGATE => {
+                self.media(msg);
+                Ok(())
+            }
+            other => {
+                tracing::debug!(type_id = other, "ignoring message type");
+                Ok(())
+            }
+        }
+    }
+
+    fn command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
+        let tx = cmd.transaction_id;
+        if matches!(self.phase, Phase::ExpectConnect) {
+            if cmd.name == "connect" {
+                self.connect(cmd);
+            } else if tx > 0.0 {
+                self.link
+                    .send_command(0, &command::call_failed(tx, &cmd.name));
+            }
+            return Ok(());
+        }
+        match cmd.name.as_str() {
+            "connect" => {
+                return Err(SessionError::Protocol("connect sent twice".into()));
+            }
+            "releaseStream" | "FCSubscribe" => self.empty_result(tx),
+            "FCPublish" => {
+                self.fc_publish = true;
+                self.empty_result(tx);
+            }
+            "FCUnpublish" => self.fc_unpublish(&cmd),
+            "createStream" => self.create_stream(tx)?,
+            "deleteStream" => {
+                if let Some(id) = cmd.arg_f64(0).filter(|id| *id >= 0.0) {
+                    let id = id as u32;
+                    self.end_stream(id);
+                    self.streams.retain(|(sid, _)| *sid != id);
+                }
+            }
+            "closeStream" => self.end_stream(stream_id),
+            "getStreamLength" => {
+                self.link.send_command(
+                    0,
+                    &command::result(tx, Amf0Value::Null, vec![Amf0Value::Number(0.0)]),
+                );
+            }
+            "_checkbw" => self.empty_result(tx),
+            "publish" => self.publish(stream_id, &cmd)?,
+            "play" => {
+                let name = cmd.arg_str(0).unwrap_or_default().to_owned();
+                let start = cmd.arg_f64(1).unwrap_or(-2.0);
+                let duration = cmd.arg_f64(2).unwrap_or(-1.0);
+                let reset = cmd.arg_bool(3).unwrap_or(true);
+                self.play(stream_id, name, start, duration, reset)?;
+            }
+            "play2" => {
+                let params = cmd.arg(0).cloned().unwrap_or(Amf0Value::Null);
+                let name = command::property_str(&params, "streamName")
+                    .unwrap_or_default()
+                    .to_owned();
+                let start = command::property_f64(&params, "start").unwrap_or(-2.0);
+                let duration = command::property_f64(&params, "len").unwrap_or(-1.0);
+                self.play(stream_id, name, start, duration, true)?;
+            }
+            "pause" => self.pause(stream_id, cmd.arg_bool(0).unwrap_or(true)),
+            "receiveAudio" | "receiveVideo" => {
+                if self.playing_name(stream_id).is_some() {
+                    let flag = cmd.arg_bool(0);
+                    let (audio, video) = if cmd.name == "receiveAudio" {
+                        (flag, None)
+                    } else {
+                        (None, flag)
+                    };
+                    self.events.push_back(ServerEvent::ReceiveChanged {
+                        stream_id,
+                        audio,
+                        video,
+                    });
+                }
+            }
+            // Answers and notifications from the client: nothing to do.
+            "_result" | "_error" | "onStatus" | "onBWDone" | "_onbwcheck" | "_onbwdone" => {}
+            other => {
+                tracing::debug!(command = other, "unknown command");
+                if tx > 0.0 {
+                    self.link.send_command(0, &command::call_failed(tx, other));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn connect(&mut self, cmd: Command) {
+        let raw_app = command::property_str(&cmd.object, "app").unwrap_or_default();
+        let (app, query) = split_query(raw_app);
+        let app = app.trim_end_matches('/');
+        let app = if query.is_empty() {
+            app.to_owned()
+        } else {
+            format!("{app}?{query}")
+        };
+        let tc_url = command::property_str(&cmd.object, "tcUrl")
+            .unwrap_or_default()
+            .to_owned();
+        let object_encoding = command::property_f64(&cmd.object, "objectEncoding").unwrap_or(0.0);
+        self.app = Some(app.clone());
+        self.phase = Phase::ConnectPending {
+            transaction_id: cmd.transaction_id,
+            object_encoding,
+            deferred: VecDeque::new(),
+        };
+        self.events
+            .push_back(ServerEvent::ConnectRequested { app, tc_url });
+    }
+
+    fn empty_result(&mut self, tx: f64) {
+        if tx > 0.0 {
+            self.link.send_command(
+                0,
+                &command::result(tx, Amf0Value::Null, vec![Amf0Value::Undefined]),
+            );
+        }
+    }
+
+    fn create_stream(&mut self, tx: f64) -> Result<(), SessionError> {
+        if self.streams.len() >= MAX_STREAMS {
+            return Err(SessionError::Protocol(format!(
+                "more than {MAX_STREAMS} streams created"
+            )));
+        }
+        let id = self.next_stream_id;
+        self.next_stream_id = self.next_stream_id.wrapping_add(1).max(1);
+        self.streams.push((id, NetStream::Created));
+        self.link.send_command(
+            0,
+            &command::result(tx, Amf0Value::Null, vec![Amf0Value::Number(f64::from(id))]),
+        );
+        Ok(())
+    }
+
+    /// The stream a NetStream command arrived on. Clients that skip createStream (a few
+    /// hardware encoders) get one created implicitly, within the same cap.
+    fn stream_for_command(
+        &mut self,
+        stream_id: u32,
+    ) -> Result<Option<&mut NetStream>, SessionError> {
+        if stream_id == 0 {
+            return Ok(None);
+        }
+        if self.streams.iter().all(|(id, _)| *id != stream_id) {
+            if self.streams.len() >= MAX_STREAMS {
+                return Err(SessionError::Protocol(format!(
+                    "more than {MAX_STREAMS} streams created"
+                )));
+            }
+            self.streams.push((stream_id, NetStream::Created));
+        }
+        Ok(self.stream_mut(stream_id))
+    }
+
+    fn publish(&mut self, stream_id: u32, cmd: &Command) -> Result<(), SessionError> {
+        let raw = cmd.arg_str(0).unwrap_or_default();
+        let (name, query) = split_query(raw);
+        let (name, query) = (name.to_owned(), query.to_owned());
+        let mode = match cmd.arg_str(1) {
+            Some("record") => PublishMode::Record,
+            Some("append") => PublishMode::Append,
+            _ => PublishMode::Live,
+        };
+        let Some(state) = self.stream_for_command(stream_id)? else {
+            self.link.send_command(
+                0,
+                &command::on_status("error", "NetStream.Publish.BadName", "publish on stream 0"),
+            );
+            return Ok(());
+        };
+        if !matches!(state, NetStream::Created) || name.is_empty() {
+            let code = if name.is_empty() {
+                "NetStream.Publish.BadName"
+            } else {
+                "NetStream.Publish.BadConnection"
+            };
+            self.link.send_command(
+                stream_id,
+                &command::on_status("error", code, "stream busy or name empty"),
+            );
+            return Ok(());
+        }
+        *state = NetStream::PublishRequested {
+            name: name.clone(),
+            early: Vec::new(),
+        };
+        self.events.push_back(ServerEvent::PublishRequested {
+            stream_id,
+            name,
+            query,
+            mode,
+        });
+        Ok(())
+    }
+
+    fn play(
+        &mut self,
+        stream_id: u32,
+        raw: String,
+        start: f64,
+        duration: f64,
+        reset: bool,
+    ) -> Result<(), SessionError> {
+        let (name, query) = split_query(&raw);
+        let (name, query) = (name.to_owned(), query.to_owned());
+        let Some(state) = self.stream_for_command(stream_id)? else {
+            self.link.send_command(
+                0,
+                &command::on_status("error", "NetStream.Play.Failed", "play on stream 0"),
+            );
+            return Ok(());
+        };
+        if matches!(
+            state,
+            NetStream::PublishRequested { .. } | NetStream::Publishing { .. }
+        ) || name.is_empty()
+        {
+            let code = if name.is_empty() {
+                "NetStream.Play.StreamNotFound"
+            } else {
+                "NetStream.Play.Failed"
+            };
+            self.link.send_command(
+                stream_id,
+                &command::on_status("error", code, "stream busy or name empty"),
+            );
+            return Ok(());
+        }
+        *state = NetStream::PlayRequested {
+            name: name.clone(),
+            reset,
+        };
+        self.events.push_back(ServerEvent::PlayRequested {
+            stream_id,
+            name,
+            query,
+            start,
+            duration,
+            reset,
+        });
+        Ok(())
+    }
+
+    fn pause(&mut self, stream_id: u32, paused: bool) {
+        let Some(name) = self.playing_name(stream_id) else {
+            return;
+        };
+        self.events
+            .push_back(ServerEvent::Paused { stream_id, paused });
+        let (code, text) = if paused {
+            ("NetStream.Pause.Notify", format!("Paused {name}."))
+        } else {
+            ("NetStream.Unpause.Notify", format!("Unpaused {name}."))
+        };
+        if !paused {
+            self.stream_begin(stream_id);
+        }
+        self.link
+            .send_command(stream_id, &command::on_status("status", code, &text));
+    }
+
+    fn fc_unpublish(&mut self, cmd: &Command) {
+        let (name, _) = split_query(cmd.arg_str(0).unwrap_or_default());
+        let name = name.to_owned();
+        let ids: Vec<u32> =
+            self.streams
+                .iter()
+                .filter(|(_, s)| match s {
+                    NetStream::Publishing { name: n }
+                    | NetStream::PublishRequested { name: n, .. } => *n == name,
+                    _ => false,
+                })
+                .map(|(id, _)| *id)
+                .collect();
+        for id in ids {
+            self.end_stream(id);
+        }
+        self.link.send_command(
+            0,
+            &command::on_fc("onFCUnpublish", "NetStream.Unpublish.Success", &name),
+        );
+        self.empty_result(cmd.transaction_id);
+    }
+
+    /// Ends whatever `stream_id` was doing (closeStream/deleteStream/FCUnpublish), reporting
+    /// it, and leaves it `Created`.
+    fn end_stream(&mut self, stream_id: u32) {
+        let Some(state) = self.stream_mut(stream_id) else {
+            return;
+        };
+        let event = match std::mem::replace(state, NetStream::Created) {
+            NetStream::PublishRequested { .. } | NetStream::Publishing { .. } => {
+                Some(ServerEvent::Unpublished { stream_id })
+            }
+            NetStream::PlayRequested { .. } | NetStream::Playing { .. } => {
+                Some(ServerEvent::PlayStopped { stream_id })
+            }
+            NetStream::Created => None,
+        };
+        self.events.extend(event);
+    }
+
+    fn media(&mut self, msg: RawMessage) {
+        let stream_id = msg.stream_id;
+        let Some(state) = self.stream_mut(stream_id) else {
+            tracing::debug!(
+                stream_id,
+                type_id = msg.type_id,
+                "media on unknown stream dropped"
+            );
+            return;
+        };
+        match state {
+            NetStream::Publishing { .. } => {}
+            NetStream::PublishRequested { early, .. } => {
+                if early.len() < MAX_EARLY_MEDIA {
+                    early.push(msg);
+                } else {
+                    tracing::debug!(stream_id, "media before publish accepted dropped");
+                }
+                return;
+            }
+            _ => {
+                tracing::debug!(
+                    stream_id,
+                    type_id = msg.type_id,
+                    "media on non-publishing stream dropped"
+                );
+                return;
+            }
+        }
+        if msg.type_id == type_id::AGGREGATE {
+            let mut subs = std::mem::take(&mut self.subs);
+            if payload::split_aggregate(msg.timestamp, &msg.payload, &mut subs).is_err() {
+                tracing::debug!(stream_id, "malformed aggregate: rest dropped");
+            }
+            for sub in subs.drain(..) {
+                self.push_media(stream_id, sub.type_id, sub.timestamp, sub.payload);
+            }
+            self.subs = subs;
+        } else {
+            self.push_media(stream_id, msg.type_id, msg.timestamp, msg.payload);
+        }
+    }
+
+    fn push_media(&mut self, stream_id: u32, type_id: u8, timestamp: u32, payload: Bytes) {
+        if let Some((type_id, payload)) = payload::normalise(type_id, payload) {
+            self.events.push_back(ServerEvent::Media {
+                stream_id,
+                type_id,
+                timestamp,
+                payload,
+            });
+        }
+    }
+
+    // ---- helpers ----
+
+    fn stream_mut(&mut self, stream_id: u32) -> Option<&mut NetStream> {
+        self.streams
+            .iter_mut()
+            .find(|(id, _)| *id == stream_id)
+            .map(|(_, s)| s)
+    }
+
+    fn playing_name(&self, stream_id: u32) -> Option<String> {
+        self.streams.iter().find_map(|(id, s)| match s {
+            NetStream::Playing { name } if *id == stream_id => Some(name.clone()),
+            _ => None,
+        })
+    }
+
+    fn stream_begin(&mut self, stream_id: u32) {
+        self.link
+            .send_control(&ControlMessage::UserControl(UserControl::StreamBegin(
+                stream_id,
+            )));
+    }
+
+    fn stream_eof(&mut self, stream_id: u32) {
+        self.link
+            .send_control(&ControlMessage::UserControl(UserControl::StreamEof(
+                stream_id,
+            )));
     }
 }
