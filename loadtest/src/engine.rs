@@ -841,15 +841,35 @@ fn on_player_video(
         *nal_length_size = n;
         return;
     }
-    let info = rtmp_edge::media::inspect_video(payload).unwrap_or_default();
-    if info.is_sequence_header || info.is_end_of_sequence {
+    let Some(keyframe) = coded_frame_is_keyframe(payload) else {
         return;
-    }
+    };
     let age = sei::find_stamp_in_avc_frame(payload, *nal_length_size).map(|stamp| {
         let now_us = u64::try_from((now - base).as_micros()).unwrap_or(u64::MAX);
         Duration::from_micros(now_us.saturating_sub(stamp))
     });
-    stats.on_video_frame(track, now, info.is_keyframe, age);
+    stats.on_video_frame(track, now, keyframe, age);
+}
+
+/// For a video message holding a coded frame, whether it is a keyframe; `None` for sequence
+/// headers, end-of-sequence, command frames and empty payloads. Reads only the first two bytes:
+/// legacy FLV (`frame type << 4 | codec`, AVC/HEVC packet type in byte 1) and Enhanced RTMP
+/// (`0x80 | frame type << 4 | packet type`).
+fn coded_frame_is_keyframe(payload: &[u8]) -> Option<bool> {
+    let b0 = *payload.first()?;
+    let frame_type = (b0 >> 4) & 0x07;
+    if frame_type == 5 {
+        return None; // video info / command frame
+    }
+    if b0 & 0x80 != 0 {
+        // Enhanced RTMP: packet type 1 = CodedFrames, 3 = CodedFramesX.
+        return matches!(b0 & 0x0f, 1 | 3).then_some(frame_type == 1);
+    }
+    let codec = b0 & 0x0f;
+    if matches!(codec, 7 | 12) && payload.get(1) != Some(&1) {
+        return None; // AVC/HEVC sequence header or end of sequence
+    }
+    Some(frame_type == 1)
 }
 
 /// Sends every frame of a publisher that is due by `now`; returns when the next one is due.
@@ -916,6 +936,29 @@ fn warn_if_fd_limit_low(connections: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyframes_are_told_from_headers_and_inter_frames() {
+        assert_eq!(coded_frame_is_keyframe(&[0x17, 1, 0, 0, 0]), Some(true));
+        assert_eq!(coded_frame_is_keyframe(&[0x27, 1, 0, 0, 0]), Some(false));
+        assert_eq!(coded_frame_is_keyframe(&[0x17, 0, 0, 0, 0]), None);
+        assert_eq!(coded_frame_is_keyframe(&[0x17, 2, 0, 0, 0]), None);
+        assert_eq!(coded_frame_is_keyframe(&[0x52, 0]), None);
+        assert_eq!(coded_frame_is_keyframe(&[]), None);
+        // Enhanced RTMP: keyframe CodedFramesX, inter CodedFrames, SequenceStart.
+        assert_eq!(
+            coded_frame_is_keyframe(&[0x93, b'h', b'v', b'c', b'1']),
+            Some(true)
+        );
+        assert_eq!(
+            coded_frame_is_keyframe(&[0xa1, b'a', b'v', b'0', b'1']),
+            Some(false)
+        );
+        assert_eq!(
+            coded_frame_is_keyframe(&[0x90, b'h', b'v', b'c', b'1']),
+            None
+        );
+    }
 
     #[test]
     fn rng_fills_and_picks_within_bounds() {

@@ -144,7 +144,7 @@ impl Report {
         let mut o = String::new();
         let sc = &self.scenario;
         let c = &self.counters;
-        let _ = writeln!(o, "== rtmp-load: {} ({:?})", sc.url.tc_url, sc.mode);
+        let _ = writeln!(o, "== rtmp-load: {}/{}", sc.url.tc_url, sc.url.stream);
         let _ = writeln!(o, "{:<22} {}", "source", self.source);
         let _ = writeln!(
             o,
