@@ -60,6 +60,9 @@ const MAX_PUBLISHER_BACKLOG: usize = 32 * 1024 * 1024;
 const MAX_FRAMES_PER_WAKE: usize = 256;
 /// How long players wait for publishers to reach Publishing before starting anyway.
 const PUBLISHER_WAIT: Duration = Duration::from_secs(5);
+/// A player opened this recently that has not played when the run ends is still starting,
+/// not failed.
+const START_GRACE: Duration = Duration::from_secs(5);
 /// Events per poll.
 const EVENTS: usize = 4096;
 
@@ -780,7 +783,7 @@ impl Engine<'_> {
     fn finish(&mut self, now: Instant) {
         for (_, conn) in self.conns.iter() {
             match &conn.role {
-                Role::Player { track, .. } => self.stats.on_player_end(track, now),
+                Role::Player { track, .. } => self.stats.on_player_end(track, now, START_GRACE),
                 Role::Publisher { started: None, .. } => self
                     .stats
                     .error("publisher never reached NetStream.Publish.Start"),

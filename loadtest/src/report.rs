@@ -197,14 +197,13 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "{:<22} stalls {}  disconnects {}  errors {}  unstamped frames {}  churn -{} +{}",
-            "trouble",
-            c.stalls,
-            c.disconnects,
-            c.errors,
-            c.frames_without_stamp,
-            c.churn_left,
-            c.churn_joined
+            "{:<22} stalls {}  disconnects {}  errors {}  unstamped frames {}",
+            "trouble", c.stalls, c.disconnects, c.errors, c.frames_without_stamp
+        );
+        let _ = writeln!(
+            o,
+            "{:<22} left {}  joined {}  still starting at end {}",
+            "churn", c.churn_left, c.churn_joined, c.players_starting_at_end
         );
         for e in &self.errors {
             let _ = writeln!(o, "{:<22} {} x {}", "", e.count, e.what);

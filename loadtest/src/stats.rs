@@ -69,6 +69,8 @@ pub struct Counters {
     pub disconnects: u64,
     /// Failed connects, protocol errors, error statuses, players that never played.
     pub errors: u64,
+    /// Players opened shortly before the end that had not reached Playing yet.
+    pub players_starting_at_end: u64,
     /// Players that left on purpose (churn).
     pub churn_left: u64,
     /// Players that joined as churn replacements.
@@ -187,16 +189,23 @@ impl Stats {
         }
     }
 
-    /// The run ended at `now` with this player still connected: a player that never played is
-    /// an error; one silent for longer than the stall threshold counts one stall.
-    pub fn on_player_end(&mut self, track: &PlayerTrack, now: Instant) {
+    /// The run ended at `now` with this player still connected. A player opened less than
+    /// `grace` ago that has not played yet is only counted as still starting; an older one
+    /// is an error. One that has had video but has been silent for longer than the stall
+    /// threshold counts one stall (waiting for a first keyframe is not a stall).
+    pub fn on_player_end(&mut self, track: &PlayerTrack, now: Instant, grace: Duration) {
         if track.playing.is_none() {
-            self.error("player never reached NetStream.Play.Start");
+            if now - track.opened > grace {
+                self.error("player never reached NetStream.Play.Start");
+            } else {
+                self.counters.players_starting_at_end += 1;
+            }
             return;
         }
-        let silent_since = track.last_video.or(track.playing).unwrap_or(track.opened);
-        if now - silent_since > self.stall_threshold {
-            self.counters.stalls += 1;
+        if let Some(last) = track.last_video {
+            if now - last > self.stall_threshold {
+                self.counters.stalls += 1;
+            }
         }
     }
 }
@@ -263,19 +272,32 @@ mod tests {
         st.on_video_frame(&mut tr, t0 + ms(2000), false, None);
         assert_eq!(st.counters.stalls, 1);
         assert_eq!(st.counters.frames_without_stamp, 3);
-        st.on_player_end(&tr, t0 + ms(2500));
+        st.on_player_end(&tr, t0 + ms(2500), ms(5000));
         assert_eq!(st.counters.stalls, 1);
-        st.on_player_end(&tr, t0 + ms(3500));
+        st.on_player_end(&tr, t0 + ms(3500), ms(5000));
         assert_eq!(st.counters.stalls, 2);
     }
 
     #[test]
-    fn players_that_never_played_are_errors() {
+    fn waiting_for_the_first_frame_is_not_a_stall() {
+        let t0 = Instant::now();
+        let mut st = Stats::new(ms(1000));
+        let mut tr = PlayerTrack::new(t0);
+        st.on_playing(&mut tr, t0);
+        st.on_player_end(&tr, t0 + ms(1900), ms(5000));
+        assert_eq!(st.counters.stalls, 0);
+    }
+
+    #[test]
+    fn players_that_never_played_are_errors_after_the_grace_period() {
         let t0 = Instant::now();
         let mut st = Stats::new(ms(1000));
         let tr = PlayerTrack::new(t0);
-        st.on_player_end(&tr, t0 + ms(10));
-        st.on_player_end(&tr, t0 + ms(10));
+        st.on_player_end(&tr, t0 + ms(10), ms(5000));
+        assert_eq!(st.counters.errors, 0);
+        assert_eq!(st.counters.players_starting_at_end, 1);
+        st.on_player_end(&tr, t0 + ms(6000), ms(5000));
+        st.on_player_end(&tr, t0 + ms(6000), ms(5000));
         assert_eq!(st.counters.errors, 2);
         assert_eq!(
             st.error_kinds,
