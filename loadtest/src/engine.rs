@@ -28,7 +28,8 @@ use slab::Slab;
 
 use crate::procstat::{self, ProcSample};
 use crate::report::{
-    Connections, ErrorKind, LoaderCpu, Report, ServerCost, Window, SATURATION_PERCENT,
+    Connections, ErrorKind, LoaderCpu, Report, ServerCost, Window, RUNQUEUE_WAIT_PERCENT,
+    SATURATION_PERCENT,
 };
 use crate::scenario::{Mode, Scenario};
 use crate::sei;
@@ -236,6 +237,8 @@ impl Engine<'_> {
                 self.ramp_step(&mut ramp, now);
                 let all_open = ramp.players_phase && ramp.players_opened >= players_target;
                 if all_open {
+                    // Latency is reported for the measurement window only (not the ramp).
+                    self.stats.latency_us.reset();
                     window = Some(WindowStart {
                         at: now,
                         counters: self.stats.counters.clone(),
@@ -332,6 +335,13 @@ impl Engine<'_> {
         } else {
             0.0
         };
+        let loader_wait = if measured_s > 0.0 {
+            (loader_end.runqueue_wait_seconds - window.loader.runqueue_wait_seconds).max(0.0)
+                / measured_s
+                * 100.0
+        } else {
+            0.0
+        };
         let server = match (opts.server_pid, server_idle, window.server) {
             (Some(pid), Some(idle), Some(from)) => {
                 let to = procstat::sample(Some(pid))?;
@@ -349,7 +359,7 @@ impl Engine<'_> {
                 |(_, c)| matches!(&c.role, Role::Player { track, .. } if track.playing.is_some()),
             )
             .count() as u64;
-        let report = Report {
+        let mut report = Report {
             scenario: sc.clone(),
             source: self.src.description.clone(),
             elapsed_s: (end - start).as_secs_f64(),
@@ -392,15 +402,12 @@ impl Engine<'_> {
                 cpu_percent_avg: loader_avg,
                 cpu_percent_max: loader_max,
                 saturated_seconds,
-                warning: (saturated_seconds > 0 || loader_avg > SATURATION_PERCENT).then(|| {
-                    format!(
-                        "the load generator saturated a core for {saturated_seconds} s; \
-                         split the load over more rtmp-load processes"
-                    )
-                }),
+                runqueue_wait_percent: loader_wait,
             },
+            warnings: Vec::new(),
             server,
         };
+        report.warnings = warnings(&report.loader, report.server.as_ref());
         self.conns.clear();
         Ok(RunOutput {
             report,
@@ -783,7 +790,16 @@ impl Engine<'_> {
     fn finish(&mut self, now: Instant) {
         for (_, conn) in self.conns.iter() {
             match &conn.role {
-                Role::Player { track, .. } => self.stats.on_player_end(track, now, START_GRACE),
+                Role::Player { track, .. } => {
+                    let stage = if !conn.connected {
+                        "TCP connect"
+                    } else if !conn.session.is_connected() {
+                        "handshake or connect"
+                    } else {
+                        "createStream or play"
+                    };
+                    self.stats.on_player_end(track, now, START_GRACE, stage)
+                }
                 Role::Publisher { started: None, .. } => self
                     .stats
                     .error("publisher never reached NetStream.Publish.Start"),
@@ -913,6 +929,35 @@ fn publish_due(
         sent += 1;
     }
     Some(*started + Duration::from_millis(src.due_ms(*cursor)))
+}
+
+/// Reasons not to trust a run's figures.
+fn warnings(loader: &LoaderCpu, server: Option<&ServerCost>) -> Vec<String> {
+    let mut w = Vec::new();
+    if loader.saturated_seconds > 0 || loader.cpu_percent_avg > SATURATION_PERCENT {
+        w.push(format!(
+            "the load generator used over {SATURATION_PERCENT}% of a core for {} s \
+             (avg {:.0}%): it may be the bottleneck; split the load over more rtmp-load processes",
+            loader.saturated_seconds, loader.cpu_percent_avg
+        ));
+    }
+    if loader.runqueue_wait_percent > RUNQUEUE_WAIT_PERCENT {
+        w.push(format!(
+            "the load generator waited for a CPU {:.0}% of the time: the machine is \
+             oversubscribed, latency figures include that wait",
+            loader.runqueue_wait_percent
+        ));
+    }
+    if let Some(s) = server {
+        if s.runqueue_wait_percent > RUNQUEUE_WAIT_PERCENT {
+            w.push(format!(
+                "the server waited for a CPU {:.0}% of the time: the machine is oversubscribed \
+                 (pin the server and rtmp-load to separate idle cores)",
+                s.runqueue_wait_percent
+            ));
+        }
+    }
+    w
 }
 
 /// Warns when the open-files limit is below what the scenario needs.

@@ -245,9 +245,26 @@ mod tests {
         latency_plots(&dir, &hist(), "test").unwrap();
         for f in ["latency.svg", "latency_histogram.svg"] {
             let svg = std::fs::read_to_string(dir.join(f)).unwrap();
-            assert!(svg.starts_with("<svg") && svg.contains("polyline") || svg.contains("rect"));
+            assert!(svg.starts_with("<svg"), "{f}");
+            assert!(svg.contains("<polyline") || svg.contains("<rect"), "{f}");
             assert!(svg.contains("latency"), "{f}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sweep_plots_have_a_point_per_run() {
+        let mut a = crate::report::tests::report();
+        let mut b = crate::report::tests::report();
+        a.connections.players_target = 100;
+        b.connections.players_target = 500;
+        b.server.as_mut().unwrap().cpu_percent = 40.0;
+        let dir = std::env::temp_dir().join(format!("rtmp-load-sweep-{}", std::process::id()));
+        sweep_plots(&dir, &[a, b]).unwrap();
+        let svg = std::fs::read_to_string(dir.join("cpu_vs_players.svg")).unwrap();
+        assert!(svg.contains("server") && svg.contains("rtmp-load"));
+        assert!(svg.contains("<polyline"), "lines are drawn");
+        assert!(dir.join("latency_vs_players.svg").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

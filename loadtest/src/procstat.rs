@@ -12,6 +12,31 @@ pub struct ProcSample {
     pub cpu_seconds: f64,
     /// Resident set size, in KiB.
     pub rss_kb: u64,
+    /// Seconds its threads were runnable but waited for a CPU (sum of the second field of
+    /// /proc/PID/task/*/schedstat). Growing fast means the machine is oversubscribed and
+    /// latency and CPU figures measure the contention, not the server.
+    pub runqueue_wait_seconds: f64,
+}
+
+/// Run-queue wait in nanoseconds from the text of a schedstat file
+/// (`run_ns wait_ns timeslices`).
+pub fn parse_schedstat_wait_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Sum of run-queue waits of every thread under `dir` (/proc/PID), seconds; 0 when the kernel
+/// has no schedstats.
+fn runqueue_wait_seconds(dir: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("{dir}/task")) else {
+        return 0.0;
+    };
+    let mut ns = 0u64;
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) {
+            ns += parse_schedstat_wait_ns(&text).unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e9
 }
 
 /// utime + stime in ticks from the text of /proc/PID/stat. The command name may contain
@@ -46,6 +71,7 @@ pub fn sample(pid: Option<u32>) -> Result<ProcSample> {
     Ok(ProcSample {
         cpu_seconds: ticks as f64 / TICKS_PER_SECOND,
         rss_kb: parse_status_rss_kb(&status).unwrap_or(0),
+        runqueue_wait_seconds: runqueue_wait_seconds(&dir),
     })
 }
 
@@ -71,6 +97,15 @@ mod tests {
         let status = "Name:\tnginx\nVmPeak:\t  9000 kB\nVmRSS:\t    4312 kB\nThreads:\t1\n";
         assert_eq!(parse_status_rss_kb(status), Some(4312));
         assert_eq!(parse_status_rss_kb("Name: x\n"), None);
+    }
+
+    #[test]
+    fn schedstat_wait_is_the_second_field() {
+        assert_eq!(
+            parse_schedstat_wait_ns("4962404721 13088168222 15053\n"),
+            Some(13_088_168_222)
+        );
+        assert_eq!(parse_schedstat_wait_ns("12"), None);
     }
 
     #[test]

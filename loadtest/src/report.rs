@@ -23,12 +23,17 @@ pub struct Report {
     pub counters: Counters,
     /// Rates over the measurement window.
     pub window: Window,
+    /// End-to-end latency of video frames in the measurement window.
     pub latency_ms: Percentiles,
+    /// Over the whole run (ramp-up and churn included).
     pub connect_to_play_ms: Percentiles,
+    /// Over the whole run (ramp-up and churn included).
     pub first_frame_ms: Percentiles,
     pub errors: Vec<ErrorKind>,
     pub loader: LoaderCpu,
     pub server: Option<ServerCost>,
+    /// Reasons not to trust the figures (saturated load generator, oversubscribed machine).
+    pub warnings: Vec<String>,
 }
 
 /// Connection counts.
@@ -68,12 +73,14 @@ pub struct LoaderCpu {
     pub cpu_percent_max: f64,
     /// Seconds in which it used more than [`SATURATION_PERCENT`] of a core.
     pub saturated_seconds: u32,
-    /// Set when the results may reflect the load generator rather than the server.
-    pub warning: Option<String>,
+    /// Share of the window it was runnable but waiting for a CPU.
+    pub runqueue_wait_percent: f64,
 }
 
 /// Above this share of one core the load generator may be the bottleneck.
 pub const SATURATION_PERCENT: f64 = 90.0;
+/// Above this share of the window spent waiting for a CPU, a process was starved by others.
+pub const RUNQUEUE_WAIT_PERCENT: f64 = 10.0;
 
 /// What the measured window cost the server.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -91,6 +98,9 @@ pub struct ServerCost {
     pub rss_end_kb: u64,
     /// (RSS at the end − RSS before any connection) / connections open at the end, KiB.
     pub rss_per_conn_kb: Option<f64>,
+    /// Share of the window its threads were runnable but waiting for a CPU (summed over
+    /// threads, so it can exceed 100 with several threads).
+    pub runqueue_wait_percent: f64,
 }
 
 impl ServerCost {
@@ -122,6 +132,11 @@ impl ServerCost {
             rss_end_kb: to.rss_kb,
             rss_per_conn_kb: (open_conns > 0)
                 .then(|| (to.rss_kb as f64 - idle.rss_kb as f64) / open_conns as f64),
+            runqueue_wait_percent: if window_s > 0.0 {
+                (to.runqueue_wait_seconds - from.runqueue_wait_seconds).max(0.0) / window_s * 100.0
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -211,14 +226,8 @@ impl Report {
         let l = &self.loader;
         let _ = writeln!(
             o,
-            "{:<22} avg {:.0}%  max {:.0}% of a core{}",
-            "load generator cpu",
-            l.cpu_percent_avg,
-            l.cpu_percent_max,
-            l.warning
-                .as_deref()
-                .map(|w| format!("  WARNING: {w}"))
-                .unwrap_or_default()
+            "{:<22} avg {:.0}%  max {:.0}% of a core  run-queue wait {:.0}%",
+            "load generator cpu", l.cpu_percent_avg, l.cpu_percent_max, l.runqueue_wait_percent
         );
         if let Some(s) = &self.server {
             let _ = writeln!(
@@ -233,12 +242,16 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "{:<22} {} -> {} KiB  {} KiB/conn",
+                "{:<22} {} -> {} KiB  {} KiB/conn  run-queue wait {:.0}%",
                 "server rss",
                 s.rss_start_kb,
                 s.rss_end_kb,
-                opt(s.rss_per_conn_kb, 1)
+                opt(s.rss_per_conn_kb, 1),
+                s.runqueue_wait_percent
             );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(o, "WARNING: {w}");
         }
         o
     }
@@ -273,7 +286,7 @@ pub fn sweep_table(reports: &[Report]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::scenario::Knobs;
 
@@ -281,6 +294,7 @@ mod tests {
         ProcSample {
             cpu_seconds: cpu,
             rss_kb: rss,
+            runqueue_wait_seconds: cpu / 10.0,
         }
     }
 
@@ -301,6 +315,7 @@ mod tests {
         assert!((c.cpu_s_per_gb.unwrap() - 0.5).abs() < 1e-9);
         assert!((c.cpu_us_per_1k_msgs.unwrap() - 2000.0).abs() < 1e-6);
         assert!((c.rss_per_conn_kb.unwrap() - 20.0).abs() < 1e-9);
+        assert!((c.runqueue_wait_percent - 2.0).abs() < 1e-9);
     }
 
     #[test]
@@ -320,7 +335,8 @@ mod tests {
         assert_eq!(c.rss_per_conn_kb, None);
     }
 
-    fn report() -> Report {
+    /// A report with a few figures set, for tests elsewhere too.
+    pub(crate) fn report() -> Report {
         let scenario = Scenario::from_knobs(Knobs::default()).unwrap();
         Report {
             scenario,
@@ -351,15 +367,13 @@ mod tests {
                 what: "connection refused".into(),
                 count: 3,
             }],
-            loader: LoaderCpu {
-                warning: Some("saturated".into()),
-                ..Default::default()
-            },
+            loader: LoaderCpu::default(),
             server: Some(ServerCost {
                 pid: 9,
                 cpu_s_per_gb: Some(1.25),
                 ..Default::default()
             }),
+            warnings: vec!["saturated".into()],
         }
     }
 

@@ -193,10 +193,19 @@ impl Stats {
     /// `grace` ago that has not played yet is only counted as still starting; an older one
     /// is an error. One that has had video but has been silent for longer than the stall
     /// threshold counts one stall (waiting for a first keyframe is not a stall).
-    pub fn on_player_end(&mut self, track: &PlayerTrack, now: Instant, grace: Duration) {
+    /// `stage` says where a player that never played was stuck.
+    pub fn on_player_end(
+        &mut self,
+        track: &PlayerTrack,
+        now: Instant,
+        grace: Duration,
+        stage: &str,
+    ) {
         if track.playing.is_none() {
             if now - track.opened > grace {
-                self.error("player never reached NetStream.Play.Start");
+                self.error(format!(
+                    "player never reached NetStream.Play.Start (stuck in {stage})"
+                ));
             } else {
                 self.counters.players_starting_at_end += 1;
             }
@@ -272,9 +281,9 @@ mod tests {
         st.on_video_frame(&mut tr, t0 + ms(2000), false, None);
         assert_eq!(st.counters.stalls, 1);
         assert_eq!(st.counters.frames_without_stamp, 3);
-        st.on_player_end(&tr, t0 + ms(2500), ms(5000));
+        st.on_player_end(&tr, t0 + ms(2500), ms(5000), "play");
         assert_eq!(st.counters.stalls, 1);
-        st.on_player_end(&tr, t0 + ms(3500), ms(5000));
+        st.on_player_end(&tr, t0 + ms(3500), ms(5000), "play");
         assert_eq!(st.counters.stalls, 2);
     }
 
@@ -284,7 +293,7 @@ mod tests {
         let mut st = Stats::new(ms(1000));
         let mut tr = PlayerTrack::new(t0);
         st.on_playing(&mut tr, t0);
-        st.on_player_end(&tr, t0 + ms(1900), ms(5000));
+        st.on_player_end(&tr, t0 + ms(1900), ms(5000), "play");
         assert_eq!(st.counters.stalls, 0);
     }
 
@@ -293,15 +302,18 @@ mod tests {
         let t0 = Instant::now();
         let mut st = Stats::new(ms(1000));
         let tr = PlayerTrack::new(t0);
-        st.on_player_end(&tr, t0 + ms(10), ms(5000));
+        st.on_player_end(&tr, t0 + ms(10), ms(5000), "play");
         assert_eq!(st.counters.errors, 0);
         assert_eq!(st.counters.players_starting_at_end, 1);
-        st.on_player_end(&tr, t0 + ms(6000), ms(5000));
-        st.on_player_end(&tr, t0 + ms(6000), ms(5000));
+        st.on_player_end(&tr, t0 + ms(6000), ms(5000), "play");
+        st.on_player_end(&tr, t0 + ms(6000), ms(5000), "play");
         assert_eq!(st.counters.errors, 2);
         assert_eq!(
             st.error_kinds,
-            vec![("player never reached NetStream.Play.Start".into(), 2)]
+            vec![(
+                "player never reached NetStream.Play.Start (stuck in play)".into(),
+                2
+            )]
         );
     }
 
