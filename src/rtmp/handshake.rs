@@ -103,6 +103,11 @@ pub enum HandshakeKind {
 // Digest arithmetic. Every `packet` here is exactly PACKET_LEN bytes (C1 or S1 without C0/S0);
 // callers only pass slices they cut to that length, so indexing cannot go out of bounds.
 
+// The largest offsets leave room for the digest: scheme 0's before scheme 1's offset bytes,
+// scheme 1's before the end of the packet.
+const _: () = assert!(12 + DIGEST_SPAN - 1 + DIGEST_LEN <= 772);
+const _: () = assert!(776 + DIGEST_SPAN - 1 + DIGEST_LEN <= PACKET_LEN);
+
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(key).expect("HMAC-SHA256 accepts keys of any length");
@@ -581,9 +586,14 @@ mod tests {
         while let Some(bytes) = role.output() {
             sent.extend_from_slice(&bytes);
         }
+        let mut fed = Vec::new();
         for piece in pieces {
             buf.extend_from_slice(piece);
-            if let Err(e) = role.input(&mut buf) {
+            fed.extend_from_slice(piece);
+            let result = role.input(&mut buf);
+            // Only ever a prefix of the input is consumed.
+            assert_eq!(&buf[..], &fed[fed.len() - buf.len()..]);
+            if let Err(e) = result {
                 error = Some(e);
                 break;
             }
@@ -691,9 +701,6 @@ mod tests {
         packet[772..776].copy_from_slice(&[200, 200, 200, 200]);
         assert_eq!(digest_offset(&packet, 0), 12 + 1020 % 728);
         assert_eq!(digest_offset(&packet, 1), 776 + 800 % 728);
-        // The largest offsets still leave room for the digest in both schemes.
-        assert!(12 + 727 + DIGEST_LEN <= 772);
-        assert!(776 + 727 + DIGEST_LEN <= PACKET_LEN);
     }
 
     #[test]
@@ -930,6 +937,43 @@ mod tests {
         ));
         assert!(!outcome.done);
         assert_eq!(outcome.sent.len(), 1 + PACKET_LEN, "no C2 went out");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn server_outcome_does_not_depend_on_how_any_input_is_cut(
+            prefix in 0..3usize,
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..2000),
+            mut cuts in proptest::collection::vec(0..5000usize, 0..6),
+        ) {
+            // Valid C0C1(+C2) of each kind, or nothing, followed by arbitrary bytes.
+            let mut input = match prefix {
+                0 => Vec::new(),
+                n => {
+                    let mut client = ClientHandshake::new(&CLIENT_RANDOM, 1, n == 2);
+                    exchange(&mut client, &mut ServerHandshake::new(&SERVER_RANDOM, 2)).0
+                }
+            };
+            input.extend_from_slice(&noise);
+            cuts.push(0);
+            cuts.push(input.len());
+            cuts.iter_mut().for_each(|c| *c = (*c).min(input.len()));
+            cuts.sort_unstable();
+            let pieces: Vec<&[u8]> = cuts.windows(2).map(|w| &input[w[0]..w[1]]).collect();
+            let whole = feed(ServerHandshake::new(&SERVER_RANDOM, 2), &[&input]);
+            let split = feed(ServerHandshake::new(&SERVER_RANDOM, 2), &pieces);
+            proptest::prop_assert_eq!(&split.sent, &whole.sent);
+            proptest::prop_assert_eq!(split.kind, whole.kind);
+            proptest::prop_assert_eq!(split.done, whole.done);
+            proptest::prop_assert_eq!(&split.error, &whole.error);
+            if whole.error.is_none() {
+                proptest::prop_assert_eq!(&split.leftover, &whole.leftover);
+            }
+            if prefix > 0 {
+                proptest::prop_assert!(whole.done);
+                proptest::prop_assert_eq!(&whole.leftover, &noise);
+            }
+        }
     }
 
     #[test]

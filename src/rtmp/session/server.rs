@@ -85,10 +85,11 @@ pub enum ServerEvent {
 
 /// Most NetStreams (createStream) one connection may hold at once.
 pub const MAX_STREAMS: usize = 16;
-/// Most messages held back while `connect` waits for `accept_connect`.
-pub const MAX_DEFERRED_BEFORE_CONNECT: usize = 64;
-/// Most media messages held back while `publish` waits for `accept_publish`.
-pub const MAX_EARLY_MEDIA: usize = 64;
+/// Most bytes of messages held back while a request waits for its answer (each message
+/// counts its payload plus [`BACKLOG_MESSAGE_OVERHEAD`]). More is a protocol violation.
+pub const MAX_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+/// What one held-back message costs beyond its payload, so empty messages are bounded too.
+pub const BACKLOG_MESSAGE_OVERHEAD: usize = 64;
 
 /// Connection phase, states as types: each variant holds only what is valid in it.
 enum Phase {
@@ -96,12 +97,10 @@ enum Phase {
     Handshaking(ServerHandshake),
     /// Handshake done; the first command must be `connect`.
     ExpectConnect,
-    /// `connect` reported; waiting for `accept_connect`/`reject_connect`. Commands and media
-    /// that arrive meanwhile are held back and replayed on accept.
+    /// `connect` reported; waiting for `accept_connect`/`reject_connect`.
     ConnectPending {
         transaction_id: f64,
         object_encoding: f64,
-        deferred: VecDeque<RawMessage>,
     },
     /// `connect` accepted: NetConnection and NetStream commands are served.
     Connected,
@@ -114,10 +113,9 @@ enum Phase {
 #[derive(Debug)]
 enum NetStream {
     Created,
-    /// `publish` reported; media is held back (bounded) until the answer.
+    /// `publish` reported; waiting for `accept_publish`/`reject_publish`.
     PublishRequested {
         name: String,
-        early: Vec<RawMessage>,
     },
     Publishing {
         name: String,
@@ -138,6 +136,49 @@ enum NetStream {
 /// drain [`poll_transmit`](Self::poll_transmit) and write those bytes before any media for
 /// this peer. After `handle_input` returns an error the connection must be closed.
 ///
+/// While a request (connect, publish, play) waits for its answer, commands and media that
+/// follow it are held back in order (bounded by [`MAX_BACKLOG_BYTES`]) and processed as soon
+/// as it is answered, inside `accept_*`/`reject_*`: drain `poll_event` again after answering.
+/// Protocol control is always applied at once.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use rtmp_edge::rtmp::session::*;
+/// use rtmp_edge::rtmp::Limits;
+///
+/// let mut server = ServerSession::new(ServerConfig::default(), &[1; 1528], 0);
+/// let config = ClientConfig {
+///     app: "live".into(),
+///     tc_url: "rtmp://127.0.0.1/live".into(),
+///     flash_ver: "FMLE/3.0".into(),
+///     limits: Limits::default(),
+///     chunk_size: 4096,
+///     digest_handshake: false,
+/// };
+/// let mut client = ClientSession::new(config, &[2; 1528], 0);
+/// client.publish("key", PublishMode::Live);
+/// let (mut c2s, mut s2c) = (BytesMut::new(), BytesMut::new());
+/// let mut published = false;
+/// for _ in 0..10 {
+///     while let Some(t) = client.poll_transmit() { c2s.extend_from_slice(&t); }
+///     server.handle_input(&mut c2s)?;
+///     while let Some(event) = server.poll_event() {
+///         match event {
+///             ServerEvent::ConnectRequested { .. } => server.accept_connect(),
+///             ServerEvent::PublishRequested { stream_id, .. } => server.accept_publish(stream_id),
+///             _ => {}
+///         }
+///     }
+///     while let Some(t) = server.poll_transmit() { s2c.extend_from_slice(&t); }
+///     client.handle_input(&mut s2c)?;
+///     while let Some(event) = client.poll_event() {
+///         published |= matches!(event, ClientEvent::Publishing { .. });
+///     }
+/// }
+/// assert!(published);
+/// # Ok::<(), SessionError>(())
+/// ```
+///
 /// The session writes only on csids 2, 3 and 5 ([`super::csid`]); media for players is
 /// encoded once by the fan-out on csids 6, 7 and 8 at
 /// [`outbound_chunk_size`](Self::outbound_chunk_size).
@@ -151,8 +192,11 @@ pub struct ServerSession {
     next_stream_id: u32,
     /// The client sent FCPublish: answer onFCPublish when publishing starts.
     fc_publish: bool,
-    /// An error found while replaying deferred messages in `accept_connect`, returned by the
-    /// next `handle_input`.
+    /// Messages that arrived while a request was pending, in order.
+    backlog: VecDeque<RawMessage>,
+    backlog_bytes: usize,
+    /// An error found while processing the backlog inside `accept_*`/`reject_*`, returned by
+    /// the next `handle_input`.
     failed: Option<SessionError>,
     /// Reused by aggregate splitting.
     subs: Vec<SubMessage>,
@@ -171,6 +215,8 @@ impl ServerSession {
             streams: Vec::new(),
             next_stream_id: 1,
             fc_publish: false,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
             failed: None,
             subs: Vec::new(),
         }
@@ -236,13 +282,12 @@ impl ServerSession {
     /// then `_result` (fmsVer, capabilities, NetConnection.Connect.Success, objectEncoding).
     /// Call it after a [`ServerEvent::ConnectRequested`]; otherwise it does nothing.
     pub fn accept_connect(&mut self) {
-        let (transaction_id, object_encoding, deferred) =
+        let (transaction_id, object_encoding) =
             match std::mem::replace(&mut self.phase, Phase::Connected) {
                 Phase::ConnectPending {
                     transaction_id,
                     object_encoding,
-                    deferred,
-                } => (transaction_id, object_encoding, deferred),
+                } => (transaction_id, object_encoding),
                 other => {
                     tracing::debug!("accept_connect without a pending connect");
                     self.phase = other;
@@ -261,12 +306,7 @@ impl ServerSession {
             0,
             &command::connect_success(transaction_id, object_encoding),
         );
-        for msg in deferred {
-            if let Err(err) = self.handle_message(msg) {
-                self.failed = Some(err);
-                break;
-            }
-        }
+        self.resume();
     }
 
     /// Rejects `connect` with `_error` NetConnection.Connect.Rejected. Close the connection
@@ -276,6 +316,8 @@ impl ServerSession {
             Phase::ConnectPending { transaction_id, .. } => {
                 self.link
                     .send_command(0, &command::connect_rejected(transaction_id, description));
+                self.backlog.clear();
+                self.backlog_bytes = 0;
             }
             other => {
                 tracing::debug!("reject_connect without a pending connect");
@@ -285,13 +327,13 @@ impl ServerSession {
     }
 
     /// Accepts `publish`: StreamBegin, onFCPublish (when the client sent FCPublish), then
-    /// NetStream.Publish.Start. Media the publisher sent meanwhile is reported at once.
+    /// NetStream.Publish.Start. Messages held back behind the request are processed next.
     pub fn accept_publish(&mut self, stream_id: u32) {
         let Some(state) = self.stream_mut(stream_id) else {
             return;
         };
-        let (name, early) = match std::mem::replace(state, NetStream::Created) {
-            NetStream::PublishRequested { name, early } => (name, early),
+        let name = match std::mem::replace(state, NetStream::Created) {
+            NetStream::PublishRequested { name } => name,
             other => {
                 *state = other;
                 tracing::debug!(stream_id, "accept_publish without a pending publish");
@@ -311,9 +353,7 @@ impl ServerSession {
             stream_id,
             &command::on_status("status", "NetStream.Publish.Start", &description),
         );
-        for msg in early {
-            self.media(msg);
-        }
+        self.resume();
     }
 
     /// Rejects `publish` with an onStatus error `code` such as NetStream.Publish.BadName.
@@ -328,6 +368,7 @@ impl ServerSession {
         *state = NetStream::Created;
         self.link
             .send_command(stream_id, &command::on_status("error", code, description));
+        self.resume();
     }
 
     /// Accepts `play`: StreamBegin (+ StreamIsRecorded never), NetStream.Play.Reset when asked,
@@ -360,6 +401,7 @@ impl ServerSession {
         );
         self.link.send_data(stream_id, &command::sample_access());
         self.link.send_data(stream_id, &command::data_start());
+        self.resume();
     }
 
     /// Rejects `play` with an onStatus error `code` such as NetStream.Play.StreamNotFound.
@@ -374,6 +416,7 @@ impl ServerSession {
         *state = NetStream::Created;
         self.link
             .send_command(stream_id, &command::on_status("error", code, description));
+        self.resume();
     }
 
     /// Tells a player its stream's publisher left: StreamEOF, NetStream.Play.UnpublishNotify.
@@ -430,19 +473,49 @@ impl ServerSession {
                 }
                 Ok(())
             }
-            _ => match &mut self.phase {
-                Phase::Handshaking(_) | Phase::Rejected => Ok(()),
-                Phase::ConnectPending { deferred, .. } => {
-                    if deferred.len() >= MAX_DEFERRED_BEFORE_CONNECT {
+            _ => {
+                if matches!(self.phase, Phase::Handshaking(_) | Phase::Rejected) {
+                    return Ok(());
+                }
+                if self.is_waiting() || !self.backlog.is_empty() {
+                    self.backlog_bytes += msg.payload.len() + BACKLOG_MESSAGE_OVERHEAD;
+                    if self.backlog_bytes > MAX_BACKLOG_BYTES {
                         return Err(SessionError::Protocol(format!(
-                            "more than {MAX_DEFERRED_BEFORE_CONNECT} messages before connect was answered"
+                            "more than {MAX_BACKLOG_BYTES} bytes sent while a request was pending"
                         )));
                     }
-                    deferred.push_back(msg);
-                    Ok(())
+                    self.backlog.push_back(msg);
+                    return Ok(());
                 }
-                Phase::ExpectConnect | Phase::Connected => self.dispatch(msg),
-            },
+                self.dispatch(msg)
+            }
+        }
+    }
+
+    /// True while a request waits for `accept_*`/`reject_*`.
+    fn is_waiting(&self) -> bool {
+        matches!(self.phase, Phase::ConnectPending { .. })
+            || self.streams.iter().any(|(_, s)| {
+                matches!(
+                    s,
+                    NetStream::PublishRequested { .. } | NetStream::PlayRequested { .. }
+                )
+            })
+    }
+
+    /// Processes held-back messages until the next request (or the end of the backlog).
+    fn resume(&mut self) {
+        while self.failed.is_none() && !self.is_waiting() {
+            let Some(msg) = self.backlog.pop_front() else {
+                break;
+            };
+            self.backlog_bytes -= msg.payload.len() + BACKLOG_MESSAGE_OVERHEAD;
+            if matches!(self.phase, Phase::Rejected) {
+                continue;
+            }
+            if let Err(err) = self.dispatch(msg) {
+                self.failed = Some(err);
+            }
         }
     }
 
@@ -571,7 +644,6 @@ impl ServerSession {
         self.phase = Phase::ConnectPending {
             transaction_id: cmd.transaction_id,
             object_encoding,
-            deferred: VecDeque::new(),
         };
         self.events
             .push_back(ServerEvent::ConnectRequested { app, tc_url });
@@ -650,10 +722,7 @@ impl ServerSession {
             );
             return Ok(());
         }
-        *state = NetStream::PublishRequested {
-            name: name.clone(),
-            early: Vec::new(),
-        };
+        *state = NetStream::PublishRequested { name: name.clone() };
         self.events.push_back(ServerEvent::PublishRequested {
             stream_id,
             name,
@@ -782,14 +851,6 @@ impl ServerSession {
         };
         match state {
             NetStream::Publishing { .. } => {}
-            NetStream::PublishRequested { early, .. } => {
-                if early.len() < MAX_EARLY_MEDIA {
-                    early.push(msg);
-                } else {
-                    tracing::debug!(stream_id, "media before publish accepted dropped");
-                }
-                return;
-            }
             _ => {
                 tracing::debug!(
                     stream_id,

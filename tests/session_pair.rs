@@ -1,0 +1,945 @@
+//! In-memory client↔server pairs driving whole RTMP sessions, plus raw-byte peers for the
+//! paths our own client never takes (bad chunk sizes, AMF3 connect, unknown commands).
+
+use bytes::{Buf, Bytes, BytesMut};
+use rtmp_edge::rtmp::amf0::Amf0Value;
+use rtmp_edge::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, EncodedMessage, RawMessage};
+use rtmp_edge::rtmp::command::{self, Command};
+use rtmp_edge::rtmp::handshake::{ClientHandshake, RANDOM_LEN};
+use rtmp_edge::rtmp::message::{type_id, ControlMessage, UserControl};
+use rtmp_edge::rtmp::session::{
+    csid, ClientConfig, ClientEvent, ClientSession, PublishMode, ServerConfig, ServerEvent,
+    ServerSession, SessionError,
+};
+use rtmp_edge::rtmp::Limits;
+
+const RANDOM: [u8; RANDOM_LEN] = [7; RANDOM_LEN];
+
+fn client_config() -> ClientConfig {
+    ClientConfig {
+        app: "live".into(),
+        tc_url: "rtmp://127.0.0.1/live".into(),
+        flash_ver: "FMLE/3.0 (compatible; rtmp-edge)".into(),
+        limits: Limits::default(),
+        chunk_size: 4096,
+        digest_handshake: false,
+    }
+}
+
+/// What the test server answers to requests.
+#[derive(Default, Clone)]
+struct Policy {
+    reject_connect: bool,
+    reject_publish: Option<&'static str>,
+}
+
+/// A client and a server joined by two in-memory pipes.
+struct Pair {
+    client: ClientSession,
+    server: ServerSession,
+    c2s: BytesMut,
+    s2c: BytesMut,
+    /// Every byte the client ever sent, for replays.
+    c2s_log: BytesMut,
+    /// Every byte the server ever sent.
+    s2c_log: BytesMut,
+    server_events: Vec<ServerEvent>,
+    client_events: Vec<ClientEvent>,
+    policy: Policy,
+}
+
+impl Pair {
+    fn new(server_config: ServerConfig, policy: Policy) -> Self {
+        Self {
+            client: ClientSession::new(client_config(), &RANDOM, 0),
+            server: ServerSession::new(server_config, &RANDOM, 0),
+            c2s: BytesMut::new(),
+            s2c: BytesMut::new(),
+            c2s_log: BytesMut::new(),
+            s2c_log: BytesMut::new(),
+            server_events: Vec::new(),
+            client_events: Vec::new(),
+            policy,
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to say.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(t) = self.client.poll_transmit() {
+                self.c2s_log.extend_from_slice(&t);
+                self.c2s.extend_from_slice(&t);
+                moved = true;
+            }
+            self.server
+                .handle_input(&mut self.c2s)
+                .expect("server accepts client bytes");
+            while let Some(ev) = self.server.poll_event() {
+                answer(&mut self.server, &ev, &self.policy);
+                self.server_events.push(ev);
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                self.s2c_log.extend_from_slice(&t);
+                self.s2c.extend_from_slice(&t);
+                moved = true;
+            }
+            self.client
+                .handle_input(&mut self.s2c)
+                .expect("client accepts server bytes");
+            while let Some(ev) = self.client.poll_event() {
+                self.client_events.push(ev);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("pair never went quiet");
+    }
+}
+
+/// The runtime's side: accept or reject what the server session reports.
+fn answer(server: &mut ServerSession, ev: &ServerEvent, policy: &Policy) {
+    match ev {
+        ServerEvent::ConnectRequested { .. } if policy.reject_connect => {
+            server.reject_connect("not allowed")
+        }
+        ServerEvent::ConnectRequested { .. } => server.accept_connect(),
+        ServerEvent::PublishRequested { stream_id, .. } => match policy.reject_publish {
+            Some(code) => server.reject_publish(*stream_id, code, "rejected by test"),
+            None => server.accept_publish(*stream_id),
+        },
+        ServerEvent::PlayRequested { stream_id, .. } => server.accept_play(*stream_id),
+        _ => {}
+    }
+}
+
+fn metadata_body() -> Vec<u8> {
+    let mut out = BytesMut::new();
+    command::encode_data(
+        &[
+            Amf0Value::String("onMetaData".into()),
+            Amf0Value::EcmaArray(vec![
+                ("width".into(), Amf0Value::Number(1280.0)),
+                ("height".into(), Amf0Value::Number(720.0)),
+                ("encoder".into(), Amf0Value::String("test".into())),
+            ]),
+        ],
+        &mut out,
+    );
+    out.to_vec()
+}
+
+fn set_data_frame(body: &[u8]) -> Vec<u8> {
+    let mut v = b"\x02\x00\x0d@setDataFrame".to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+fn statuses(events: &[ClientEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Status { code, .. } => Some(code.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs a whole publish session and returns the pair.
+fn publish_session() -> Pair {
+    let mut pair = Pair::new(ServerConfig::default(), Policy::default());
+    pair.client.publish("key?token=abc", PublishMode::Live);
+    pair.pump();
+    let video: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    pair.client
+        .send_media(type_id::DATA_AMF0, 0, &set_data_frame(&metadata_body()));
+    pair.client.send_media(type_id::VIDEO, 0, &video);
+    pair.client.send_media(type_id::AUDIO, 23, b"\xaf\x01audio");
+    pair.pump();
+    pair.client.stop();
+    pair.pump();
+    pair
+}
+
+#[test]
+fn a_publish_session_reports_connect_publish_media_and_unpublish_in_order() {
+    let pair = publish_session();
+    let video: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    assert_eq!(
+        pair.server_events,
+        vec![
+            ServerEvent::ConnectRequested {
+                app: "live".into(),
+                tc_url: "rtmp://127.0.0.1/live".into()
+            },
+            ServerEvent::PublishRequested {
+                stream_id: 1,
+                name: "key".into(),
+                query: "token=abc".into(),
+                mode: PublishMode::Live
+            },
+            ServerEvent::Media {
+                stream_id: 1,
+                type_id: type_id::DATA_AMF0,
+                timestamp: 0,
+                payload: Bytes::from(metadata_body()),
+            },
+            ServerEvent::Media {
+                stream_id: 1,
+                type_id: type_id::VIDEO,
+                timestamp: 0,
+                payload: Bytes::from(video),
+            },
+            ServerEvent::Media {
+                stream_id: 1,
+                type_id: type_id::AUDIO,
+                timestamp: 23,
+                payload: Bytes::from_static(b"\xaf\x01audio"),
+            },
+            ServerEvent::Unpublished { stream_id: 1 },
+        ]
+    );
+    let position = |ev: &ClientEvent| pair.client_events.iter().position(|e| e == ev);
+    assert_eq!(
+        pair.client_events[0],
+        ClientEvent::StreamBegin { stream_id: 0 },
+        "StreamBegin 0 precedes the connect _result"
+    );
+    let connected = position(&ClientEvent::Connected).expect("connected");
+    let publishing = position(&ClientEvent::Publishing { stream_id: 1 }).expect("publishing");
+    assert!(connected < publishing);
+    assert_eq!(
+        statuses(&pair.client_events),
+        vec!["NetStream.Publish.Start"]
+    );
+    assert_eq!(pair.server.app(), Some("live"));
+    assert_eq!(pair.server.outbound_chunk_size(), 4096);
+}
+
+#[test]
+fn a_client_to_server_stream_fed_one_byte_at_a_time_yields_the_same_events() {
+    let whole = publish_session();
+    let mut server = ServerSession::new(ServerConfig::default(), &RANDOM, 0);
+    let mut events = Vec::new();
+    let mut buf = BytesMut::new();
+    for byte in whole.c2s_log.iter() {
+        buf.extend_from_slice(&[*byte]);
+        server.handle_input(&mut buf).expect("valid stream");
+        while let Some(ev) = server.poll_event() {
+            answer(&mut server, &ev, &Policy::default());
+            events.push(ev);
+        }
+        while server.poll_transmit().is_some() {}
+    }
+    assert!(buf.is_empty(), "everything consumed");
+    assert_eq!(events, whole.server_events);
+}
+
+#[test]
+fn a_player_receives_encode_once_media_interleaved_with_session_transmits_in_order() {
+    let mut pair = Pair::new(ServerConfig::default(), Policy::default());
+    pair.client.play("key");
+    pair.pump();
+    let play = pair
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            ServerEvent::PlayRequested {
+                stream_id,
+                name,
+                reset,
+                ..
+            } => Some((*stream_id, name.clone(), *reset)),
+            _ => None,
+        })
+        .expect("play requested");
+    assert_eq!(play, (1, "key".to_string(), true));
+    assert!(pair
+        .client_events
+        .contains(&ClientEvent::Playing { stream_id: 1 }));
+    assert!(pair
+        .client_events
+        .contains(&ClientEvent::StreamBegin { stream_id: 1 }));
+    assert_eq!(
+        statuses(&pair.client_events),
+        vec!["NetStream.Play.Reset", "NetStream.Play.Start"]
+    );
+    pair.client_events.clear();
+
+    // The fan-out writes shared media on csids 6/7/8 between the session's own transmits.
+    let chunk_size = pair.server.outbound_chunk_size();
+    let big: Vec<u8> = (0..9000u32).map(|i| (i * 7) as u8).collect();
+    let media: Vec<(u32, u8, u32, Bytes)> = vec![
+        (
+            csid::DATA,
+            type_id::DATA_AMF0,
+            0,
+            Bytes::from(metadata_body()),
+        ),
+        (csid::VIDEO, type_id::VIDEO, 0, Bytes::from(big)),
+        (
+            csid::AUDIO,
+            type_id::AUDIO,
+            10,
+            Bytes::from_static(b"\xaf\x01a1"),
+        ),
+        (
+            csid::VIDEO,
+            type_id::VIDEO,
+            40,
+            Bytes::from_static(b"\x27\x01v2"),
+        ),
+    ];
+    for (i, (cs, t, ts, payload)) in media.iter().enumerate() {
+        EncodedMessage::new(*cs, *ts, *t, 1, payload.clone(), chunk_size).write_to(&mut pair.s2c);
+        if i == 1 {
+            pair.server.notify_unpublished(1);
+            pair.server.notify_republished(1);
+            while let Some(t) = pair.server.poll_transmit() {
+                pair.s2c.extend_from_slice(&t);
+            }
+        }
+    }
+    pair.client.handle_input(&mut pair.s2c).expect("valid");
+    let mut events = Vec::new();
+    while let Some(ev) = pair.client.poll_event() {
+        events.push(ev);
+    }
+    let got: Vec<(u8, u32, Bytes)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media {
+                type_id,
+                timestamp,
+                payload,
+            } => Some((*type_id, *timestamp, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(u8, u32, Bytes)> = media.into_iter().map(|(_, t, ts, p)| (t, ts, p)).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        statuses(&events),
+        vec![
+            "NetStream.Play.UnpublishNotify",
+            "NetStream.Play.PublishNotify"
+        ]
+    );
+    assert!(events.contains(&ClientEvent::StreamEof { stream_id: 1 }));
+
+    pair.client.stop();
+    pair.pump();
+    assert_eq!(
+        pair.server_events.last(),
+        Some(&ServerEvent::PlayStopped { stream_id: 1 })
+    );
+}
+
+#[test]
+fn a_rejected_publish_reaches_the_client_as_bad_name_and_media_is_dropped() {
+    let mut pair = Pair::new(
+        ServerConfig::default(),
+        Policy {
+            reject_publish: Some("NetStream.Publish.BadName"),
+            ..Policy::default()
+        },
+    );
+    pair.client.publish("taken", PublishMode::Live);
+    pair.pump();
+    assert_eq!(
+        statuses(&pair.client_events),
+        vec!["NetStream.Publish.BadName"]
+    );
+    assert!(!pair
+        .client_events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Publishing { .. })));
+}
+
+#[test]
+fn a_rejected_connect_reaches_the_client_as_connect_rejected() {
+    let mut pair = Pair::new(
+        ServerConfig::default(),
+        Policy {
+            reject_connect: true,
+            ..Policy::default()
+        },
+    );
+    pair.client.publish("key", PublishMode::Live);
+    pair.pump();
+    assert_eq!(
+        statuses(&pair.client_events),
+        vec!["NetConnection.Connect.Rejected"]
+    );
+    assert!(!pair.client_events.contains(&ClientEvent::Connected));
+    assert_eq!(
+        pair.server_events.len(),
+        1,
+        "nothing after the rejected connect"
+    );
+}
+
+#[test]
+fn the_server_acknowledges_every_window_of_received_bytes() {
+    let config = ServerConfig {
+        window_ack_size: 4096,
+        ..ServerConfig::default()
+    };
+    let mut pair = Pair::new(config, Policy::default());
+    pair.client.publish("key", PublishMode::Live);
+    pair.pump();
+    for i in 0..10u32 {
+        pair.client
+            .send_media(type_id::VIDEO, i * 40, &[0x17; 3000]);
+    }
+    pair.pump();
+    // Skip S0 S1 S2, then decode everything the server said.
+    let mut out = pair.s2c_log.split_off(1 + 2 * 1536);
+    let acks: Vec<u32> = RawPeer::default()
+        .read(&mut out)
+        .into_iter()
+        .filter_map(|m| match ControlMessage::decode(m.type_id, &m.payload) {
+            Ok(ControlMessage::Acknowledgement { sequence }) => Some(sequence),
+            _ => None,
+        })
+        .collect();
+    let received = pair.server.bytes_received();
+    // 30 KB of media at a 4 KB window; each ack lands within one ~3 KB message of the window.
+    assert!(acks.len() >= 5, "got {acks:?}");
+    assert!(
+        acks.windows(2)
+            .all(|w| (4096..4096 + 3100).contains(&(w[1] - w[0]))),
+        "{acks:?}"
+    );
+    assert!(u64::from(*acks.last().unwrap()) <= received);
+    assert!(received - u64::from(*acks.last().unwrap()) < 4096);
+}
+
+// ---- raw peers ----
+
+/// Decodes server output the way a client would (follows Set Chunk Size).
+#[derive(Default)]
+struct RawPeer {
+    decoder: Option<ChunkDecoder>,
+}
+
+impl RawPeer {
+    fn read(&mut self, buf: &mut BytesMut) -> Vec<RawMessage> {
+        let decoder = self
+            .decoder
+            .get_or_insert_with(|| ChunkDecoder::new(&Limits::default()));
+        let mut out = Vec::new();
+        while let Some(m) = decoder.decode(buf).expect("server output decodes") {
+            if m.type_id == type_id::SET_CHUNK_SIZE {
+                let size = (&m.payload[..]).get_u32();
+                decoder.set_chunk_size(size).expect("valid");
+            }
+            out.push(m);
+        }
+        out
+    }
+}
+
+/// A server that completed the handshake with a hand-driven client, plus that client's
+/// encoder and a decoder for the server's answers.
+struct Raw {
+    server: ServerSession,
+    enc: ChunkEncoder,
+    peer: RawPeer,
+}
+
+impl Raw {
+    fn new() -> Self {
+        let mut server = ServerSession::new(ServerConfig::default(), &RANDOM, 0);
+        let mut hs = ClientHandshake::new(&RANDOM, 0, false);
+        let mut c2s = BytesMut::new();
+        let mut s2c = BytesMut::new();
+        for _ in 0..10 {
+            while let Some(t) = hs.poll_transmit() {
+                c2s.extend_from_slice(&t);
+            }
+            server.handle_input(&mut c2s).expect("handshake");
+            while let Some(t) = server.poll_transmit() {
+                s2c.extend_from_slice(&t);
+            }
+            hs.handle_input(&mut s2c).expect("handshake");
+            if hs.is_done() && server.is_established() {
+                break;
+            }
+        }
+        while let Some(t) = hs.poll_transmit() {
+            c2s.extend_from_slice(&t);
+        }
+        server.handle_input(&mut c2s).expect("C2");
+        assert!(server.is_established());
+        Self {
+            server,
+            enc: ChunkEncoder::new(),
+            peer: RawPeer::default(),
+        }
+    }
+
+    fn send(&mut self, type_id: u8, stream_id: u32, payload: &[u8]) -> Result<(), SessionError> {
+        let mut buf = BytesMut::new();
+        self.enc.encode(3, 0, type_id, stream_id, payload, &mut buf);
+        self.server.handle_input(&mut buf)
+    }
+
+    fn command(&mut self, stream_id: u32, cmd: &Command) -> Result<(), SessionError> {
+        let mut payload = BytesMut::new();
+        cmd.encode(&mut payload);
+        self.send(type_id::COMMAND_AMF0, stream_id, &payload)
+    }
+
+    fn control(&mut self, msg: &ControlMessage) -> Result<(), SessionError> {
+        let mut payload = BytesMut::new();
+        msg.encode_payload(&mut payload);
+        self.send(msg.type_id(), 0, &payload)
+    }
+
+    fn answers(&mut self) -> Vec<RawMessage> {
+        let mut out = BytesMut::new();
+        while let Some(t) = self.server.poll_transmit() {
+            out.extend_from_slice(&t);
+        }
+        self.peer.read(&mut out)
+    }
+
+    fn connect(&mut self) {
+        self.command(
+            0,
+            &command::connect(1.0, "live", "FMLE/3.0", "rtmp://h/live"),
+        )
+        .expect("connect");
+        assert!(matches!(
+            self.server.poll_event(),
+            Some(ServerEvent::ConnectRequested { .. })
+        ));
+        self.server.accept_connect();
+        self.answers();
+    }
+}
+
+fn commands(msgs: &[RawMessage]) -> Vec<Command> {
+    msgs.iter()
+        .filter(|m| m.type_id == type_id::COMMAND_AMF0)
+        .map(|m| Command::decode(m.type_id, &m.payload, 16).expect("server commands decode"))
+        .collect()
+}
+
+#[test]
+fn an_unknown_command_gets_call_failed_and_the_session_continues() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(
+        0,
+        &Command::new("launchMissiles", 5.0, Amf0Value::Null, vec![]),
+    )
+    .expect("not fatal");
+    let answers = commands(&raw.answers());
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].name, "_error");
+    assert_eq!(answers[0].transaction_id, 5.0);
+    let code = command::property_str(answers[0].info().expect("info"), "code");
+    assert_eq!(code, Some("NetConnection.Call.Failed"));
+
+    raw.command(
+        0,
+        &Command::new("createStream", 6.0, Amf0Value::Null, vec![]),
+    )
+    .expect("still served");
+    let answers = commands(&raw.answers());
+    assert_eq!(answers[0].name, "_result");
+    assert_eq!(answers[0].arg_f64(0), Some(1.0));
+}
+
+#[test]
+fn an_unknown_command_without_transaction_id_is_ignored() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(0, &Command::new("someNotify", 0.0, Amf0Value::Null, vec![]))
+        .expect("not fatal");
+    assert!(raw.answers().is_empty());
+}
+
+#[test]
+fn a_set_chunk_size_of_zero_closes_the_connection() {
+    let mut raw = Raw::new();
+    let err = raw
+        .control(&ControlMessage::SetChunkSize(0))
+        .expect_err("fatal");
+    assert!(matches!(
+        err,
+        SessionError::Chunk(ChunkError::InvalidChunkSize { size: 0, .. })
+    ));
+}
+
+#[test]
+fn a_set_chunk_size_with_the_top_bit_set_closes_the_connection() {
+    let mut raw = Raw::new();
+    let err = raw
+        .control(&ControlMessage::SetChunkSize(0x8000_0000))
+        .expect_err("fatal");
+    assert!(matches!(
+        err,
+        SessionError::Chunk(ChunkError::InvalidChunkSize {
+            size: 0x8000_0000,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_ping_request_is_answered_with_a_ping_response() {
+    let mut raw = Raw::new();
+    raw.control(&ControlMessage::UserControl(UserControl::PingRequest(
+        0xdead_beef,
+    )))
+    .expect("ping");
+    let answers = raw.answers();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        ControlMessage::decode(answers[0].type_id, &answers[0].payload),
+        Ok(ControlMessage::UserControl(UserControl::PingResponse(
+            0xdead_beef
+        )))
+    );
+    assert_eq!(answers[0].csid, csid::CONTROL);
+}
+
+#[test]
+fn an_amf3_connect_is_understood_and_its_object_encoding_echoed() {
+    let mut raw = Raw::new();
+    // Type 17: format byte, AMF0 "connect", AMF0 1.0, AVM+ switch, AMF3 dynamic object.
+    let mut p = vec![0x00];
+    p.extend_from_slice(b"\x02\x00\x07connect");
+    p.push(0x00);
+    p.extend_from_slice(&1.0f64.to_be_bytes());
+    p.push(0x11); // switch to AMF3
+    p.extend_from_slice(&[0x0a, 0x0b, 0x01]); // object, dynamic traits, anonymous
+    p.extend_from_slice(b"\x07app\x06\x0blive/"); // app: "live/"
+    p.extend_from_slice(b"\x0btcUrl\x06\x2brtmp://127.0.0.1/live"); // 21 chars
+    p.extend_from_slice(b"\x1dobjectEncoding\x04\x03");
+    p.push(0x01); // end of dynamic members
+    raw.send(type_id::COMMAND_AMF3, 0, &p)
+        .expect("AMF3 connect");
+    assert_eq!(
+        raw.server.poll_event(),
+        Some(ServerEvent::ConnectRequested {
+            app: "live".into(),
+            tc_url: "rtmp://127.0.0.1/live".into()
+        })
+    );
+    raw.server.accept_connect();
+    let answers = raw.answers();
+    let types: Vec<u8> = answers.iter().map(|m| m.type_id).collect();
+    assert_eq!(
+        types,
+        vec![
+            type_id::WINDOW_ACK_SIZE,
+            type_id::SET_PEER_BANDWIDTH,
+            type_id::SET_CHUNK_SIZE,
+            type_id::USER_CONTROL,
+            type_id::COMMAND_AMF0
+        ]
+    );
+    let result = &commands(&answers)[0];
+    assert_eq!(result.name, "_result");
+    assert_eq!(result.transaction_id, 1.0);
+    let info = result.info().expect("info");
+    assert_eq!(
+        command::property_str(info, "code"),
+        Some("NetConnection.Connect.Success")
+    );
+    assert_eq!(command::property_f64(info, "objectEncoding"), Some(3.0));
+    assert_eq!(
+        command::property_str(&result.object, "fmsVer"),
+        Some("FMS/3,0,1,123")
+    );
+}
+
+#[test]
+fn too_many_create_streams_close_the_connection() {
+    let mut raw = Raw::new();
+    raw.connect();
+    for tx in 0..16 {
+        raw.command(
+            0,
+            &Command::new("createStream", 2.0 + f64::from(tx), Amf0Value::Null, vec![]),
+        )
+        .expect("within the cap");
+    }
+    let err = raw
+        .command(
+            0,
+            &Command::new("createStream", 99.0, Amf0Value::Null, vec![]),
+        )
+        .expect_err("over the cap");
+    assert!(matches!(err, SessionError::Protocol(_)));
+}
+
+#[test]
+fn media_on_a_stream_that_is_not_publishing_is_dropped() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
+    raw.send(type_id::VIDEO, 1, b"\x17\x00frame")
+        .expect("not fatal");
+    raw.send(type_id::AUDIO, 7, b"\xaf\x01a")
+        .expect("not fatal");
+    assert_eq!(raw.server.poll_event(), None);
+}
+
+#[test]
+fn an_aggregate_message_is_split_into_rebased_media_events() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
+    raw.command(
+        1,
+        &Command::new(
+            "publish",
+            3.0,
+            Amf0Value::Null,
+            vec![
+                Amf0Value::String("k".into()),
+                Amf0Value::String("live".into()),
+            ],
+        ),
+    )
+    .expect("publish");
+    assert!(matches!(
+        raw.server.poll_event(),
+        Some(ServerEvent::PublishRequested { stream_id: 1, .. })
+    ));
+    raw.server.accept_publish(1);
+    let mut agg = Vec::new();
+    for (t, ts, body) in [(9u8, 100u32, &b"vid"[..]), (8, 120, &b"au"[..])] {
+        agg.push(t);
+        agg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        agg.extend_from_slice(&ts.to_be_bytes()[1..]);
+        agg.push(0);
+        agg.extend_from_slice(&[0, 0, 0]);
+        agg.extend_from_slice(body);
+        agg.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+    }
+    let mut buf = BytesMut::new();
+    raw.enc
+        .encode(4, 5000, type_id::AGGREGATE, 1, &agg, &mut buf);
+    raw.server.handle_input(&mut buf).expect("aggregate");
+    let media: Vec<(u8, u32, Vec<u8>)> = std::iter::from_fn(|| raw.server.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::Media {
+                type_id,
+                timestamp,
+                payload,
+                ..
+            } => Some((type_id, timestamp, payload.to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        media,
+        vec![(9, 5000, b"vid".to_vec()), (8, 5020, b"au".to_vec())]
+    );
+}
+
+// ---- known answer: a real ffmpeg publisher ----
+
+/// Client→server bytes of `ffmpeg -re -f lavfi -i testsrc -t 1 -c:v libx264 -f flv
+/// rtmp://…/live/key`, captured by tools/fixtures/capture_publish.sh.
+const FFMPEG_PUBLISH: &[u8] = include_bytes!("fixtures/sessions/ffmpeg_publish.bin");
+
+fn feed_ffmpeg_publish(piece: usize) -> Vec<ServerEvent> {
+    let mut server = ServerSession::new(ServerConfig::default(), &RANDOM, 0);
+    let mut events = Vec::new();
+    let mut buf = BytesMut::new();
+    for chunk in FFMPEG_PUBLISH.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        server
+            .handle_input(&mut buf)
+            .expect("ffmpeg's bytes are valid");
+        while let Some(ev) = server.poll_event() {
+            answer(&mut server, &ev, &Policy::default());
+            events.push(ev);
+        }
+        while server.poll_transmit().is_some() {}
+    }
+    assert!(buf.is_empty(), "every byte consumed");
+    events
+}
+
+#[test]
+fn a_real_ffmpeg_publish_yields_connect_publish_metadata_and_sequence_header() {
+    let events = feed_ffmpeg_publish(FFMPEG_PUBLISH.len());
+    match &events[0] {
+        ServerEvent::ConnectRequested { app, tc_url } => {
+            assert_eq!(app, "live");
+            assert!(tc_url.starts_with("rtmp://127.0.0.1:") && tc_url.ends_with("/live"));
+        }
+        other => panic!("first event {other:?}"),
+    }
+    assert_eq!(
+        events[1],
+        ServerEvent::PublishRequested {
+            stream_id: 1,
+            name: "key".into(),
+            query: String::new(),
+            mode: PublishMode::Live
+        }
+    );
+    let media: Vec<(u8, Bytes)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Media {
+                stream_id: 1,
+                type_id,
+                payload,
+                ..
+            } => Some((*type_id, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    let (t, metadata) = &media[0];
+    assert_eq!(*t, type_id::DATA_AMF0);
+    assert!(
+        metadata.starts_with(b"\x02\x00\x0aonMetaData"),
+        "{metadata:?}"
+    );
+    let (t, seq_header) = &media[1];
+    assert_eq!(*t, type_id::VIDEO);
+    assert_eq!(
+        &seq_header[..2],
+        &[0x17, 0x00],
+        "AVC keyframe, sequence header"
+    );
+    let frames = media.iter().filter(|(t, _)| *t == type_id::VIDEO).count();
+    assert!(
+        frames >= 25,
+        "one second at 25 fps: {frames} video messages"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&ServerEvent::Unpublished { stream_id: 1 })
+    );
+}
+
+#[test]
+fn a_real_ffmpeg_publish_cut_into_odd_pieces_yields_the_same_events() {
+    let whole = feed_ffmpeg_publish(FFMPEG_PUBLISH.len());
+    for piece in [1, 7, 1000] {
+        assert_eq!(feed_ffmpeg_publish(piece), whole, "piece size {piece}");
+    }
+}
+
+#[test]
+fn a_publisher_flooding_before_its_publish_is_answered_is_disconnected() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
+    let publish = Command::new(
+        "publish",
+        3.0,
+        Amf0Value::Null,
+        vec![Amf0Value::String("k".into())],
+    );
+    raw.command(1, &publish).expect("publish");
+    // The runtime has not answered yet: media is held back, bounded.
+    let frame = vec![0x17u8; 64 * 1024];
+    let mut result = Ok(());
+    for _ in 0..100 {
+        result = raw.send(type_id::VIDEO, 1, &frame);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(
+        matches!(result, Err(SessionError::Protocol(_))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn media_held_back_behind_a_pending_publish_is_reported_after_accept_in_order() {
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.command(
+        0,
+        &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+    )
+    .expect("createStream");
+    let publish = Command::new(
+        "publish",
+        3.0,
+        Amf0Value::Null,
+        vec![Amf0Value::String("k".into())],
+    );
+    raw.command(1, &publish).expect("publish");
+    raw.send(type_id::VIDEO, 1, b"first").expect("held");
+    raw.send(type_id::AUDIO, 1, b"second").expect("held");
+    assert!(matches!(
+        raw.server.poll_event(),
+        Some(ServerEvent::PublishRequested { stream_id: 1, .. })
+    ));
+    assert_eq!(raw.server.poll_event(), None, "nothing before the answer");
+    raw.server.accept_publish(1);
+    let payloads: Vec<Bytes> = std::iter::from_fn(|| raw.server.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::Media { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        payloads,
+        vec![Bytes::from_static(b"first"), Bytes::from_static(b"second")]
+    );
+}
+
+#[test]
+fn a_client_using_the_digest_handshake_publishes_like_any_other() {
+    let mut pair = Pair::new(ServerConfig::default(), Policy::default());
+    pair.client = ClientSession::new(
+        ClientConfig {
+            digest_handshake: true,
+            ..client_config()
+        },
+        &RANDOM,
+        0,
+    );
+    pair.client.publish("key", PublishMode::Live);
+    pair.pump();
+    assert!(pair
+        .client_events
+        .contains(&ClientEvent::Publishing { stream_id: 1 }));
+}
+
+#[test]
+fn an_app_with_a_trailing_slash_and_a_query_keeps_both_parts() {
+    let mut raw = Raw::new();
+    raw.command(
+        0,
+        &command::connect(1.0, "live/?token=s3cret", "FMLE/3.0", "rtmp://h/live"),
+    )
+    .expect("connect");
+    assert_eq!(
+        raw.server.poll_event(),
+        Some(ServerEvent::ConnectRequested {
+            app: "live?token=s3cret".into(),
+            tc_url: "rtmp://h/live".into()
+        })
+    );
+    assert_eq!(raw.server.app(), Some("live?token=s3cret"));
+}
