@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rtmp_edge::media::parse_video_tag;
 use rtmp_edge::rtmp::handshake::RANDOM_LEN;
 use rtmp_edge::rtmp::session::{ClientConfig, ClientEvent, ClientSession, PublishMode};
 use rtmp_edge::rtmp::Limits;
@@ -871,24 +872,13 @@ fn on_player_video(
 }
 
 /// For a video message holding a coded frame, whether it is a keyframe; `None` for sequence
-/// headers, end-of-sequence, command frames and empty payloads. Reads only the first two bytes:
-/// legacy FLV (`frame type << 4 | codec`, AVC/HEVC packet type in byte 1) and Enhanced RTMP
-/// (`0x80 | frame type << 4 | packet type`).
+/// headers, end-of-sequence, command frames and payloads the media core cannot classify.
 fn coded_frame_is_keyframe(payload: &[u8]) -> Option<bool> {
-    let b0 = *payload.first()?;
-    let frame_type = (b0 >> 4) & 0x07;
-    if frame_type == 5 {
-        return None; // video info / command frame
+    let tag = parse_video_tag(payload).ok()?;
+    if tag.command.is_some() || !tag.packet_type.is_coded_frames() {
+        return None;
     }
-    if b0 & 0x80 != 0 {
-        // Enhanced RTMP: packet type 1 = CodedFrames, 3 = CodedFramesX.
-        return matches!(b0 & 0x0f, 1 | 3).then_some(frame_type == 1);
-    }
-    let codec = b0 & 0x0f;
-    if matches!(codec, 7 | 12) && payload.get(1) != Some(&1) {
-        return None; // AVC/HEVC sequence header or end of sequence
-    }
-    Some(frame_type == 1)
+    Some(tag.info().is_keyframe)
 }
 
 /// Sends every frame of a publisher that is due by `now`; returns when the next one is due.
@@ -991,7 +981,7 @@ mod tests {
         assert_eq!(coded_frame_is_keyframe(&[0x27, 1, 0, 0, 0]), Some(false));
         assert_eq!(coded_frame_is_keyframe(&[0x17, 0, 0, 0, 0]), None);
         assert_eq!(coded_frame_is_keyframe(&[0x17, 2, 0, 0, 0]), None);
-        assert_eq!(coded_frame_is_keyframe(&[0x52, 0]), None);
+        assert_eq!(coded_frame_is_keyframe(&[0x52, 0]), None, "command frame");
         assert_eq!(coded_frame_is_keyframe(&[]), None);
         // Enhanced RTMP: keyframe CodedFramesX, inter CodedFrames, SequenceStart.
         assert_eq!(

@@ -216,13 +216,13 @@ impl Scenario {
         let ramp_per_s = k.ramp.unwrap_or(500.0);
         let duration = k.duration.unwrap_or(10.0);
         let churn_per_s = k.churn.unwrap_or(0.0);
-        if !(ramp_per_s > 0.0) {
+        if ramp_per_s.is_nan() || ramp_per_s <= 0.0 {
             bail!("ramp must be > 0 connections/s");
         }
-        if !(duration > 0.0 && duration <= 86_400.0) {
+        if !(0.0..=86_400.0).contains(&duration) || duration == 0.0 {
             bail!("duration must be in (0, 86400] seconds");
         }
-        if !(churn_per_s >= 0.0) {
+        if churn_per_s.is_nan() || churn_per_s < 0.0 {
             bail!("churn must be >= 0");
         }
         if streams == 0 {
@@ -242,7 +242,7 @@ impl Scenario {
             },
         };
         let sweep = k.sweep.unwrap_or_default();
-        if sweep.iter().any(|&m| m == 0) {
+        if sweep.contains(&0) {
             bail!("sweep values must be > 0");
         }
         Ok(Self {
@@ -347,6 +347,38 @@ mod tests {
         );
         assert_eq!(sc.stream_name(7), "s-7");
         assert_eq!(sc.total_connections(), 50 + 50 * 3);
+    }
+
+    #[test]
+    fn non_positive_or_nan_rates_are_rejected() {
+        for k in [
+            Knobs {
+                ramp: Some(0.0),
+                ..Knobs::default()
+            },
+            Knobs {
+                ramp: Some(f64::NAN),
+                ..Knobs::default()
+            },
+            Knobs {
+                duration: Some(0.0),
+                ..Knobs::default()
+            },
+            Knobs {
+                duration: Some(f64::NAN),
+                ..Knobs::default()
+            },
+            Knobs {
+                churn: Some(-1.0),
+                ..Knobs::default()
+            },
+            Knobs {
+                sweep: Some(vec![10, 0]),
+                ..Knobs::default()
+            },
+        ] {
+            assert!(Scenario::from_knobs(k.clone()).is_err(), "{k:?}");
+        }
     }
 
     #[test]

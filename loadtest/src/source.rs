@@ -2,7 +2,9 @@
 //! timestamps from 0, replayed forever with continuous timestamps at real-time pace.
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use rtmp_edge::media::flv::FlvReader;
+use rtmp_edge::media::{inspect_audio, inspect_video, is_metadata};
 
 use crate::sei;
 
@@ -86,50 +88,52 @@ impl MediaSource {
     /// Parses FLV file bytes. Metadata becomes `@setDataFrame onMetaData`; sequence headers
     /// move to `headers`; timestamps are rebased to start at 0.
     pub fn from_flv_bytes(data: &[u8]) -> Result<Self> {
-        if data.len() < 13 || &data[..3] != b"FLV" {
-            bail!("not an FLV file (no FLV signature)");
-        }
-        let header_len = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize;
-        let mut p = header_len
-            .checked_add(4)
-            .filter(|&p| p <= data.len())
-            .context("FLV header size points past the end")?;
+        let mut buf = BytesMut::from(data);
+        let mut reader = FlvReader::new();
         let mut headers = Vec::new();
         let mut frames = Vec::new();
         let mut nal_length_size = 4;
-        while p + 11 <= data.len() {
-            let tag_type = data[p] & 0x1f;
-            let size = u32::from_be_bytes([0, data[p + 1], data[p + 2], data[p + 3]]) as usize;
-            let ts = u32::from_be_bytes([data[p + 7], data[p + 4], data[p + 5], data[p + 6]]);
-            let start = p + 11;
-            let end = start + size;
-            if end > data.len() {
-                break; // truncated last tag: ignore it
-            }
-            let body = Bytes::copy_from_slice(&data[start..end]);
-            p = end + 4;
+        while let Some(tag) = reader.next_tag(&mut buf).context("reading FLV")? {
+            let body = tag.data;
             if body.is_empty() {
                 continue;
             }
-            match tag_type {
-                VIDEO if body[0] & 0x0f == 7 && body.len() > 1 && body[1] == 0 => {
-                    if let Some(n) = sei::nal_length_size_of_avc_sequence_header(&body) {
-                        nal_length_size = n;
+            match tag.tag_type {
+                VIDEO => {
+                    let info = inspect_video(&body).unwrap_or_default();
+                    if info.is_sequence_header {
+                        if let Some(n) = sei::nal_length_size_of_avc_sequence_header(&body) {
+                            nal_length_size = n;
+                        }
+                        headers.push(Frame {
+                            type_id: VIDEO,
+                            ts: 0,
+                            data: body,
+                        });
+                    } else {
+                        frames.push(Frame {
+                            type_id: VIDEO,
+                            ts: tag.timestamp,
+                            data: body,
+                        });
                     }
-                    headers.push(Frame {
-                        type_id: VIDEO,
-                        ts: 0,
-                        data: body,
-                    });
                 }
-                AUDIO if body[0] >> 4 == 10 && body.len() > 1 && body[1] == 0 => {
-                    headers.push(Frame {
-                        type_id: AUDIO,
-                        ts: 0,
-                        data: body,
-                    });
+                AUDIO => {
+                    if inspect_audio(&body).unwrap_or_default().is_sequence_header {
+                        headers.push(Frame {
+                            type_id: AUDIO,
+                            ts: 0,
+                            data: body,
+                        });
+                    } else {
+                        frames.push(Frame {
+                            type_id: AUDIO,
+                            ts: tag.timestamp,
+                            data: body,
+                        });
+                    }
                 }
-                DATA => {
+                DATA if is_metadata(&body) => {
                     let mut v = SET_DATA_FRAME.to_vec();
                     v.extend_from_slice(&body);
                     headers.insert(
@@ -141,11 +145,6 @@ impl MediaSource {
                         },
                     );
                 }
-                AUDIO | VIDEO => frames.push(Frame {
-                    type_id: tag_type,
-                    ts,
-                    data: body,
-                }),
                 _ => {}
             }
         }
@@ -238,7 +237,7 @@ impl MediaSource {
 const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
 
 /// AVC sequence header (main profile 320x240, from x264) for synthetic streams.
-const AVC_SEQUENCE_HEADER: &[u8] = &[
+pub(crate) const AVC_SEQUENCE_HEADER: &[u8] = &[
     0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x4d, 0x40, 0x0d, 0xff, 0xe1, 0x00, 0x16, 0x67, 0x4d, 0x40,
     0x0d, 0xda, 0x05, 0x07, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0c, 0xa3,
     0xc5, 0x0a, 0xa8, 0x01, 0x00, 0x04, 0x68, 0xef, 0x3c, 0x80,
@@ -294,7 +293,7 @@ pub fn parse_bitrate(s: &str) -> Result<u64> {
         .trim()
         .parse()
         .with_context(|| format!("bad bitrate {s:?}"))?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         bail!("bitrate must be positive: {s:?}");
     }
     Ok((v * mult) as u64)
@@ -365,7 +364,7 @@ mod tests {
             src.advance(&mut c);
         }
         assert_eq!(c.loops, 3);
-        assert!(last >= 5900 && last < 6000);
+        assert!((5900..6000).contains(&last));
     }
 
     #[test]
@@ -386,7 +385,7 @@ mod tests {
 
     #[test]
     fn rejects_files_without_signature_or_frames() {
-        assert!(MediaSource::from_flv_bytes(b"GIF89a.......").is_err());
+        assert!(MediaSource::from_flv_bytes(b"GIF89a..............").is_err());
         assert!(MediaSource::from_flv_bytes(&flv(&[tag(18, 0, b"x")])).is_err());
     }
 
