@@ -5,7 +5,8 @@
 //! Phases of a run:
 //! ```text
 //!   ramp publishers ──(all opened, and all publishing or 5 s)──► ramp players
-//!        ──(all opened)──► measure `duration` (churn runs here) ──► end: count, close
+//!        ──(all opened)──► warm up `warmup` (players get their first keyframe)
+//!        ──► measure `duration` (churn runs here) ──► end: count, close
 //! ```
 //! Each connection: TCP connect → writable (connected) → the [`ClientSession`] drives
 //! handshake, connect, createStream, publish/play; bytes read are fed to the session after every
@@ -199,6 +200,7 @@ impl Engine<'_> {
         let hard_end = start
             + Duration::from_secs_f64(ramp_secs * 1.5)
             + PUBLISHER_WAIT
+            + sc.warmup
             + sc.duration
             + Duration::from_secs(10);
         let mut ramp = Ramp {
@@ -210,6 +212,8 @@ impl Engine<'_> {
             players_phase: sc.publishers == 0,
         };
         let mut window: Option<WindowStart> = None;
+        // Set when every connection is opened; the window opens `warmup` later.
+        let mut warm_until: Option<Instant> = None;
         let mut churn_credit = 0.0f64;
         let mut last_tick = start;
         let mut next_progress = start + Duration::from_secs(1);
@@ -237,7 +241,10 @@ impl Engine<'_> {
             if window.is_none() {
                 self.ramp_step(&mut ramp, now);
                 let all_open = ramp.players_phase && ramp.players_opened >= players_target;
-                if all_open {
+                if all_open && warm_until.is_none() {
+                    warm_until = Some(now + sc.warmup);
+                }
+                if warm_until.is_some_and(|t| now >= t) {
                     // Latency is reported for the measurement window only (not the ramp).
                     self.stats.latency_us.reset();
                     window = Some(WindowStart {
@@ -298,6 +305,8 @@ impl Engine<'_> {
             let mut deadline = next_progress.min(hard_end);
             if let Some(w) = &window {
                 deadline = deadline.min(w.at + sc.duration);
+            } else if let Some(t) = warm_until {
+                deadline = deadline.min(t);
             } else {
                 deadline = deadline.min(now + Duration::from_millis(1));
             }

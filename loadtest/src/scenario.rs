@@ -47,6 +47,10 @@ pub struct Knobs {
     /// Seconds to measure once every connection is opened [default: 10].
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Seconds between the last connection opened and the start of the measurement, so
+    /// players have their first keyframe [default: 2].
+    #[arg(long)]
+    pub warmup: Option<f64>,
     /// Players leaving (and as many joining) per second during the measurement [default: 0].
     #[arg(long)]
     pub churn: Option<f64>,
@@ -81,6 +85,7 @@ impl Knobs {
             players: self.players.or(other.players),
             ramp: self.ramp.or(other.ramp),
             duration: self.duration.or(other.duration),
+            warmup: self.warmup.or(other.warmup),
             churn: self.churn.or(other.churn),
             flv: self.flv.or(other.flv),
             synthetic: self.synthetic.or(other.synthetic),
@@ -180,6 +185,8 @@ pub struct Scenario {
     pub ramp_per_s: f64,
     #[serde(serialize_with = "secs")]
     pub duration: Duration,
+    #[serde(serialize_with = "secs")]
+    pub warmup: Duration,
     pub churn_per_s: f64,
     pub source: SourceSpec,
     #[serde(serialize_with = "secs")]
@@ -216,6 +223,10 @@ impl Scenario {
         let ramp_per_s = k.ramp.unwrap_or(500.0);
         let duration = k.duration.unwrap_or(10.0);
         let churn_per_s = k.churn.unwrap_or(0.0);
+        let warmup = k.warmup.unwrap_or(2.0);
+        if !(0.0..=3600.0).contains(&warmup) {
+            bail!("warmup must be in [0, 3600] seconds");
+        }
         if ramp_per_s.is_nan() || ramp_per_s <= 0.0 {
             bail!("ramp must be > 0 connections/s");
         }
@@ -253,6 +264,7 @@ impl Scenario {
             players_per_stream,
             ramp_per_s,
             duration: Duration::from_secs_f64(duration),
+            warmup: Duration::from_secs_f64(warmup),
             churn_per_s,
             source,
             stall_threshold: Duration::from_millis(k.stall_ms.unwrap_or(1000)),

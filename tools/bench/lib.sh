@@ -183,7 +183,7 @@ table_row() {
         def n(x; p): if x == null then "-" else (x * p | round / p | tostring) end;
         "| \($c) | \($s) | \(.connections.players_target) | \(n(.window.throughput_mbit_s; 10)) | \(n(.window.messages_per_s; 1)) | \(n(.latency_ms.p50; 100)) | \(n(.latency_ms.p99; 100)) | \(n(.latency_ms.max; 100)) | \(.counters.stalls) | \(.counters.errors + .counters.disconnects) | \(n(.server.cpu_percent; 10)) | \(n(.server.cpu_s_per_gb; 1000)) | \(n(.server.cpu_us_per_1k_msgs; 10)) | \(n(.server.rss_per_conn_kb; 10)) | \(n(.loader.cpu_percent_avg; 1)) |"
     ' "$json" >>"$file"
-    jq -r '.warnings[]' "$json" | while read -r w; do
+    jq -r '(.warnings // [])[]' "$json" | while read -r w; do
         log "WARNING ($case/$server): $w"
         echo "> WARNING ($case/$server): $w" >>"$file.warnings"
     done
