@@ -55,6 +55,9 @@ pub struct RunOutput {
 
 /// Bytes read per `read` call: large, so a busy player is drained in few syscalls.
 const READ_CHUNK: usize = 256 * 1024;
+/// Initial per-connection read buffer; it grows with the messages (10,000 players × 64 KiB
+/// up front would be 640 MB).
+const INITIAL_READ_BUFFER: usize = 4096;
 /// Slices per vectored write.
 const MAX_IOVECS: usize = 64;
 /// A publisher whose unsent bytes exceed this is closed (the server is not reading).
@@ -413,6 +416,7 @@ impl Engine<'_> {
                 cpu_percent_max: loader_max,
                 saturated_seconds,
                 runqueue_wait_percent: loader_wait,
+                rss_kb: loader_end.rss_kb,
             },
             warnings: Vec::new(),
             server,
@@ -536,7 +540,7 @@ impl Engine<'_> {
             sock,
             session,
             connected: false,
-            rbuf: BytesMut::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(INITIAL_READ_BUFFER),
             wq: VecDeque::new(),
             wq_bytes: 0,
             woff: 0,

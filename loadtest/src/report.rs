@@ -75,6 +75,8 @@ pub struct LoaderCpu {
     pub saturated_seconds: u32,
     /// Share of the window it was runnable but waiting for a CPU.
     pub runqueue_wait_percent: f64,
+    /// Its resident memory at the end, KiB.
+    pub rss_kb: u64,
 }
 
 /// Above this share of one core the load generator may be the bottleneck.
@@ -226,8 +228,12 @@ impl Report {
         let l = &self.loader;
         let _ = writeln!(
             o,
-            "{:<22} avg {:.0}%  max {:.0}% of a core  run-queue wait {:.0}%",
-            "load generator cpu", l.cpu_percent_avg, l.cpu_percent_max, l.runqueue_wait_percent
+            "{:<22} avg {:.0}%  max {:.0}% of a core  run-queue wait {:.0}%  rss {} KiB",
+            "load generator",
+            l.cpu_percent_avg,
+            l.cpu_percent_max,
+            l.runqueue_wait_percent,
+            l.rss_kb
         );
         if let Some(s) = &self.server {
             let _ = writeln!(
