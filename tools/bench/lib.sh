@@ -124,6 +124,8 @@ listen = ["127.0.0.1:$EDGE_PORT"]
 
 [workers]
 count = $workers
+max_connections = 65536
+max_connections_per_ip = 0
 CONF
     taskset -c "$SERVER_CORES" "$EDGE_BIN" --config "$dir/edge.toml" >"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
