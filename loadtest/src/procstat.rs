@@ -75,6 +75,27 @@ pub fn sample(pid: Option<u32>) -> Result<ProcSample> {
     })
 }
 
+/// Warns when the open-files limit is below what the scenario needs.
+pub fn warn_if_fd_limit_low(connections: u64) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(soft) = soft {
+        if soft < connections + 32 {
+            eprintln!(
+                "rtmp-load: WARNING: open files limit is {soft} but the scenario opens \
+                 {connections} connections: run `ulimit -n {}` first",
+                connections + 1024
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

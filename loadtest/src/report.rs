@@ -143,6 +143,35 @@ impl ServerCost {
     }
 }
 
+/// Reasons not to trust a run's figures.
+pub fn warnings(loader: &LoaderCpu, server: Option<&ServerCost>) -> Vec<String> {
+    let mut w = Vec::new();
+    if loader.saturated_seconds > 0 || loader.cpu_percent_avg > SATURATION_PERCENT {
+        w.push(format!(
+            "the load generator used over {SATURATION_PERCENT}% of a core for {} s \
+             (avg {:.0}%): it may be the bottleneck; split the load over more rtmp-load processes",
+            loader.saturated_seconds, loader.cpu_percent_avg
+        ));
+    }
+    if loader.runqueue_wait_percent > RUNQUEUE_WAIT_PERCENT {
+        w.push(format!(
+            "the load generator waited for a CPU {:.0}% of the time: the machine is \
+             oversubscribed, latency figures include that wait",
+            loader.runqueue_wait_percent
+        ));
+    }
+    if let Some(s) = server {
+        if s.runqueue_wait_percent > RUNQUEUE_WAIT_PERCENT {
+            w.push(format!(
+                "the server waited for a CPU {:.0}% of the time: the machine is oversubscribed \
+                 (pin the server and rtmp-load to separate idle cores)",
+                s.runqueue_wait_percent
+            ));
+        }
+    }
+    w
+}
+
 fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"))
 }
@@ -322,6 +351,29 @@ pub(crate) mod tests {
         assert!((c.cpu_us_per_1k_msgs.unwrap() - 2000.0).abs() < 1e-6);
         assert!((c.rss_per_conn_kb.unwrap() - 20.0).abs() < 1e-9);
         assert!((c.runqueue_wait_percent - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn oversubscription_and_saturation_are_warned_about() {
+        let quiet = LoaderCpu {
+            cpu_percent_avg: 30.0,
+            runqueue_wait_percent: 1.0,
+            ..Default::default()
+        };
+        assert!(warnings(&quiet, None).is_empty());
+        let busy = LoaderCpu {
+            saturated_seconds: 2,
+            runqueue_wait_percent: 40.0,
+            ..Default::default()
+        };
+        assert_eq!(warnings(&busy, None).len(), 2);
+        let starved = ServerCost {
+            runqueue_wait_percent: 25.0,
+            ..Default::default()
+        };
+        let w = warnings(&quiet, Some(&starved));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("server waited"), "{w:?}");
     }
 
     #[test]

@@ -22,20 +22,22 @@ use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use rtmp_edge::media::parse_video_tag;
 use rtmp_edge::rtmp::handshake::RANDOM_LEN;
 use rtmp_edge::rtmp::session::{ClientConfig, ClientEvent, ClientSession, PublishMode};
 use rtmp_edge::rtmp::Limits;
 use slab::Slab;
 
+mod media;
+mod rng;
+
+use self::media::{on_player_video, publish_due};
+use self::rng::Rng;
 use crate::procstat::{self, ProcSample};
 use crate::report::{
-    Connections, ErrorKind, LoaderCpu, Report, ServerCost, Window, RUNQUEUE_WAIT_PERCENT,
-    SATURATION_PERCENT,
+    self, Connections, ErrorKind, LoaderCpu, Report, ServerCost, Window, SATURATION_PERCENT,
 };
 use crate::scenario::{Mode, Scenario};
-use crate::sei;
-use crate::source::{Cursor, MediaSource, AUDIO, DATA, VIDEO};
+use crate::source::{Cursor, MediaSource, VIDEO};
 use crate::stats::{Counters, Percentiles, PlayerTrack, Stats};
 
 /// How a run reports as it goes.
@@ -107,29 +109,6 @@ enum Close {
     Leave,
 }
 
-/// Tiny xorshift64* generator: handshake random bytes and churn picks (no crypto needed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        for c in out.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-    }
-}
-
 struct Engine<'a> {
     sc: &'a Scenario,
     src: &'a MediaSource,
@@ -152,7 +131,7 @@ struct Engine<'a> {
 /// Runs one scenario to completion.
 pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOutput> {
     let addr = sc.url.socket_addr()?;
-    warn_if_fd_limit_low(sc.total_connections());
+    procstat::warn_if_fd_limit_low(sc.total_connections());
     let mut e = Engine {
         sc,
         src,
@@ -421,7 +400,7 @@ impl Engine<'_> {
             warnings: Vec::new(),
             server,
         };
-        report.warnings = warnings(&report.loader, report.server.as_ref());
+        report.warnings = report::warnings(&report.loader, report.server.as_ref());
         self.conns.clear();
         Ok(RunOutput {
             report,
@@ -858,167 +837,5 @@ impl Engine<'_> {
             loader_pct,
             server
         )
-    }
-}
-
-/// A player received a video message.
-fn on_player_video(
-    stats: &mut Stats,
-    track: &mut PlayerTrack,
-    nal_length_size: &mut usize,
-    payload: &[u8],
-    now: Instant,
-    base: Instant,
-) {
-    if let Some(n) = sei::nal_length_size_of_avc_sequence_header(payload) {
-        *nal_length_size = n;
-        return;
-    }
-    let Some(keyframe) = coded_frame_is_keyframe(payload) else {
-        return;
-    };
-    let age = sei::find_stamp_in_avc_frame(payload, *nal_length_size).map(|stamp| {
-        let now_us = u64::try_from((now - base).as_micros()).unwrap_or(u64::MAX);
-        Duration::from_micros(now_us.saturating_sub(stamp))
-    });
-    stats.on_video_frame(track, now, keyframe, age);
-}
-
-/// For a video message holding a coded frame, whether it is a keyframe; `None` for sequence
-/// headers, end-of-sequence, command frames and payloads the media core cannot classify.
-fn coded_frame_is_keyframe(payload: &[u8]) -> Option<bool> {
-    let tag = parse_video_tag(payload).ok()?;
-    if tag.command.is_some() || !tag.packet_type.is_coded_frames() {
-        return None;
-    }
-    Some(tag.info().is_keyframe)
-}
-
-/// Sends every frame of a publisher that is due by `now`; returns when the next one is due.
-fn publish_due(
-    conn: &mut Conn,
-    src: &MediaSource,
-    counters: &mut Counters,
-    now: Instant,
-    base: Instant,
-) -> Option<Instant> {
-    let Role::Publisher {
-        started: Some(started),
-        cursor,
-        ..
-    } = &mut conn.role
-    else {
-        return None;
-    };
-    let elapsed_ms = (now - *started).as_millis() as u64;
-    let mut sent = 0;
-    while src.due_ms(*cursor) <= elapsed_ms && sent < MAX_FRAMES_PER_WAKE {
-        let frame = src.frame(*cursor);
-        let ts = src.due_ms(*cursor) as u32; // RTMP timestamps wrap at 2^32 ms
-        let stamped = match frame.type_id {
-            VIDEO => {
-                let us = u64::try_from((now - base).as_micros()).unwrap_or(u64::MAX);
-                sei::stamp_avc_frame(&frame.data, src.nal_length_size, us)
-            }
-            AUDIO | DATA => None,
-            _ => None,
-        };
-        match &stamped {
-            Some(v) => conn.session.send_media(frame.type_id, ts, v),
-            None => conn.session.send_media(frame.type_id, ts, &frame.data),
-        }
-        counters.publisher_messages += 1;
-        src.advance(cursor);
-        sent += 1;
-    }
-    Some(*started + Duration::from_millis(src.due_ms(*cursor)))
-}
-
-/// Reasons not to trust a run's figures.
-fn warnings(loader: &LoaderCpu, server: Option<&ServerCost>) -> Vec<String> {
-    let mut w = Vec::new();
-    if loader.saturated_seconds > 0 || loader.cpu_percent_avg > SATURATION_PERCENT {
-        w.push(format!(
-            "the load generator used over {SATURATION_PERCENT}% of a core for {} s \
-             (avg {:.0}%): it may be the bottleneck; split the load over more rtmp-load processes",
-            loader.saturated_seconds, loader.cpu_percent_avg
-        ));
-    }
-    if loader.runqueue_wait_percent > RUNQUEUE_WAIT_PERCENT {
-        w.push(format!(
-            "the load generator waited for a CPU {:.0}% of the time: the machine is \
-             oversubscribed, latency figures include that wait",
-            loader.runqueue_wait_percent
-        ));
-    }
-    if let Some(s) = server {
-        if s.runqueue_wait_percent > RUNQUEUE_WAIT_PERCENT {
-            w.push(format!(
-                "the server waited for a CPU {:.0}% of the time: the machine is oversubscribed \
-                 (pin the server and rtmp-load to separate idle cores)",
-                s.runqueue_wait_percent
-            ));
-        }
-    }
-    w
-}
-
-/// Warns when the open-files limit is below what the scenario needs.
-fn warn_if_fd_limit_low(connections: u64) {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
-        return;
-    };
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(soft) = soft {
-        if soft < connections + 32 {
-            eprintln!(
-                "rtmp-load: WARNING: open files limit is {soft} but the scenario opens \
-                 {connections} connections: run `ulimit -n {}` first",
-                connections + 1024
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keyframes_are_told_from_headers_and_inter_frames() {
-        assert_eq!(coded_frame_is_keyframe(&[0x17, 1, 0, 0, 0]), Some(true));
-        assert_eq!(coded_frame_is_keyframe(&[0x27, 1, 0, 0, 0]), Some(false));
-        assert_eq!(coded_frame_is_keyframe(&[0x17, 0, 0, 0, 0]), None);
-        assert_eq!(coded_frame_is_keyframe(&[0x17, 2, 0, 0, 0]), None);
-        assert_eq!(coded_frame_is_keyframe(&[0x52, 0]), None, "command frame");
-        assert_eq!(coded_frame_is_keyframe(&[]), None);
-        // Enhanced RTMP: keyframe CodedFramesX, inter CodedFrames, SequenceStart.
-        assert_eq!(
-            coded_frame_is_keyframe(&[0x93, b'h', b'v', b'c', b'1']),
-            Some(true)
-        );
-        assert_eq!(
-            coded_frame_is_keyframe(&[0xa1, b'a', b'v', b'0', b'1']),
-            Some(false)
-        );
-        assert_eq!(
-            coded_frame_is_keyframe(&[0x90, b'h', b'v', b'c', b'1']),
-            None
-        );
-    }
-
-    #[test]
-    fn rng_fills_and_picks_within_bounds() {
-        let mut r = Rng(42);
-        let mut buf = [0u8; 13];
-        r.fill(&mut buf);
-        assert!(buf.iter().any(|&b| b != 0));
-        for _ in 0..1000 {
-            assert!(r.below(7) < 7);
-        }
     }
 }
