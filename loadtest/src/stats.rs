@@ -1,0 +1,329 @@
+//! What players and publishers measure, merged into one set of counters and histograms (the
+//! load generator is single-threaded, so there is nothing to merge across threads).
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latency-type histograms record microseconds, 1 µs .. 1 hour, 3 significant digits.
+fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Percentiles of a microsecond histogram, reported in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Summarises `h` (µs) in ms. All zero when empty.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            min: ms(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// Counters that only go up; the progress line diffs two snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Counters {
+    /// Bytes players read from the server (wire bytes, all messages).
+    pub player_bytes: u64,
+    /// Messages (audio, video, data) players received.
+    pub player_messages: u64,
+    /// Video frames (sequence headers excluded) players received.
+    pub player_video_frames: u64,
+    /// Bytes publishers wrote.
+    pub publisher_bytes: u64,
+    /// Media messages publishers sent.
+    pub publisher_messages: u64,
+    /// Players that reached Playing.
+    pub players_playing: u64,
+    /// Players whose first video frame was (not) a keyframe.
+    pub first_frame_keyframe: u64,
+    pub first_frame_not_keyframe: u64,
+    /// Gaps between video frames longer than the stall threshold (plus players silent at the
+    /// end for longer than it).
+    pub stalls: u64,
+    /// Connections the server closed before the end.
+    pub disconnects: u64,
+    /// Failed connects, protocol errors, error statuses, players that never played.
+    pub errors: u64,
+    /// Players opened shortly before the end that had not reached Playing yet.
+    pub players_starting_at_end: u64,
+    /// Players that left on purpose (churn).
+    pub churn_left: u64,
+    /// Players that joined as churn replacements.
+    pub churn_joined: u64,
+    /// Video frames whose latency stamp was missing (e.g. a server re-muxing video).
+    pub frames_without_stamp: u64,
+}
+
+/// Per-player measurement state.
+#[derive(Clone, Debug)]
+pub struct PlayerTrack {
+    pub opened: Instant,
+    pub playing: Option<Instant>,
+    pub first_frame: Option<Instant>,
+    pub last_video: Option<Instant>,
+}
+
+impl PlayerTrack {
+    /// A player whose TCP connect started at `opened`.
+    pub fn new(opened: Instant) -> Self {
+        Self {
+            opened,
+            playing: None,
+            first_frame: None,
+            last_video: None,
+        }
+    }
+}
+
+/// Every measurement of one run.
+pub struct Stats {
+    pub counters: Counters,
+    /// End-to-end latency, publisher send → player receive, µs.
+    pub latency_us: Histogram<u64>,
+    /// TCP connect start → NetStream.Play.Start, µs.
+    pub connect_to_play_us: Histogram<u64>,
+    /// TCP connect start → first video frame, µs.
+    pub first_frame_us: Histogram<u64>,
+    /// Distinct error messages with their counts, in first-seen order (capped).
+    pub error_kinds: Vec<(String, u64)>,
+    stall_threshold: Duration,
+}
+
+/// Distinct error messages kept.
+const MAX_ERROR_KINDS: usize = 32;
+
+impl Stats {
+    /// Empty statistics; gaps longer than `stall_threshold` are stalls.
+    pub fn new(stall_threshold: Duration) -> Self {
+        Self {
+            counters: Counters::default(),
+            latency_us: micros_histogram(),
+            connect_to_play_us: micros_histogram(),
+            first_frame_us: micros_histogram(),
+            error_kinds: Vec::new(),
+            stall_threshold,
+        }
+    }
+
+    /// Counts an error and remembers its message.
+    pub fn error(&mut self, what: impl Into<String>) {
+        self.counters.errors += 1;
+        self.note(what.into());
+    }
+
+    /// Counts a disconnect by the server and remembers why.
+    pub fn disconnect(&mut self, what: impl Into<String>) {
+        self.counters.disconnects += 1;
+        self.note(what.into());
+    }
+
+    fn note(&mut self, what: String) {
+        if let Some(e) = self.error_kinds.iter_mut().find(|(k, _)| *k == what) {
+            e.1 += 1;
+        } else if self.error_kinds.len() < MAX_ERROR_KINDS {
+            self.error_kinds.push((what, 1));
+        }
+    }
+
+    /// The player reached Playing at `now`.
+    pub fn on_playing(&mut self, track: &mut PlayerTrack, now: Instant) {
+        if track.playing.is_none() {
+            track.playing = Some(now);
+            self.counters.players_playing += 1;
+            record(&mut self.connect_to_play_us, now - track.opened);
+        }
+    }
+
+    /// A video frame (not a sequence header) arrived at `now`. `stamp_age` is now minus the
+    /// frame's send stamp, when it carried one.
+    pub fn on_video_frame(
+        &mut self,
+        track: &mut PlayerTrack,
+        now: Instant,
+        keyframe: bool,
+        stamp_age: Option<Duration>,
+    ) {
+        self.counters.player_video_frames += 1;
+        match track.last_video {
+            None => {
+                track.first_frame = Some(now);
+                record(&mut self.first_frame_us, now - track.opened);
+                if keyframe {
+                    self.counters.first_frame_keyframe += 1;
+                } else {
+                    self.counters.first_frame_not_keyframe += 1;
+                }
+            }
+            Some(last) if now - last > self.stall_threshold => self.counters.stalls += 1,
+            Some(_) => {}
+        }
+        track.last_video = Some(now);
+        match stamp_age {
+            Some(age) => record(&mut self.latency_us, age),
+            None => self.counters.frames_without_stamp += 1,
+        }
+    }
+
+    /// The run ended at `now` with this player still connected. A player opened less than
+    /// `grace` ago that has not played yet is only counted as still starting; an older one
+    /// is an error. One that has had video but has been silent for longer than the stall
+    /// threshold counts one stall (waiting for a first keyframe is not a stall).
+    /// `stage` says where a player that never played was stuck.
+    pub fn on_player_end(
+        &mut self,
+        track: &PlayerTrack,
+        now: Instant,
+        grace: Duration,
+        stage: &str,
+    ) {
+        if track.playing.is_none() {
+            if now - track.opened > grace {
+                self.error(format!(
+                    "player never reached NetStream.Play.Start (stuck in {stage})"
+                ));
+            } else {
+                self.counters.players_starting_at_end += 1;
+            }
+            return;
+        }
+        if let Some(last) = track.last_video {
+            if now - last > self.stall_threshold {
+                self.counters.stalls += 1;
+            }
+        }
+    }
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+    h.saturating_record(us);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn percentiles_are_reported_in_milliseconds() {
+        let mut h = micros_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        assert!((p.p50 - 500.0).abs() < 1.0, "{p:?}");
+        assert!((p.p99 - 990.0).abs() < 1.0, "{p:?}");
+        assert!((p.p999 - 999.0).abs() < 1.0, "{p:?}");
+        assert!((p.max - 1000.0).abs() < 1.0, "{p:?}");
+    }
+
+    #[test]
+    fn empty_histogram_gives_zero_percentiles() {
+        assert_eq!(Percentiles::of(&micros_histogram()), Percentiles::default());
+    }
+
+    #[test]
+    fn first_frame_time_and_keyframe_flag_are_recorded_once() {
+        let t0 = Instant::now();
+        let mut st = Stats::new(ms(1000));
+        let mut tr = PlayerTrack::new(t0);
+        st.on_playing(&mut tr, t0 + ms(20));
+        st.on_playing(&mut tr, t0 + ms(30));
+        st.on_video_frame(&mut tr, t0 + ms(50), false, Some(ms(5)));
+        st.on_video_frame(&mut tr, t0 + ms(90), true, Some(ms(7)));
+        assert_eq!(st.counters.players_playing, 1);
+        assert_eq!(st.connect_to_play_us.len(), 1);
+        assert_eq!(st.first_frame_us.len(), 1);
+        assert!(st.first_frame_us.max() >= 49_000 && st.first_frame_us.max() <= 51_000);
+        assert_eq!(st.counters.first_frame_not_keyframe, 1);
+        assert_eq!(st.counters.first_frame_keyframe, 0);
+        assert_eq!(st.latency_us.len(), 2);
+    }
+
+    #[test]
+    fn gaps_over_the_threshold_are_stalls() {
+        let t0 = Instant::now();
+        let mut st = Stats::new(ms(1000));
+        let mut tr = PlayerTrack::new(t0);
+        st.on_playing(&mut tr, t0);
+        st.on_video_frame(&mut tr, t0 + ms(10), true, None);
+        st.on_video_frame(&mut tr, t0 + ms(900), false, None);
+        assert_eq!(st.counters.stalls, 0);
+        st.on_video_frame(&mut tr, t0 + ms(2000), false, None);
+        assert_eq!(st.counters.stalls, 1);
+        assert_eq!(st.counters.frames_without_stamp, 3);
+        st.on_player_end(&tr, t0 + ms(2500), ms(5000), "play");
+        assert_eq!(st.counters.stalls, 1);
+        st.on_player_end(&tr, t0 + ms(3500), ms(5000), "play");
+        assert_eq!(st.counters.stalls, 2);
+    }
+
+    #[test]
+    fn waiting_for_the_first_frame_is_not_a_stall() {
+        let t0 = Instant::now();
+        let mut st = Stats::new(ms(1000));
+        let mut tr = PlayerTrack::new(t0);
+        st.on_playing(&mut tr, t0);
+        st.on_player_end(&tr, t0 + ms(1900), ms(5000), "play");
+        assert_eq!(st.counters.stalls, 0);
+    }
+
+    #[test]
+    fn players_that_never_played_are_errors_after_the_grace_period() {
+        let t0 = Instant::now();
+        let mut st = Stats::new(ms(1000));
+        let tr = PlayerTrack::new(t0);
+        st.on_player_end(&tr, t0 + ms(10), ms(5000), "play");
+        assert_eq!(st.counters.errors, 0);
+        assert_eq!(st.counters.players_starting_at_end, 1);
+        st.on_player_end(&tr, t0 + ms(6000), ms(5000), "play");
+        st.on_player_end(&tr, t0 + ms(6000), ms(5000), "play");
+        assert_eq!(st.counters.errors, 2);
+        assert_eq!(
+            st.error_kinds,
+            vec![(
+                "player never reached NetStream.Play.Start (stuck in play)".into(),
+                2
+            )]
+        );
+    }
+
+    #[test]
+    fn error_kinds_are_capped() {
+        let mut st = Stats::new(ms(1000));
+        for i in 0..100 {
+            st.error(format!("e{i}"));
+        }
+        assert_eq!(st.counters.errors, 100);
+        assert_eq!(st.error_kinds.len(), MAX_ERROR_KINDS);
+    }
+}
