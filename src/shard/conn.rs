@@ -35,7 +35,7 @@ pub struct Player {
 
 /// A connection in a worker's slab.
 pub struct Conn {
-    /// Unique across workers (worker index in the top bits).
+    /// Unique within its worker (logs always name the worker too).
     pub id: u64,
     pub peer: SocketAddr,
     pub socket: TcpStream,
@@ -51,6 +51,8 @@ pub struct Conn {
     pub bytes_out: u64,
     /// Set when the connection is on its way out: no more reads, flush then close.
     pub closing: Option<String>,
+    /// The last stream and role this connection had, for the close log.
+    pub last_stream: Option<(StreamKey, &'static str)>,
     /// Already on the worker's write list.
     pub write_listed: bool,
     /// The socket said WouldBlock: don't write again before a writable event.
@@ -66,21 +68,27 @@ impl Conn {
         }
     }
 
-    /// `app/stream` for logs, or `-`.
-    pub fn stream_name(&self) -> &str {
-        match &self.role {
-            Role::Publisher { key, .. } => key.as_str(),
-            Role::Player(p) => p.key.as_str(),
-            Role::Pending => "-",
-        }
+    /// Takes a role, remembering it for the close log.
+    pub fn set_role(&mut self, role: Role) {
+        self.last_stream = match &role {
+            Role::Publisher { key, .. } => Some((key.clone(), "publisher")),
+            Role::Player(p) => Some((p.key.clone(), "player")),
+            Role::Pending => self.last_stream.take(),
+        };
+        self.role = role;
     }
 
-    /// `publisher`, `player` or `pending`, for logs.
+    /// `app/stream` this connection has (or last had), or `-`.
+    pub fn stream_name(&self) -> &str {
+        self.last_stream
+            .as_ref()
+            .map_or("-", |(key, _)| key.as_str())
+    }
+
+    /// `publisher` or `player` (what it is or last was), else `pending`.
     pub fn role_name(&self) -> &'static str {
-        match self.role {
-            Role::Publisher { .. } => "publisher",
-            Role::Player(_) => "player",
-            Role::Pending => "pending",
-        }
+        self.last_stream
+            .as_ref()
+            .map_or("pending", |(_, role)| role)
     }
 }

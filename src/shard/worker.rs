@@ -245,7 +245,7 @@ impl Worker {
             block
         };
         let epoch = now.duration_since(self.started).as_millis() as u32;
-        let id = ((self.index as u64) << 48) | self.next_conn;
+        let id = self.next_conn;
         self.next_conn += 1;
         *self.per_ip.entry(ip).or_insert(0) += 1;
         entry.insert(Conn {
@@ -262,6 +262,7 @@ impl Worker {
             bytes_in: 0,
             bytes_out: 0,
             closing: None,
+            last_stream: None,
             write_listed: false,
             write_blocked: false,
         });
@@ -473,10 +474,10 @@ impl Worker {
         self.streams.insert(skey.clone(), stream);
         if let Some(conn) = self.conns.get_mut(key) {
             conn.session.accept_publish(stream_id);
-            conn.role = Role::Publisher {
+            conn.set_role(Role::Publisher {
                 key: skey.clone(),
                 stream_id,
-            };
+            });
             tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role = "publisher", "publishing");
         }
         self.pump(key);
@@ -600,14 +601,14 @@ impl Worker {
         self.streams.insert(skey.clone(), stream);
         if let Some(conn) = self.conns.get_mut(key) {
             conn.session.accept_play(stream_id);
-            conn.role = Role::Player(Player {
+            conn.set_role(Role::Player(Player {
                 key: skey.clone(),
                 stream_id,
                 audio: true,
                 video: true,
                 paused: false,
                 primed: false,
-            });
+            }));
             tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role = "player",
                 live, "playing");
         }
