@@ -26,6 +26,9 @@ impl OutItem {
     }
 }
 
+/// Queue slots a drained queue keeps.
+const IDLE_CAPACITY: usize = 16;
+
 /// What happened to a pushed media packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -189,6 +192,10 @@ impl PlayerQueue {
                 n -= left;
                 self.head_offset = 0;
                 self.items.pop_front();
+                if self.items.is_empty() && self.items.capacity() > IDLE_CAPACITY {
+                    // A burst (fast start, a stall) is over: give its slots back.
+                    self.items = VecDeque::new();
+                }
             } else {
                 self.head_offset += n;
                 n = 0;

@@ -8,8 +8,6 @@ use crate::fanout::PlayerQueue;
 
 /// Most slices handed to one writev (Linux IOV_MAX is 1024).
 const MAX_IOVECS: usize = 256;
-/// Read granularity.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// How a read pass ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +20,13 @@ pub enum ReadOutcome {
     Closed { bytes: usize },
 }
 
-/// Reads into `buf` until WouldBlock, EOF or `budget` bytes.
+/// Reads until WouldBlock, EOF or `budget` bytes, through the worker's `scratch` buffer,
+/// appending what arrived to the connection's `buf`. Reading through one shared scratch
+/// buffer means an idle connection holds no read buffer of its own: a player that only sends
+/// a few acknowledgements costs a few bytes, not a 16 KiB buffer.
 pub fn read_some(
     stream: &mut impl Read,
+    scratch: &mut [u8],
     buf: &mut BytesMut,
     budget: usize,
 ) -> io::Result<ReadOutcome> {
@@ -33,29 +35,22 @@ pub fn read_some(
         if total >= budget {
             return Ok(ReadOutcome::Budget { bytes: total });
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
-        }
-        let spare = buf.capacity() - buf.len();
-        let start = buf.len();
-        buf.resize(start + spare, 0);
-        match stream.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                return Ok(ReadOutcome::Closed { bytes: total });
-            }
+        match stream.read(scratch) {
+            Ok(0) => return Ok(ReadOutcome::Closed { bytes: total }),
             Ok(n) => {
-                buf.truncate(start + n);
+                buf.extend_from_slice(&scratch[..n]);
                 total += n;
-            }
-            Err(e) => {
-                buf.truncate(start);
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained { bytes: total }),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(e),
+                if n < scratch.len() {
+                    // A short read almost always means the socket is drained; the next
+                    // readiness event will say if more arrives (saves a WouldBlock syscall).
+                    return Ok(ReadOutcome::Drained { bytes: total });
                 }
             }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained { bytes: total }),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            },
         }
     }
 }

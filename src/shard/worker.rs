@@ -33,6 +33,10 @@ const LISTENER_BASE: usize = usize::MAX / 2;
 const TICK: Duration = Duration::from_millis(100);
 /// Readiness events handled per poll.
 const EVENTS_PER_POLL: usize = 1024;
+/// Size of the worker's read scratch buffer (one per worker, not per connection).
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// A drained connection keeps at most this much read buffer.
+const IDLE_READ_BUFFER: usize = 4 * 1024;
 
 /// Everything one worker owns.
 pub struct Worker {
@@ -47,6 +51,8 @@ pub struct Worker {
     config: Arc<Config>,
     session_config: ServerConfig,
     socket_options: SocketOptions,
+    /// Every read lands here first, so idle connections hold no read buffer.
+    scratch: Box<[u8]>,
     /// Connections with unread input left after their budget.
     read_again: Vec<usize>,
     /// Connections with queued output to flush this wake-up.
@@ -110,6 +116,7 @@ impl Worker {
             directory,
             session_config,
             socket_options,
+            scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
             read_again: Vec::new(),
             write_list: Vec::new(),
             accept_again: false,
@@ -298,7 +305,12 @@ impl Worker {
         if conn.closing.is_some() {
             return;
         }
-        let outcome = read_some(&mut conn.socket, &mut conn.read_buf, budget);
+        let outcome = read_some(
+            &mut conn.socket,
+            &mut self.scratch,
+            &mut conn.read_buf,
+            budget,
+        );
         let (bytes, more, eof) = match outcome {
             Ok(ReadOutcome::Drained { bytes }) => (bytes, false, false),
             Ok(ReadOutcome::Budget { bytes }) => (bytes, true, false),
@@ -313,7 +325,7 @@ impl Worker {
             conn.last_read = now;
         }
         let result = conn.session.handle_input(&mut conn.read_buf);
-        if conn.read_buf.is_empty() && conn.read_buf.capacity() > 64 * 1024 {
+        if conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER {
             conn.read_buf = BytesMut::new();
         }
         self.pump(key);

@@ -57,7 +57,8 @@ impl Link {
         if self.out.is_empty() {
             None
         } else {
-            Some(self.out.split().freeze())
+            // Hand the whole buffer over, so an idle connection keeps no output allocation.
+            Some(std::mem::take(&mut self.out).freeze())
         }
     }
 
