@@ -202,3 +202,82 @@ fn every_printed_key_is_documented_in_config_md() {
         );
     }
 }
+
+/// Starts the real binary on an ephemeral loopback port; returns it with the bound port.
+fn start_server() -> (
+    std::process::Child,
+    u16,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtmp-edge"))
+        .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if line.contains("listening for RTMP") {
+            let addr = line.split("addr=").nth(1).unwrap();
+            let addr: String = addr
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
+                .collect();
+            break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    (child, port, lines)
+}
+
+fn stop_with(signal: &str) {
+    use std::io::{Read, Write};
+    let (mut child, port, lines) = start_server();
+    // A connected client is told goodbye and disconnected, not left hanging.
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client.write_all(&[3]).unwrap();
+    client.write_all(&[0u8; 1536]).unwrap();
+    let mut s0s1s2 = [0u8; 3073];
+    client.read_exact(&mut s0s1s2).unwrap();
+    assert_eq!(s0s1s2[0], 3, "the server answers the handshake");
+    let started = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+        drop(lines);
+    });
+    let Ok(exit) = rx.recv_timeout(std::time::Duration::from_secs(10)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("server did not stop within 10 s of {signal}");
+    };
+    let exit = exit.unwrap();
+    assert!(exit.success(), "clean exit on {signal}: {exit:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+}
+
+#[test]
+fn sigint_stops_the_server_cleanly() {
+    stop_with("-INT");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    stop_with("-TERM");
+}
