@@ -57,6 +57,9 @@ pub struct Worker {
     read_again: Vec<usize>,
     /// Connections with queued output to flush this wake-up.
     write_list: Vec<usize>,
+    /// Players with media queued, flushed every `write_coalesce_ms` (at once when 0).
+    media_list: Vec<usize>,
+    next_media_flush: Instant,
     accept_again: bool,
     started: Instant,
     next_conn: u64,
@@ -119,6 +122,8 @@ impl Worker {
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
             read_again: Vec::new(),
             write_list: Vec::new(),
+            media_list: Vec::new(),
+            next_media_flush: Instant::now(),
             accept_again: false,
             started: Instant::now(),
             next_conn: 0,
@@ -136,10 +141,14 @@ impl Worker {
         loop {
             let busy =
                 self.accept_again || !self.read_again.is_empty() || !self.write_list.is_empty();
+            let mut wake_at = next_tick;
+            if !self.media_list.is_empty() {
+                wake_at = wake_at.min(self.next_media_flush);
+            }
             let timeout = if busy {
                 Duration::ZERO
             } else {
-                next_tick.saturating_duration_since(Instant::now())
+                wake_at.saturating_duration_since(Instant::now())
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -176,6 +185,11 @@ impl Worker {
             readable.dedup();
             for key in readable {
                 self.read(key, now);
+            }
+            if !self.media_list.is_empty() && now >= self.next_media_flush {
+                self.write_list.append(&mut self.media_list);
+                self.next_media_flush =
+                    now + Duration::from_millis(self.config.workers.write_coalesce_ms);
             }
             self.flush(now);
             if now >= next_tick {
@@ -657,7 +671,7 @@ impl Worker {
         }
         deliver(
             &mut self.conns,
-            &mut self.write_list,
+            &mut self.media_list,
             &stream.players,
             &packet,
             now,
@@ -879,7 +893,7 @@ impl Worker {
                 stream.remember(&packet);
                 deliver(
                     &mut self.conns,
-                    &mut self.write_list,
+                    &mut self.media_list,
                     &stream.players,
                     &packet,
                     now,
