@@ -445,3 +445,84 @@ fn shutdown_tells_players_the_stream_stopped_and_closes_connections() {
     );
     player.wait_closed();
 }
+
+#[test]
+fn a_publisher_that_stops_mid_message_is_closed_after_the_idle_timeout() {
+    let mut config = Config::default();
+    config.timeouts.idle_ms = 300;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "half");
+    let mut player = Client::play(server.addr, "live", "half");
+    // A fmt 0 video header announcing 5000 bytes on csid 6, then only 100 of them.
+    let mut half = vec![0x06, 0, 0, 0, 0x00, 0x13, 0x88, VIDEO, 1, 0, 0, 0];
+    half.extend_from_slice(&[0x17; 100]);
+    publisher.stream.write_all(&half).unwrap();
+    publisher.wait_closed();
+    let line = wait_for_log(&["connection closed", &port_tag(&publisher)]);
+    assert!(line.contains("idle"), "{line}");
+    player.wait_for("UnpublishNotify", |e| {
+        matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.UnpublishNotify")
+    });
+}
+
+#[test]
+fn ipv6_loopback_clients_publish_and_play() {
+    let mut config = Config::default();
+    config.workers.count = 1;
+    config.workers.pin = false;
+    config.rtmp.listen = vec!["[::1]:0".parse().unwrap()];
+    let server = rtmp_edge::shard::Server::start(config).expect("IPv6 loopback available");
+    let addr = server.local_addrs()[0];
+    assert!(addr.is_ipv6());
+    let mut publisher = Client::publish(addr, "live", "v6");
+    let mut player = Client::play(addr, "live", "v6");
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 6, 100));
+    assert_eq!(
+        player.media(1)[0].2.as_ref(),
+        media::avc_frame(true, 6, 100).as_slice()
+    );
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn a_publisher_on_another_worker_takes_over_and_players_follow() {
+    let mut config = Config::default();
+    config.workers.count = 2;
+    config.streams.publish_takeover = true;
+    let server = TestServer::start(config);
+    let mut first = Client::publish(server.addr, "live", "tk2");
+    let first_worker = worker_of(&first);
+    let mut player = Client::play(server.addr, "live", "tk2");
+    first.send(VIDEO, 0, &media::avc_frame(true, 1, 100));
+    player.media(1);
+    // Connect publishers until one lands on the other worker (bounded), each rejected
+    // connection attempt is a fresh connect that never publishes.
+    let mut spare = Vec::new();
+    let mut second = loop {
+        assert!(spare.len() < 32, "never reached the other worker");
+        let mut c = Client::connect(server.addr, "live");
+        c.wait_for("connected", |e| matches!(e, ClientEvent::Connected));
+        let tag = port_tag(&c);
+        let line = wait_for_log(&["connect", "tc_url", &tag]);
+        if !line.contains(&format!("worker={first_worker} ")) {
+            break c;
+        }
+        spare.push(c);
+    };
+    second
+        .session
+        .publish("tk2", rtmp_edge::rtmp::session::PublishMode::Live);
+    second.flush();
+    second.wait_for("publish start", |e| {
+        matches!(e, ClientEvent::Publishing { .. })
+    });
+    first.wait_closed();
+    let line = wait_for_log(&["connection closed", &port_tag(&first)]);
+    assert!(line.contains("taken over"), "{line}");
+    second.send(VIDEO, 0, &media::avc_frame(true, 2, 100));
+    let got = player.wait_for("new publisher's frame", |e| {
+        matches!(e, ClientEvent::Media { payload, .. } if payload.as_ref() == media::avc_frame(true, 2, 100).as_slice())
+    });
+    assert!(matches!(got, ClientEvent::Media { .. }));
+}
