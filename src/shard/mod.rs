@@ -5,6 +5,7 @@
 mod bus;
 mod conn;
 mod directory;
+mod hub;
 mod worker;
 
 use std::io;

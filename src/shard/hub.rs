@@ -1,0 +1,569 @@
+//! The stream hub on one worker: publish and play requests, encode-once ingest, fan-out to
+//! local players, and the bus protocol that mirrors streams owned by other workers.
+
+use std::time::Instant;
+
+use super::bus::BusMsg;
+use super::conn::{Conn, Player, Role};
+use super::directory::Claim;
+use super::worker::{workers_in, Worker};
+use crate::fanout::{Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey};
+use slab::Slab;
+
+impl Worker {
+    pub(super) fn new_stream(&self, key: StreamKey) -> Stream {
+        let s = &self.config.streams;
+        Stream::new(
+            key,
+            self.config.rtmp.chunk_size,
+            s.gop_cache,
+            s.gop_cache_max_bytes,
+        )
+    }
+
+    pub(super) fn publish(&mut self, key: usize, stream_id: u32, name: &str, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let app = conn.session.app().unwrap_or_default().to_string();
+        if conn.role != Role::Pending {
+            conn.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadConnection",
+                "connection already has a stream",
+            );
+            self.pump(key);
+            return;
+        }
+        let skey = StreamKey::new(&app, name);
+        let takeover = self.config.streams.publish_takeover;
+        if let Some(Source::Local(other)) = self.streams.get(&skey).map(|s| s.source) {
+            if !takeover {
+                self.reject_publish(key, stream_id, &skey);
+                return;
+            }
+            self.close(
+                other,
+                "publisher taken over by a new publisher".to_string(),
+                now,
+            );
+        }
+        let claim = self.directory.claim(&skey, self.index, takeover);
+        let waiters = match claim {
+            Claim::InUse { .. } => {
+                self.reject_publish(key, stream_id, &skey);
+                return;
+            }
+            Claim::Granted { waiters } => waiters,
+            Claim::TakenOver { previous, waiters } => {
+                self.bus
+                    .send(previous, BusMsg::KickPublisher { key: skey.clone() });
+                waiters
+            }
+        };
+        let index = self.index;
+        let mut stream = self
+            .streams
+            .remove(&skey)
+            .unwrap_or_else(|| self.new_stream(skey.clone()));
+        if let Source::Remote(_) = stream.source {
+            // Our players were fed from elsewhere: the new source starts a new timeline here.
+            stream.unpublish();
+        }
+        stream.source = Source::Local(key);
+        stream.remote_workers |= waiters;
+        for worker in workers_in(waiters) {
+            self.bus.send(
+                worker,
+                BusMsg::Started {
+                    key: skey.clone(),
+                    owner: index,
+                    snapshot: Vec::new(),
+                },
+            );
+        }
+        let players = stream.players.clone();
+        self.streams.insert(skey.clone(), stream);
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.session.accept_publish(stream_id);
+            conn.set_role(Role::Publisher {
+                key: skey.clone(),
+                stream_id,
+            });
+            tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role = "publisher", "publishing");
+        }
+        self.pump(key);
+        for player in players {
+            self.start_player(player, true);
+        }
+    }
+
+    pub(super) fn reject_publish(&mut self, key: usize, stream_id: u32, skey: &StreamKey) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            tracing::info!(worker = self.index, conn = conn.id, peer = %conn.peer, stream = %skey,
+                "publish rejected: stream already published");
+            conn.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "stream is already being published",
+            );
+        }
+        self.pump(key);
+    }
+
+    /// A player (re)starts receiving a stream that just went live: tell it, and give it the
+    /// fast-start cache unless it already has this publish's media.
+    pub(super) fn start_player(&mut self, key: usize, notify: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Role::Player(player) = &mut conn.role else {
+            return;
+        };
+        if player.primed {
+            return;
+        }
+        player.primed = true;
+        let stream_id = player.stream_id;
+        let skey = player.key.clone();
+        if notify {
+            conn.session.notify_republished(stream_id);
+        }
+        self.pump(key);
+        let Some(stream) = self.streams.get(&skey) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Conn {
+            role: Role::Player(player),
+            out,
+            ..
+        } = conn
+        else {
+            return;
+        };
+        for packet in stream.fast_start() {
+            push_to_player(out, player, packet);
+        }
+        if !stream.starts_on_keyframe() {
+            conn.out.wait_for_keyframe();
+        }
+        conn.schedule_write(key, &mut self.write_list);
+    }
+
+    pub(super) fn play(&mut self, key: usize, stream_id: u32, name: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let app = conn.session.app().unwrap_or_default().to_string();
+        if conn.role != Role::Pending {
+            conn.session.reject_play(
+                stream_id,
+                "NetStream.Play.Failed",
+                "connection already has a stream",
+            );
+            self.pump(key);
+            return;
+        }
+        let skey = StreamKey::new(&app, name);
+        let index = self.index;
+        let mut stream = self
+            .streams
+            .remove(&skey)
+            .unwrap_or_else(|| self.new_stream(skey.clone()));
+        if stream.source == Source::None && stream.players.is_empty() {
+            match self.directory.subscribe(&skey, index) {
+                Some(owner) if owner != index => {
+                    stream.source = Source::Remote(owner);
+                    self.bus.send(
+                        owner,
+                        BusMsg::Subscribe {
+                            key: skey.clone(),
+                            from: index,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        if stream.source == Source::None && !self.config.streams.wait_for_publisher {
+            if stream.is_idle() {
+                self.directory.unsubscribe(&skey, index);
+            } else {
+                self.streams.insert(skey.clone(), stream);
+            }
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.session.reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    "stream is not published",
+                );
+            }
+            self.pump(key);
+            return;
+        }
+        let live = match stream.source {
+            Source::Local(_) => true,
+            Source::Remote(_) => stream.fast_start().next().is_some(),
+            Source::None => false,
+        };
+        stream.players.push(key);
+        self.streams.insert(skey.clone(), stream);
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.session.accept_play(stream_id);
+            conn.set_role(Role::Player(Player {
+                key: skey.clone(),
+                stream_id,
+                audio: true,
+                video: true,
+                paused: false,
+                primed: false,
+            }));
+            tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role = "player",
+                live, "playing");
+        }
+        self.pump(key);
+        if live {
+            self.start_player(key, false);
+        }
+    }
+
+    /// Publisher media: encode once, cache, then fan out to local players and subscribed workers.
+    pub(super) fn ingest(
+        &mut self,
+        skey: &StreamKey,
+        type_id: u8,
+        timestamp: u32,
+        payload: bytes::Bytes,
+        now: Instant,
+    ) {
+        let Some(stream) = self.streams.get_mut(skey) else {
+            return;
+        };
+        let Some(packet) = stream.ingest(type_id, timestamp, payload) else {
+            return;
+        };
+        for worker in workers_in(stream.remote_workers) {
+            let msg = BusMsg::Media {
+                key: skey.clone(),
+                owner: self.index,
+                packet: packet.clone(),
+            };
+            if !self.bus.send(worker, msg) {
+                tracing::warn!(worker = self.index, to = worker, stream = %skey, "bus full: packet dropped");
+            }
+        }
+        deliver(
+            &mut self.conns,
+            &mut self.media_list,
+            &stream.players,
+            &packet,
+            now,
+        );
+    }
+
+    /// The stream's local publisher left.
+    pub(super) fn unpublish(&mut self, skey: &StreamKey, now: Instant) {
+        let index = self.index;
+        let Some(stream) = self.streams.get_mut(skey) else {
+            return;
+        };
+        stream.unpublish();
+        let remote = std::mem::take(&mut stream.remote_workers);
+        let players = stream.players.clone();
+        self.directory.release(skey, index);
+        for worker in workers_in(remote) {
+            self.bus.send(
+                worker,
+                BusMsg::Unpublished {
+                    key: skey.clone(),
+                    owner: index,
+                },
+            );
+            self.resubscribe(skey, worker);
+        }
+        tracing::info!(worker = index, stream = %skey, players = players.len(), "unpublished");
+        self.players_lost_source(skey, &players, now);
+    }
+
+    /// Points worker `worker`'s interest in `key` at the current owner (or records it as waiting).
+    pub(super) fn resubscribe(&mut self, skey: &StreamKey, worker: usize) {
+        match self.directory.subscribe(skey, worker) {
+            Some(owner) if owner == worker => {}
+            Some(owner) if owner == self.index => {
+                if let Some(stream) = self.streams.get_mut(skey) {
+                    stream.remote_workers |= 1 << worker;
+                }
+                let snapshot = self.snapshot(skey);
+                self.bus.send(
+                    worker,
+                    BusMsg::Started {
+                        key: skey.clone(),
+                        owner,
+                        snapshot,
+                    },
+                );
+            }
+            Some(owner) => {
+                self.bus.send(
+                    owner,
+                    BusMsg::Subscribe {
+                        key: skey.clone(),
+                        from: worker,
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+
+    pub(super) fn snapshot(&self, skey: &StreamKey) -> Vec<Packet> {
+        self.streams
+            .get(skey)
+            .map(|s| s.fast_start().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Local players of `skey` lost their source: tell them, keep them waiting or stop them.
+    pub(super) fn players_lost_source(
+        &mut self,
+        skey: &StreamKey,
+        players: &[usize],
+        now: Instant,
+    ) {
+        let keep = self.config.streams.keep_players_on_unpublish;
+        for &p in players {
+            let Some(conn) = self.conns.get_mut(p) else {
+                continue;
+            };
+            let Role::Player(player) = &mut conn.role else {
+                continue;
+            };
+            player.primed = false;
+            let stream_id = player.stream_id;
+            if keep {
+                conn.session.notify_unpublished(stream_id);
+            } else {
+                conn.session.notify_stopped(stream_id);
+                conn.closing = Some("stream ended".to_string());
+            }
+            self.pump(p);
+        }
+        let index = self.index;
+        let Some(stream) = self.streams.get_mut(skey) else {
+            return;
+        };
+        if !keep {
+            stream.players.clear();
+        }
+        if stream.players.is_empty() {
+            if stream.is_idle() {
+                self.streams.remove(skey);
+            }
+            return;
+        }
+        match self.directory.subscribe(skey, index) {
+            Some(owner) if owner != index => {
+                stream.source = Source::Remote(owner);
+                self.bus.send(
+                    owner,
+                    BusMsg::Subscribe {
+                        key: skey.clone(),
+                        from: index,
+                    },
+                );
+            }
+            _ => stream.source = Source::None,
+        }
+        let _ = now;
+    }
+
+    /// A player leaves `skey` (stop or close).
+    pub(super) fn leave(&mut self, key: usize, skey: &StreamKey) {
+        let index = self.index;
+        let Some(stream) = self.streams.get_mut(skey) else {
+            return;
+        };
+        stream.players.retain(|&p| p != key);
+        if !stream.players.is_empty() {
+            return;
+        }
+        match stream.source {
+            Source::Remote(owner) => {
+                self.bus.send(
+                    owner,
+                    BusMsg::Unsubscribe {
+                        key: skey.clone(),
+                        from: index,
+                    },
+                );
+                self.directory.unsubscribe(skey, index);
+                self.streams.remove(skey);
+            }
+            Source::None => {
+                self.directory.unsubscribe(skey, index);
+                if stream.is_idle() {
+                    self.streams.remove(skey);
+                }
+            }
+            Source::Local(_) => {}
+        }
+    }
+
+    pub(super) fn on_bus(&mut self, msg: BusMsg, now: Instant) {
+        let index = self.index;
+        match msg {
+            BusMsg::Subscribe { key, from } => {
+                let owned = matches!(
+                    self.streams.get(&key).map(|s| s.source),
+                    Some(Source::Local(_))
+                );
+                if owned {
+                    if let Some(stream) = self.streams.get_mut(&key) {
+                        stream.remote_workers |= 1 << from;
+                    }
+                    let snapshot = self.snapshot(&key);
+                    self.bus.send(
+                        from,
+                        BusMsg::Started {
+                            key,
+                            owner: index,
+                            snapshot,
+                        },
+                    );
+                } else {
+                    self.resubscribe(&key, from);
+                }
+            }
+            BusMsg::Unsubscribe { key, from } => {
+                if let Some(stream) = self.streams.get_mut(&key) {
+                    stream.remote_workers &= !(1 << from);
+                    if stream.is_idle() {
+                        self.streams.remove(&key);
+                    }
+                }
+            }
+            BusMsg::Started {
+                key,
+                owner,
+                snapshot,
+            } => {
+                let Some(stream) = self.streams.get_mut(&key).filter(|s| !s.players.is_empty())
+                else {
+                    self.bus.send(
+                        owner,
+                        BusMsg::Unsubscribe {
+                            key: key.clone(),
+                            from: index,
+                        },
+                    );
+                    self.directory.unsubscribe(&key, index);
+                    return;
+                };
+                if stream.source != Source::Remote(owner) {
+                    stream.unpublish();
+                }
+                stream.source = Source::Remote(owner);
+                for packet in &snapshot {
+                    stream.remember(packet);
+                }
+                let players = stream.players.clone();
+                for p in players {
+                    self.start_player(p, true);
+                }
+            }
+            BusMsg::Media { key, owner, packet } => {
+                let Some(stream) = self.streams.get_mut(&key) else {
+                    return;
+                };
+                if stream.source != Source::Remote(owner) {
+                    return;
+                }
+                stream.remember(&packet);
+                deliver(
+                    &mut self.conns,
+                    &mut self.media_list,
+                    &stream.players,
+                    &packet,
+                    now,
+                );
+            }
+            BusMsg::Unpublished { key, owner } => {
+                let Some(stream) = self.streams.get_mut(&key) else {
+                    return;
+                };
+                if stream.source != Source::Remote(owner) {
+                    return;
+                }
+                stream.unpublish();
+                let players = stream.players.clone();
+                self.players_lost_source(&key, &players, now);
+            }
+            BusMsg::KickPublisher { key } => {
+                if let Some(Source::Local(publisher)) = self.streams.get(&key).map(|s| s.source) {
+                    self.close(
+                        publisher,
+                        "publisher taken over on another worker".to_string(),
+                        now,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Clones `packet` into one player's queue, honouring its filters (refcounts only, unless the
+/// player uses a message stream id other than the shared one).
+fn push_to_player(out: &mut PlayerQueue, player: &Player, packet: &Packet) -> Option<PushOutcome> {
+    use crate::fanout::MediaKind;
+    let wanted = match packet.kind {
+        MediaKind::Audio => player.audio || packet.header,
+        MediaKind::Video => player.video || packet.header,
+        MediaKind::Data => true,
+    };
+    if !wanted || (player.paused && !packet.header) {
+        return None;
+    }
+    let outcome = if player.stream_id == crate::fanout::SHARED_STREAM_ID {
+        out.push_media(packet.clone())
+    } else {
+        let mut own = packet.clone();
+        own.wire = packet.wire.with_stream_id(player.stream_id);
+        out.push_media(own)
+    };
+    Some(outcome)
+}
+
+/// The fan-out hot path: one packet into every local player's queue.
+pub(super) fn deliver(
+    conns: &mut Slab<Conn>,
+    write_list: &mut Vec<usize>,
+    players: &[usize],
+    packet: &Packet,
+    now: Instant,
+) {
+    for &key in players {
+        let Some(conn) = conns.get_mut(key) else {
+            continue;
+        };
+        let Conn {
+            role,
+            out,
+            stalled_since,
+            id,
+            ..
+        } = &mut *conn;
+        let Role::Player(player) = role else { continue };
+        if !player.primed {
+            continue;
+        }
+        if let Some(PushOutcome::Overflowed) = push_to_player(out, player, packet) {
+            tracing::debug!(conn = *id, stream = %player.key, queued = out.queued_bytes(),
+                "player behind: dropping to the next keyframe");
+            stalled_since.get_or_insert(now);
+        }
+        conn.schedule_write(key, write_list);
+    }
+}
