@@ -117,7 +117,7 @@ fn adaptation_set(out: &mut String, index: usize, t: &DashTrack<'_>) {
     let (bytes, ms) = seg.segments().fold((0u64, 0u64), |(b, d), s| {
         (b + s.data.len() as u64, d + u64::from(s.duration_ms))
     });
-    let bandwidth = if ms > 0 { bytes * 8000 / ms } else { 1_000_000 };
+    let bandwidth = (bytes * 8000).checked_div(ms).unwrap_or(1_000_000);
     let _ = writeln!(
         out,
         "    <AdaptationSet id=\"{index}\" contentType=\"{content}\" mimeType=\"{mime}\" \

@@ -21,6 +21,9 @@ const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_000
 const SYNC_SAMPLE: u32 = 0x0200_0000;
 const NON_SYNC_SAMPLE: u32 = 0x0101_0000;
 
+/// One track's run in a fragment: track id, timescale, samples, is video.
+type TrackRun<'a> = (u32, u32, &'a [Sample], bool);
+
 /// fMP4 fragment writer for one stream (keeps the `mfhd` sequence number).
 #[derive(Debug, Default)]
 pub struct Fmp4Muxer {
@@ -110,7 +113,7 @@ impl Fmp4Muxer {
         out: &mut BytesMut,
     ) {
         self.sequence = self.sequence.wrapping_add(1);
-        let mut tracks: [Option<(u32, u32, &[Sample], bool)>; 2] = [None, None];
+        let mut tracks: [Option<TrackRun<'_>>; 2] = [None, None];
         if video.is_some() && !video_samples.is_empty() {
             tracks[0] = Some((VIDEO_TRACK_ID, VIDEO_TIMESCALE, video_samples, true));
         }

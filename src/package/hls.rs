@@ -133,7 +133,9 @@ pub fn media_playlist(seg: &Segmenter) -> String {
     if let (Some(_), Some((msn, parts)), Some((init, disc, pdt))) =
         (cfg.part_target_ms, seg.open_segment(), seg.open_info())
     {
-        write_head(&mut out, init, disc, pdt);
+        if !parts.is_empty() {
+            write_head(&mut out, init, disc, pdt);
+        }
         for (i, p) in parts.iter().enumerate() {
             write_part(&mut out, container, msn, i, p.duration_ms, p.independent);
         }
@@ -147,9 +149,9 @@ pub fn media_playlist(seg: &Segmenter) -> String {
 }
 
 fn write_part(out: &mut String, c: Container, msn: u64, i: usize, ms: u32, independent: bool) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "#EXT-X-PART:DURATION={},URI=\"{}\"{}\n",
+        "#EXT-X-PART:DURATION={},URI=\"{}\"{}",
         secs(ms),
         Resource::Part(msn, i).uri(c),
         if independent { ",INDEPENDENT=YES" } else { "" }

@@ -485,10 +485,9 @@ impl Segmenter {
         }
         if let Some(part_target) = self.config.part_target_ms {
             let elapsed = t.saturating_sub(open.part_start_ms);
-            if !open.part_video.is_empty() || !open.part_audio.is_empty() {
-                if elapsed + u64::from(last_delta) > u64::from(part_target) {
-                    self.close_part(t, progress);
-                }
+            let has_samples = !open.part_video.is_empty() || !open.part_audio.is_empty();
+            if has_samples && elapsed + u64::from(last_delta) > u64::from(part_target) {
+                self.close_part(t, progress);
             }
         }
     }
@@ -614,5 +613,141 @@ impl Segmenter {
             self.inits.pop_front();
         }
         progress.segments += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::FrameKind;
+
+    /// An AVC sequence header with a minimal baseline SPS (16x16) and PPS.
+    fn avc_header() -> Frame {
+        let sps = [0x67, 0x42, 0x00, 0x0a, 0xf8, 0x41, 0xa2];
+        let pps = [0x68, 0xce, 0x38, 0x80];
+        let mut p = vec![
+            0x17,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0x42,
+            0x00,
+            0x0a,
+            0xff,
+            0xe1,
+            0,
+            sps.len() as u8,
+        ];
+        p.extend_from_slice(&sps);
+        p.extend_from_slice(&[1, 0, pps.len() as u8]);
+        p.extend_from_slice(&pps);
+        Frame::new(FrameKind::Video, 0, Bytes::from(p))
+    }
+
+    fn video(ts: u32, key: bool) -> Frame {
+        let nal = if key { 0x65 } else { 0x41 };
+        let p = vec![
+            if key { 0x17 } else { 0x27 },
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            2,
+            nal,
+            0x88,
+        ];
+        Frame::new(FrameKind::Video, ts, Bytes::from(p))
+    }
+
+    fn segmenter(part: Option<u32>) -> Segmenter {
+        let mut s = Segmenter::new(SegmenterConfig {
+            target_duration_ms: 1000,
+            part_target_ms: part,
+            ..Default::default()
+        });
+        let _ = s.push(&avc_header(), 0).unwrap();
+        s
+    }
+
+    #[test]
+    fn cuts_at_the_first_keyframe_at_or_after_the_target() {
+        let mut s = segmenter(None);
+        // 25 fps, keyframes every 600 ms: the 1000 ms target is reached at the 1200 ms key.
+        for i in 0..100u32 {
+            let _ = s.push(&video(i * 40, i % 15 == 0), 0).unwrap();
+        }
+        let starts: Vec<u64> = s.segments().map(|g| g.start_ms).collect();
+        assert_eq!(starts, [0, 1200, 2400]);
+        assert!(s.segments().all(|g| g.duration_ms == 1200));
+        assert!(s
+            .segments()
+            .all(|g| g.parts.len() == 1 && g.parts[0].independent));
+    }
+
+    #[test]
+    fn frames_before_the_first_keyframe_are_dropped() {
+        let mut s = segmenter(None);
+        for i in 0..10u32 {
+            let _ = s.push(&video(i * 40, i == 5), 0).unwrap();
+        }
+        let _ = s.flush();
+        assert_eq!(s.segments().next().map(|g| g.start_ms), Some(200));
+    }
+
+    #[test]
+    fn parts_never_exceed_the_part_target_and_flag_keyframe_starts() {
+        let mut s = segmenter(Some(300));
+        for i in 0..200u32 {
+            let _ = s.push(&video(i * 40, i % 25 == 0), 0).unwrap();
+        }
+        let _ = s.flush();
+        for g in s.segments() {
+            assert!(g.parts.iter().all(|p| p.duration_ms <= 300));
+            assert_eq!(
+                g.parts.iter().map(|p| p.duration_ms).sum::<u32>(),
+                g.duration_ms
+            );
+            assert!(g.parts[0].independent);
+            assert!(g.parts[1..].iter().all(|p| !p.independent));
+        }
+    }
+
+    #[test]
+    fn timestamps_continue_across_the_u32_wrap() {
+        let mut t = Timeline::default();
+        let a = t.map(u32::MAX - 39);
+        let b = t.map(0);
+        let c = t.map(40);
+        assert_eq!((b - a, c - b), (40, 40));
+    }
+
+    #[test]
+    fn a_backwards_jump_continues_the_output_timeline() {
+        let mut t = Timeline::default();
+        t.map(5000);
+        t.end_out = 5040;
+        assert_eq!(t.map(0), 5040);
+        assert_eq!(t.map(40), 5080);
+    }
+
+    #[test]
+    fn window_keeps_the_configured_number_of_segments() {
+        let mut s = Segmenter::new(SegmenterConfig {
+            target_duration_ms: 1000,
+            window: 2,
+            ..Default::default()
+        });
+        let _ = s.push(&avc_header(), 0).unwrap();
+        for i in 0..200u32 {
+            let _ = s.push(&video(i * 40, i % 25 == 0), 0).unwrap();
+        }
+        let msns: Vec<u64> = s.segments().map(|g| g.msn).collect();
+        assert_eq!(msns, [5, 6]);
+        assert!(s.segment(4).is_none() && s.segment(6).is_some());
     }
 }
