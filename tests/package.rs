@@ -110,7 +110,7 @@ fn write_hls(seg: &Segmenter, dir: &Path, prefix: &str) -> PathBuf {
     playlist
 }
 
-/// Decoded frames: per stream, (count, first pts s, last pts s); fails on any decoder error.
+/// Decoded frames: per stream, (count, first pts s, last pts s); fails on any ffmpeg warning.
 #[derive(Debug)]
 struct Decoded {
     streams: BTreeMap<String, (usize, f64, f64)>,
@@ -118,7 +118,7 @@ struct Decoded {
 
 fn decode(input: &str) -> Decoded {
     let out = Command::new(ffmpeg())
-        .args(["-v", "error", "-allowed_extensions", "ALL", "-i", input])
+        .args(["-v", "warning", "-allowed_extensions", "ALL", "-i", input])
         .args([
             "-map",
             "0",
@@ -133,7 +133,7 @@ fn decode(input: &str) -> Decoded {
     // The HLS demuxer option is unknown to other demuxers: rerun without it for them.
     let out = if String::from_utf8_lossy(&out.stderr).contains("allowed_extensions") {
         Command::new(ffmpeg())
-            .args(["-v", "error", "-i", input])
+            .args(["-v", "warning", "-i", input])
             .args([
                 "-map",
                 "0",
