@@ -17,5 +17,6 @@ pub mod config;
 pub mod fanout;
 pub mod media;
 pub mod net;
+pub mod package;
 pub mod rtmp;
 pub mod shard;
