@@ -1,12 +1,38 @@
 #!/usr/bin/env bash
-# (c) Ingest only: P publishers (default 500), no players. The server's cost per publisher is
-# in its CPU % and KiB/conn columns (nothing is delivered, so per-GB columns stay empty).
+# (c) Ingest only: publishers and no players. CASES is a list of PUBLISHERSxKBIT
+# (default "200x2500 500x600"). Nothing is delivered, so the per-delivered-GB columns stay
+# empty; the second table gives CPU-seconds per ingested GB, counting publishers_up x the
+# source bitrate (rtmp-load paces publishers in real time) over the measured window.
 . "$(dirname "$0")/lib.sh"
-P=${P:-500}
-KBIT=${KBIT:-600}
+CASES=${CASES:-"200x2500 500x600"}
 bench_setup
 table=$OUT/c_ingest.md
-echo "## (c) $P publishers, ingest only (${KBIT} kbit/s)" >"$table"
+echo "## (c) ingest only (medians of $REPS runs)" >"$table"
 table_header "$table"
-compare "ingest $P" "$table" ingest --flv "$(make_media "$KBIT")" --mode publish-only --publishers "$P"
+for c in $CASES; do
+    p=${c%x*}
+    kbit=${c#*x}
+    compare "ingest ${p}x${kbit}k" "$table" ingest --flv "$(make_media "$kbit")" --mode publish-only --publishers "$p"
+done
+{
+    echo
+    echo "| case | server | publishers up | ingest Mbit/s | server CPU % | CPU-s per ingested GB | µs per ingested message | KiB/conn |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    for c in $CASES; do
+        p=${c%x*}
+        kbit=${c#*x}
+        for s in $SERVERS; do
+            slug=$(printf '%s' "ingest ${p}x${kbit}k" | tr -c 'A-Za-z0-9._-' '_')
+            ls "$OUT/$slug.$s".*.json >/dev/null 2>&1 || continue
+            jq -rs --arg c "ingest ${p}x${kbit}k" --arg s "$s" "$JQ_DEFS"'
+                . as $r |
+                def kbit: (.source | capture("\\((?<k>[0-9.]+) kbit/s\\)").k | tonumber);
+                def gb: .connections.publishers_up * kbit * 1000 / 8 * .measured_s / 1e9;
+                "| \($c) | \($s) | \(n(med(.connections.publishers_up); 1)) | \(n(med(.connections.publishers_up * kbit / 1000); 10)) | \(n(med(.server.cpu_percent); 10)) | \(n(med(.server.cpu_seconds / gb); 100)) | \(n(med(.server.cpu_seconds * 1e6 / (.counters.publisher_messages * .measured_s / .elapsed_s)); 100)) | \(n(med(.server.rss_per_conn_kb); 10)) |"
+            ' "$OUT/$slug.$s".*.json
+        done
+    done
+    echo
+    echo "µs per ingested message assumes publisher messages spread evenly over the whole run (publishers ramp up first), so it is approximate."
+} >>"$table"
 cat "$table"

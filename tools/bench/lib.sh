@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # Shared helpers for the benchmark scripts: install what is missing, start/stop rtmp-edge and
 # nginx-rtmp by PID (each pinned to SERVER_CORES with one worker), run rtmp-load pinned to
-# LOAD_CORE, and append markdown rows with edge/nginx ratios.
+# LOAD_CORE, repeat every point REPS times alternating the servers run by run, and append
+# markdown tables of medians with ratios (first variant / second variant, e.g. edge/nginx).
 #
 # Source it:  . "$(dirname "$0")/lib.sh"
-# Knobs (environment): SERVER_CORES (default 0), LOAD_CORE (default 1), EDGE_PORT (19360),
-# NGINX_PORT (19361), DURATION (seconds per run, 15), RAMP (connections/s, 1000),
-# OUT (results dir, target/bench/<date>), SERVERS ("edge nginx"), EDGE_BIN, LOAD_BIN.
+# Knobs (environment):
+#   SERVER_CORES (default 0)   LOAD_CORE (1)   EDGE2_CORES (0,1: cores of multi-worker edge)
+#   EDGE_PORT (19360)  NGINX_PORT (19361)  DURATION (measured seconds per run, 8)
+#   WARMUP (2)  RAMP (connections/s, 2000)  REPS (runs per point and server, 3)
+#   NICE (-10: niceness of server and rtmp-load, same for both servers; "" to disable)
+#   OUT (results dir, target/bench/<date>)  SERVERS ("edge nginx")  EDGE_BIN  LOAD_BIN
+# Server variants (words of SERVERS): edge (1 worker), nginx (1 worker process),
+#   edge-w<N> (N workers pinned over EDGE2_CORES), edge-c<MS> (workers.write_coalesce_ms = MS).
 set -euo pipefail
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SERVER_CORES=${SERVER_CORES:-0}
 LOAD_CORE=${LOAD_CORE:-1}
+EDGE2_CORES=${EDGE2_CORES:-0,1}
 EDGE_PORT=${EDGE_PORT:-19360}
 NGINX_PORT=${NGINX_PORT:-19361}
-DURATION=${DURATION:-15}
-RAMP=${RAMP:-1000}
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-2}
+RAMP=${RAMP:-2000}
+REPS=${REPS:-3}
+NICE=${NICE--10}
 SERVERS=${SERVERS:-"edge nginx"}
 OUT=${OUT:-$BENCH_ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
 EDGE_BIN=${EDGE_BIN:-$BENCH_ROOT/target/release/rtmp-edge}
@@ -26,7 +36,12 @@ NGINX_BIN=/usr/sbin/nginx
 STARTED_PIDS=()
 SERVER_PID=""
 
-log() { echo "bench: $*" >&2; }
+log() { echo "bench: $(date +%T) $*" >&2; }
+
+# prio: the command prefix that sets the niceness (empty when NICE is empty).
+prio() {
+    if [ -n "$NICE" ]; then echo "nice -n $NICE"; fi
+}
 
 # Installs nginx + the RTMP module, ffmpeg, jq when missing; builds the release binaries.
 bench_setup() {
@@ -41,8 +56,7 @@ bench_setup() {
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
     fi
     if [ -z "${SKIP_BUILD:-}" ]; then
-        (cd "$BENCH_ROOT" && cargo build --release -q -p rtmp-load && \
-            { case " $SERVERS " in *" edge "*) cargo build --release -q -p rtmp-edge ;; esac; })
+        (cd "$BENCH_ROOT" && cargo build --release -q --workspace)
     fi
     mkdir -p "$OUT"
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -50,6 +64,18 @@ bench_setup() {
     if [ "$(nproc)" -lt 2 ]; then
         log "WARNING: fewer than 2 cores: server and load generator will share a core"
     fi
+    machine_info >"$OUT/machine.txt"
+}
+
+# machine_info: CPU model, cores, kernel, load, versions (for the report).
+machine_info() {
+    echo "date: $(date -Is)"
+    lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket|Hypervisor|L2|L3)' || true
+    echo "kernel: $(uname -r)"
+    echo "uptime: $(uptime)"
+    echo "nginx: $("$NGINX_BIN" -v 2>&1)"
+    echo "rtmp-edge: $(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null)"
+    echo "settings: SERVER_CORES=$SERVER_CORES LOAD_CORE=$LOAD_CORE DURATION=$DURATION WARMUP=$WARMUP RAMP=$RAMP REPS=$REPS NICE=$NICE"
 }
 
 # Stops every process this script started, by PID.
@@ -106,7 +132,8 @@ rtmp {
     }
 }
 CONF
-    taskset -c "$SERVER_CORES" "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" \
+    # shellcheck disable=SC2046
+    $(prio) taskset -c "$SERVER_CORES" "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" \
         >"$dir/logs/stdout.log" 2>&1 &
     SERVER_PID=$!
     STARTED_PIDS+=("$SERVER_PID")
@@ -114,9 +141,9 @@ CONF
     SERVER_URL_BASE="rtmp://127.0.0.1:$NGINX_PORT/live"
 }
 
-# start_edge [WORKERS]: rtmp-edge with WORKERS workers (default 1), pinned to SERVER_CORES.
+# start_edge [WORKERS] [COALESCE_MS] [CORES]: rtmp-edge pinned to CORES (default SERVER_CORES).
 start_edge() {
-    local workers=${1:-1} dir=$OUT/edge
+    local workers=${1:-1} coalesce=${2:-0} cores=${3:-$SERVER_CORES} dir=$OUT/edge
     mkdir -p "$dir"
     cat >"$dir/edge.toml" <<CONF
 [rtmp]
@@ -126,25 +153,32 @@ listen = ["127.0.0.1:$EDGE_PORT"]
 count = $workers
 max_connections = 65536
 max_connections_per_ip = 0
+write_coalesce_ms = $coalesce
 CONF
-    taskset -c "$SERVER_CORES" "$EDGE_BIN" --config "$dir/edge.toml" >"$dir/stdout.log" 2>&1 &
+    # shellcheck disable=SC2046
+    $(prio) taskset -c "$cores" "$EDGE_BIN" --config "$dir/edge.toml" >>"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
     STARTED_PIDS+=("$SERVER_PID")
     wait_port "$EDGE_PORT"
     SERVER_URL_BASE="rtmp://127.0.0.1:$EDGE_PORT/live"
 }
 
-# start_server NAME [WORKERS]
+# start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS>
 start_server() {
     case $1 in
-    edge) start_edge "${2:-1}" ;;
+    edge) start_edge 1 ;;
+    edge-w*) start_edge "${1#edge-w}" 0 "$EDGE2_CORES" ;;
+    edge-c*) start_edge 1 "${1#edge-c}" ;;
     nginx) start_nginx ;;
     *) log "unknown server $1"; return 1 ;;
     esac
 }
 
-# stop_server: stops SERVER_PID.
+# stop_server: stops SERVER_PID; complains when it died on its own during the run.
 stop_server() {
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        log "WARNING: server pid $SERVER_PID was not running at the end of the run"
+    fi
     stop_pid "$SERVER_PID"
     local kept=() pid
     for pid in "${STARTED_PIDS[@]}"; do [ "$pid" != "$SERVER_PID" ] && kept+=("$pid"); done
@@ -153,12 +187,17 @@ stop_server() {
 }
 
 # run_load JSON_OUT STREAM rtmp-load-args...: runs rtmp-load pinned to LOAD_CORE against the
-# running server, sampling its PID; the JSON report goes to JSON_OUT.
+# running server, sampling its PID; the JSON report goes to JSON_OUT, the 1-minute load
+# average at the end of the run to JSON_OUT.load.
 run_load() {
-    local json=$1 stream=$2
+    local json=$1 stream=$2 rc=0
     shift 2
-    taskset -c "$LOAD_CORE" "$LOAD_BIN" --url "$SERVER_URL_BASE/$stream" --ramp "$RAMP" \
-        --duration "$DURATION" --server-pid "$SERVER_PID" --json "$@" >"$json"
+    # shellcheck disable=SC2046
+    $(prio) taskset -c "$LOAD_CORE" "$LOAD_BIN" --url "$SERVER_URL_BASE/$stream" --ramp "$RAMP" \
+        --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json -q "$@" \
+        >"$json" 2>"$json.stderr" || rc=$?
+    cut -d' ' -f1 /proc/loadavg >"$json.load"
+    return $rc
 }
 
 # make_media BITRATE_KBIT: the looped input FLV (cached under OUT/media); prints its path.
@@ -170,58 +209,110 @@ make_media() {
     echo "$f"
 }
 
-# table_header FILE: starts a markdown results table.
+# table_header FILE: starts a markdown table of medians.
 table_header() {
     cat >>"$1" <<'MD'
-| case | server | players | Mbit/s | msg/s | p50 ms | p99 ms | max ms | stalls | errors | server CPU % | CPU-s/GB | µs/1k msgs | KiB/conn | loader CPU % |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| case | server | runs | players up | Mbit/s | msg/s | server CPU % | CPU-s/GB | µs/msg | p50 ms | p99 ms | max ms | TTFF p50 / p99 ms | stalls Σ | errors+disc Σ | KiB/conn | server rq-wait % | loader CPU % | loader rq-wait % | load1 |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 MD
 }
 
-# table_row FILE CASE SERVER JSON: one row from a report.
-table_row() {
-    local file=$1 case=$2 server=$3 json=$4
-    jq -r --arg c "$case" --arg s "$server" '
-        def n(x; p): if x == null then "-" else (x * p | round / p | tostring) end;
-        "| \($c) | \($s) | \(.connections.players_target) | \(n(.window.throughput_mbit_s; 10)) | \(n(.window.messages_per_s; 1)) | \(n(.latency_ms.p50; 100)) | \(n(.latency_ms.p99; 100)) | \(n(.latency_ms.max; 100)) | \(.counters.stalls) | \(.counters.errors + .counters.disconnects) | \(n(.server.cpu_percent; 10)) | \(n(.server.cpu_s_per_gb; 1000)) | \(n(.server.cpu_us_per_1k_msgs; 10)) | \(n(.server.rss_per_conn_kb; 10)) | \(n(.loader.cpu_percent_avg; 1)) |"
-    ' "$json" >>"$file"
-    jq -r '(.warnings // [])[]' "$json" | while read -r w; do
-        log "WARNING ($case/$server): $w"
-        echo "> WARNING ($case/$server): $w" >>"$file.warnings"
-    done
+# The jq definitions shared by the median and ratio rows: med(f) is the median of f over the
+# reports in the input array (nulls dropped), n(x; p) rounds for display.
+JQ_DEFS='
+def med(f): [ .[] | f | select(. != null) ] | sort | if length == 0 then null
+    elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+def n(x; p): if x == null then "-" else (x * p | round / p | tostring) end;
+def usmsg: .server.cpu_us_per_1k_msgs | if . == null then null else . / 1000 end;
+'
+
+# summary_row FILE CASE SERVER JSON...: one row of medians over the runs' reports.
+summary_row() {
+    local file=$1 case=$2 server=$3
+    shift 3
+    local loads
+    loads=$(for j in "$@"; do cat "$j.load" 2>/dev/null || echo null; done | jq -s -c .)
+    jq -rn --arg c "$case" --arg s "$server" --argjson loads "$loads" "$JQ_DEFS"'
+        [ inputs ] | . as $r |
+        ($loads | sort | .[length / 2 | floor]) as $load1 |
+        "| \($c) | \($s) | \($r | length) | \(n(med(.connections.players_up); 1))/\($r[0].connections.players_target) | \(n(med(.window.throughput_mbit_s); 10)) | \(n(med(.window.messages_per_s); 1)) | \(n(med(.server.cpu_percent); 10)) | \(n(med(.server.cpu_s_per_gb); 100)) | \(n(med(usmsg); 100)) | \(n(med(.latency_ms.p50); 10)) | \(n(med(.latency_ms.p99); 10)) | \(n(med(.latency_ms.max); 10)) | \(n(med(.first_frame_ms.p50); 10)) / \(n(med(.first_frame_ms.p99); 10)) | \([ $r[].counters.stalls ] | add) | \([ $r[] | .counters.errors + .counters.disconnects ] | add) | \(n(med(.server.rss_per_conn_kb); 10)) | \(n(med(.server.runqueue_wait_percent); 1)) | \(n(med(.loader.cpu_percent_avg); 1)) | \(n(med(.loader.runqueue_wait_percent); 1)) | \($load1) |"
+    ' "$@" >>"$file"
 }
 
-# ratio_row FILE CASE EDGE_JSON NGINX_JSON: edge/nginx ratios of the cost and latency columns
-# (below 1 means rtmp-edge is cheaper or faster).
+# ratio_row FILE CASE LABEL A_JSONS B_JSONS: ratios of the medians of A over B (below 1 means A
+# is cheaper or faster). A_JSONS and B_JSONS are space-separated lists.
 ratio_row() {
-    local file=$1 case=$2 a=$3 b=$4
-    jq -rn --arg c "$case" --slurpfile a "$a" --slurpfile b "$b" '
-        def r(x; y): if x == null or y == null or y == 0 then "-" else (x / y * 100 | round / 100 | tostring) + "×" end;
-        $a[0] as $e | $b[0] as $g |
-        "| \($c) | **edge/nginx** | | \(r($e.window.throughput_mbit_s; $g.window.throughput_mbit_s)) | | \(r($e.latency_ms.p50; $g.latency_ms.p50)) | \(r($e.latency_ms.p99; $g.latency_ms.p99)) | \(r($e.latency_ms.max; $g.latency_ms.max)) | | | \(r($e.server.cpu_percent; $g.server.cpu_percent)) | \(r($e.server.cpu_s_per_gb; $g.server.cpu_s_per_gb)) | \(r($e.server.cpu_us_per_1k_msgs; $g.server.cpu_us_per_1k_msgs)) | \(r($e.server.rss_per_conn_kb; $g.server.rss_per_conn_kb)) | |"
+    local file=$1 case=$2 label=$3 a=$4 b=$5
+    local ja jb
+    # shellcheck disable=SC2086
+    ja=$(jq -s -c . $a)
+    # shellcheck disable=SC2086
+    jb=$(jq -s -c . $b)
+    jq -rn --arg c "$case" --arg l "$label" --argjson a "$ja" --argjson b "$jb" "$JQ_DEFS"'
+        def rr(f): ($a | med(f)) as $x | ($b | med(f)) as $y |
+            if $x == null or $y == null or $y == 0 then "-" else ($x / $y * 100 | round / 100 | tostring) + "×" end;
+        "| \($c) | **\($l)** | | | \(rr(.window.throughput_mbit_s)) | \(rr(.window.messages_per_s)) | \(rr(.server.cpu_percent)) | **\(rr(.server.cpu_s_per_gb))** | **\(rr(.server.cpu_us_per_1k_msgs))** | \(rr(.latency_ms.p50)) | \(rr(.latency_ms.p99)) | \(rr(.latency_ms.max)) | \(rr(.first_frame_ms.p50)) / \(rr(.first_frame_ms.p99)) | | | \(rr(.server.rss_per_conn_kb)) | | | | |"
     ' >>"$file"
 }
 
-# compare CASE TABLE STREAM rtmp-load-args...: runs each server in SERVERS (fresh start each,
-# alternating) under the same load, appends rows and, with both servers, a ratio row.
+# raw_row FILE CASE SERVER REP JSON: one line per run (appended to OUT/runs.md).
+raw_row() {
+    local file=$1 case=$2 server=$3 rep=$4 json=$5
+    local load1
+    load1=$(cat "$json.load" 2>/dev/null || echo -)
+    jq -r --arg c "$case" --arg s "$server" --arg rep "$rep" --arg l "$load1" '
+        def n(x; p): if x == null then "-" else (x * p | round / p | tostring) end;
+        def usmsg: .server.cpu_us_per_1k_msgs | if . == null then null else . / 1000 end;
+        "| \($c) | \($s) | \($rep) | \(.connections.players_up)/\(.connections.players_target) | \(n(.window.throughput_mbit_s; 10)) | \(n(.server.cpu_percent; 10)) | \(n(.server.cpu_s_per_gb; 100)) | \(n(usmsg; 100)) | \(n(.latency_ms.p50; 10)) | \(n(.latency_ms.p99; 10)) | \(n(.first_frame_ms.p50; 10)) | \(.counters.stalls) | \(.counters.errors) | \(.counters.disconnects) | \(n(.server.rss_per_conn_kb; 10)) | \(n(.server.runqueue_wait_percent; 1)) | \(n(.loader.cpu_percent_avg; 1)) | \(n(.loader.runqueue_wait_percent; 1)) | \($l) |"
+    ' "$json" >>"$file"
+    jq -r '(.warnings // [])[]' "$json" | while read -r w; do
+        echo "> $case / $server / run $rep: $w" >>"$OUT/warnings.md"
+    done
+    jq -r '(.errors // [])[] | tostring' "$json" | head -5 | while read -r e; do
+        echo "> $case / $server / run $rep: error: $e" >>"$OUT/warnings.md"
+    done
+}
+
+# compare CASE TABLE STREAM rtmp-load-args...: REPS rounds; in each round every variant in
+# SERVERS runs once (fresh start each, so the servers alternate run by run) under the same
+# load. Appends a median row per variant and, with two or more variants, the ratio of the
+# first over the second.
 compare() {
-    local case=$1 table=$2 stream=$3 server json
+    local case=$1 table=$2 stream=$3 server json rep
     shift 3
     local slug
     slug=$(printf '%s' "$case" | tr -c 'A-Za-z0-9._-' '_')
-    for server in $SERVERS; do
-        json=$OUT/$slug.$server.json
-        log "$case: $server"
-        start_server "$server"
-        if run_load "$json" "$stream" "$@"; then
-            table_row "$table" "$case" "$server" "$json"
-        else
-            log "$case: rtmp-load failed against $server"
-            echo "| $case | $server | rtmp-load failed | | | | | | | | | | | | |" >>"$table"
-        fi
-        stop_server
+    [ -s "$OUT/runs.md" ] || {
+        echo "| case | server | run | players up | Mbit/s | CPU % | CPU-s/GB | µs/msg | p50 ms | p99 ms | TTFF p50 ms | stalls | errors | disconnects | KiB/conn | server rq-wait % | loader CPU % | loader rq-wait % | load1 |" >"$OUT/runs.md"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" >>"$OUT/runs.md"
+    }
+    declare -A files=()
+    for rep in $(seq "$REPS"); do
+        for server in $SERVERS; do
+            json=$OUT/$slug.$server.$rep.json
+            log "$case: $server run $rep/$REPS"
+            start_server "$server"
+            if run_load "$json" "$stream" "$@"; then
+                files[$server]="${files[$server]:-} $json"
+                raw_row "$OUT/runs.md" "$case" "$server" "$rep" "$json"
+            else
+                log "$case: rtmp-load failed against $server (see $json.stderr)"
+                echo "| $case | $server | $rep | rtmp-load failed: $(tail -1 "$json.stderr") |" >>"$OUT/runs.md"
+            fi
+            stop_server
+        done
     done
-    if [ -s "$OUT/$slug.edge.json" ] && [ -s "$OUT/$slug.nginx.json" ]; then
-        ratio_row "$table" "$case" "$OUT/$slug.edge.json" "$OUT/$slug.nginx.json"
+    for server in $SERVERS; do
+        if [ -n "${files[$server]:-}" ]; then
+            # shellcheck disable=SC2086
+            summary_row "$table" "$case" "$server" ${files[$server]}
+        else
+            echo "| $case | $server | 0 | every run failed |" >>"$table"
+        fi
+    done
+    local a b
+    read -r a b _ <<<"$SERVERS" || true
+    if [ -n "${b:-}" ] && [ -n "${files[$a]:-}" ] && [ -n "${files[$b]:-}" ]; then
+        ratio_row "$table" "$case" "$a/$b" "${files[$a]}" "${files[$b]}"
     fi
 }
