@@ -18,5 +18,6 @@ pub mod fanout;
 pub mod http;
 pub mod media;
 pub mod net;
+pub mod package;
 pub mod rtmp;
 pub mod shard;

@@ -1,0 +1,753 @@
+//! The segmenter: frames in, a sliding window of segments (and LL-HLS parts) out.
+//!
+//! Timing model (see docs/PACKAGING.md): the output timeline is the FLV millisecond timeline,
+//! extended past the u32 wrap and shifted after a discontinuity so it never goes backwards.
+//! A sample is committed when the next sample of its track arrives (that fixes its duration).
+//! The lead track (video when the stream has video, else audio) decides cuts: a segment ends
+//! at the first lead keyframe at or after the target duration; a part ends at a lead frame
+//! boundary before it would outgrow the part target. Segment bytes are the concatenation of
+//! their parts, built once; the parts are then re-sliced out of it, so nothing is held twice.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::codec::{parse_frame, AudioConfig, Parsed, Sample, VideoConfig};
+use super::fmp4::Fmp4Muxer;
+use super::ts::TsMuxer;
+use super::{Frame, PackageError};
+
+/// Output container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// MPEG-TS segments (`.ts`), HLS only.
+    Ts,
+    /// CMAF fMP4 segments (`.m4s`) with an init segment (`.mp4`), HLS and DASH.
+    Fmp4,
+}
+
+/// Which tracks of the stream a segmenter packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracks {
+    /// Audio and video muxed in one rendition.
+    All,
+    /// Video only (a DASH video adaptation set).
+    VideoOnly,
+    /// Audio only (a DASH audio adaptation set), cut by duration.
+    AudioOnly,
+}
+
+/// Segmenter settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmenterConfig {
+    /// Container of segments and parts.
+    pub container: Container,
+    /// Tracks to package.
+    pub tracks: Tracks,
+    /// Target segment duration; segments end at the first keyframe at or after it.
+    pub target_duration_ms: u32,
+    /// LL-HLS part target duration; `None` disables parts.
+    pub part_target_ms: Option<u32>,
+    /// Completed segments kept in the window.
+    pub window: usize,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        SegmenterConfig {
+            container: Container::Ts,
+            tracks: Tracks::All,
+            target_duration_ms: 2000,
+            part_target_ms: None,
+            window: 6,
+        }
+    }
+}
+
+/// One LL-HLS partial segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Duration in milliseconds.
+    pub duration_ms: u32,
+    /// Starts with a keyframe (or is audio only).
+    pub independent: bool,
+    /// The part's bytes (a slice of its segment's once the segment completes).
+    pub data: Bytes,
+}
+
+/// One completed media segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Media sequence number.
+    pub msn: u64,
+    /// Start on the output timeline, milliseconds.
+    pub start_ms: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u32,
+    /// Preceded by a discontinuity (republish, codec change).
+    pub discontinuity: bool,
+    /// Discontinuity sequence number of this segment.
+    pub discontinuity_sequence: u64,
+    /// Wall-clock time of the segment's first sample, Unix milliseconds.
+    pub program_date_time_ms: u64,
+    /// Id of the init segment it needs (fMP4).
+    pub init_id: u32,
+    /// Parts (one part = the whole segment when parts are disabled).
+    pub parts: Vec<Part>,
+    /// The whole segment.
+    pub data: Bytes,
+}
+
+/// What one call changed, so the HTTP layer knows when to answer held requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Progress {
+    /// Parts completed.
+    pub parts: u32,
+    /// Segments completed.
+    pub segments: u32,
+}
+
+/// The segment being built.
+#[derive(Debug)]
+struct OpenSegment {
+    msn: u64,
+    start_ms: u64,
+    discontinuity: bool,
+    discontinuity_sequence: u64,
+    program_date_time_ms: u64,
+    init_id: u32,
+    parts: Vec<Part>,
+    part_start_ms: u64,
+    part_video: Vec<Sample>,
+    part_audio: Vec<Sample>,
+}
+
+#[derive(Debug)]
+enum Muxer {
+    Ts(TsMuxer),
+    Fmp4(Fmp4Muxer),
+}
+
+/// Extends u32 millisecond timestamps past the wrap and shifts them after discontinuities.
+#[derive(Debug, Default)]
+struct Timeline {
+    last_in: Option<u64>,
+    offset: i64,
+    end_out: u64,
+    reset: bool,
+}
+
+impl Timeline {
+    fn map(&mut self, ts: u32) -> u64 {
+        let ext = match self.last_in {
+            None => u64::from(ts),
+            // The signed 32-bit distance from the previous timestamp handles the wrap.
+            Some(last) => {
+                (last as i64 + i64::from(ts.wrapping_sub(last as u32) as i32)).max(0) as u64
+            }
+        };
+        // A jump backwards of more than a second is a discontinuity the caller did not signal.
+        if self.last_in.is_some_and(|last| ext + 1000 < last) {
+            self.reset = true;
+        }
+        if self.reset {
+            self.offset = self.end_out as i64 - ext as i64;
+            self.reset = false;
+        }
+        self.last_in = Some(ext);
+        (ext as i64 + self.offset).max(0) as u64
+    }
+}
+
+/// Per-stream segmenter. See the module doc for the timing model and [`super`] for the call
+/// order.
+#[derive(Debug)]
+pub struct Segmenter {
+    config: SegmenterConfig,
+    video: Option<VideoConfig>,
+    audio: Option<AudioConfig>,
+    timeline: Timeline,
+    pending_video: Option<Sample>,
+    pending_audio: Option<Sample>,
+    last_video_delta: u32,
+    last_audio_delta: u32,
+    preroll_audio: Vec<Sample>,
+    open: Option<OpenSegment>,
+    segments: VecDeque<Segment>,
+    next_msn: u64,
+    discontinuity_sequence: u64,
+    discontinuity_pending: bool,
+    config_changed: bool,
+    inits: VecDeque<(u32, Bytes)>,
+    next_init_id: u32,
+    muxer: Muxer,
+    pdt_base: Option<i64>,
+    max_segment_ms: u32,
+    finished: bool,
+}
+
+impl Segmenter {
+    /// A segmenter with nothing buffered.
+    pub fn new(config: SegmenterConfig) -> Self {
+        let muxer = match config.container {
+            Container::Ts => Muxer::Ts(TsMuxer::new()),
+            Container::Fmp4 => Muxer::Fmp4(Fmp4Muxer::new()),
+        };
+        Segmenter {
+            video: None,
+            audio: None,
+            timeline: Timeline::default(),
+            pending_video: None,
+            pending_audio: None,
+            last_video_delta: 0,
+            last_audio_delta: 0,
+            preroll_audio: Vec::new(),
+            open: None,
+            segments: VecDeque::with_capacity(config.window + 1),
+            next_msn: 0,
+            discontinuity_sequence: 0,
+            discontinuity_pending: false,
+            config_changed: false,
+            inits: VecDeque::new(),
+            next_init_id: 0,
+            muxer,
+            pdt_base: None,
+            max_segment_ms: 0,
+            finished: false,
+            config,
+        }
+    }
+
+    /// The settings it was built with.
+    pub fn config(&self) -> &SegmenterConfig {
+        &self.config
+    }
+
+    /// Feeds one frame with the wall clock (Unix ms) at which it was received. Sequence
+    /// headers configure the tracks; coded frames are buffered and cut into parts and
+    /// segments. An error drops only that frame.
+    pub fn push(&mut self, frame: &Frame, wall_clock_ms: u64) -> Result<Progress, PackageError> {
+        let mut progress = Progress::default();
+        self.finished = false;
+        match parse_frame(frame)? {
+            Parsed::Ignored => {}
+            Parsed::VideoConfig(cfg) => {
+                if self.video.as_ref().is_some_and(|v| v.record != cfg.record) {
+                    self.config_changed = true;
+                }
+                if self.wants_video() {
+                    if self.video.is_none() && self.open.is_some() {
+                        self.config_changed = true;
+                    }
+                    self.video = Some(cfg);
+                }
+            }
+            Parsed::AudioConfig(cfg) => {
+                if self
+                    .audio
+                    .as_ref()
+                    .is_some_and(|a| a.specific_config != cfg.specific_config)
+                {
+                    self.config_changed = true;
+                }
+                if self.wants_audio() {
+                    if self.audio.is_none() && self.open.is_some() {
+                        self.config_changed = true;
+                    }
+                    self.audio = Some(cfg);
+                }
+            }
+            Parsed::Video {
+                timestamp,
+                cts,
+                keyframe,
+                data,
+            } => {
+                if self.video.is_none() || !self.wants_video() {
+                    return Ok(progress);
+                }
+                let dts = self.map_time(timestamp, wall_clock_ms);
+                let sample = Sample {
+                    dts,
+                    cts,
+                    duration: 0,
+                    keyframe,
+                    data,
+                };
+                if let Some(mut prev) = self.pending_video.take() {
+                    prev.duration = dts.saturating_sub(prev.dts) as u32;
+                    self.last_video_delta = prev.duration;
+                    self.commit_video(prev);
+                }
+                self.lead_arrives(dts, keyframe, self.last_video_delta, &mut progress);
+                self.pending_video = Some(sample);
+            }
+            Parsed::Audio { timestamp, data } => {
+                if self.audio.is_none() || !self.wants_audio() {
+                    return Ok(progress);
+                }
+                let dts = self.map_time(timestamp, wall_clock_ms);
+                let sample = Sample {
+                    dts,
+                    cts: 0,
+                    duration: 0,
+                    keyframe: true,
+                    data,
+                };
+                if let Some(mut prev) = self.pending_audio.take() {
+                    prev.duration = dts.saturating_sub(prev.dts) as u32;
+                    self.last_audio_delta = prev.duration;
+                    self.commit_audio(prev);
+                }
+                if !self.video_leads() {
+                    self.lead_arrives(dts, true, self.last_audio_delta, &mut progress);
+                }
+                self.pending_audio = Some(sample);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Marks a discontinuity (the publisher changed): the open segment is closed now, the next
+    /// one carries EXT-X-DISCONTINUITY, and the output timeline continues where it stopped.
+    pub fn discontinuity(&mut self) -> Progress {
+        let progress = self.flush();
+        self.discontinuity_pending = true;
+        self.timeline.reset = true;
+        self.pdt_base = None;
+        progress
+    }
+
+    /// Closes the open segment with what is buffered (end of stream). The last sample of each
+    /// track gets the duration of the one before it.
+    pub fn flush(&mut self) -> Progress {
+        let mut progress = Progress::default();
+        let video_leads = self.video_leads();
+        let mut end = self.open.as_ref().map_or(0, |o| o.part_start_ms);
+        if let Some(mut s) = self.pending_video.take() {
+            s.duration = self.last_video_delta;
+            if video_leads {
+                end = end.max(s.dts + u64::from(s.duration));
+            }
+            self.commit_video(s);
+        }
+        if let Some(mut s) = self.pending_audio.take() {
+            s.duration = self.last_audio_delta;
+            if !video_leads {
+                end = end.max(s.dts + u64::from(s.duration));
+            }
+            self.commit_audio(s);
+        }
+        self.preroll_audio.clear();
+        if self.open.is_some() {
+            self.close_segment(end, &mut progress);
+        }
+        self.timeline.end_out = self.timeline.end_out.max(end);
+        progress
+    }
+
+    /// Ends the stream: flushes, and playlists get EXT-X-ENDLIST (a DASH MPD turns static)
+    /// until the next frame arrives.
+    pub fn finish(&mut self) -> Progress {
+        let progress = self.flush();
+        self.finished = true;
+        progress
+    }
+
+    /// True after [`Segmenter::finish`] until the next frame.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Completed segments in the window, oldest first.
+    pub fn segments(&self) -> impl ExactSizeIterator<Item = &Segment> + '_ {
+        self.segments.iter()
+    }
+
+    /// A completed segment by media sequence number, while it is in the window.
+    pub fn segment(&self, msn: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.msn;
+        self.segments
+            .get(usize::try_from(msn.checked_sub(first)?).ok()?)
+    }
+
+    /// A part by media sequence number and index, from the window or the open segment.
+    pub fn part(&self, msn: u64, index: usize) -> Option<&Part> {
+        match &self.open {
+            Some(open) if open.msn == msn => open.parts.get(index),
+            _ => self.segment(msn)?.parts.get(index),
+        }
+    }
+
+    /// An init segment by id (fMP4), while a segment in the window or the open one needs it.
+    pub fn init(&self, id: u32) -> Option<&Bytes> {
+        self.inits.iter().find(|(i, _)| *i == id).map(|(_, b)| b)
+    }
+
+    /// Id of the newest init segment (fMP4), if one was built.
+    pub fn current_init_id(&self) -> Option<u32> {
+        self.inits.back().map(|(i, _)| *i)
+    }
+
+    /// The segment being built: its msn and its completed parts.
+    pub fn open_segment(&self) -> Option<(u64, &[Part])> {
+        self.open.as_ref().map(|o| (o.msn, o.parts.as_slice()))
+    }
+
+    /// The open segment's init id, discontinuity flag and program date time.
+    pub(crate) fn open_info(&self) -> Option<(u32, bool, u64)> {
+        self.open
+            .as_ref()
+            .map(|o| (o.init_id, o.discontinuity, o.program_date_time_ms))
+    }
+
+    /// Media sequence number the next segment to open will get.
+    pub fn next_msn(&self) -> u64 {
+        self.next_msn
+    }
+
+    /// The longest segment ever completed, milliseconds (drives EXT-X-TARGETDURATION).
+    pub fn max_segment_ms(&self) -> u32 {
+        self.max_segment_ms
+    }
+
+    /// Codec configuration of the video track, once known.
+    pub fn video_config(&self) -> Option<&VideoConfig> {
+        self.video.as_ref()
+    }
+
+    /// Codec configuration of the audio track, once known.
+    pub fn audio_config(&self) -> Option<&AudioConfig> {
+        self.audio.as_ref()
+    }
+
+    /// Wall-clock Unix ms of output time 0 of the current timeline (DASH availabilityStartTime).
+    pub fn wall_clock_origin_ms(&self) -> Option<i64> {
+        self.pdt_base
+    }
+
+    fn wants_video(&self) -> bool {
+        self.config.tracks != Tracks::AudioOnly
+    }
+
+    fn wants_audio(&self) -> bool {
+        self.config.tracks != Tracks::VideoOnly
+    }
+
+    fn video_leads(&self) -> bool {
+        self.video.is_some() && self.wants_video()
+    }
+
+    fn map_time(&mut self, ts: u32, wall_clock_ms: u64) -> u64 {
+        let dts = self.timeline.map(ts);
+        self.timeline.end_out = self.timeline.end_out.max(dts);
+        if self.pdt_base.is_none() {
+            self.pdt_base = Some(wall_clock_ms as i64 - dts as i64);
+        }
+        dts
+    }
+
+    fn commit_video(&mut self, s: Sample) {
+        if let Some(open) = &mut self.open {
+            open.part_video.push(s);
+        }
+        // Video before the first keyframe cannot be decoded: dropped.
+    }
+
+    fn commit_audio(&mut self, s: Sample) {
+        match &mut self.open {
+            Some(open) => open.part_audio.push(s),
+            None => {
+                // Audio ahead of the first keyframe joins the first segment (bounded).
+                if self.preroll_audio.len() >= 256 {
+                    self.preroll_audio.remove(0);
+                }
+                self.preroll_audio.push(s);
+            }
+        }
+    }
+
+    /// A lead-track sample arrives at `t` (not yet committed): cut parts and segments.
+    fn lead_arrives(&mut self, t: u64, keyframe: bool, last_delta: u32, progress: &mut Progress) {
+        let target = u64::from(self.config.target_duration_ms);
+        let Some(open) = &self.open else {
+            if keyframe {
+                self.open_segment_at(t);
+            }
+            return;
+        };
+        let force = self.discontinuity_pending || self.config_changed;
+        if keyframe && (t.saturating_sub(open.start_ms) >= target || force) {
+            self.close_segment(t, progress);
+            self.open_segment_at(t);
+            return;
+        }
+        if let Some(part_target) = self.config.part_target_ms {
+            let elapsed = t.saturating_sub(open.part_start_ms);
+            let has_samples = !open.part_video.is_empty() || !open.part_audio.is_empty();
+            if has_samples && elapsed + u64::from(last_delta) > u64::from(part_target) {
+                self.close_part(t, progress);
+            }
+        }
+    }
+
+    fn open_segment_at(&mut self, t: u64) {
+        let need_init = self.config.container == Container::Fmp4
+            && (self.inits.is_empty() || self.config_changed);
+        if need_init {
+            let id = self.next_init_id;
+            self.next_init_id += 1;
+            let data = Fmp4Muxer::init_segment(self.video.as_ref(), self.audio.as_ref());
+            self.inits.push_back((id, data));
+        }
+        let discontinuity =
+            self.discontinuity_pending || (self.config_changed && self.next_msn > 0);
+        if discontinuity {
+            self.discontinuity_sequence += 1;
+        }
+        self.discontinuity_pending = false;
+        self.config_changed = false;
+        let pdt = (self.pdt_base.unwrap_or(0) + t as i64).max(0) as u64;
+        let mut part_audio = std::mem::take(&mut self.preroll_audio);
+        part_audio.retain(|s| s.dts + 1000 >= t);
+        self.open = Some(OpenSegment {
+            msn: self.next_msn,
+            start_ms: t,
+            discontinuity,
+            discontinuity_sequence: self.discontinuity_sequence,
+            program_date_time_ms: pdt,
+            init_id: self.current_init_id().unwrap_or(0),
+            parts: Vec::new(),
+            part_start_ms: t,
+            part_video: Vec::new(),
+            part_audio,
+        });
+        self.next_msn += 1;
+    }
+
+    fn close_part(&mut self, t: u64, progress: &mut Progress) {
+        let Some(open) = &mut self.open else { return };
+        if open.part_video.is_empty() && open.part_audio.is_empty() {
+            return;
+        }
+        let independent = match open.part_video.first() {
+            Some(v) => v.keyframe,
+            None => !(self.video.is_some() && self.config.tracks != Tracks::AudioOnly),
+        };
+        let mut out = BytesMut::new();
+        let video = if self.config.tracks == Tracks::AudioOnly {
+            None
+        } else {
+            self.video.as_ref()
+        };
+        let audio = if self.config.tracks == Tracks::VideoOnly {
+            None
+        } else {
+            self.audio.as_ref()
+        };
+        match &mut self.muxer {
+            Muxer::Ts(m) => {
+                m.write_part(video, audio, &open.part_video, &open.part_audio, &mut out)
+            }
+            Muxer::Fmp4(m) => {
+                m.write_fragment(video, audio, &open.part_video, &open.part_audio, &mut out)
+            }
+        }
+        open.part_video.clear();
+        open.part_audio.clear();
+        let duration_ms = t.saturating_sub(open.part_start_ms) as u32;
+        open.parts.push(Part {
+            duration_ms,
+            independent,
+            data: out.freeze(),
+        });
+        open.part_start_ms = t;
+        progress.parts += 1;
+    }
+
+    fn close_segment(&mut self, t: u64, progress: &mut Progress) {
+        self.close_part(t, progress);
+        let Some(open) = self.open.take() else { return };
+        if open.parts.is_empty() {
+            return;
+        }
+        let total: usize = open.parts.iter().map(|p| p.data.len()).sum();
+        let mut buf = BytesMut::with_capacity(total);
+        for p in &open.parts {
+            buf.extend_from_slice(&p.data);
+        }
+        let data = buf.freeze();
+        let mut offset = 0;
+        let parts = open
+            .parts
+            .into_iter()
+            .map(|p| {
+                let len = p.data.len();
+                let part = Part {
+                    data: data.slice(offset..offset + len),
+                    ..p
+                };
+                offset += len;
+                part
+            })
+            .collect();
+        let duration_ms = t.saturating_sub(open.start_ms) as u32;
+        self.max_segment_ms = self.max_segment_ms.max(duration_ms);
+        self.segments.push_back(Segment {
+            msn: open.msn,
+            start_ms: open.start_ms,
+            duration_ms,
+            discontinuity: open.discontinuity,
+            discontinuity_sequence: open.discontinuity_sequence,
+            program_date_time_ms: open.program_date_time_ms,
+            init_id: open.init_id,
+            parts,
+            data,
+        });
+        while self.segments.len() > self.config.window.max(1) {
+            self.segments.pop_front();
+        }
+        let oldest = self.segments.front().map_or(0, |s| s.init_id);
+        while self.inits.len() > 1 && self.inits.front().is_some_and(|(i, _)| *i < oldest) {
+            self.inits.pop_front();
+        }
+        progress.segments += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::FrameKind;
+
+    /// An AVC sequence header with a minimal baseline SPS (16x16) and PPS.
+    fn avc_header() -> Frame {
+        let sps = [0x67, 0x42, 0x00, 0x0a, 0xf8, 0x41, 0xa2];
+        let pps = [0x68, 0xce, 0x38, 0x80];
+        let mut p = vec![
+            0x17,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0x42,
+            0x00,
+            0x0a,
+            0xff,
+            0xe1,
+            0,
+            sps.len() as u8,
+        ];
+        p.extend_from_slice(&sps);
+        p.extend_from_slice(&[1, 0, pps.len() as u8]);
+        p.extend_from_slice(&pps);
+        Frame::new(FrameKind::Video, 0, Bytes::from(p))
+    }
+
+    fn video(ts: u32, key: bool) -> Frame {
+        let nal = if key { 0x65 } else { 0x41 };
+        let p = vec![
+            if key { 0x17 } else { 0x27 },
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            2,
+            nal,
+            0x88,
+        ];
+        Frame::new(FrameKind::Video, ts, Bytes::from(p))
+    }
+
+    fn segmenter(part: Option<u32>) -> Segmenter {
+        let mut s = Segmenter::new(SegmenterConfig {
+            target_duration_ms: 1000,
+            part_target_ms: part,
+            ..Default::default()
+        });
+        let _ = s.push(&avc_header(), 0).unwrap();
+        s
+    }
+
+    #[test]
+    fn cuts_at_the_first_keyframe_at_or_after_the_target() {
+        let mut s = segmenter(None);
+        // 25 fps, keyframes every 600 ms: the 1000 ms target is reached at the 1200 ms key.
+        for i in 0..100u32 {
+            let _ = s.push(&video(i * 40, i % 15 == 0), 0).unwrap();
+        }
+        let starts: Vec<u64> = s.segments().map(|g| g.start_ms).collect();
+        assert_eq!(starts, [0, 1200, 2400]);
+        assert!(s.segments().all(|g| g.duration_ms == 1200));
+        assert!(s
+            .segments()
+            .all(|g| g.parts.len() == 1 && g.parts[0].independent));
+    }
+
+    #[test]
+    fn frames_before_the_first_keyframe_are_dropped() {
+        let mut s = segmenter(None);
+        for i in 0..10u32 {
+            let _ = s.push(&video(i * 40, i == 5), 0).unwrap();
+        }
+        let _ = s.flush();
+        assert_eq!(s.segments().next().map(|g| g.start_ms), Some(200));
+    }
+
+    #[test]
+    fn parts_never_exceed_the_part_target_and_flag_keyframe_starts() {
+        let mut s = segmenter(Some(300));
+        for i in 0..200u32 {
+            let _ = s.push(&video(i * 40, i % 25 == 0), 0).unwrap();
+        }
+        let _ = s.flush();
+        for g in s.segments() {
+            assert!(g.parts.iter().all(|p| p.duration_ms <= 300));
+            assert_eq!(
+                g.parts.iter().map(|p| p.duration_ms).sum::<u32>(),
+                g.duration_ms
+            );
+            assert!(g.parts[0].independent);
+            assert!(g.parts[1..].iter().all(|p| !p.independent));
+        }
+    }
+
+    #[test]
+    fn timestamps_continue_across_the_u32_wrap() {
+        let mut t = Timeline::default();
+        let a = t.map(u32::MAX - 39);
+        let b = t.map(0);
+        let c = t.map(40);
+        assert_eq!((b - a, c - b), (40, 40));
+    }
+
+    #[test]
+    fn a_backwards_jump_continues_the_output_timeline() {
+        let mut t = Timeline::default();
+        t.map(5000);
+        t.end_out = 5040;
+        assert_eq!(t.map(0), 5040);
+        assert_eq!(t.map(40), 5080);
+    }
+
+    #[test]
+    fn window_keeps_the_configured_number_of_segments() {
+        let mut s = Segmenter::new(SegmenterConfig {
+            target_duration_ms: 1000,
+            window: 2,
+            ..Default::default()
+        });
+        let _ = s.push(&avc_header(), 0).unwrap();
+        for i in 0..200u32 {
+            let _ = s.push(&video(i * 40, i % 25 == 0), 0).unwrap();
+        }
+        let msns: Vec<u64> = s.segments().map(|g| g.msn).collect();
+        assert_eq!(msns, [5, 6]);
+        assert!(s.segment(4).is_none() && s.segment(6).is_some());
+    }
+}
