@@ -43,7 +43,9 @@ const MAX_HEADERS: usize = 32;
 pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Request>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req.parse(buf).map_err(|e| HttpError::Malformed(e.to_string()))?;
+    let status = req
+        .parse(buf)
+        .map_err(|e| HttpError::Malformed(e.to_string()))?;
     let len = match status {
         httparse::Status::Partial => {
             if buf.len() > max_head {
@@ -90,7 +92,10 @@ pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Reque
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET /{app}/{stream}.flv`: live HTTP-FLV.
-    Flv { app: String, stream: String },
+    Flv {
+        app: String,
+        stream: String,
+    },
     NotFound,
 }
 
@@ -101,7 +106,10 @@ pub fn route(path: &str) -> Route {
     if let Some(rest) = trimmed.strip_suffix(".flv") {
         if let Some((app, stream)) = rest.rsplit_once('/') {
             if !app.is_empty() && !stream.is_empty() {
-                return Route::Flv { app: app.to_string(), stream: stream.to_string() };
+                return Route::Flv {
+                    app: app.to_string(),
+                    stream: stream.to_string(),
+                };
             }
         }
     }
@@ -117,7 +125,13 @@ fn cors_header(out: &mut String, cors: &str) {
 }
 
 /// A complete small response (errors, OPTIONS).
-pub fn simple_response(status: u16, reason: &str, body: &str, keep_alive: bool, cors: &str) -> Bytes {
+pub fn simple_response(
+    status: u16,
+    reason: &str,
+    body: &str,
+    keep_alive: bool,
+    cors: &str,
+) -> Bytes {
     let mut head = format!("HTTP/1.1 {status} {reason}\r\nServer: rtmp-edge\r\n");
     cors_header(&mut head, cors);
     if status == 204 {
@@ -175,13 +189,26 @@ mod tests {
     #[test]
     fn http10_and_connection_close_do_not_keep_alive() {
         assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
-        assert!(!parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap().keep_alive);
-        assert!(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(
+            !parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
     }
 
     #[test]
     fn rejects_garbage_and_oversized_heads() {
-        assert!(matches!(parse("\x01\x02 nonsense\r\n\r\n"), Err(HttpError::Malformed(_))));
+        assert!(matches!(
+            parse("\x01\x02 nonsense\r\n\r\n"),
+            Err(HttpError::Malformed(_))
+        ));
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
         assert_eq!(parse(&big), Err(HttpError::HeadTooLarge { limit: 8192 }));
         assert_eq!(HttpError::HeadTooLarge { limit: 1 }.status().0, 431);
@@ -189,8 +216,20 @@ mod tests {
 
     #[test]
     fn routes_flv_paths() {
-        assert_eq!(route("/live/cam1.flv"), Route::Flv { app: "live".into(), stream: "cam1".into() });
-        assert_eq!(route("/a/b/c.flv"), Route::Flv { app: "a/b".into(), stream: "c".into() });
+        assert_eq!(
+            route("/live/cam1.flv"),
+            Route::Flv {
+                app: "live".into(),
+                stream: "cam1".into()
+            }
+        );
+        assert_eq!(
+            route("/a/b/c.flv"),
+            Route::Flv {
+                app: "a/b".into(),
+                stream: "c".into()
+            }
+        );
         assert_eq!(route("/cam1.flv"), Route::NotFound);
         assert_eq!(route("/live/cam1.m3u8"), Route::NotFound);
     }
