@@ -84,6 +84,8 @@ macro_rules! config_section {
 pub struct Config {
     /// `[rtmp]`: listeners and protocol settings.
     pub rtmp: RtmpConfig,
+    /// `[http]`: HTTP delivery (HTTP-FLV) on the same workers.
+    pub http: HttpConfig,
     /// `[workers]`: per-core workers and sockets.
     pub workers: WorkersConfig,
     /// `[streams]`: stream hub behaviour.
@@ -201,6 +203,20 @@ config_section! {
 }
 
 config_section! {
+    /// HTTP delivery on the same per-core workers: live HTTP-FLV at `/{app}/{stream}.flv`.
+    pub struct HttpConfig in "http" {
+        /// Serve HTTP at all.
+        pub enabled: bool,
+        /// Addresses to listen on; each worker binds each with SO_REUSEPORT.
+        pub listen: Vec<SocketAddr>,
+        /// Largest request head accepted, in bytes (431 past it).
+        pub max_request_bytes: usize,
+        /// Access-Control-Allow-Origin sent with every response; empty sends none.
+        pub cors_allow_origin: String,
+    }
+}
+
+config_section! {
     /// Logging.
     pub struct LogConfig in "log" {
         /// A tracing filter such as `info` or `rtmp_edge=debug`; RUST_LOG overrides it.
@@ -210,8 +226,9 @@ config_section! {
 
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 5] = [
+    pub const SECTIONS: [SectionDoc; 6] = [
         RtmpConfig::DOC,
+        HttpConfig::DOC,
         WorkersConfig::DOC,
         StreamsConfig::DOC,
         TimeoutsConfig::DOC,
@@ -511,6 +528,20 @@ fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), Con
 
 fn as_u64(value: usize) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![
+                "0.0.0.0:8080".parse().expect("literal address"),
+                "[::]:8080".parse().expect("literal address"),
+            ],
+            max_request_bytes: 8192,
+            cors_allow_origin: "*".to_string(),
+        }
+    }
 }
 
 impl Default for RtmpConfig {

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod fanout;
+pub mod http;
 pub mod media;
 pub mod net;
 pub mod package;

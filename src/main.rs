@@ -37,6 +37,14 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
 
+    /// Serve HTTP on ADDR instead of http.listen; repeat for several addresses.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Vec<SocketAddr>,
+
+    /// Turn HTTP delivery off (http.enabled = false).
+    #[arg(long)]
+    no_http: bool,
+
     /// Run N workers instead of workers.count (0: one per available core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -111,12 +119,19 @@ fn effective_config(cli: &Cli, file: Option<&Path>) -> Result<Config, Failure> {
     if let Some(workers) = cli.workers {
         config.workers.count = workers;
     }
+    if !cli.http_listen.is_empty() {
+        config.http.listen = cli.http_listen.clone();
+    }
+    if cli.no_http {
+        config.http.enabled = false;
+    }
 
     config.validate().map_err(|error| {
         let key = error.key().unwrap_or_default();
         let from_flag = match key {
             "rtmp.listen" if !cli.listen.is_empty() => Some("--listen"),
             "workers.count" if cli.workers.is_some() => Some("--workers"),
+            "http.listen" if !cli.http_listen.is_empty() => Some("--http-listen"),
             _ => None,
         };
         let message = match (from_flag, file, &text) {

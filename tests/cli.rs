@@ -211,7 +211,14 @@ fn start_server() -> (
 ) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_rtmp-edge"))
-        .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null())

@@ -680,3 +680,33 @@ fn enhanced_rtmp_av1_from_a_recent_ffmpeg_reaches_players_unchanged() {
         "av1",
     );
 }
+
+#[test]
+fn ffmpeg_plays_http_flv_with_the_same_frames() {
+    let ffmpeg = tool("ffmpeg");
+    let dir = Dir::new("httpflv");
+    let source = h264_source(&dir, "src.flv", "testsrc");
+    let server = TestServer::with_defaults();
+    let out = dir.path("out.flv");
+    let http_url = format!("http://127.0.0.1:{}/live/web.flv", server.http.port());
+    let mut viewer = ffmpeg_play(&dir, &ffmpeg, &http_url, &out, "http-flv-viewer");
+    wait_for_log_count(
+        &["playing", "stream=live/web", "http-flv"],
+        1,
+        Duration::from_secs(30),
+    );
+    let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url(&server, "web"), "publisher");
+    assert!(
+        publisher.wait(PUBLISH_LIMIT).success(),
+        "{}",
+        publisher.output()
+    );
+    server.shutdown();
+    viewer.stop_after(Duration::from_secs(10), libc::SIGINT);
+    assert_same_frames(
+        "ffmpeg over HTTP-FLV",
+        &frame_md5s(&ffmpeg, &source),
+        &frame_md5s(&ffmpeg, &out),
+        false,
+    );
+}

@@ -471,6 +471,7 @@ fn ipv6_loopback_clients_publish_and_play() {
     config.workers.count = 1;
     config.workers.pin = false;
     config.rtmp.listen = vec!["[::1]:0".parse().unwrap()];
+    config.http.enabled = false;
     let server = rtmp_edge::shard::Server::start(config).expect("IPv6 loopback available");
     let addr = server.local_addrs()[0];
     assert!(addr.is_ipv6());

@@ -13,8 +13,27 @@ use super::packet::Packet;
 pub enum OutItem {
     /// Bytes from the player's own session (handshake, commands, control): never dropped.
     Control(Bytes),
-    /// A shared media packet.
+    /// A shared media packet, in its RTMP chunked form.
     Media(Packet),
+    /// A shared media packet as an FLV tag (HTTP-FLV): the 11-byte tag header and the 4-byte
+    /// PreviousTagSize are written around the shared payload.
+    Flv(Packet, [u8; FLV_FRAMING]),
+}
+
+/// Bytes an FLV tag adds around its payload: an 11-byte header and a 4-byte trailer.
+pub const FLV_FRAMING: usize = 15;
+
+/// The FLV tag header and PreviousTagSize for `packet`.
+fn flv_framing(packet: &Packet) -> [u8; FLV_FRAMING] {
+    let len = packet.wire.payload().len() as u32;
+    let ts = packet.timestamp;
+    let mut f = [0u8; FLV_FRAMING];
+    f[0] = packet.wire.type_id();
+    f[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
+    f[4..7].copy_from_slice(&ts.to_be_bytes()[1..]);
+    f[7] = (ts >> 24) as u8;
+    f[11..15].copy_from_slice(&(len + 11).to_be_bytes());
+    f
 }
 
 impl OutItem {
@@ -22,6 +41,14 @@ impl OutItem {
         match self {
             OutItem::Control(b) => b.len(),
             OutItem::Media(p) => p.wire_len(),
+            OutItem::Flv(p, _) => p.wire.payload().len() + FLV_FRAMING,
+        }
+    }
+
+    fn is_droppable(&self) -> bool {
+        match self {
+            OutItem::Control(_) => false,
+            OutItem::Media(p) | OutItem::Flv(p, _) => !p.header,
         }
     }
 }
@@ -82,12 +109,24 @@ impl PlayerQueue {
         self.waiting_for_keyframe = true;
     }
 
-    /// Queues a media packet, or drops it when the player is behind.
+    /// Queues a media packet in RTMP form, or drops it when the player is behind.
     pub fn push_media(&mut self, packet: Packet) -> PushOutcome {
-        let len = packet.wire_len();
-        if packet.header {
+        let (header, keyframe) = (packet.header, packet.keyframe);
+        self.push_item(OutItem::Media(packet), header, keyframe)
+    }
+
+    /// Queues a media packet as an FLV tag (HTTP-FLV viewers), with the same drop policy.
+    pub fn push_flv(&mut self, packet: Packet) -> PushOutcome {
+        let (header, keyframe) = (packet.header, packet.keyframe);
+        let framing = flv_framing(&packet);
+        self.push_item(OutItem::Flv(packet, framing), header, keyframe)
+    }
+
+    fn push_item(&mut self, item: OutItem, header: bool, keyframe: bool) -> PushOutcome {
+        let len = item.wire_len();
+        if header {
             self.queued_bytes += len;
-            self.items.push_back(OutItem::Media(packet));
+            self.items.push_back(item);
             return PushOutcome::Queued;
         }
         let mut outcome = PushOutcome::Queued;
@@ -97,7 +136,7 @@ impl PlayerQueue {
             outcome = PushOutcome::Overflowed;
         }
         if self.waiting_for_keyframe {
-            if packet.keyframe && self.queued_bytes + len <= self.limit {
+            if keyframe && self.queued_bytes + len <= self.limit {
                 self.waiting_for_keyframe = false;
             } else {
                 self.dropped_frames += 1;
@@ -109,7 +148,7 @@ impl PlayerQueue {
             }
         }
         self.queued_bytes += len;
-        self.items.push_back(OutItem::Media(packet));
+        self.items.push_back(item);
         outcome
     }
 
@@ -122,13 +161,12 @@ impl PlayerQueue {
         self.items.retain(|item| {
             let started = keep_head && index == 0;
             index += 1;
-            match item {
-                OutItem::Media(p) if !p.header && !started => {
-                    dropped_bytes += p.wire_len();
-                    dropped += 1;
-                    false
-                }
-                _ => true,
+            if item.is_droppable() && !started {
+                dropped_bytes += item.wire_len();
+                dropped += 1;
+                false
+            } else {
+                true
             }
         });
         self.queued_bytes -= dropped_bytes;
@@ -173,6 +211,22 @@ impl PlayerQueue {
                     n += 1;
                     n < out.len()
                 }),
+                OutItem::Flv(p, framing) => {
+                    let parts: [&[u8]; 3] = [&framing[..11], p.wire.payload(), &framing[11..]];
+                    let mut skip = offset;
+                    for part in parts {
+                        if skip >= part.len() {
+                            skip -= part.len();
+                            continue;
+                        }
+                        if n >= out.len() {
+                            break;
+                        }
+                        out[n] = IoSlice::new(&part[skip..]);
+                        n += 1;
+                        skip = 0;
+                    }
+                }
             }
             offset = 0;
         }

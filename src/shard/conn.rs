@@ -31,6 +31,23 @@ pub struct Player {
     pub paused: bool,
     /// Got the fast-start cache for the current publish (else waits for the next start).
     pub primed: bool,
+    /// An HTTP-FLV viewer: media goes out as FLV tags, and there is no session to notify.
+    pub flv: bool,
+}
+
+/// The protocol a connection speaks.
+pub enum Proto {
+    Rtmp(Box<ServerSession>),
+    Http(HttpPhase),
+}
+
+/// Where an HTTP connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpPhase {
+    /// Waiting for (the rest of) a request head.
+    Request,
+    /// Streaming a live response until either side closes.
+    Streaming,
 }
 
 /// A connection in a worker's slab.
@@ -39,7 +56,7 @@ pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
     pub socket: TcpStream,
-    pub session: ServerSession,
+    pub proto: Proto,
     pub read_buf: BytesMut,
     pub out: PlayerQueue,
     pub role: Role,
@@ -60,6 +77,22 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The RTMP session, for RTMP connections.
+    pub fn rtmp(&mut self) -> Option<&mut ServerSession> {
+        match &mut self.proto {
+            Proto::Rtmp(session) => Some(session),
+            Proto::Http(_) => None,
+        }
+    }
+
+    /// Past the handshake (RTMP) or the request head (HTTP).
+    pub fn is_established(&self) -> bool {
+        match &self.proto {
+            Proto::Rtmp(session) => session.is_established(),
+            Proto::Http(phase) => *phase == HttpPhase::Streaming,
+        }
+    }
+
     /// Puts the connection on `write_list` if it has output and the socket can take it.
     pub fn schedule_write(&mut self, key: usize, write_list: &mut Vec<usize>) {
         if !self.write_listed && !self.write_blocked && !self.out.is_empty() {
@@ -72,7 +105,7 @@ impl Conn {
     pub fn set_role(&mut self, role: Role) {
         self.last_stream = match &role {
             Role::Publisher { key, .. } => Some((key.clone(), "publisher")),
-            Role::Player(p) => Some((p.key.clone(), "player")),
+            Role::Player(p) => Some((p.key.clone(), if p.flv { "http-flv" } else { "player" })),
             Role::Pending => self.last_stream.take(),
         };
         self.role = role;

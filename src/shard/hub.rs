@@ -25,13 +25,16 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let app = conn.session.app().unwrap_or_default().to_string();
+        let Some(session) = conn.rtmp() else { return };
+        let app = session.app().unwrap_or_default().to_string();
         if conn.role != Role::Pending {
-            conn.session.reject_publish(
-                stream_id,
-                "NetStream.Publish.BadConnection",
-                "connection already has a stream",
-            );
+            if let Some(session) = conn.rtmp() {
+                session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadConnection",
+                    "connection already has a stream",
+                );
+            }
             self.pump(key);
             return;
         }
@@ -85,7 +88,9 @@ impl Worker {
         let players = stream.players.clone();
         self.streams.insert(skey.clone(), stream);
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.session.accept_publish(stream_id);
+            if let Some(session) = conn.rtmp() {
+                session.accept_publish(stream_id);
+            }
             conn.set_role(Role::Publisher {
                 key: skey.clone(),
                 stream_id,
@@ -102,11 +107,13 @@ impl Worker {
         if let Some(conn) = self.conns.get_mut(key) {
             tracing::info!(worker = self.index, conn = conn.id, peer = %conn.peer, stream = %skey,
                 "publish rejected: stream already published");
-            conn.session.reject_publish(
-                stream_id,
-                "NetStream.Publish.BadName",
-                "stream is already being published",
-            );
+            if let Some(session) = conn.rtmp() {
+                session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    "stream is already being published",
+                );
+            }
         }
         self.pump(key);
     }
@@ -127,7 +134,9 @@ impl Worker {
         let stream_id = player.stream_id;
         let skey = player.key.clone();
         if notify {
-            conn.session.notify_republished(stream_id);
+            if let Some(session) = conn.rtmp() {
+                session.notify_republished(stream_id);
+            }
         }
         self.pump(key);
         let Some(stream) = self.streams.get(&skey) else {
@@ -157,24 +166,49 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let app = conn.session.app().unwrap_or_default().to_string();
+        let Some(session) = conn.rtmp() else { return };
+        let app = session.app().unwrap_or_default().to_string();
         if conn.role != Role::Pending {
-            conn.session.reject_play(
-                stream_id,
-                "NetStream.Play.Failed",
-                "connection already has a stream",
-            );
+            if let Some(session) = conn.rtmp() {
+                session.reject_play(
+                    stream_id,
+                    "NetStream.Play.Failed",
+                    "connection already has a stream",
+                );
+            }
             self.pump(key);
             return;
         }
         let skey = StreamKey::new(&app, name);
+        if !self.open_stream(&skey) {
+            if let Some(session) = self.conns.get_mut(key).and_then(|c| c.rtmp()) {
+                session.reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    "stream is not published",
+                );
+            }
+            self.pump(key);
+            return;
+        }
+        if let Some(session) = self.conns.get_mut(key).and_then(|c| c.rtmp()) {
+            session.accept_play(stream_id);
+        }
+        self.pump(key);
+        self.attach_player(key, skey, stream_id, false);
+    }
+
+    /// Makes sure this worker has an entry for `skey`: subscribed to its owner elsewhere, or
+    /// waiting for a publisher. False (and nothing kept) when it is not published and players
+    /// are configured not to wait.
+    pub(super) fn open_stream(&mut self, skey: &StreamKey) -> bool {
         let index = self.index;
         let mut stream = self
             .streams
-            .remove(&skey)
+            .remove(skey)
             .unwrap_or_else(|| self.new_stream(skey.clone()));
         if stream.source == Source::None && stream.players.is_empty() {
-            match self.directory.subscribe(&skey, index) {
+            match self.directory.subscribe(skey, index) {
                 Some(owner) if owner != index => {
                     stream.source = Source::Remote(owner);
                     self.bus.send(
@@ -190,29 +224,30 @@ impl Worker {
         }
         if stream.source == Source::None && !self.config.streams.wait_for_publisher {
             if stream.is_idle() {
-                self.directory.unsubscribe(&skey, index);
+                self.directory.unsubscribe(skey, index);
             } else {
                 self.streams.insert(skey.clone(), stream);
             }
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.session.reject_play(
-                    stream_id,
-                    "NetStream.Play.StreamNotFound",
-                    "stream is not published",
-                );
-            }
-            self.pump(key);
-            return;
+            return false;
         }
+        self.streams.insert(skey.clone(), stream);
+        true
+    }
+
+    /// Adds an accepted player (RTMP, or HTTP-FLV when `flv`) to an opened stream; it gets the
+    /// fast-start cache now if the stream is live, else when it starts.
+    pub(super) fn attach_player(&mut self, key: usize, skey: StreamKey, stream_id: u32, flv: bool) {
+        let index = self.index;
+        let Some(stream) = self.streams.get_mut(&skey) else {
+            return;
+        };
         let live = match stream.source {
             Source::Local(_) => true,
             Source::Remote(_) => stream.fast_start().next().is_some(),
             Source::None => false,
         };
         stream.players.push(key);
-        self.streams.insert(skey.clone(), stream);
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.session.accept_play(stream_id);
             conn.set_role(Role::Player(Player {
                 key: skey.clone(),
                 stream_id,
@@ -220,11 +255,12 @@ impl Worker {
                 video: true,
                 paused: false,
                 primed: false,
+                flv,
             }));
-            tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role = "player",
+            let role = if flv { "http-flv" } else { "player" };
+            tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role,
                 live, "playing");
         }
-        self.pump(key);
         if live {
             self.start_player(key, false);
         }
@@ -344,9 +380,13 @@ impl Worker {
             player.primed = false;
             let stream_id = player.stream_id;
             if keep {
-                conn.session.notify_unpublished(stream_id);
+                if let Some(session) = conn.rtmp() {
+                    session.notify_unpublished(stream_id);
+                }
             } else {
-                conn.session.notify_stopped(stream_id);
+                if let Some(session) = conn.rtmp() {
+                    session.notify_stopped(stream_id);
+                }
                 conn.closing = Some("stream ended".to_string());
             }
             self.pump(p);
@@ -526,7 +566,9 @@ fn push_to_player(out: &mut PlayerQueue, player: &Player, packet: &Packet) -> Op
     if !wanted || (player.paused && !packet.header) {
         return None;
     }
-    let outcome = if player.stream_id == crate::fanout::SHARED_STREAM_ID {
+    let outcome = if player.flv {
+        out.push_flv(packet.clone())
+    } else if player.stream_id == crate::fanout::SHARED_STREAM_ID {
         out.push_media(packet.clone())
     } else {
         let mut own = packet.clone();

@@ -5,6 +5,7 @@
 mod bus;
 mod conn;
 mod directory;
+mod http;
 mod hub;
 mod worker;
 
@@ -24,6 +25,7 @@ use worker::{Worker, WAKER_TOKEN};
 /// A running server: its bound addresses, and a way to stop it.
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    http_addrs: Vec<SocketAddr>,
     bus: Arc<Bus>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
@@ -34,11 +36,17 @@ impl Server {
     pub fn start(config: Config) -> io::Result<Self> {
         let cores = config.worker_cores();
         let workers = cores.len().clamp(1, 64);
-        let listeners = crate::net::bind_all(&config.rtmp.listen, workers)?;
-        let addrs: Vec<SocketAddr> = listeners[0]
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect();
+        let rtmp = crate::net::bind_all(&config.rtmp.listen, workers)?;
+        let http = if config.http.enabled {
+            Some(crate::net::bind_all(&config.http.listen, workers)?)
+        } else {
+            None
+        };
+        let http_addrs: Vec<SocketAddr> = http
+            .as_ref()
+            .map(|h| h[0].iter().filter_map(|l| l.local_addr().ok()).collect())
+            .unwrap_or_default();
+        let addrs: Vec<SocketAddr> = rtmp[0].iter().filter_map(|l| l.local_addr().ok()).collect();
         let mut polls = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -50,7 +58,13 @@ impl Server {
         let directory = Arc::new(Directory::default());
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
-        for (index, (poll, worker_listeners)) in polls.into_iter().zip(listeners).enumerate() {
+        let mut http = http.map(|h| h.into_iter());
+        for (index, (poll, rtmp_listeners)) in polls.into_iter().zip(rtmp).enumerate() {
+            let mut worker_listeners: Vec<_> =
+                rtmp_listeners.into_iter().map(|l| (l, false)).collect();
+            if let Some(http) = http.as_mut().and_then(Iterator::next) {
+                worker_listeners.extend(http.into_iter().map(|l| (l, true)));
+            }
             let core = cores.get(index).copied().flatten();
             let worker = Worker::new(
                 index,
@@ -75,16 +89,25 @@ impl Server {
         for addr in &addrs {
             tracing::info!(%addr, workers, "listening for RTMP");
         }
+        for addr in &http_addrs {
+            tracing::info!(%addr, workers, "listening for HTTP");
+        }
         Ok(Self {
             addrs,
+            http_addrs,
             bus,
             threads,
         })
     }
 
-    /// The addresses actually bound (ports resolved).
+    /// The RTMP addresses actually bound (ports resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The HTTP addresses actually bound (empty when HTTP is off).
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
     }
 
     /// Asks every worker to stop accepting, tell players the stream ended, flush and exit.

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::bus::Bus;
-use super::conn::{Conn, Role};
+use super::conn::{Conn, HttpPhase, Proto, Role};
 use super::directory::Directory;
 use crate::config::Config;
 use crate::fanout::{PlayerQueue, Source, Stream, StreamKey};
@@ -42,7 +42,8 @@ const IDLE_READ_BUFFER: usize = 4 * 1024;
 pub struct Worker {
     pub(super) index: usize,
     pub(super) poll: Poll,
-    pub(super) listeners: Vec<TcpListener>,
+    /// Listening sockets, each flagged true when it serves HTTP.
+    pub(super) listeners: Vec<(TcpListener, bool)>,
     pub(super) conns: Slab<Conn>,
     pub(super) streams: HashMap<StreamKey, Stream>,
     pub(super) per_ip: HashMap<IpAddr, usize>,
@@ -84,12 +85,12 @@ impl Worker {
     pub fn new(
         index: usize,
         poll: Poll,
-        mut listeners: Vec<TcpListener>,
+        mut listeners: Vec<(TcpListener, bool)>,
         bus: Arc<Bus>,
         directory: Arc<Directory>,
         config: Arc<Config>,
     ) -> io::Result<Self> {
-        for (i, listener) in listeners.iter_mut().enumerate() {
+        for (i, (listener, _)) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
         }
@@ -211,10 +212,11 @@ impl Worker {
                     self.accept_again = true;
                     return;
                 }
-                match self.listeners[i].accept() {
+                match self.listeners[i].0.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
-                        self.admit(stream, peer, now);
+                        let http = self.listeners[i].1;
+                        self.admit(stream, peer, now, http);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -227,7 +229,7 @@ impl Worker {
         }
     }
 
-    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant, http: bool) {
         let limits = &self.config.workers;
         if self.conns.len() >= limits.max_connections {
             tracing::warn!(worker = self.index, %peer, limit = limits.max_connections,
@@ -273,7 +275,15 @@ impl Worker {
             id,
             peer,
             socket,
-            session: ServerSession::new(self.session_config.clone(), &random, epoch),
+            proto: if http {
+                Proto::Http(HttpPhase::Request)
+            } else {
+                Proto::Rtmp(Box::new(ServerSession::new(
+                    self.session_config.clone(),
+                    &random,
+                    epoch,
+                )))
+            },
             read_buf: BytesMut::new(),
             out: PlayerQueue::new(self.config.streams.player_queue_bytes),
             role: Role::Pending,
@@ -305,8 +315,10 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        while let Some(bytes) = conn.session.poll_transmit() {
-            conn.out.push_control(bytes);
+        if let Proto::Rtmp(session) = &mut conn.proto {
+            while let Some(bytes) = session.poll_transmit() {
+                conn.out.push_control(bytes);
+            }
         }
         conn.schedule_write(key, &mut self.write_list);
     }
@@ -338,15 +350,24 @@ impl Worker {
             conn.bytes_in += bytes as u64;
             conn.last_read = now;
         }
-        let result = conn.session.handle_input(&mut conn.read_buf);
-        if conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER {
-            conn.read_buf = BytesMut::new();
+        let result = match &mut conn.proto {
+            Proto::Rtmp(session) => session.handle_input(&mut conn.read_buf),
+            Proto::Http(_) => Ok(()),
+        };
+        if matches!(conn.proto, Proto::Http(_)) {
+            self.http_input(key);
+        } else {
+            self.pump(key);
+            while let Some(event) = self.conns.get_mut(key).and_then(|c| c.rtmp()?.poll_event()) {
+                self.on_event(key, event, now);
+            }
+            self.pump(key);
         }
-        self.pump(key);
-        while let Some(event) = self.conns.get_mut(key).and_then(|c| c.session.poll_event()) {
-            self.on_event(key, event, now);
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER {
+                conn.read_buf = BytesMut::new();
+            }
         }
-        self.pump(key);
         if let Err(e) = result {
             self.close(key, format!("protocol error: {e}"), now);
         } else if eof {
@@ -361,7 +382,9 @@ impl Worker {
             ServerEvent::ConnectRequested { app, tc_url } => {
                 if let Some(conn) = self.conns.get_mut(key) {
                     tracing::debug!(worker = self.index, conn = conn.id, peer = %conn.peer, %app, %tc_url, "connect");
-                    conn.session.accept_connect();
+                    if let Some(session) = conn.rtmp() {
+                        session.accept_connect();
+                    }
                 }
             }
             ServerEvent::PublishRequested {
@@ -468,29 +491,34 @@ impl Worker {
         let slow = Duration::from_millis(t.slow_player_ms);
         let mut expired = Vec::new();
         for (key, conn) in self.conns.iter() {
-            let reason =
-                if !conn.session.is_established() && now.duration_since(conn.opened) > handshake {
-                    Some(format!(
-                        "handshake not completed within {} ms",
-                        t.handshake_ms
-                    ))
-                } else if !matches!(conn.role, Role::Player(_))
-                    && now.duration_since(conn.last_read) > idle
-                {
-                    Some(format!("idle: nothing received for {} ms", t.idle_ms))
-                } else if conn
-                    .stalled_since
-                    .is_some_and(|since| now.duration_since(since) > slow)
-                {
-                    Some(format!(
+            // HTTP keep-alive: each request head has the handshake bound from the last read.
+            let since = if matches!(conn.proto, Proto::Http(_)) {
+                conn.last_read
+            } else {
+                conn.opened
+            };
+            let reason = if !conn.is_established() && now.duration_since(since) > handshake {
+                Some(format!(
+                    "handshake not completed within {} ms",
+                    t.handshake_ms
+                ))
+            } else if !matches!(conn.role, Role::Player(_))
+                && now.duration_since(conn.last_read) > idle
+            {
+                Some(format!("idle: nothing received for {} ms", t.idle_ms))
+            } else if conn
+                .stalled_since
+                .is_some_and(|since| now.duration_since(since) > slow)
+            {
+                Some(format!(
                     "slow player: not keeping up for {} ms ({} bytes queued, {} frames dropped)",
                     t.slow_player_ms,
                     conn.out.queued_bytes(),
                     conn.out.dropped_frames()
                 ))
-                } else {
-                    None
-                };
+            } else {
+                None
+            };
             if let Some(reason) = reason {
                 expired.push((key, reason));
             }
@@ -517,14 +545,17 @@ impl Worker {
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutdown_deadline =
             Some(now + Duration::from_millis(self.config.timeouts.shutdown_ms));
-        for mut listener in self.listeners.drain(..) {
+        for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
                 if let Role::Player(player) = &conn.role {
-                    conn.session.notify_stopped(player.stream_id);
+                    let stream_id = player.stream_id;
+                    if let Some(session) = conn.rtmp() {
+                        session.notify_stopped(stream_id);
+                    }
                 }
                 conn.closing = Some("server shutting down".to_string());
             }

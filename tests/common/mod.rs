@@ -86,6 +86,8 @@ pub fn wait_for_log_count(needles: &[&str], n: usize, timeout: Duration) -> Vec<
 /// A server on 127.0.0.1 with an ephemeral port, shut down when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP listener (HTTP-FLV).
+    pub http: SocketAddr,
     server: Option<Server>,
 }
 
@@ -93,14 +95,17 @@ impl TestServer {
     pub fn start(mut config: Config) -> Self {
         logs();
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.workers.pin = false;
         if config.workers.count == 0 {
             config.workers.count = 1;
         }
         let server = Server::start(config).expect("server starts");
         let addr = server.local_addrs()[0];
+        let http = server.http_addrs()[0];
         Self {
             addr,
+            http,
             server: Some(server),
         }
     }

@@ -1,0 +1,246 @@
+//! HTTP/1.1 on the worker loops, sans-IO: request heads in, response bytes out.
+//! Today it serves live HTTP-FLV (`GET /{app}/{stream}.flv`); HLS and DASH build on the same
+//! request handling.
+
+use bytes::{Bytes, BytesMut};
+
+/// A request head could not be accepted; each maps to the status answered before closing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("request head larger than {limit} bytes")]
+    HeadTooLarge { limit: usize },
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+impl HttpError {
+    /// The status line answered for this error.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            HttpError::HeadTooLarge { .. } => (431, "Request Header Fields Too Large"),
+            HttpError::Malformed(_) => (400, "Bad Request"),
+        }
+    }
+}
+
+/// The parts of a request the server acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    pub query: String,
+    /// The client wants the connection kept open after the response.
+    pub keep_alive: bool,
+    /// A body follows the head (requests with bodies are refused: the server takes none).
+    pub has_body: bool,
+}
+
+/// Most headers parsed in one request.
+const MAX_HEADERS: usize = 32;
+
+/// Parses a request head from the front of `buf`, consuming it. `Ok(None)`: incomplete.
+pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Request>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = req
+        .parse(buf)
+        .map_err(|e| HttpError::Malformed(e.to_string()))?;
+    let len = match status {
+        httparse::Status::Partial => {
+            if buf.len() > max_head {
+                return Err(HttpError::HeadTooLarge { limit: max_head });
+            }
+            return Ok(None);
+        }
+        httparse::Status::Complete(len) => len,
+    };
+    if len > max_head {
+        return Err(HttpError::HeadTooLarge { limit: max_head });
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let http10 = req.version == Some(0);
+    let mut keep_alive = !http10;
+    let mut has_body = false;
+    for h in req.headers.iter() {
+        let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+        if h.name.eq_ignore_ascii_case("connection") {
+            if value.contains("close") {
+                keep_alive = false;
+            } else if value.contains("keep-alive") {
+                keep_alive = true;
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            has_body = value.trim() != "0";
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            has_body = true;
+        }
+    }
+    let request = Request {
+        method: req.method.unwrap_or("").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        keep_alive,
+        has_body,
+    };
+    let _ = buf.split_to(len);
+    Ok(Some(request))
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /{app}/{stream}.flv`: live HTTP-FLV.
+    Flv {
+        app: String,
+        stream: String,
+    },
+    NotFound,
+}
+
+/// Maps a path to a route. App and stream names are taken as they are (no decoding beyond
+/// what RTMP stream keys allow).
+pub fn route(path: &str) -> Route {
+    let trimmed = path.trim_start_matches('/');
+    if let Some(rest) = trimmed.strip_suffix(".flv") {
+        if let Some((app, stream)) = rest.rsplit_once('/') {
+            if !app.is_empty() && !stream.is_empty() {
+                return Route::Flv {
+                    app: app.to_string(),
+                    stream: stream.to_string(),
+                };
+            }
+        }
+    }
+    Route::NotFound
+}
+
+fn cors_header(out: &mut String, cors: &str) {
+    if !cors.is_empty() {
+        out.push_str("Access-Control-Allow-Origin: ");
+        out.push_str(cors);
+        out.push_str("\r\n");
+    }
+}
+
+/// A complete small response (errors, OPTIONS).
+pub fn simple_response(
+    status: u16,
+    reason: &str,
+    body: &str,
+    keep_alive: bool,
+    cors: &str,
+) -> Bytes {
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\nServer: rtmp-edge\r\n");
+    cors_header(&mut head, cors);
+    if status == 204 {
+        head.push_str("Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\n");
+    }
+    if status == 405 {
+        head.push_str("Allow: GET, HEAD, OPTIONS\r\n");
+    }
+    head.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    ));
+    head.push_str(body);
+    Bytes::from(head)
+}
+
+/// The head of a live FLV response followed by the FLV file header (audio and video flags
+/// set, PreviousTagSize0). The body runs until either side closes.
+pub fn flv_stream_head(cors: &str) -> Bytes {
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\nServer: rtmp-edge\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nConnection: close\r\n",
+    );
+    cors_header(&mut head, cors);
+    head.push_str("\r\n");
+    let mut out = BytesMut::from(head.as_bytes());
+    out.extend_from_slice(&[b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0]);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<Request>, HttpError> {
+        parse_request(&mut BytesMut::from(text.as_bytes()), 8192)
+    }
+
+    #[test]
+    fn parses_a_get_and_consumes_exactly_its_head() {
+        let mut buf = BytesMut::from(&b"GET /live/a.flv?x=1 HTTP/1.1\r\nHost: h\r\n\r\nNEXT"[..]);
+        let req = parse_request(&mut buf, 8192).unwrap().unwrap();
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.path, "/live/a.flv");
+        assert_eq!(req.query, "x=1");
+        assert!(req.keep_alive);
+        assert_eq!(&buf[..], b"NEXT");
+    }
+
+    #[test]
+    fn an_incomplete_head_needs_more_input() {
+        assert_eq!(parse("GET /live/a.flv HTTP/1.1\r\nHost:"), Ok(None));
+    }
+
+    #[test]
+    fn http10_and_connection_close_do_not_keep_alive() {
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(
+            !parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_and_oversized_heads() {
+        assert!(matches!(
+            parse("\x01\x02 nonsense\r\n\r\n"),
+            Err(HttpError::Malformed(_))
+        ));
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert_eq!(parse(&big), Err(HttpError::HeadTooLarge { limit: 8192 }));
+        assert_eq!(HttpError::HeadTooLarge { limit: 1 }.status().0, 431);
+    }
+
+    #[test]
+    fn routes_flv_paths() {
+        assert_eq!(
+            route("/live/cam1.flv"),
+            Route::Flv {
+                app: "live".into(),
+                stream: "cam1".into()
+            }
+        );
+        assert_eq!(
+            route("/a/b/c.flv"),
+            Route::Flv {
+                app: "a/b".into(),
+                stream: "c".into()
+            }
+        );
+        assert_eq!(route("/cam1.flv"), Route::NotFound);
+        assert_eq!(route("/live/cam1.m3u8"), Route::NotFound);
+    }
+
+    #[test]
+    fn flv_head_ends_with_the_flv_file_header() {
+        let head = flv_stream_head("*");
+        let text = String::from_utf8_lossy(&head);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("Content-Type: video/x-flv"));
+        assert!(text.contains("Access-Control-Allow-Origin: *"));
+        assert_eq!(&head[head.len() - 13..head.len() - 10], b"FLV");
+    }
+}

@@ -1,0 +1,94 @@
+//! HTTP connections on a worker: request heads, errors, and live HTTP-FLV viewers (which join
+//! the stream hub as players whose media goes out as FLV tags).
+
+use super::conn::{HttpPhase, Proto};
+use super::worker::Worker;
+use crate::fanout::StreamKey;
+use crate::http::{self, Route};
+
+impl Worker {
+    /// Handles what an HTTP connection sent: one or more request heads (keep-alive), or
+    /// nothing at all once it streams.
+    pub(super) fn http_input(&mut self, key: usize) {
+        let max = self.config.http.max_request_bytes;
+        let cors = self.config.http.cors_allow_origin.clone();
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !matches!(conn.proto, Proto::Http(HttpPhase::Request)) || conn.closing.is_some() {
+                // A viewer sends nothing we act on while its response streams.
+                conn.read_buf.clear();
+                return;
+            }
+            let request = match http::parse_request(&mut conn.read_buf, max) {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(e) => {
+                    let (status, reason) = e.status();
+                    conn.out.push_control(http::simple_response(
+                        status,
+                        reason,
+                        &format!("{e}\n"),
+                        false,
+                        &cors,
+                    ));
+                    conn.closing = Some(format!("bad HTTP request: {e}"));
+                    conn.read_buf.clear();
+                    conn.schedule_write(key, &mut self.write_list);
+                    return;
+                }
+            };
+            let keep_alive = request.keep_alive && !request.has_body;
+            let answer = |status: u16, reason: &str, body: &str| {
+                http::simple_response(status, reason, body, keep_alive, &cors)
+            };
+            let response = if request.has_body {
+                answer(
+                    413,
+                    "Content Too Large",
+                    "request bodies are not accepted\n",
+                )
+            } else if request.method == "OPTIONS" {
+                answer(204, "No Content", "")
+            } else if request.method != "GET" && request.method != "HEAD" {
+                answer(
+                    405,
+                    "Method Not Allowed",
+                    "only GET, HEAD and OPTIONS are served\n",
+                )
+            } else {
+                match http::route(&request.path) {
+                    Route::NotFound => answer(404, "Not Found", "no such resource\n"),
+                    Route::Flv { app, stream } => {
+                        let skey = StreamKey::new(&app, &stream);
+                        if request.method == "HEAD" {
+                            answer(200, "OK", "")
+                        } else if !self.open_stream(&skey) {
+                            answer(404, "Not Found", "stream is not published\n")
+                        } else {
+                            let Some(conn) = self.conns.get_mut(key) else {
+                                return;
+                            };
+                            conn.out.push_control(http::flv_stream_head(&cors));
+                            conn.proto = Proto::Http(HttpPhase::Streaming);
+                            conn.read_buf.clear();
+                            conn.schedule_write(key, &mut self.write_list);
+                            self.attach_player(key, skey, 0, true);
+                            return;
+                        }
+                    }
+                }
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            conn.out.push_control(response);
+            if !keep_alive {
+                conn.closing = Some(format!("HTTP {} {} answered", request.method, request.path));
+                conn.read_buf.clear();
+            }
+            conn.schedule_write(key, &mut self.write_list);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! HTTP on the workers: live HTTP-FLV, and clear answers to bad requests.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use common::{media, Client, TestServer, WAIT};
+use rtmp_edge::media::flv::FlvReader;
+
+const VIDEO: u8 = 9;
+const AUDIO: u8 = 8;
+const DATA: u8 = 18;
+
+/// Sends `request` and reads the response head (through the blank line); the rest stays in `rest`.
+fn request(stream: &mut TcpStream, request: &str, rest: &mut BytesMut) -> String {
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&rest[..end + 4]).into_owned();
+            let _ = rest.split_to(end + 4);
+            return head;
+        }
+        let n = stream.read(&mut buf).expect("response");
+        assert!(n > 0, "connection closed before a response head");
+        rest.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn body_of(head: &str, stream: &mut TcpStream, rest: &mut BytesMut) -> String {
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("content length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while rest.len() < len {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        rest.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&rest.split_to(len)).into_owned()
+}
+
+#[test]
+fn http_flv_viewer_gets_header_metadata_sequence_headers_and_frames_byte_exact() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "f");
+    publisher.send(DATA, 0, &media::set_data_frame());
+    publisher.send(VIDEO, 0, &media::avc_header());
+    publisher.send(AUDIO, 0, &media::aac_header());
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 30_000));
+    let mut viewer = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut viewer,
+        "GET /live/f.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: video/x-flv"));
+    assert!(head.contains("Access-Control-Allow-Origin: *"));
+    for i in 2..6u32 {
+        publisher.send(VIDEO, i * 40, &media::avc_frame(false, i, 5000));
+        publisher.send(AUDIO, i * 40 + 5, &media::aac_frame(i));
+    }
+    let mut reader = FlvReader::new();
+    let mut tags = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + WAIT;
+    while tags.len() < 4 + 8 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} tags arrived",
+            tags.len()
+        );
+        while let Some(tag) = reader.next_tag(&mut rest).expect("valid FLV") {
+            tags.push(tag);
+        }
+        if tags.len() >= 12 {
+            break;
+        }
+        let n = viewer.read(&mut buf).unwrap();
+        assert!(n > 0, "viewer closed early");
+        rest.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(tags[0].tag_type, DATA);
+    assert_eq!(&tags[0].data[3..13], b"onMetaData");
+    assert_eq!(tags[1].data.as_ref(), media::avc_header().as_slice());
+    assert_eq!(tags[2].data.as_ref(), media::aac_header().as_slice());
+    assert_eq!(
+        tags[3].data.as_ref(),
+        media::avc_frame(true, 1, 30_000).as_slice(),
+        "fast start from the keyframe"
+    );
+    assert_eq!(
+        tags[4].data.as_ref(),
+        media::avc_frame(false, 2, 5000).as_slice()
+    );
+    assert_eq!(tags[4].timestamp, 80);
+    assert_eq!(tags[5].data.as_ref(), media::aac_frame(2).as_slice());
+    assert_eq!(
+        reader.previous_size_mismatches(),
+        0,
+        "every PreviousTagSize is right"
+    );
+}
+
+#[test]
+fn unknown_paths_get_404_and_the_connection_is_kept_alive() {
+    let server = TestServer::with_defaults();
+    let mut c = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut c,
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    let body = body_of(&head, &mut c, &mut rest);
+    assert!(body.contains("no such resource"));
+    let head = request(
+        &mut c,
+        "GET /live/absent.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 404 "),
+        "a second request on the same connection: {head}"
+    );
+}
+
+#[test]
+fn a_stream_nobody_publishes_is_404_when_players_do_not_wait() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.streams.wait_for_publisher = false;
+    let server = TestServer::start(config);
+    let mut c = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(&mut c, "GET /live/none.flv HTTP/1.1\r\n\r\n", &mut rest);
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    assert!(body_of(&head, &mut c, &mut rest).contains("not published"));
+}
+
+#[test]
+fn bad_requests_get_clear_statuses_and_are_closed_while_others_carry_on() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "ok");
+    let mut player = Client::play(server.addr, "live", "ok");
+    for (req, status) in [
+        (
+            "POST /live/ok.flv HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_string(),
+            "413",
+        ),
+        ("DELETE /live/ok.flv HTTP/1.1\r\n\r\n".to_string(), "405"),
+        ("\x01\x02garbage\r\n\r\n".to_string(), "400"),
+        (
+            format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000)),
+            "431",
+        ),
+    ] {
+        let mut c = TcpStream::connect(server.http).unwrap();
+        let port = format!(":{}", c.local_addr().unwrap().port());
+        let mut rest = BytesMut::new();
+        let head = request(&mut c, &req, &mut rest);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{req:?} → {head}"
+        );
+        if status != "413" && status != "405" {
+            let line = common::wait_for_log(&["connection closed", &port]);
+            assert!(line.contains("bad HTTP request"), "{line}");
+        }
+    }
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
+    player.media(1);
+}
+
+#[test]
+fn options_answers_cors_preflight() {
+    let server = TestServer::with_defaults();
+    let mut c = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut c,
+        "OPTIONS /live/x.flv HTTP/1.1\r\nOrigin: http://a\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 204 "), "{head}");
+    assert!(head.contains("Access-Control-Allow-Methods: GET, HEAD, OPTIONS"));
+}
