@@ -25,15 +25,16 @@ pub const FLV_FRAMING: usize = 15;
 
 /// The FLV tag header and PreviousTagSize for `packet`.
 fn flv_framing(packet: &Packet) -> [u8; FLV_FRAMING] {
-    let len = packet.wire.payload().len() as u32;
-    let ts = packet.timestamp;
-    let mut f = [0u8; FLV_FRAMING];
-    f[0] = packet.wire.type_id();
-    f[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
-    f[4..7].copy_from_slice(&ts.to_be_bytes()[1..]);
-    f[7] = (ts >> 24) as u8;
-    f[11..15].copy_from_slice(&(len + 11).to_be_bytes());
-    f
+    use crate::media::flv::{previous_tag_size, tag_header, TAG_HEADER_LEN};
+    let len = packet.wire.payload().len();
+    let mut framing = [0u8; FLV_FRAMING];
+    framing[..TAG_HEADER_LEN].copy_from_slice(&tag_header(
+        packet.wire.type_id(),
+        packet.timestamp,
+        len,
+    ));
+    framing[TAG_HEADER_LEN..].copy_from_slice(&previous_tag_size(len));
+    framing
 }
 
 impl OutItem {
