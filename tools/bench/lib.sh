@@ -9,7 +9,10 @@
 #   SERVER_CORES (default 0)   LOAD_CORE (1)   EDGE2_CORES (0,1: cores of multi-worker edge)
 #   EDGE_PORT (19360)  NGINX_PORT (19361)  DURATION (measured seconds per run, 8)
 #   WARMUP (2)  RAMP (connections/s, 2000)  REPS (runs per point and server, 3)
-#   NICE (-10: niceness of server and rtmp-load, same for both servers; "" to disable)
+#   NICE (-10: niceness of server and rtmp-load, same for both servers; "" to disable). With
+#     NICE set, the script re-runs itself under setsid (its own scheduler autogroup) and gives
+#     that autogroup the same niceness: with kernel.sched_autogroup_enabled = 1, a per-process
+#     nice only ranks processes inside their session's autogroup, not against other sessions.
 #   OUT (results dir, target/bench/<date>)  SERVERS ("edge nginx")  EDGE_BIN  LOAD_BIN
 # Server variants (words of SERVERS): edge (1 worker), nginx (1 worker process),
 #   edge-w<N> (N workers pinned over EDGE2_CORES), edge-c<MS> (workers.write_coalesce_ms = MS).
@@ -36,6 +39,12 @@ NGINX_BIN=/usr/sbin/nginx
 STARTED_PIDS=()
 SERVER_PID=""
 
+# Own session, so the autogroup niceness set in bench_setup covers only this benchmark.
+if [ -n "$NICE" ] && [ -z "${BENCH_SETSID:-}" ] && command -v setsid >/dev/null; then
+    export BENCH_SETSID=1
+    exec setsid -w "$0" "$@"
+fi
+
 log() { echo "bench: $(date +%T) $*" >&2; }
 
 # prio: the command prefix that sets the niceness (empty when NICE is empty).
@@ -60,7 +69,12 @@ bench_setup() {
     fi
     mkdir -p "$OUT"
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-    trap bench_cleanup EXIT INT TERM
+    trap bench_cleanup EXIT
+    trap 'bench_cleanup; exit 130' INT TERM
+    if [ -n "$NICE" ] && [ -w /proc/$$/autogroup ]; then
+        echo "$NICE" >/proc/$$/autogroup 2>/dev/null || log "cannot renice autogroup"
+        log "autogroup: $(cat /proc/$$/autogroup)"
+    fi
     if [ "$(nproc)" -lt 2 ]; then
         log "WARNING: fewer than 2 cores: server and load generator will share a core"
     fi
@@ -73,6 +87,7 @@ machine_info() {
     lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket|Hypervisor|L2|L3)' || true
     echo "kernel: $(uname -r)"
     echo "uptime: $(uptime)"
+    echo "autogroup: $(cat /proc/$$/autogroup 2>/dev/null) (sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null))"
     echo "nginx: $("$NGINX_BIN" -v 2>&1)"
     echo "rtmp-edge: $(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null)"
     echo "settings: SERVER_CORES=$SERVER_CORES LOAD_CORE=$LOAD_CORE DURATION=$DURATION WARMUP=$WARMUP RAMP=$RAMP REPS=$REPS NICE=$NICE"
