@@ -203,7 +203,8 @@ config_section! {
 }
 
 config_section! {
-    /// HTTP delivery on the same per-core workers: live HTTP-FLV at `/{app}/{stream}.flv`.
+    /// HTTP delivery on the same per-core workers: live HTTP-FLV at `/{app}/{stream}.flv` and
+    /// HLS / LL-HLS at `/{app}/{stream}.m3u8`.
     pub struct HttpConfig in "http" {
         /// Serve HTTP at all.
         pub enabled: bool,
@@ -213,6 +214,16 @@ config_section! {
         pub max_request_bytes: usize,
         /// Access-Control-Allow-Origin sent with every response; empty sends none.
         pub cors_allow_origin: String,
+        /// Package every published stream as HLS at `/{app}/{stream}.m3u8`.
+        pub hls: bool,
+        /// HLS segments are fMP4/CMAF (true) or MPEG-TS (false).
+        pub hls_fmp4: bool,
+        /// HLS target segment duration in ms; segments end at the first keyframe past it.
+        pub hls_segment_ms: u32,
+        /// LL-HLS part target duration in ms; 0 disables parts (plain HLS).
+        pub hls_part_ms: u32,
+        /// Completed segments kept in the playlist window (in memory, shared by all viewers).
+        pub hls_window: usize,
     }
 }
 
@@ -540,6 +551,11 @@ impl Default for HttpConfig {
             ],
             max_request_bytes: 8192,
             cors_allow_origin: "*".to_string(),
+            hls: true,
+            hls_fmp4: false,
+            hls_segment_ms: 2000,
+            hls_part_ms: 500,
+            hls_window: 6,
         }
     }
 }

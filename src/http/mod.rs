@@ -96,13 +96,67 @@ pub enum Route {
         app: String,
         stream: String,
     },
+    /// `GET /{app}/{stream}.m3u8[?_HLS_msn=M[&_HLS_part=P]]`: the HLS media playlist.
+    Playlist {
+        app: String,
+        stream: String,
+    },
+    /// `GET /{app}/{stream}/{resource}`: a segment, part or init segment of a stream.
+    Segment {
+        app: String,
+        stream: String,
+        resource: String,
+    },
     NotFound,
+}
+
+/// `_HLS_msn` and `_HLS_part` of a blocking playlist reload, when present.
+pub fn blocking_params(query: &str) -> Result<Option<(u64, Option<u64>)>, HttpError> {
+    let bad = |what: &str| HttpError::Malformed(format!("bad {what}"));
+    let mut msn = None;
+    let mut part = None;
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "_HLS_msn" => msn = Some(v.parse::<u64>().map_err(|_| bad("_HLS_msn"))?),
+            "_HLS_part" => part = Some(v.parse::<u64>().map_err(|_| bad("_HLS_part"))?),
+            _ => {}
+        }
+    }
+    match (msn, part) {
+        (None, None) => Ok(None),
+        (Some(m), p) => Ok(Some((m, p))),
+        (None, Some(_)) => Err(bad("_HLS_part without _HLS_msn")),
+    }
 }
 
 /// Maps a path to a route. App and stream names are taken as they are (no decoding beyond
 /// what RTMP stream keys allow).
 pub fn route(path: &str) -> Route {
     let trimmed = path.trim_start_matches('/');
+    if let Some(rest) = trimmed.strip_suffix(".m3u8") {
+        if let Some((app, stream)) = rest.rsplit_once('/') {
+            if !app.is_empty() && !stream.is_empty() {
+                return Route::Playlist {
+                    app: app.to_string(),
+                    stream: stream.to_string(),
+                };
+            }
+        }
+    }
+    if let Some((dir, resource)) = trimmed.rsplit_once('/') {
+        if crate::package::hls::Resource::parse(resource).is_some() {
+            if let Some((app, stream)) = dir.rsplit_once('/') {
+                if !app.is_empty() && !stream.is_empty() {
+                    return Route::Segment {
+                        app: app.to_string(),
+                        stream: stream.to_string(),
+                        resource: resource.to_string(),
+                    };
+                }
+            }
+        }
+    }
     if let Some(rest) = trimmed.strip_suffix(".flv") {
         if let Some((app, stream)) = rest.rsplit_once('/') {
             if !app.is_empty() && !stream.is_empty() {
@@ -122,6 +176,44 @@ fn cors_header(out: &mut String, cors: &str) {
         out.push_str(cors);
         out.push_str("\r\n");
     }
+}
+
+/// A complete response with a body of `content_type`.
+pub fn body_response(
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    cors: &str,
+    cache: &str,
+) -> Bytes {
+    let mut head = String::from("HTTP/1.1 200 OK\r\nServer: rtmp-edge\r\n");
+    cors_header(&mut head, cors);
+    head.push_str(&format!(
+        "Content-Type: {content_type}\r\nCache-Control: {cache}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    ));
+    let mut out = BytesMut::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    out.freeze()
+}
+
+/// The head of a 200 response whose body (`len` bytes) is sent separately from shared bytes.
+pub fn body_head(
+    content_type: &str,
+    len: usize,
+    keep_alive: bool,
+    cors: &str,
+    cache: &str,
+) -> Bytes {
+    let mut head = String::from("HTTP/1.1 200 OK\r\nServer: rtmp-edge\r\n");
+    cors_header(&mut head, cors);
+    head.push_str(&format!(
+        "Content-Type: {content_type}\r\nCache-Control: {cache}\r\nContent-Length: {len}\r\nConnection: {}\r\n\r\n",
+        if keep_alive { "keep-alive" } else { "close" }
+    ));
+    Bytes::from(head)
 }
 
 /// A complete small response (errors, OPTIONS).
@@ -231,7 +323,28 @@ mod tests {
             }
         );
         assert_eq!(route("/cam1.flv"), Route::NotFound);
-        assert_eq!(route("/live/cam1.m3u8"), Route::NotFound);
+        assert_eq!(
+            route("/live/cam1.m3u8"),
+            Route::Playlist {
+                app: "live".into(),
+                stream: "cam1".into()
+            }
+        );
+        assert_eq!(
+            route("/live/cam1/seg-12.ts"),
+            Route::Segment {
+                app: "live".into(),
+                stream: "cam1".into(),
+                resource: "seg-12.ts".into()
+            }
+        );
+        assert_eq!(route("/live/cam1/other.txt"), Route::NotFound);
+        assert_eq!(
+            blocking_params("_HLS_msn=4&_HLS_part=2"),
+            Ok(Some((4, Some(2))))
+        );
+        assert_eq!(blocking_params("x=1"), Ok(None));
+        assert!(blocking_params("_HLS_part=2").is_err());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum BusMsg {
     Unpublished { key: StreamKey, owner: usize },
     /// To an owner: a publisher elsewhere took `key` over; drop yours.
     KickPublisher { key: StreamKey },
+    /// From an owner to every worker: `key`'s HLS packager completed a part or segment.
+    HlsProgress { key: StreamKey },
 }
 
 struct Mailbox {

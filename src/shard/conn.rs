@@ -48,6 +48,8 @@ pub enum HttpPhase {
     Request,
     /// Streaming a live response until either side closes.
     Streaming,
+    /// A blocking playlist request is held until its part arrives; later requests wait.
+    Held,
 }
 
 /// A connection in a worker's slab.

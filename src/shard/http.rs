@@ -16,6 +16,10 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            if matches!(conn.proto, Proto::Http(HttpPhase::Held)) {
+                // Pipelined requests wait until the held one is answered.
+                return;
+            }
             if !matches!(conn.proto, Proto::Http(HttpPhase::Request)) || conn.closing.is_some() {
                 // A viewer sends nothing we act on while its response streams.
                 conn.read_buf.clear();
@@ -60,6 +64,34 @@ impl Worker {
             } else {
                 match http::route(&request.path) {
                     Route::NotFound => answer(404, "Not Found", "no such resource\n"),
+                    Route::Playlist { app, stream } => {
+                        let skey = StreamKey::new(&app, &stream);
+                        match self.hls_playlist(key, skey, &stream, &request.query, keep_alive) {
+                            Some(response) => response,
+                            None => {
+                                if let Some(conn) = self.conns.get_mut(key) {
+                                    conn.proto = Proto::Http(HttpPhase::Held);
+                                }
+                                return;
+                            }
+                        }
+                    }
+                    Route::Segment {
+                        app,
+                        stream,
+                        resource,
+                    } => {
+                        let skey = StreamKey::new(&app, &stream);
+                        let mut parts = self.hls_resource(&skey, &resource, keep_alive);
+                        let Some(conn) = self.conns.get_mut(key) else {
+                            return;
+                        };
+                        let last = parts.pop().unwrap_or_default();
+                        for part in parts {
+                            conn.out.push_control(part);
+                        }
+                        last
+                    }
                     Route::Flv { app, stream } => {
                         let skey = StreamKey::new(&app, &stream);
                         if request.method == "HEAD" {

@@ -98,6 +98,7 @@ impl Worker {
             tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role = "publisher", "publishing");
         }
         self.pump(key);
+        self.hls_publish(&skey);
         for player in players {
             self.start_player(player, true);
         }
@@ -298,6 +299,7 @@ impl Worker {
             &packet,
             now,
         );
+        self.hls_package(skey, &packet);
     }
 
     /// The stream's local publisher left.
@@ -310,6 +312,7 @@ impl Worker {
         let remote = std::mem::take(&mut stream.remote_workers);
         let players = stream.players.clone();
         self.directory.release(skey, index);
+        self.hls_unpublish(skey);
         for worker in workers_in(remote) {
             self.bus.send(
                 worker,
@@ -541,6 +544,7 @@ impl Worker {
                 let players = stream.players.clone();
                 self.players_lost_source(&key, &players, now);
             }
+            BusMsg::HlsProgress { key } => self.hls_progress(&key, now),
             BusMsg::KickPublisher { key } => {
                 if let Some(Source::Local(publisher)) = self.streams.get(&key).map(|s| s.source) {
                     self.close(

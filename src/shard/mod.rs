@@ -5,6 +5,7 @@
 mod bus;
 mod conn;
 mod directory;
+mod hls;
 mod http;
 mod hub;
 mod worker;
@@ -56,6 +57,7 @@ impl Server {
         }
         let bus = Arc::new(Bus::new(wakers));
         let directory = Arc::new(Directory::default());
+        let hls = Arc::new(hls::HlsShelf::default());
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
         let mut http = http.map(|h| h.into_iter());
@@ -72,6 +74,7 @@ impl Server {
                 worker_listeners,
                 bus.clone(),
                 directory.clone(),
+                hls.clone(),
                 config.clone(),
             )?;
             let thread = std::thread::Builder::new()

@@ -19,6 +19,7 @@ use slab::Slab;
 use super::bus::Bus;
 use super::conn::{Conn, HttpPhase, Proto, Role};
 use super::directory::Directory;
+use super::hls::{HeldRequest, HlsShelf, SharedSegmenter};
 use crate::config::Config;
 use crate::fanout::{PlayerQueue, Source, Stream, StreamKey};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
@@ -49,6 +50,12 @@ pub struct Worker {
     pub(super) per_ip: HashMap<IpAddr, usize>,
     pub(super) bus: Arc<Bus>,
     pub(super) directory: Arc<Directory>,
+    /// HLS packagers of every stream, shared by all workers.
+    pub(super) hls: Arc<HlsShelf>,
+    /// Packagers of the streams published on this worker.
+    pub(super) packagers: HashMap<StreamKey, SharedSegmenter>,
+    /// Blocking playlist requests held open.
+    pub(super) held: Vec<HeldRequest>,
     pub(super) config: Arc<Config>,
     pub(super) session_config: ServerConfig,
     pub(super) socket_options: SocketOptions,
@@ -88,6 +95,7 @@ impl Worker {
         mut listeners: Vec<(TcpListener, bool)>,
         bus: Arc<Bus>,
         directory: Arc<Directory>,
+        hls: Arc<HlsShelf>,
         config: Arc<Config>,
     ) -> io::Result<Self> {
         for (i, (listener, _)) in listeners.iter_mut().enumerate() {
@@ -118,6 +126,9 @@ impl Worker {
             per_ip: HashMap::new(),
             bus,
             directory,
+            hls,
+            packagers: HashMap::new(),
+            held: Vec::new(),
             session_config,
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
@@ -482,6 +493,7 @@ impl Worker {
 
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
     fn tick(&mut self, now: Instant) -> bool {
+        self.hls_expire(now);
         if self.bus.is_shutting_down() && self.shutdown_deadline.is_none() {
             self.begin_shutdown(now);
         }
@@ -572,6 +584,7 @@ impl Worker {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        self.held.retain(|h| h.conn() != key);
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(count) = self.per_ip.get_mut(&conn.peer.ip()) {
             *count -= 1;

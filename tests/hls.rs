@@ -1,0 +1,199 @@
+//! HLS and LL-HLS served from the workers: playlists, shared segments, blocking reloads, and a
+//! real ffmpeg decoding the live playlist.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use bytes::BytesMut;
+use common::{Client, TestServer, WAIT};
+use rtmp_edge::media::flv::{FlvReader, FlvTag};
+
+fn fixture_tags() -> Vec<FlvTag> {
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/media/h264_aac.flv"
+    ))
+    .unwrap();
+    let mut buf = BytesMut::from(&data[..]);
+    let mut reader = FlvReader::new();
+    let mut tags = Vec::new();
+    while let Some(tag) = reader.next_tag(&mut buf).unwrap() {
+        tags.push(tag);
+    }
+    tags
+}
+
+/// Publishes the fixture `loops` times back to back with continuous timestamps, starting
+/// after `offset_ms`; returns the timestamp the next loop would start at.
+fn publish_loops(p: &mut Client, tags: &[FlvTag], loops: u32, offset_ms: u32) -> u32 {
+    let span = tags.iter().map(|t| t.timestamp).max().unwrap() + 40;
+    for l in 0..loops {
+        for (i, tag) in tags.iter().enumerate() {
+            let is_header = i < 3;
+            if is_header && (l > 0 || offset_ms > 0) {
+                continue;
+            }
+            p.send(
+                tag.tag_type,
+                offset_ms + l * span + tag.timestamp,
+                &tag.data,
+            );
+        }
+    }
+    offset_ms + loops * span
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    (
+        String::from_utf8_lossy(&all[..end]).into_owned(),
+        all[end..].to_vec(),
+    )
+}
+
+#[test]
+fn a_published_stream_is_served_as_hls_with_shared_ts_segments() {
+    let server = TestServer::with_defaults();
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "h");
+    let mut watcher = Client::play(server.addr, "live", "h");
+    publish_loops(&mut publisher, &tags, 5, 0);
+    // The watcher saw every message, so the owner has packaged them all.
+    watcher.media(tags.len() + 4 * (tags.len() - 3));
+    let (head, body) = get(server.http, "/live/h.m3u8");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("application/vnd.apple.mpegurl"));
+    let playlist = String::from_utf8(body).unwrap();
+    assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-PART-INF:PART-TARGET="),
+        "LL-HLS parts are on by default"
+    );
+    assert!(playlist.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES"));
+    let first_segment = playlist
+        .lines()
+        .find(|l| l.starts_with("h/seg-"))
+        .expect("a segment URI")
+        .to_string();
+    let (head, ts) = get(server.http, &format!("/live/{first_segment}"));
+    assert!(head.contains("Content-Type: video/mp2t"), "{head}");
+    assert!(
+        !ts.is_empty() && ts.len() % 188 == 0 && ts[0] == 0x47,
+        "MPEG-TS packets"
+    );
+    let part = playlist
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("#EXT-X-PART:")
+                .and_then(|a| a.split("URI=\"").nth(1))
+                .and_then(|u| u.split('"').next())
+                .map(str::to_string)
+        })
+        .expect("a part URI");
+    let (head, part_bytes) = get(server.http, &format!("/live/{part}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(part_bytes[0], 0x47);
+    let (head, _) = get(server.http, "/live/h/seg-999999.ts");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let (head, _) = get(server.http, "/live/nobody.m3u8");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[test]
+fn a_blocking_playlist_reload_is_held_until_its_part_exists() {
+    let server = TestServer::with_defaults();
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "b");
+    let mut watcher = Client::play(server.addr, "live", "b");
+    let next = publish_loops(&mut publisher, &tags, 3, 0);
+    watcher.media(tags.len() + 2 * (tags.len() - 3));
+    let (_, body) = get(server.http, "/live/b.m3u8");
+    let playlist = String::from_utf8(body).unwrap();
+    let media_sequence: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let segments = playlist.lines().filter(|l| l.starts_with("b/seg-")).count() as u64;
+    let want = media_sequence + segments + 1;
+    // Ask for part 0 of a segment that does not exist yet: the answer waits for it.
+    let mut held = TcpStream::connect(server.http).unwrap();
+    held.write_all(format!("GET /live/b.m3u8?_HLS_msn={want}&_HLS_part=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    held.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut probe = [0u8; 1];
+    assert!(
+        held.read(&mut probe).is_err(),
+        "the server answered before the part existed"
+    );
+    publish_loops(&mut publisher, &tags, 3, next);
+    held.set_read_timeout(Some(WAIT)).unwrap();
+    let mut all = Vec::new();
+    held.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        text.contains(&format!("part-{want}.0.ts")),
+        "the answer holds the awaited part:\n{text}"
+    );
+}
+
+#[test]
+fn ffmpeg_decodes_the_live_hls_playlist() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("command -v ffmpeg")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "missing tool `ffmpeg`: run tools/test.sh as root"
+    );
+    let server = TestServer::with_defaults();
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "ff");
+    let mut watcher = Client::play(server.addr, "live", "ff");
+    publish_loops(&mut publisher, &tags, 5, 0);
+    watcher.media(tags.len() + 4 * (tags.len() - 3));
+    let url = format!("http://{}/live/ff.m3u8", server.http);
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "ffmpeg",
+            "-v",
+            "error",
+            "-live_start_index",
+            "0",
+            "-i",
+            &url,
+            "-t",
+            "3",
+            "-f",
+            "framemd5",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg failed: {stderr}");
+    assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("0,"))
+        .count();
+    assert!(frames >= 50, "decoded only {frames} video frames");
+}
