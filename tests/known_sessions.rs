@@ -302,7 +302,7 @@ fn publisher_received(commands: &[&str]) -> Received {
 /// What the server sends a player: answers, then the stream's headers and media.
 fn player_received(results: usize, audio: usize, video: usize, keyframes: usize) -> Received {
     let mut commands = vec!["_result NetConnection.Connect.Success"];
-    commands.extend(std::iter::repeat_n("_result", results));
+    commands.extend(std::iter::repeat("_result").take(results));
     commands.extend([
         "onStatus NetStream.Play.Reset",
         "onStatus NetStream.Play.Start",
@@ -449,7 +449,10 @@ fn gstreamer_play_gets_play_start_then_sixty_buffers_of_media() {
     assert_eq!(receive(s2c, s2c.len()), player_received(1, 36, 22, 1));
 }
 
-const ALL: [(&str, (&[u8], &[u8])); 5] = [
+/// Client -> server and server -> client bytes of one connection.
+type Capture = (&'static [u8], &'static [u8]);
+
+const ALL: [(&str, Capture); 5] = [
     ("ffmpeg_publish", session!("ffmpeg_publish")),
     ("gst_publish", session!("gst_publish")),
     ("ffmpeg_play", session!("ffmpeg_play")),
