@@ -563,9 +563,10 @@ fn barrier(c: &mut Client) {
     let mut wire = bytes::BytesMut::new();
     ChunkEncoder::new().encode(40, 0, 20, 0, &payload, &mut wire);
     c.stream.write_all(&wire).expect("write barrier");
-    c.wait_for("barrier answer", |e| {
-        matches!(e, ClientEvent::Status { code, .. } if code == "NetConnection.Call.Failed")
-    });
+    c.wait_for(
+        "barrier answer",
+        |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetConnection.Call.Failed"),
+    );
 }
 
 /// A publisher and a player of `name` that already received headers and a first GOP of
