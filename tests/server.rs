@@ -540,10 +540,12 @@ fn audio_seq(payload: &[u8]) -> u32 {
     u32::from_be_bytes(payload[2..6].try_into().unwrap())
 }
 
-/// `(kind, seq)` of each media message, to compare what a player got with what was sent.
+/// `(kind, seq)` of each media message (`u32::MAX` for sequence headers), to compare what a player got with what was sent.
 fn tags(got: &[(u8, u32, bytes::Bytes)]) -> Vec<(u8, u32)> {
     got.iter()
         .map(|(t, _, p)| match *t {
+            // Sequence headers (packet type 0) carry no tag.
+            _ if p.get(1) == Some(&0) => (*t, u32::MAX),
             VIDEO => (VIDEO, video_seq(p)),
             AUDIO => (AUDIO, audio_seq(p)),
             other => (other, 0),
@@ -551,18 +553,30 @@ fn tags(got: &[(u8, u32, bytes::Bytes)]) -> Vec<(u8, u32)> {
         .collect()
 }
 
-/// Returns once the server has processed everything `c` sent so far: writes an unknown call
-/// (a whole chunk on a chunk stream the client never uses) and waits for its `_error`.
-/// Commands on one connection are served in order, so the ones before it are done.
-fn barrier(c: &mut Client) {
+/// Writes `name(tx, null, args...)` on message stream `stream_id` as one whole chunk on a chunk
+/// stream the project client never uses, so it cannot disturb the client's own header
+/// compression.
+fn raw_call(
+    c: &mut Client,
+    stream_id: u32,
+    name: &str,
+    tx: f64,
+    args: Vec<rtmp_edge::rtmp::amf0::Amf0Value>,
+) {
     use rtmp_edge::rtmp::amf0::Amf0Value;
     use rtmp_edge::rtmp::chunk::ChunkEncoder;
     use rtmp_edge::rtmp::command::Command;
     let mut payload = bytes::BytesMut::new();
-    Command::new("barrier", 99.0, Amf0Value::Null, vec![]).encode(&mut payload);
+    Command::new(name, tx, Amf0Value::Null, args).encode(&mut payload);
     let mut wire = bytes::BytesMut::new();
-    ChunkEncoder::new().encode(40, 0, 20, 0, &payload, &mut wire);
-    c.stream.write_all(&wire).expect("write barrier");
+    ChunkEncoder::new().encode(40, 0, 20, stream_id, &payload, &mut wire);
+    c.stream.write_all(&wire).expect("write raw command");
+}
+
+/// Returns once the server has processed everything `c` sent so far: an unknown call and
+/// its `_error`. Commands on one connection are served in order.
+fn barrier(c: &mut Client) {
+    raw_call(c, 0, "barrier", 99.0, vec![]);
     c.wait_for(
         "barrier answer",
         |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetConnection.Call.Failed"),
@@ -677,4 +691,58 @@ fn receive_audio_false_stops_audio_while_video_continues() {
     barrier(&mut player);
     publish_gop(&mut publisher, 200, 1, 20);
     assert_eq!(tags(&player.media(2)), vec![(VIDEO, 20), (AUDIO, 20)]);
+}
+
+#[test]
+fn a_refused_play2_switch_keeps_playing_and_a_later_delete_stream_stops_the_media() {
+    use rtmp_edge::rtmp::amf0::Amf0Value;
+    let server = TestServer::with_defaults();
+    let (mut publisher, mut player) = playing_pair(&server, "low", 1);
+    let mut witness = Client::play(server.addr, "live", "low");
+    let id = player.session.stream_id().expect("playing");
+    let options = Amf0Value::Object(vec![
+        ("streamName".into(), Amf0Value::String("high".into())),
+        ("oldStreamName".into(), Amf0Value::String("low".into())),
+        ("start".into(), Amf0Value::Number(0.0)),
+        ("len".into(), Amf0Value::Number(-1.0)),
+        ("transition".into(), Amf0Value::String("switch".into())),
+    ]);
+    raw_call(&mut player, id, "play2", 0.0, vec![options]);
+    player.wait_for("switch refused", |e| {
+        status_code(e) == Some("NetStream.Play.Failed")
+    });
+    publish_gop(&mut publisher, 40, 1, 10);
+    assert_eq!(
+        tags(&player.media(2)),
+        vec![(VIDEO, 10), (AUDIO, 10)],
+        "still playing low"
+    );
+    // ffmpeg's close: deleteStream(tx, null, id) on stream 0.
+    raw_call(
+        &mut player,
+        0,
+        "deleteStream",
+        50.0,
+        vec![Amf0Value::Number(f64::from(id))],
+    );
+    barrier(&mut player);
+    publish_gop(&mut publisher, 80, 1, 20);
+    // The witness got the frames, so the same fan-out pass left nothing for the player.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&(AUDIO, 20)) {
+        seen.extend(tags(&witness.media(1)));
+    }
+    assert!(seen.contains(&(VIDEO, 20)), "{seen:?}");
+    player.pump(Duration::from_millis(200));
+    let late: Vec<(u8, u32)> = player
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media {
+                type_id, timestamp, ..
+            } => Some((*type_id, *timestamp)),
+            _ => None,
+        })
+        .collect();
+    assert!(late.is_empty(), "media after deleteStream: {late:?}");
 }
