@@ -527,3 +527,222 @@ fn a_publisher_on_another_worker_takes_over_and_players_follow() {
     });
     assert!(matches!(got, ClientEvent::Media { .. }));
 }
+
+// ---- pause, receiveAudio, receiveVideo on a live player ----
+
+/// The `seq` tag `media::avc_frame` writes into a video frame.
+fn video_seq(payload: &[u8]) -> u32 {
+    u32::from_be_bytes(payload[9..13].try_into().unwrap())
+}
+
+/// The `seq` tag `media::aac_frame` writes into an audio frame.
+fn audio_seq(payload: &[u8]) -> u32 {
+    u32::from_be_bytes(payload[2..6].try_into().unwrap())
+}
+
+/// `(kind, seq)` of each media message (`u32::MAX` for sequence headers), to compare what a player got with what was sent.
+fn tags(got: &[(u8, u32, bytes::Bytes)]) -> Vec<(u8, u32)> {
+    got.iter()
+        .map(|(t, _, p)| match *t {
+            // Sequence headers (packet type 0) carry no tag.
+            _ if p.get(1) == Some(&0) => (*t, u32::MAX),
+            VIDEO => (VIDEO, video_seq(p)),
+            AUDIO => (AUDIO, audio_seq(p)),
+            other => (other, 0),
+        })
+        .collect()
+}
+
+/// Writes `name(tx, null, args...)` on message stream `stream_id` as one whole chunk on a chunk
+/// stream the project client never uses, so it cannot disturb the client's own header
+/// compression.
+fn raw_call(
+    c: &mut Client,
+    stream_id: u32,
+    name: &str,
+    tx: f64,
+    args: Vec<rtmp_edge::rtmp::amf0::Amf0Value>,
+) {
+    use rtmp_edge::rtmp::amf0::Amf0Value;
+    use rtmp_edge::rtmp::chunk::ChunkEncoder;
+    use rtmp_edge::rtmp::command::Command;
+    let mut payload = bytes::BytesMut::new();
+    Command::new(name, tx, Amf0Value::Null, args).encode(&mut payload);
+    let mut wire = bytes::BytesMut::new();
+    ChunkEncoder::new().encode(40, 0, 20, stream_id, &payload, &mut wire);
+    c.stream.write_all(&wire).expect("write raw command");
+}
+
+/// Returns once the server has processed everything `c` sent so far: an unknown call and
+/// its `_error`. Commands on one connection are served in order.
+fn barrier(c: &mut Client) {
+    raw_call(c, 0, "barrier", 99.0, vec![]);
+    c.wait_for(
+        "barrier answer",
+        |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetConnection.Call.Failed"),
+    );
+}
+
+/// A publisher and a player of `name` that already received headers and a first GOP of
+/// `frames` (seq 0..).
+fn playing_pair(server: &TestServer, name: &str, frames: u32) -> (Client, Client) {
+    let mut publisher = Client::publish(server.addr, "live", name);
+    let mut player = Client::play(server.addr, "live", name);
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, frames, 0);
+    let got = player.media(3 + 2 * frames as usize);
+    assert_eq!(
+        tags(&got[3..])[..2],
+        [(VIDEO, 0), (AUDIO, 0)],
+        "the first GOP arrives"
+    );
+    (publisher, player)
+}
+
+fn status_code(e: &ClientEvent) -> Option<&str> {
+    match e {
+        ClientEvent::Status { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_paused_player_gets_no_media_and_after_unpause_starts_at_the_next_keyframe() {
+    let server = TestServer::with_defaults();
+    let (mut publisher, mut player) = playing_pair(&server, "pause", 3);
+    player.session.pause(true, 120.0);
+    player.flush();
+    player.wait_for("pause notify", |e| {
+        status_code(e) == Some("NetStream.Pause.Notify")
+    });
+    // A whole GOP while paused: none of it may arrive.
+    publish_gop(&mut publisher, 120, 3, 100);
+    player.session.pause(false, 120.0);
+    player.flush();
+    player.wait_for("unpause notify", |e| {
+        status_code(e) == Some("NetStream.Unpause.Notify")
+    });
+    // Mid-GOP after unpause: an inter frame and its audio are skipped, play resumes at the
+    // keyframe with audio from there on.
+    publisher.send(VIDEO, 240, &media::avc_frame(false, 200, 3000));
+    publisher.send(AUDIO, 245, &media::aac_frame(200));
+    publish_gop(&mut publisher, 280, 2, 300);
+    let got = player.media(4);
+    assert_eq!(
+        tags(&got),
+        vec![(VIDEO, 300), (AUDIO, 300), (VIDEO, 301), (AUDIO, 301)],
+        "nothing from the paused GOP nor before the next keyframe"
+    );
+    assert_eq!(got[0].1, 280);
+}
+
+#[test]
+fn receive_video_false_stops_video_while_audio_continues() {
+    let server = TestServer::with_defaults();
+    let (mut publisher, mut player) = playing_pair(&server, "novideo", 2);
+    player.session.receive_video(false);
+    player.flush();
+    barrier(&mut player);
+    publish_gop(&mut publisher, 80, 3, 10);
+    let got = player.media(3);
+    assert_eq!(tags(&got), vec![(AUDIO, 10), (AUDIO, 11), (AUDIO, 12)]);
+}
+
+#[test]
+fn receive_video_true_resumes_video_at_the_next_keyframe_without_interrupting_audio() {
+    let server = TestServer::with_defaults();
+    let (mut publisher, mut player) = playing_pair(&server, "revideo", 2);
+    player.session.receive_video(false);
+    player.flush();
+    barrier(&mut player);
+    publish_gop(&mut publisher, 80, 2, 10);
+    assert_eq!(tags(&player.media(2)), vec![(AUDIO, 10), (AUDIO, 11)]);
+    player.session.receive_video(true);
+    player.flush();
+    barrier(&mut player);
+    // Mid-GOP: the inter frame is skipped, audio keeps flowing, video starts at the keyframe.
+    publisher.send(VIDEO, 160, &media::avc_frame(false, 20, 3000));
+    publisher.send(AUDIO, 165, &media::aac_frame(20));
+    publish_gop(&mut publisher, 200, 2, 30);
+    assert_eq!(
+        tags(&player.media(5)),
+        vec![
+            (AUDIO, 20),
+            (VIDEO, 30),
+            (AUDIO, 30),
+            (VIDEO, 31),
+            (AUDIO, 31)
+        ]
+    );
+}
+
+#[test]
+fn receive_audio_false_stops_audio_while_video_continues() {
+    let server = TestServer::with_defaults();
+    let (mut publisher, mut player) = playing_pair(&server, "noaudio", 2);
+    player.session.receive_audio(false);
+    player.flush();
+    barrier(&mut player);
+    publish_gop(&mut publisher, 80, 3, 10);
+    let got = player.media(3);
+    assert_eq!(tags(&got), vec![(VIDEO, 10), (VIDEO, 11), (VIDEO, 12)]);
+    player.session.receive_audio(true);
+    player.flush();
+    barrier(&mut player);
+    publish_gop(&mut publisher, 200, 1, 20);
+    assert_eq!(tags(&player.media(2)), vec![(VIDEO, 20), (AUDIO, 20)]);
+}
+
+#[test]
+fn a_refused_play2_switch_keeps_playing_and_a_later_delete_stream_stops_the_media() {
+    use rtmp_edge::rtmp::amf0::Amf0Value;
+    let server = TestServer::with_defaults();
+    let (mut publisher, mut player) = playing_pair(&server, "low", 1);
+    let mut witness = Client::play(server.addr, "live", "low");
+    let id = player.session.stream_id().expect("playing");
+    let options = Amf0Value::Object(vec![
+        ("streamName".into(), Amf0Value::String("high".into())),
+        ("oldStreamName".into(), Amf0Value::String("low".into())),
+        ("start".into(), Amf0Value::Number(0.0)),
+        ("len".into(), Amf0Value::Number(-1.0)),
+        ("transition".into(), Amf0Value::String("switch".into())),
+    ]);
+    raw_call(&mut player, id, "play2", 0.0, vec![options]);
+    player.wait_for("switch refused", |e| {
+        status_code(e) == Some("NetStream.Play.Failed")
+    });
+    publish_gop(&mut publisher, 40, 1, 10);
+    assert_eq!(
+        tags(&player.media(2)),
+        vec![(VIDEO, 10), (AUDIO, 10)],
+        "still playing low"
+    );
+    // ffmpeg's close: deleteStream(tx, null, id) on stream 0.
+    raw_call(
+        &mut player,
+        0,
+        "deleteStream",
+        50.0,
+        vec![Amf0Value::Number(f64::from(id))],
+    );
+    barrier(&mut player);
+    publish_gop(&mut publisher, 80, 1, 20);
+    // The witness got the frames, so the same fan-out pass left nothing for the player.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&(AUDIO, 20)) {
+        seen.extend(tags(&witness.media(1)));
+    }
+    assert!(seen.contains(&(VIDEO, 20)), "{seen:?}");
+    player.pump(Duration::from_millis(200));
+    let late: Vec<(u8, u32)> = player
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media {
+                type_id, timestamp, ..
+            } => Some((*type_id, *timestamp)),
+            _ => None,
+        })
+        .collect();
+    assert!(late.is_empty(), "media after deleteStream: {late:?}");
+}

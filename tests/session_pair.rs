@@ -943,3 +943,704 @@ fn an_app_with_a_trailing_slash_and_a_query_keeps_both_parts() {
     );
     assert_eq!(raw.server.app(), Some("live?token=s3cret"));
 }
+
+// ---- every NetConnection/NetStream command, byte-shaped the way real clients send it ----
+
+/// One message the server sent, decoded for exact comparison.
+#[derive(Debug, Clone, PartialEq)]
+enum Said {
+    Control(ControlMessage),
+    Command {
+        stream_id: u32,
+        cmd: Command,
+    },
+    Data {
+        stream_id: u32,
+        values: Vec<Amf0Value>,
+    },
+}
+
+fn said(msgs: &[RawMessage]) -> Vec<Said> {
+    msgs.iter()
+        .map(|m| match m.type_id {
+            type_id::COMMAND_AMF0 => Said::Command {
+                stream_id: m.stream_id,
+                cmd: Command::decode(m.type_id, &m.payload, 16).expect("command decodes"),
+            },
+            type_id::DATA_AMF0 => Said::Data {
+                stream_id: m.stream_id,
+                values: command::decode_values(&m.payload, 16).expect("data decodes"),
+            },
+            t => Said::Control(ControlMessage::decode(t, &m.payload).expect("control decodes")),
+        })
+        .collect()
+}
+
+fn cmd_on(stream_id: u32, cmd: Command) -> Said {
+    Said::Command { stream_id, cmd }
+}
+
+fn stream_begin(stream_id: u32) -> Said {
+    Said::Control(ControlMessage::UserControl(UserControl::StreamBegin(
+        stream_id,
+    )))
+}
+
+fn str_arg(s: &str) -> Amf0Value {
+    Amf0Value::String(s.into())
+}
+
+/// `_result(tx, null, undefined)`: the answer to releaseStream, FCPublish, _checkbw...
+fn empty_result(tx: f64) -> Said {
+    cmd_on(
+        0,
+        command::result(tx, Amf0Value::Null, vec![Amf0Value::Undefined]),
+    )
+}
+
+impl Raw {
+    /// connect (accepted) then createStream; returns the new stream id.
+    fn connected_with_stream() -> (Self, u32) {
+        let mut raw = Self::new();
+        raw.connect();
+        raw.command(
+            0,
+            &Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+        )
+        .expect("createStream");
+        let answers = commands(&raw.answers());
+        let id = answers[0].arg_f64(0).expect("a stream id") as u32;
+        (raw, id)
+    }
+
+    /// `name(tx, null, args...)` on `stream_id`, expecting no error.
+    fn call(&mut self, stream_id: u32, name: &str, tx: f64, args: Vec<Amf0Value>) {
+        self.command(stream_id, &Command::new(name, tx, Amf0Value::Null, args))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
+    fn events(&mut self) -> Vec<ServerEvent> {
+        std::iter::from_fn(|| self.server.poll_event()).collect()
+    }
+
+    /// A publisher on `stream_id`, accepted, answers drained.
+    fn publishing(&mut self, stream_id: u32, name: &str) {
+        self.call(
+            stream_id,
+            "publish",
+            5.0,
+            vec![str_arg(name), str_arg("live")],
+        );
+        assert!(matches!(
+            self.server.poll_event(),
+            Some(ServerEvent::PublishRequested { .. })
+        ));
+        self.server.accept_publish(stream_id);
+        self.answers();
+    }
+
+    /// A player on `stream_id`, accepted, answers drained.
+    fn playing(&mut self, stream_id: u32, name: &str) {
+        self.call(
+            stream_id,
+            "play",
+            5.0,
+            vec![str_arg(name), Amf0Value::Number(-2000.0)],
+        );
+        assert!(matches!(
+            self.server.poll_event(),
+            Some(ServerEvent::PlayRequested { .. })
+        ));
+        self.server.accept_play(stream_id);
+        self.answers();
+    }
+}
+
+#[test]
+fn release_stream_and_fc_publish_are_answered_and_on_fc_publish_precedes_publish_start() {
+    // ffmpeg's order: releaseStream(2), FCPublish(3), createStream(4), publish(5) on stream 1.
+    let mut raw = Raw::new();
+    raw.connect();
+    raw.call(0, "releaseStream", 2.0, vec![str_arg("key")]);
+    raw.call(0, "FCPublish", 3.0, vec![str_arg("key")]);
+    raw.call(0, "createStream", 4.0, vec![]);
+    assert_eq!(
+        said(&raw.answers()),
+        vec![
+            empty_result(2.0),
+            empty_result(3.0),
+            cmd_on(
+                0,
+                command::result(4.0, Amf0Value::Null, vec![Amf0Value::Number(1.0)])
+            ),
+        ]
+    );
+    raw.call(1, "publish", 5.0, vec![str_arg("key"), str_arg("live")]);
+    assert!(
+        raw.answers().is_empty(),
+        "nothing before the runtime answers"
+    );
+    raw.server.accept_publish(1);
+    assert_eq!(
+        said(&raw.answers()),
+        vec![
+            stream_begin(1),
+            cmd_on(
+                0,
+                command::on_fc(
+                    "onFCPublish",
+                    "NetStream.Publish.Start",
+                    "key is now published."
+                )
+            ),
+            cmd_on(
+                1,
+                command::on_status("status", "NetStream.Publish.Start", "key is now published.")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn publish_without_fc_publish_gets_no_on_fc_publish() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.call(id, "publish", 3.0, vec![str_arg("key")]);
+    raw.server.accept_publish(id);
+    let names: Vec<String> = commands(&raw.answers())
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["onStatus"]);
+}
+
+#[test]
+fn publish_modes_live_record_and_append_are_reported_as_sent() {
+    for (sent, mode) in [
+        (Some("live"), PublishMode::Live),
+        (Some("record"), PublishMode::Record),
+        (Some("append"), PublishMode::Append),
+        (None, PublishMode::Live),
+    ] {
+        let (mut raw, id) = Raw::connected_with_stream();
+        let mut args = vec![str_arg("cam?k=v")];
+        args.extend(sent.map(str_arg));
+        raw.call(id, "publish", 3.0, args);
+        assert_eq!(
+            raw.events(),
+            vec![ServerEvent::PublishRequested {
+                stream_id: id,
+                name: "cam".into(),
+                query: "k=v".into(),
+                mode
+            }],
+            "publish type {sent:?}"
+        );
+    }
+}
+
+#[test]
+fn publish_with_an_empty_name_is_answered_with_bad_name_and_not_reported() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.call(id, "publish", 3.0, vec![str_arg(""), str_arg("live")]);
+    assert!(raw.events().is_empty());
+    let answers = commands(&raw.answers());
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].name, "onStatus");
+    let info = answers[0].info().expect("info");
+    assert_eq!(command::property_str(info, "level"), Some("error"));
+    assert_eq!(
+        command::property_str(info, "code"),
+        Some("NetStream.Publish.BadName")
+    );
+}
+
+#[test]
+fn a_rejected_publish_sends_the_given_code_on_the_stream() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.call(id, "publish", 3.0, vec![str_arg("taken"), str_arg("live")]);
+    raw.server.reject_publish(
+        id,
+        "NetStream.Publish.BadName",
+        "taken is already published",
+    );
+    assert_eq!(
+        said(&raw.answers()),
+        vec![cmd_on(
+            id,
+            command::on_status(
+                "error",
+                "NetStream.Publish.BadName",
+                "taken is already published"
+            )
+        )]
+    );
+}
+
+#[test]
+fn fc_unpublish_answers_on_fc_unpublish_and_result_and_reports_unpublished() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.publishing(id, "key");
+    // ffmpeg: FCUnpublish(tx, null, playpath) on stream 0, then deleteStream.
+    raw.call(0, "FCUnpublish", 6.0, vec![str_arg("key")]);
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::Unpublished { stream_id: id }]
+    );
+    assert_eq!(
+        said(&raw.answers()),
+        vec![
+            cmd_on(
+                0,
+                command::on_fc("onFCUnpublish", "NetStream.Unpublish.Success", "key")
+            ),
+            empty_result(6.0),
+        ]
+    );
+    // The deleteStream that follows finds nothing left to stop.
+    raw.call(
+        0,
+        "deleteStream",
+        7.0,
+        vec![Amf0Value::Number(f64::from(id))],
+    );
+    assert!(raw.events().is_empty());
+}
+
+#[test]
+fn fc_unpublish_of_another_name_leaves_the_publisher_alone() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.publishing(id, "key");
+    raw.call(0, "FCUnpublish", 6.0, vec![str_arg("other")]);
+    assert!(raw.events().is_empty());
+    raw.send(type_id::VIDEO, id, b"\x17\x01frame")
+        .expect("media");
+    assert!(matches!(
+        raw.events().as_slice(),
+        [ServerEvent::Media { .. }]
+    ));
+}
+
+#[test]
+fn delete_stream_stops_a_publisher_and_then_its_media_is_dropped() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.publishing(id, "key");
+    raw.call(
+        0,
+        "deleteStream",
+        6.0,
+        vec![Amf0Value::Number(f64::from(id))],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::Unpublished { stream_id: id }]
+    );
+    raw.send(type_id::VIDEO, id, b"\x17\x01late")
+        .expect("not fatal");
+    assert!(
+        raw.events().is_empty(),
+        "media after deleteStream is dropped"
+    );
+}
+
+#[test]
+fn delete_stream_stops_a_player() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.playing(id, "key");
+    raw.call(
+        0,
+        "deleteStream",
+        6.0,
+        vec![Amf0Value::Number(f64::from(id))],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::PlayStopped { stream_id: id }]
+    );
+}
+
+#[test]
+fn close_stream_on_the_stream_stops_a_publisher_and_the_stream_can_publish_again() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.publishing(id, "key");
+    // NetStream.close(): closeStream(0, null) on the stream itself.
+    raw.call(id, "closeStream", 0.0, vec![]);
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::Unpublished { stream_id: id }]
+    );
+    raw.call(id, "publish", 7.0, vec![str_arg("key2"), str_arg("live")]);
+    assert!(matches!(
+        raw.events().as_slice(),
+        [ServerEvent::PublishRequested { name, .. }] if name == "key2"
+    ));
+}
+
+#[test]
+fn close_stream_on_the_stream_stops_a_player() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.playing(id, "key");
+    raw.call(id, "closeStream", 0.0, vec![]);
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::PlayStopped { stream_id: id }]
+    );
+    assert!(raw.answers().is_empty(), "closeStream has no answer");
+}
+
+#[test]
+fn get_stream_length_is_answered_with_a_result_carrying_a_number() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    // librtmp: getStreamLength(tx, null, playpath) on the play stream, before play.
+    raw.call(id, "getStreamLength", 3.0, vec![str_arg("key")]);
+    assert_eq!(
+        said(&raw.answers()),
+        vec![cmd_on(
+            0,
+            command::result(3.0, Amf0Value::Null, vec![Amf0Value::Number(0.0)])
+        )]
+    );
+    assert!(raw.events().is_empty());
+}
+
+#[test]
+fn checkbw_is_answered_with_an_empty_result() {
+    let mut raw = Raw::new();
+    raw.connect();
+    // librtmp's SendCheckBW: _checkbw(tx, null) on stream 0.
+    raw.call(0, "_checkbw", 2.0, vec![]);
+    assert_eq!(said(&raw.answers()), vec![empty_result(2.0)]);
+}
+
+#[test]
+fn accept_play_sends_stream_begin_reset_start_sample_access_and_data_start_on_the_stream() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    assert_eq!(id, 1);
+    // ffmpeg: play(tx, null, playpath, -2000) on the created stream.
+    raw.call(
+        id,
+        "play",
+        3.0,
+        vec![str_arg("key"), Amf0Value::Number(-2000.0)],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::PlayRequested {
+            stream_id: id,
+            name: "key".into(),
+            query: String::new(),
+            start: -2000.0,
+            duration: -1.0,
+            reset: true,
+        }]
+    );
+    raw.server.accept_play(id);
+    assert_eq!(
+        said(&raw.answers()),
+        vec![
+            stream_begin(id),
+            cmd_on(
+                id,
+                command::on_status(
+                    "status",
+                    "NetStream.Play.Reset",
+                    "Playing and resetting key."
+                )
+            ),
+            cmd_on(
+                id,
+                command::on_status("status", "NetStream.Play.Start", "Started playing key.")
+            ),
+            Said::Data {
+                stream_id: id,
+                values: command::sample_access().to_vec()
+            },
+            Said::Data {
+                stream_id: id,
+                values: command::data_start().to_vec()
+            },
+        ]
+    );
+}
+
+#[test]
+fn stream_begin_names_the_stream_that_plays_not_stream_one() {
+    let mut raw = Raw::new();
+    raw.connect();
+    for tx in 2..5 {
+        raw.call(0, "createStream", f64::from(tx), vec![]);
+    }
+    raw.answers();
+    raw.call(3, "play", 5.0, vec![str_arg("key")]);
+    raw.server.accept_play(3);
+    let answers = said(&raw.answers());
+    assert_eq!(answers[0], stream_begin(3));
+    assert!(answers[1..].iter().all(|s| match s {
+        Said::Command { stream_id, .. } | Said::Data { stream_id, .. } => *stream_id == 3,
+        Said::Control(_) => false,
+    }));
+}
+
+#[test]
+fn play_start_duration_and_reset_arguments_are_reported_and_reset_false_sends_no_play_reset() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    // Flash NetStream.play("key?t=1", -1, 5000, false): live only, 5 s, no reset.
+    raw.call(
+        id,
+        "play",
+        0.0,
+        vec![
+            str_arg("key?t=1"),
+            Amf0Value::Number(-1000.0),
+            Amf0Value::Number(5000.0),
+            Amf0Value::Boolean(false),
+        ],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::PlayRequested {
+            stream_id: id,
+            name: "key".into(),
+            query: "t=1".into(),
+            start: -1000.0,
+            duration: 5000.0,
+            reset: false,
+        }]
+    );
+    raw.server.accept_play(id);
+    let codes: Vec<String> = commands(&raw.answers())
+        .iter()
+        .filter_map(|c| c.info().and_then(|i| command::property_str(i, "code")))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(codes, vec!["NetStream.Play.Start"]);
+}
+
+#[test]
+fn play_with_a_numeric_reset_flag_is_understood() {
+    // Some clients (old FMLE builds, rtmpdump scripts) send reset as a number.
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.call(
+        id,
+        "play",
+        0.0,
+        vec![
+            str_arg("key"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Number(-1.0),
+            Amf0Value::Number(0.0),
+        ],
+    );
+    assert!(matches!(
+        raw.events().as_slice(),
+        [ServerEvent::PlayRequested { reset: false, start, .. }] if *start == 0.0
+    ));
+}
+
+fn play2_object(name: &str, start: f64, len: f64, transition: &str) -> Amf0Value {
+    Amf0Value::Object(vec![
+        ("streamName".into(), str_arg(name)),
+        ("oldStreamName".into(), str_arg("")),
+        ("start".into(), Amf0Value::Number(start)),
+        ("len".into(), Amf0Value::Number(len)),
+        ("offset".into(), Amf0Value::Number(-1.0)),
+        ("transition".into(), str_arg(transition)),
+    ])
+}
+
+#[test]
+fn play2_carries_its_parameters_in_an_object_and_is_reported_like_play() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    // NetStream.play2(NetStreamPlayOptions): play2(0, null, {streamName, oldStreamName, start,
+    // len, offset, transition}) on the stream.
+    raw.call(
+        id,
+        "play2",
+        0.0,
+        vec![play2_object("key?t=2", -2.0, -1.0, "reset")],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::PlayRequested {
+            stream_id: id,
+            name: "key".into(),
+            query: "t=2".into(),
+            start: -2.0,
+            duration: -1.0,
+            reset: true,
+        }]
+    );
+    raw.server.accept_play(id);
+    let answers = said(&raw.answers());
+    assert_eq!(answers[0], stream_begin(id));
+    assert!(answers.contains(&cmd_on(
+        id,
+        command::on_status("status", "NetStream.Play.Start", "Started playing key.")
+    )));
+}
+
+#[test]
+fn play2_switching_a_playing_stream_that_the_runtime_refuses_keeps_the_player_playing() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.playing(id, "low");
+    raw.call(
+        id,
+        "play2",
+        0.0,
+        vec![play2_object("high", 0.0, -1.0, "switch")],
+    );
+    assert!(matches!(
+        raw.events().as_slice(),
+        [ServerEvent::PlayRequested { name, .. }] if name == "high"
+    ));
+    raw.server
+        .reject_play(id, "NetStream.Play.Failed", "switching is not supported");
+    raw.answers();
+    // Still a player of "low": pause is served and closing reports PlayStopped.
+    raw.call(
+        id,
+        "pause",
+        0.0,
+        vec![Amf0Value::Boolean(true), Amf0Value::Number(0.0)],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::Paused {
+            stream_id: id,
+            paused: true
+        }]
+    );
+    raw.call(id, "closeStream", 0.0, vec![]);
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::PlayStopped { stream_id: id }]
+    );
+}
+
+#[test]
+fn pause_and_unpause_are_reported_and_answered_with_notify_statuses() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.playing(id, "key");
+    // librtmp RTMP_SendPause: pause(0, null, true, position ms) on the stream.
+    raw.call(
+        id,
+        "pause",
+        0.0,
+        vec![Amf0Value::Boolean(true), Amf0Value::Number(1234.0)],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::Paused {
+            stream_id: id,
+            paused: true
+        }]
+    );
+    assert_eq!(
+        said(&raw.answers()),
+        vec![cmd_on(
+            id,
+            command::on_status("status", "NetStream.Pause.Notify", "Paused key.")
+        )]
+    );
+    raw.call(
+        id,
+        "pause",
+        0.0,
+        vec![Amf0Value::Boolean(false), Amf0Value::Number(1234.0)],
+    );
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::Paused {
+            stream_id: id,
+            paused: false
+        }]
+    );
+    assert_eq!(
+        said(&raw.answers()),
+        vec![
+            stream_begin(id),
+            cmd_on(
+                id,
+                command::on_status("status", "NetStream.Unpause.Notify", "Unpaused key.")
+            )
+        ]
+    );
+}
+
+#[test]
+fn pause_on_a_stream_that_is_not_playing_is_ignored() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.call(
+        id,
+        "pause",
+        0.0,
+        vec![Amf0Value::Boolean(true), Amf0Value::Number(0.0)],
+    );
+    assert!(raw.events().is_empty());
+    assert!(raw.answers().is_empty());
+}
+
+#[test]
+fn receive_audio_and_receive_video_are_reported_per_kind() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.playing(id, "key");
+    // NetStream.receiveVideo(false): receiveVideo(0, null, false) on the stream.
+    raw.call(id, "receiveVideo", 0.0, vec![Amf0Value::Boolean(false)]);
+    raw.call(id, "receiveAudio", 0.0, vec![Amf0Value::Boolean(false)]);
+    raw.call(id, "receiveVideo", 0.0, vec![Amf0Value::Boolean(true)]);
+    assert_eq!(
+        raw.events(),
+        vec![
+            ServerEvent::ReceiveChanged {
+                stream_id: id,
+                audio: None,
+                video: Some(false)
+            },
+            ServerEvent::ReceiveChanged {
+                stream_id: id,
+                audio: Some(false),
+                video: None
+            },
+            ServerEvent::ReceiveChanged {
+                stream_id: id,
+                audio: None,
+                video: Some(true)
+            },
+        ]
+    );
+    assert!(raw.answers().is_empty(), "no answer, as FMS");
+}
+
+#[test]
+fn receive_video_from_a_stream_that_is_not_playing_is_ignored() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.publishing(id, "key");
+    raw.call(id, "receiveVideo", 0.0, vec![Amf0Value::Boolean(false)]);
+    assert!(raw.events().is_empty());
+}
+
+#[test]
+fn an_unknown_command_on_a_net_stream_gets_call_failed_on_stream_zero() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.call(id, "seekToTheMoon", 4.0, vec![]);
+    assert_eq!(
+        said(&raw.answers()),
+        vec![cmd_on(0, command::call_failed(4.0, "seekToTheMoon"))]
+    );
+}
+
+#[test]
+fn set_data_frame_metadata_is_reported_as_on_metadata_without_the_prefix() {
+    let (mut raw, id) = Raw::connected_with_stream();
+    raw.publishing(id, "key");
+    raw.send(type_id::DATA_AMF0, id, &set_data_frame(&metadata_body()))
+        .expect("metadata");
+    assert_eq!(
+        raw.events(),
+        vec![ServerEvent::Media {
+            stream_id: id,
+            type_id: type_id::DATA_AMF0,
+            timestamp: 0,
+            payload: Bytes::from(metadata_body()),
+        }]
+    );
+}

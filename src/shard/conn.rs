@@ -29,6 +29,9 @@ pub struct Player {
     pub audio: bool,
     pub video: bool,
     pub paused: bool,
+    /// receiveVideo(true) after receiveVideo(false): video is skipped until its next
+    /// keyframe while audio flows on.
+    pub video_waits_keyframe: bool,
     /// Got the fast-start cache for the current publish (else waits for the next start).
     pub primed: bool,
     /// An HTTP-FLV viewer: media goes out as FLV tags, and there is no session to notify.

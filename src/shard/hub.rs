@@ -255,6 +255,7 @@ impl Worker {
                 audio: true,
                 video: true,
                 paused: false,
+                video_waits_keyframe: false,
                 primed: false,
                 flv,
             }));
@@ -560,11 +561,24 @@ impl Worker {
 
 /// Clones `packet` into one player's queue, honouring its filters (refcounts only, unless the
 /// player uses a message stream id other than the shared one).
-fn push_to_player(out: &mut PlayerQueue, player: &Player, packet: &Packet) -> Option<PushOutcome> {
+fn push_to_player(
+    out: &mut PlayerQueue,
+    player: &mut Player,
+    packet: &Packet,
+) -> Option<PushOutcome> {
     use crate::fanout::MediaKind;
     let wanted = match packet.kind {
         MediaKind::Audio => player.audio || packet.header,
-        MediaKind::Video => player.video || packet.header,
+        MediaKind::Video if packet.header => true,
+        MediaKind::Video => {
+            if player.video_waits_keyframe && player.video && !player.paused {
+                if !packet.keyframe {
+                    return None;
+                }
+                player.video_waits_keyframe = false;
+            }
+            player.video
+        }
         MediaKind::Data => true,
     };
     if !wanted || (player.paused && !packet.header) {

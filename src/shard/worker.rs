@@ -448,9 +448,8 @@ impl Worker {
                     if let Role::Player(player) = &mut conn.role {
                         player.audio = audio.unwrap_or(player.audio);
                         if let Some(video) = video {
-                            if video && !player.video {
-                                conn.out.wait_for_keyframe();
-                            }
+                            // Only video waits for its keyframe: audio is not cut.
+                            player.video_waits_keyframe |= video && !player.video;
                             player.video = video;
                         }
                     }

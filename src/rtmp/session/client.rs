@@ -262,6 +262,27 @@ impl ClientSession {
         self.delete_stream(stream_id);
     }
 
+    /// Pauses (`true`) or resumes (`false`) the playing stream: `pause(0, null, paused,
+    /// position_ms)`, as librtmp's RTMP_SendPause. Ignored (logged) unless playing.
+    pub fn pause(&mut self, paused: bool, position_ms: f64) {
+        self.play_command(
+            "pause",
+            vec![Amf0Value::Boolean(paused), Amf0Value::Number(position_ms)],
+        );
+    }
+
+    /// Asks the server to send (`true`) or stop sending (`false`) audio: `receiveAudio(0,
+    /// null, flag)`. Ignored (logged) unless playing.
+    pub fn receive_audio(&mut self, flag: bool) {
+        self.play_command("receiveAudio", vec![Amf0Value::Boolean(flag)]);
+    }
+
+    /// Asks the server to send (`true`) or stop sending (`false`) video: `receiveVideo(0,
+    /// null, flag)`. Ignored (logged) unless playing.
+    pub fn receive_video(&mut self, flag: bool) {
+        self.play_command("receiveVideo", vec![Amf0Value::Boolean(flag)]);
+    }
+
     /// True once `connect` succeeded.
     pub fn is_connected(&self) -> bool {
         matches!(self.phase, Phase::Connected)
@@ -318,6 +339,20 @@ impl ClientSession {
             intent,
             transaction_id,
         };
+    }
+
+    /// A NetStream command without answer (transaction id 0) on the playing stream.
+    fn play_command(&mut self, name: &str, args: Vec<Amf0Value>) {
+        let Stream::Active {
+            intent: Intent::Play { .. },
+            stream_id,
+        } = self.stream
+        else {
+            tracing::debug!(command = name, "not playing: command not sent");
+            return;
+        };
+        self.link
+            .send_command(stream_id, &Command::new(name, 0.0, Amf0Value::Null, args));
     }
 
     fn delete_stream(&mut self, stream_id: u32) {

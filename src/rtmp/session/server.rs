@@ -123,6 +123,9 @@ enum NetStream {
     PlayRequested {
         name: String,
         reset: bool,
+        /// What the stream was playing when this play/play2 (a switch) came; restored when
+        /// the request is rejected, so the runtime's player and the session stay in step.
+        previous: Option<String>,
     },
     Playing {
         name: String,
@@ -378,7 +381,7 @@ impl ServerSession {
             return;
         };
         let (name, reset) = match std::mem::replace(state, NetStream::Created) {
-            NetStream::PlayRequested { name, reset } => (name, reset),
+            NetStream::PlayRequested { name, reset, .. } => (name, reset),
             other => {
                 *state = other;
                 tracing::debug!(stream_id, "accept_play without a pending play");
@@ -405,15 +408,23 @@ impl ServerSession {
     }
 
     /// Rejects `play` with an onStatus error `code` such as NetStream.Play.StreamNotFound.
+    /// A `play`/`play2` that came on a stream already playing (a switch) leaves it playing
+    /// what it played before.
     pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str) {
         let Some(state) = self.stream_mut(stream_id) else {
             return;
         };
-        if !matches!(state, NetStream::PlayRequested { .. }) {
-            tracing::debug!(stream_id, "reject_play without a pending play");
-            return;
+        let previous = match std::mem::replace(state, NetStream::Created) {
+            NetStream::PlayRequested { previous, .. } => previous,
+            other => {
+                *state = other;
+                tracing::debug!(stream_id, "reject_play without a pending play");
+                return;
+            }
+        };
+        if let Some(name) = previous {
+            *state = NetStream::Playing { name };
         }
-        *state = NetStream::Created;
         self.link
             .send_command(stream_id, &command::on_status("error", code, description));
         self.resume();
@@ -765,9 +776,14 @@ impl ServerSession {
             );
             return Ok(());
         }
+        let previous = match state {
+            NetStream::Playing { name } => Some(std::mem::take(name)),
+            _ => None,
+        };
         *state = NetStream::PlayRequested {
             name: name.clone(),
             reset,
+            previous,
         };
         self.events.push_back(ServerEvent::PlayRequested {
             stream_id,
