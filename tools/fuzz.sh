@@ -61,7 +61,7 @@ else
     )
     bins=()
     for t in "${targets[@]}"; do bins+=(--bin "$t"); done
-    RUSTFLAGS="${flags[*]} ${RUSTFLAGS:-}" cargo build --locked --release \
+    RUSTFLAGS="${flags[*]} ${RUSTFLAGS:-}" cargo build --release \
         --target "$triple" --target-dir "$target_dir" "${bins[@]}"
 fi
 echo "fuzz: build took $((SECONDS - build_start)) s"
