@@ -3,12 +3,14 @@
 //! These tests FAIL (they do not skip) when nginx or its RTMP module is missing: install them
 //! with `apt-get install -y nginx libnginx-mod-rtmp`.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+mod common;
+
+use common::{f, free_port, rtmp_load, u};
 
 const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
@@ -97,49 +99,6 @@ impl Drop for Nginx {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs rtmp-load with `args` plus `--json -q`, returns the parsed report.
-fn rtmp_load(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_rtmp-load"))
-        .args(args)
-        .args(["--json", "-q"])
-        .output()
-        .expect("running rtmp-load");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "rtmp-load failed: {}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
-}
-
-fn u(v: &Value, path: &[&str]) -> u64 {
-    let mut v = v;
-    for p in path {
-        v = &v[*p];
-    }
-    v.as_u64()
-        .unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
-}
-
-fn f(v: &Value, path: &[&str]) -> f64 {
-    let mut v = v;
-    for p in path {
-        v = &v[*p];
-    }
-    v.as_f64()
-        .unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
 }
 
 #[test]

@@ -1,0 +1,59 @@
+//! CI smoke run: rtmp-load against rtmp-edge itself for a few seconds, checking delivery and
+//! the absence of errors (not speed: figures live in BENCHMARKS.md).
+
+mod common;
+
+use common::{f, rtmp_load, u};
+use rtmp_edge::config::Config;
+use rtmp_edge::shard::Server;
+
+#[test]
+fn players_receive_stamped_frames_from_rtmp_edge_without_errors() {
+    let mut config = Config::default();
+    config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.http.enabled = false;
+    config.workers.count = 2;
+    config.workers.pin = false;
+    let server = Server::start(config).expect("server starts");
+    let url = format!("rtmp://{}/live/smoke", server.local_addrs()[0]);
+    let pid = std::process::id().to_string();
+    let r = rtmp_load(&[
+        "--url",
+        &url,
+        "--players",
+        "50",
+        "--duration",
+        "3",
+        "--synthetic",
+        "600k",
+        "--fps",
+        "25",
+        "--gop",
+        "25",
+        "--churn",
+        "10",
+        "--server-pid",
+        &pid,
+    ]);
+    server.shutdown();
+    server.join().expect("clean shutdown");
+    assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["counters", "stalls"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["connections", "publishers_up"]), 1);
+    assert!(
+        u(&r, &["counters", "player_video_frames"]) > 40 * 25,
+        "{r:#}"
+    );
+    assert!(
+        u(&r, &["latency_ms", "count"]) > 40 * 25,
+        "latency was measured: {r:#}"
+    );
+    assert_eq!(u(&r, &["counters", "frames_without_stamp"]), 0);
+    assert!(f(&r, &["latency_ms", "max"]) < 1000.0, "{r:#}");
+    assert!(u(&r, &["counters", "first_frame_keyframe"]) >= 50, "{r:#}");
+    assert_eq!(
+        u(&r, &["counters", "first_frame_not_keyframe"]),
+        0,
+        "every player, joiners included, starts on a keyframe (GOP cache): {r:#}"
+    );
+}
