@@ -584,14 +584,18 @@ fn push_to_player(
     if !wanted || (player.paused && !packet.header) {
         return None;
     }
+    let mut packet = packet.clone();
+    if !player.video && packet.kind == MediaKind::Audio {
+        // With video turned off, any audio frame is a place to resume after drops.
+        packet.keyframe = true;
+    }
     let outcome = if player.flv {
-        out.push_flv(packet.clone())
+        out.push_flv(packet)
     } else if player.stream_id == crate::fanout::SHARED_STREAM_ID {
-        out.push_media(packet.clone())
+        out.push_media(packet)
     } else {
-        let mut own = packet.clone();
-        own.wire = packet.wire.with_stream_id(player.stream_id);
-        out.push_media(own)
+        packet.wire = packet.wire.with_stream_id(player.stream_id);
+        out.push_media(packet)
     };
     Some(outcome)
 }
