@@ -746,3 +746,67 @@ fn a_refused_play2_switch_keeps_playing_and_a_later_delete_stream_stops_the_medi
         .collect();
     assert!(late.is_empty(), "media after deleteStream: {late:?}");
 }
+
+/// Sends raw chunk bytes on an established connection and checks it is closed with a log
+/// line containing `reason`, while a publisher and player on the same worker carry on.
+fn closes_only_the_offender(config: Config, stream: &str, bytes: &[u8], reason: &str) {
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", stream);
+    let mut player = Client::play(server.addr, "live", stream);
+    let mut bad = Client::connect(server.addr, "live");
+    bad.wait_for("connected", |e| matches!(e, ClientEvent::Connected));
+    bad.stream.write_all(bytes).unwrap();
+    bad.wait_closed();
+    let line = wait_for_log(&["connection closed", &port_tag(&bad)]);
+    assert!(line.contains(reason), "{line}");
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 5, 10));
+    assert_eq!(
+        player.media(1)[0].2.as_ref(),
+        media::avc_frame(true, 5, 10).as_slice()
+    );
+}
+
+#[test]
+fn a_message_over_max_message_size_closes_only_that_connection() {
+    let mut config = Config::default();
+    config.rtmp.max_message_size = 64 * 1024;
+    // fmt 0 on csid 6 announcing a 1 MB video message.
+    let header = [0x06, 0, 0, 0, 0x10, 0x00, 0x00, VIDEO, 1, 0, 0, 0];
+    closes_only_the_offender(config, "big", &header, "exceeds");
+}
+
+#[test]
+fn too_many_chunk_streams_close_only_that_connection() {
+    let mut config = Config::default();
+    config.rtmp.max_chunk_streams = 8;
+    // Twenty chunk streams each holding an unfinished 1000-byte message (one 128-byte chunk
+    // of it at the initial chunk size).
+    let mut bytes = Vec::new();
+    for csid in 10u8..30 {
+        bytes.extend_from_slice(&[csid, 0, 0, 0, 0, 0x03, 0xe8, AUDIO, 1, 0, 0, 0]);
+        bytes.extend_from_slice(&[0xaf; 128]);
+    }
+    closes_only_the_offender(config, "many", &bytes, "chunk streams");
+}
+
+#[test]
+fn amf_nested_deeper_than_max_amf_depth_closes_only_that_connection() {
+    let mut config = Config::default();
+    config.rtmp.max_amf_depth = 4;
+    // A command whose object nests 10 deep: "x", 1.0, {a:{a:{...}}}.
+    let mut payload = vec![0x02, 0, 1, b'x', 0x00];
+    payload.extend_from_slice(&1f64.to_be_bytes());
+    for _ in 0..10 {
+        payload.extend_from_slice(&[0x03, 0, 1, b'a']);
+    }
+    payload.push(0x05);
+    for _ in 0..10 {
+        payload.extend_from_slice(&[0, 0, 9]);
+    }
+    let len = payload.len() as u32;
+    let mut bytes = vec![0x03, 0, 0, 0];
+    bytes.extend_from_slice(&len.to_be_bytes()[1..]);
+    bytes.extend_from_slice(&[20, 0, 0, 0, 0]);
+    bytes.extend_from_slice(&payload);
+    closes_only_the_offender(config, "deep", &bytes, "deeper");
+}
