@@ -78,7 +78,7 @@ bench_setup() {
     if [ "$(nproc)" -lt 2 ]; then
         log "WARNING: fewer than 2 cores: server and load generator will share a core"
     fi
-    machine_info >"$OUT/machine.txt"
+    machine_info >>"$OUT/machine.txt"
 }
 
 # machine_info: CPU model, cores, kernel, load, versions (for the report).
