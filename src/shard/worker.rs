@@ -375,7 +375,10 @@ impl Worker {
             self.pump(key);
         }
         if let Some(conn) = self.conns.get_mut(key) {
-            if conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER {
+            // Publishers keep their buffer (they read all the time); others give it back.
+            let publisher = matches!(conn.role, Role::Publisher { .. });
+            if !publisher && conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER
+            {
                 conn.read_buf = BytesMut::new();
             }
         }

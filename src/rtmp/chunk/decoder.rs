@@ -7,7 +7,8 @@
 //!   capped by [`Limits::max_message_size`], so the read buffer never needs more than that cap
 //!   plus 18 header bytes, whatever chunk size the peer announces.
 //! * **Zero-copy single-chunk messages.** A message that arrives in one chunk is cut out of
-//!   `buf` with `split_to(n).freeze()`: no copy. A message spread over several chunks is
+//!   `buf` with `split_to(n).freeze()`: no copy. Below [`SMALL_MESSAGE`] bytes (audio frames,
+//!   control) it is copied, so a long-lived small message never pins a whole read buffer. A message spread over several chunks is
 //!   assembled into a per-csid `BytesMut` allocated once at the message length (the one copy)
 //!   and frozen when complete; above [`ASSEMBLY_PREALLOC`] the buffer grows with the data
 //!   instead, so announcing big messages without sending them costs the peer, not us.
@@ -27,7 +28,7 @@
 //! * A fmt 0/1/2 header on a csid whose previous message is unfinished drops the unfinished
 //!   message (lenient, as other servers are) rather than failing the connection.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::header::{parse_basic_header, read_u24, read_u32, EXTENDED_TIMESTAMP_MARKER};
 use super::{RawMessage, DEFAULT_CHUNK_SIZE};
@@ -38,6 +39,10 @@ pub const MAX_PROTOCOL_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 
 /// Largest assembly buffer allocated before the bytes arrive. Messages up to this size (nearly
 /// every audio and video frame) are assembled in one exact allocation; larger ones grow by
+/// Single-chunk messages shorter than this are copied out of the read buffer rather than
+/// sliced from it (see the module doc).
+pub const SMALL_MESSAGE: usize = 2048;
+
 /// doubling as their chunks arrive, so a forged length costs us nothing until it is sent.
 pub const ASSEMBLY_PREALLOC: usize = 64 * 1024;
 
@@ -303,12 +308,20 @@ impl ChunkDecoder {
 
             if new_message {
                 if chunk_len == remaining {
-                    // The whole message is in this chunk: cut it out, no copy.
+                    // The whole message is in this chunk: cut it out, no copy. A small one
+                    // is copied instead: a zero-copy slice would pin the whole read buffer
+                    // for as long as the message lives (in a GOP cache, seconds).
                     if st.in_progress {
                         st.in_progress = false;
                         st.partial = BytesMut::new();
                     }
-                    let payload = buf.split_to(chunk_len).freeze();
+                    let payload = if chunk_len < SMALL_MESSAGE {
+                        let small = Bytes::copy_from_slice(&buf[..chunk_len]);
+                        buf.advance(chunk_len);
+                        small
+                    } else {
+                        buf.split_to(chunk_len).freeze()
+                    };
                     return Ok(Some(raw(csid, &p, payload)));
                 }
                 // Allocate up front only what a peer can't abuse: a header announcing a

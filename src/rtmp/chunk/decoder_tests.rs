@@ -210,12 +210,28 @@ fn interleaved_messages_on_two_csids_reassemble_separately() {
 
 #[test]
 fn single_chunk_message_is_cut_out_without_a_copy() {
+    let len = SMALL_MESSAGE + 100;
+    let mut wire = BytesMut::with_capacity(len + 64);
+    hdr(&mut wire, 0, 3, 0, len as u32, 9, 1);
+    wire.put_slice(&vec![3; len]);
+    let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+    let mut d = decoder();
+    d.set_chunk_size(4096).unwrap();
+    let m = d.decode(&mut wire).unwrap().unwrap();
+    assert_eq!(m.payload.len(), len);
+    assert!(range.contains(&(m.payload.as_ptr() as usize)));
+}
+
+#[test]
+fn a_small_single_chunk_message_is_copied_so_it_does_not_pin_the_read_buffer() {
     let mut wire = BytesMut::with_capacity(1024);
     hdr(&mut wire, 0, 3, 0, 100, 9, 1);
     wire.put_slice(&[3; 100]);
-    let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+    let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.capacity();
     let m = decoder().decode(&mut wire).unwrap().unwrap();
-    assert!(range.contains(&(m.payload.as_ptr() as usize)));
+    assert_eq!(m.payload.as_ref(), &[3; 100][..]);
+    assert!(!range.contains(&(m.payload.as_ptr() as usize)));
+    assert!(wire.is_empty());
 }
 
 #[test]
