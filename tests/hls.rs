@@ -197,3 +197,57 @@ fn ffmpeg_decodes_the_live_hls_playlist() {
         .count();
     assert!(frames >= 50, "decoded only {frames} video frames");
 }
+
+#[test]
+fn ffmpeg_decodes_the_live_fmp4_hls_playlist() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("command -v ffmpeg")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "missing tool `ffmpeg`: run tools/test.sh as root"
+    );
+    let mut config = rtmp_edge::config::Config::default();
+    config.http.hls_fmp4 = true;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "mp4");
+    let mut watcher = Client::play(server.addr, "live", "mp4");
+    publish_loops(&mut publisher, &tags, 5, 0);
+    watcher.media(tags.len() + 4 * (tags.len() - 3));
+    let (_, body) = get(server.http, "/live/mp4.m3u8");
+    let playlist = String::from_utf8(body).unwrap();
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"mp4/init-"),
+        "{playlist}"
+    );
+    let url = format!("http://{}/live/mp4.m3u8", server.http);
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "ffmpeg",
+            "-v",
+            "error",
+            "-live_start_index",
+            "0",
+            "-i",
+            &url,
+            "-t",
+            "3",
+            "-f",
+            "framemd5",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg failed: {stderr}");
+    assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("0,"))
+        .count();
+    assert!(frames >= 50, "decoded only {frames} video frames");
+}
