@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian machine it first installs what the tests need:
 # the real RTMP clients the interop tests drive (ffmpeg, rtmpdump, GStreamer), tshark for
-# wire-format checks, nginx with the RTMP module for the load generator's peer test, and
-# cargo-nextest when missing (falls back to cargo test).
+# wire-format checks, nginx with the RTMP module for the load generator's peer test, Chromium
+# and the npm player libraries for the browser test, and uses cargo-nextest when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,7 @@ gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 || packages+=(gstreamer1.0-libav)
 command -v tshark >/dev/null || packages+=(tshark)
 command -v nginx >/dev/null || packages+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || packages+=(libnginx-mod-rtmp)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing test tools: ${packages[*]}"
@@ -25,6 +26,9 @@ if [ ${#packages[@]} -gt 0 ]; then
     echo "missing test tools (install as root): ${packages[*]}" >&2
   fi
 fi
+
+# hls.js, mpegts.js and playwright-core for the browser test (Debian's Chromium, no download).
+[ -d tools/browser/node_modules/playwright-core ] || (cd tools/browser && npm ci --no-audit --no-fund)
 
 # A recent static ffmpeg (HEVC/AV1 over Enhanced RTMP) for the E-RTMP interop tests.
 python3 -c "import imageio_ffmpeg" 2>/dev/null || pip install -q imageio-ffmpeg

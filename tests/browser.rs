@@ -1,0 +1,179 @@
+//! A real browser: headless Chromium plays the HLS stream with hls.js and the HTTP-FLV stream
+//! with mpegts.js, from a page the test serves; the video's currentTime must advance with no
+//! player error. Screenshots are kept in target/browser/. Fails (never skips) without
+//! Chromium, Node.js or tools/browser/node_modules: `tools/test.sh` installs them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{Client, TestServer};
+use rtmp_edge::rtmp::session::ClientEvent;
+
+fn need(cond: bool, what: &str) {
+    assert!(
+        cond,
+        "{what} is missing: run tools/test.sh as root to install the browser test tools"
+    );
+}
+
+/// A child process killed by its PID when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/browser")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Serves tools/browser/ (the page and its player libraries) on a loopback port.
+fn page_server() -> (Guard, String) {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(browser_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    // Wait (bounded) for the port to accept.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "page server did not start"
+        );
+        std::thread::yield_now();
+    }
+    (Guard(child), format!("http://127.0.0.1:{port}/"))
+}
+
+/// ffmpeg publishing a 40 s test pattern in real time.
+fn publish(server: &TestServer, name: &str) -> Guard {
+    let url = format!("rtmp://{}/live/{name}", server.addr);
+    let child = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .args([
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "40",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args([
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    Guard(child)
+}
+
+fn play_in_browser(kind: &str, media_url: &str, page: &str) {
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join(format!("{kind}.png"));
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg("node")
+        .arg(browser_dir().join("play.mjs"))
+        .args([kind, media_url, page])
+        .arg(&shot)
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{kind} did not play in Chromium: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{kind}: {stdout}");
+    assert!(stdout.contains("\"playerError\":null"), "{stdout}");
+    assert!(shot.exists(), "screenshot written");
+}
+
+#[test]
+fn chromium_plays_hls_with_hls_js_and_http_flv_with_mpegts_js() {
+    need(Path::new("/usr/bin/chromium").exists(), "chromium");
+    need(
+        Command::new("node").arg("--version").output().is_ok(),
+        "node",
+    );
+    need(
+        browser_dir().join("node_modules/playwright-core").exists(),
+        "tools/browser/node_modules",
+    );
+    need(
+        Command::new("ffmpeg").arg("-version").output().is_ok(),
+        "ffmpeg",
+    );
+    let server = TestServer::with_defaults();
+    let _publisher = publish(&server, "web");
+    // Wait until the stream flows (a player on the server sees 3 s of video), so HLS has segments.
+    let mut watcher = Client::play(server.addr, "live", "web");
+    let mut frames = 0;
+    while frames < 75 {
+        if let ClientEvent::Media { type_id: 9, .. } =
+            watcher.wait_for("media", |e| matches!(e, ClientEvent::Media { .. }))
+        {
+            frames += 1;
+        }
+    }
+    let (_page_server, page) = page_server();
+    play_in_browser(
+        "hls",
+        &format!("http://{}/live/web.m3u8", server.http),
+        &page,
+    );
+    play_in_browser(
+        "flv",
+        &format!("http://{}/live/web.flv", server.http),
+        &page,
+    );
+}
