@@ -224,6 +224,9 @@ config_section! {
         pub hls_part_ms: u32,
         /// Completed segments kept in the playlist window (in memory, shared by all viewers).
         pub hls_window: usize,
+        /// Also package every stream for DASH at `/{app}/{stream}.mpd` (video-only and
+        /// audio-only fMP4 with the same segment duration and window as HLS).
+        pub dash: bool,
     }
 }
 
@@ -556,6 +559,7 @@ impl Default for HttpConfig {
             hls_segment_ms: 2000,
             hls_part_ms: 500,
             hls_window: 6,
+            dash: true,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! A real browser: headless Chromium plays the HLS stream with hls.js and the HTTP-FLV stream
-//! with mpegts.js, from a page the test serves; the video's currentTime must advance with no
+//! A real browser: headless Chromium plays the HLS stream with hls.js, the HTTP-FLV stream with
+//! mpegts.js and the DASH stream with dash.js, from a page the test serves; the video's currentTime must advance with no
 //! player error. Screenshots are kept in target/browser/. Fails (never skips) without
 //! Chromium, Node.js or tools/browser/node_modules: `tools/test.sh` installs them.
 
@@ -139,7 +139,7 @@ fn play_in_browser(kind: &str, media_url: &str, page: &str) {
 }
 
 #[test]
-fn chromium_plays_hls_with_hls_js_and_http_flv_with_mpegts_js() {
+fn chromium_plays_hls_with_hls_js_http_flv_with_mpegts_js_and_dash_with_dash_js() {
     need(Path::new("/usr/bin/chromium").exists(), "chromium");
     need(
         Command::new("node").arg("--version").output().is_ok(),
@@ -174,6 +174,11 @@ fn chromium_plays_hls_with_hls_js_and_http_flv_with_mpegts_js() {
     play_in_browser(
         "flv",
         &format!("http://{}/live/web.flv", server.http),
+        &page,
+    );
+    play_in_browser(
+        "dash",
+        &format!("http://{}/live/web.mpd", server.http),
         &page,
     );
 }

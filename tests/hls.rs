@@ -251,3 +251,55 @@ fn ffmpeg_decodes_the_live_fmp4_hls_playlist() {
         .count();
     assert!(frames >= 50, "decoded only {frames} video frames");
 }
+
+#[test]
+fn ffmpeg_reads_the_live_dash_manifest_and_its_segments() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("command -v ffmpeg")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "missing tool `ffmpeg`: run tools/test.sh as root"
+    );
+    let server = TestServer::with_defaults();
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "d");
+    let mut watcher = Client::play(server.addr, "live", "d");
+    publish_loops(&mut publisher, &tags, 5, 0);
+    watcher.media(tags.len() + 4 * (tags.len() - 3));
+    let (head, body) = get(server.http, "/live/d.mpd");
+    assert!(head.contains("application/dash+xml"), "{head}");
+    let mpd = String::from_utf8(body).unwrap();
+    assert!(mpd.contains("type=\"dynamic\""), "{mpd}");
+    assert!(
+        mpd.contains("d/video/") && mpd.contains("d/audio/"),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains("avc1.") && mpd.contains("mp4a.40"),
+        "codec strings: {mpd}"
+    );
+    let (head, init) = get(server.http, "/live/d/video/init-0.mp4");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(&init[4..8], b"ftyp");
+    let url = format!("http://{}/live/d.mpd", server.http);
+    let out = Command::new("timeout")
+        .args([
+            "60", "ffmpeg", "-v", "error", "-i", &url, "-map", "0:v:0", "-t", "2", "-f",
+            "framemd5", "-",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg failed: {stderr}");
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("0,"))
+        .count();
+    assert!(
+        frames >= 25,
+        "decoded only {frames} video frames ({stderr})"
+    );
+}

@@ -101,10 +101,17 @@ pub enum Route {
         app: String,
         stream: String,
     },
-    /// `GET /{app}/{stream}/{resource}`: a segment, part or init segment of a stream.
+    /// `GET /{app}/{stream}.mpd`: the DASH manifest.
+    Manifest {
+        app: String,
+        stream: String,
+    },
+    /// `GET /{app}/{stream}[/video|/audio]/{resource}`: a segment, part or init segment of a
+    /// stream's HLS rendition, or of one of its DASH adaptation sets.
     Segment {
         app: String,
         stream: String,
+        rendition: Option<String>,
         resource: String,
     },
     NotFound,
@@ -144,13 +151,28 @@ pub fn route(path: &str) -> Route {
             }
         }
     }
+    if let Some(rest) = trimmed.strip_suffix(".mpd") {
+        if let Some((app, stream)) = rest.rsplit_once('/') {
+            if !app.is_empty() && !stream.is_empty() {
+                return Route::Manifest {
+                    app: app.to_string(),
+                    stream: stream.to_string(),
+                };
+            }
+        }
+    }
     if let Some((dir, resource)) = trimmed.rsplit_once('/') {
         if crate::package::hls::Resource::parse(resource).is_some() {
+            let (dir, rendition) = match dir.rsplit_once('/') {
+                Some((rest, r @ ("video" | "audio"))) => (rest, Some(r.to_string())),
+                _ => (dir, None),
+            };
             if let Some((app, stream)) = dir.rsplit_once('/') {
                 if !app.is_empty() && !stream.is_empty() {
                     return Route::Segment {
                         app: app.to_string(),
                         stream: stream.to_string(),
+                        rendition,
                         resource: resource.to_string(),
                     };
                 }

@@ -91,7 +91,17 @@ pub fn mpd(tracks: &[DashTrack<'_>], now_ms: u64) -> String {
     for (i, t) in tracks.iter().enumerate() {
         adaptation_set(&mut out, i, t);
     }
-    out.push_str("  </Period>\n</MPD>\n");
+    out.push_str("  </Period>\n");
+    if !finished {
+        // The server's clock, so players need no external time server (dash.js otherwise
+        // asks one on the internet and fails without it).
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
+            iso8601(now_ms)
+        );
+    }
+    out.push_str("</MPD>\n");
     out
 }
 

@@ -18,11 +18,32 @@ use super::worker::Worker;
 use crate::config::HttpConfig;
 use crate::fanout::{MediaKind, Packet, StreamKey};
 use crate::http;
+use crate::package::dash::{self, DashTrack};
 use crate::package::hls::{self, BlockingAnswer, Resource};
-use crate::package::{Container, Frame, FrameKind, Segmenter, SegmenterConfig};
+use crate::package::{Container, Frame, FrameKind, Segmenter, SegmenterConfig, Tracks};
 
-/// One stream's packager, shared between its owner and the workers serving it.
-pub type SharedSegmenter = Arc<Mutex<Segmenter>>;
+/// One stream's packagers: HLS (muxed), and for DASH one video-only and one audio-only fMP4
+/// segmenter (dash.js plays no muxed representations).
+pub struct Packager {
+    pub hls: Segmenter,
+    pub dash: Option<DashPackagers>,
+}
+
+/// The two DASH adaptation sets of a stream.
+pub struct DashPackagers {
+    pub video: Segmenter,
+    pub audio: Segmenter,
+}
+
+impl Packager {
+    fn all(&mut self) -> impl Iterator<Item = &mut Segmenter> {
+        let dash = self.dash.as_mut().map(|d| [&mut d.video, &mut d.audio]);
+        std::iter::once(&mut self.hls).chain(dash.into_iter().flatten())
+    }
+}
+
+/// One stream's packagers, shared between its owner and the workers serving it.
+pub type SharedSegmenter = Arc<Mutex<Packager>>;
 
 /// Every packaged stream, by name. Entries outlive a publish so a republish continues the
 /// same playlist with a discontinuity.
@@ -47,7 +68,7 @@ impl HlsShelf {
         if let Some(existing) = map.get(key) {
             return (existing.clone(), true);
         }
-        let seg = Arc::new(Mutex::new(Segmenter::new(SegmenterConfig {
+        let hls = Segmenter::new(SegmenterConfig {
             container: if config.hls_fmp4 {
                 Container::Fmp4
             } else {
@@ -57,7 +78,21 @@ impl HlsShelf {
             part_target_ms: (config.hls_part_ms > 0).then_some(config.hls_part_ms),
             window: config.hls_window,
             ..SegmenterConfig::default()
-        })));
+        });
+        let dash_segmenter = |tracks| {
+            Segmenter::new(SegmenterConfig {
+                container: Container::Fmp4,
+                tracks,
+                target_duration_ms: config.hls_segment_ms,
+                part_target_ms: None,
+                window: config.hls_window,
+            })
+        };
+        let dash = config.dash.then(|| DashPackagers {
+            video: dash_segmenter(Tracks::VideoOnly),
+            audio: dash_segmenter(Tracks::AudioOnly),
+        });
+        let seg = Arc::new(Mutex::new(Packager { hls, dash }));
         map.insert(key.clone(), seg.clone());
         (seg, false)
     }
@@ -118,7 +153,9 @@ impl Worker {
         }
         let (seg, existed) = self.hls.open(key, &self.config.http);
         if existed {
-            let _ = lock(&seg).discontinuity();
+            for s in lock(&seg).all() {
+                let _ = s.discontinuity();
+            }
         }
         self.packagers.insert(key.clone(), seg);
     }
@@ -134,7 +171,22 @@ impl Worker {
             MediaKind::Data => FrameKind::Metadata,
         };
         let frame = Frame::new(kind, packet.timestamp, packet.wire.payload().clone());
-        let progress = lock(seg).push(&frame, wall_clock_ms());
+        let wall = wall_clock_ms();
+        let mut packager = lock(seg);
+        let progress = packager.hls.push(&frame, wall);
+        if let Some(dash) = packager.dash.as_mut() {
+            let target = match kind {
+                FrameKind::Video => Some(&mut dash.video),
+                FrameKind::Audio => Some(&mut dash.audio),
+                FrameKind::Metadata => None,
+            };
+            if let Some(target) = target {
+                if let Err(e) = target.push(&frame, wall) {
+                    tracing::debug!(worker = self.index, stream = %key, error = %e, "DASH packaging skipped a frame");
+                }
+            }
+        }
+        drop(packager);
         match progress {
             Ok(p) if p.parts > 0 || p.segments > 0 => self.hls_broadcast(key),
             Ok(_) => {}
@@ -147,7 +199,9 @@ impl Worker {
     /// Owner side: the publisher left; complete the open segment.
     pub(super) fn hls_unpublish(&mut self, key: &StreamKey) {
         if let Some(seg) = self.packagers.remove(key) {
-            let _ = lock(&seg).flush();
+            for s in lock(&seg).all() {
+                let _ = s.flush();
+            }
             self.hls_broadcast(key);
         }
     }
@@ -198,7 +252,8 @@ impl Worker {
             return;
         };
         let response = {
-            let seg = lock(&seg);
+            let guard = lock(&seg);
+            let seg = &guard.hls;
             match hls::blocking_reload(&seg, h.msn, h.part) {
                 BlockingAnswer::Ready => Some(http::body_response(
                     PLAYLIST_TYPE,
@@ -277,7 +332,8 @@ impl Worker {
                 ));
             }
         };
-        let guard = lock(&seg);
+        let packager = lock(&seg);
+        let guard = &packager.hls;
         if guard.segments().len() == 0 && guard.open_segment().is_none() && blocking.is_none() {
             return Some(http::simple_response(
                 404,
@@ -302,7 +358,7 @@ impl Worker {
                 BlockingAnswer::Wait => {
                     let hold =
                         Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * 3);
-                    drop(guard);
+                    drop(packager);
                     self.held.push(HeldRequest {
                         conn,
                         key,
@@ -325,10 +381,12 @@ impl Worker {
         ))
     }
 
-    /// `GET /{app}/{stream}/{resource}`: a segment, part or init segment as head + shared bytes.
+    /// `GET /{app}/{stream}[/video|/audio]/{resource}`: a segment, part or init segment of the
+    /// HLS rendition (or of a DASH adaptation set) as a head plus the shared bytes.
     pub(super) fn hls_resource(
         &self,
         key: &StreamKey,
+        rendition: Option<&str>,
         resource: &str,
         keep_alive: bool,
     ) -> Vec<Bytes> {
@@ -342,23 +400,22 @@ impl Worker {
                 cors,
             )]
         };
-        let Some(seg) = self.hls.get(key) else {
+        let Some(shared) = self.hls.get(key) else {
             return not_found();
         };
         let Some(resource) = Resource::parse(resource) else {
             return not_found();
         };
-        let seg = lock(&seg);
+        let packager = lock(&shared);
+        let seg = match (rendition, packager.dash.as_ref()) {
+            (None, _) => &packager.hls,
+            (Some("video"), Some(dash)) => &dash.video,
+            (Some("audio"), Some(dash)) => &dash.audio,
+            _ => return not_found(),
+        };
         let (body, content_type) = match resource {
             Resource::Segment(msn) => (seg.segment(msn).map(|s| s.data.clone()), "segment"),
-            Resource::Part(msn, i) => (
-                seg.part(msn, i).map(|p| p.data.clone()).or_else(|| {
-                    seg.open_segment()
-                        .filter(|(m, _)| *m == msn)
-                        .and_then(|(_, parts)| parts.get(i).map(|p| p.data.clone()))
-                }),
-                "segment",
-            ),
+            Resource::Part(msn, i) => (seg.part(msn, i).map(|p| p.data.clone()), "segment"),
             Resource::Init(id) => (seg.init(id).cloned(), "video/mp4"),
         };
         let content_type = match (content_type, seg.config().container) {
@@ -373,5 +430,45 @@ impl Worker {
             ],
             None => not_found(),
         }
+    }
+
+    /// `GET /{app}/{stream}.mpd`: the dynamic DASH manifest over the stream's video-only and
+    /// audio-only fMP4 segmenters.
+    pub(super) fn dash_manifest(&self, key: &StreamKey, stream: &str, keep_alive: bool) -> Bytes {
+        let cors = &self.config.http.cors_allow_origin;
+        let not_found = |why: &str| http::simple_response(404, "Not Found", why, keep_alive, cors);
+        let Some(shared) = self.hls.get(key) else {
+            return not_found("stream is not published\n");
+        };
+        let packager = lock(&shared);
+        let Some(dash) = packager.dash.as_ref() else {
+            return not_found("DASH is off\n");
+        };
+        let video_prefix = format!("{stream}/video/");
+        let audio_prefix = format!("{stream}/audio/");
+        let mut tracks = Vec::with_capacity(2);
+        if dash.video.segments().len() > 0 {
+            tracks.push(DashTrack {
+                segmenter: &dash.video,
+                prefix: &video_prefix,
+            });
+        }
+        if dash.audio.segments().len() > 0 {
+            tracks.push(DashTrack {
+                segmenter: &dash.audio,
+                prefix: &audio_prefix,
+            });
+        }
+        if tracks.is_empty() {
+            return not_found("no segment yet\n");
+        }
+        let mpd = dash::mpd(&tracks, wall_clock_ms());
+        http::body_response(
+            "application/dash+xml",
+            mpd.as_bytes(),
+            keep_alive,
+            cors,
+            "no-cache",
+        )
     }
 }

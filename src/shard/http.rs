@@ -76,13 +76,18 @@ impl Worker {
                             }
                         }
                     }
+                    Route::Manifest { app, stream } => {
+                        self.dash_manifest(&StreamKey::new(&app, &stream), &stream, keep_alive)
+                    }
                     Route::Segment {
                         app,
                         stream,
+                        rendition,
                         resource,
                     } => {
                         let skey = StreamKey::new(&app, &stream);
-                        let mut parts = self.hls_resource(&skey, &resource, keep_alive);
+                        let mut parts =
+                            self.hls_resource(&skey, rendition.as_deref(), &resource, keep_alive);
                         let Some(conn) = self.conns.get_mut(key) else {
                             return;
                         };

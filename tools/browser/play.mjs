@@ -1,6 +1,7 @@
 // Usage: node play.mjs hls|flv MEDIA_URL PAGE_BASE_URL SCREENSHOT.png
-// Opens player.html in headless Chromium, waits until the video has played 2 s (or a player
-// error), takes a screenshot, prints the state as JSON, exits 0 only if playback advanced.
+// Opens player.html in headless Chromium, waits until the video has played 2 s of decoded
+// media (or a player error), takes a screenshot, prints the state as JSON, exits 0 only if
+// playback advanced.
 import { chromium } from 'playwright-core';
 
 const [kind, src, base, shot] = process.argv.slice(2);
@@ -15,14 +16,14 @@ const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(String(e)));
 await page.goto(`${base}player.html?kind=${kind}&src=${encodeURIComponent(src)}`);
 await page
-  .waitForFunction(() => window.playerError || document.getElementById('v').currentTime > 2, null,
+  .waitForFunction(() => window.playerError || window.played > 2, null,
     { timeout: 45000, polling: 200 })
   .catch(() => {});
 const state = await page.evaluate(() => {
   const v = document.getElementById('v');
-  return { currentTime: v.currentTime, videoWidth: v.videoWidth, playerError: window.playerError || null };
+  return { played: window.played, currentTime: v.currentTime, videoWidth: v.videoWidth, playerError: window.playerError || null };
 });
 await page.screenshot({ path: shot });
 await browser.close();
 console.log(JSON.stringify({ ...state, pageErrors }));
-process.exit(state.playerError || pageErrors.length || !(state.currentTime > 2) ? 1 : 0);
+process.exit(state.playerError || pageErrors.length || !(state.played > 2) || !state.videoWidth ? 1 : 0);
