@@ -357,7 +357,24 @@ mod tests {
             Route::Segment {
                 app: "live".into(),
                 stream: "cam1".into(),
+                rendition: None,
                 resource: "seg-12.ts".into()
+            }
+        );
+        assert_eq!(
+            route("/live/cam1/video/init-0.mp4"),
+            Route::Segment {
+                app: "live".into(),
+                stream: "cam1".into(),
+                rendition: Some("video".into()),
+                resource: "init-0.mp4".into()
+            }
+        );
+        assert_eq!(
+            route("/live/cam1.mpd"),
+            Route::Manifest {
+                app: "live".into(),
+                stream: "cam1".into()
             }
         );
         assert_eq!(route("/live/cam1/other.txt"), Route::NotFound);
