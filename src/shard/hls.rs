@@ -254,10 +254,10 @@ impl Worker {
         let response = {
             let guard = lock(&seg);
             let seg = &guard.hls;
-            match hls::blocking_reload(&seg, h.msn, h.part) {
+            match hls::blocking_reload(seg, h.msn, h.part) {
                 BlockingAnswer::Ready => Some(http::body_response(
                     PLAYLIST_TYPE,
-                    &playlist_for(&seg, &h.stream),
+                    &playlist_for(seg, &h.stream),
                     h.keep_alive,
                     &cors,
                     "no-cache",
@@ -344,7 +344,7 @@ impl Worker {
             ));
         }
         if let Some((msn, part)) = blocking {
-            match hls::blocking_reload(&guard, msn, part) {
+            match hls::blocking_reload(guard, msn, part) {
                 BlockingAnswer::Ready => {}
                 BlockingAnswer::BadRequest => {
                     return Some(http::simple_response(
@@ -374,7 +374,7 @@ impl Worker {
         }
         Some(http::body_response(
             PLAYLIST_TYPE,
-            &playlist_for(&guard, stream),
+            &playlist_for(guard, stream),
             keep_alive,
             &cors,
             "no-cache",
