@@ -303,3 +303,43 @@ fn ffmpeg_reads_the_live_dash_manifest_and_its_segments() {
         "decoded only {frames} video frames ({stderr})"
     );
 }
+
+#[test]
+fn a_republished_stream_continues_its_playlist_after_a_discontinuity() {
+    let server = TestServer::with_defaults();
+    let tags = fixture_tags();
+    let mut watcher = Client::play(server.addr, "live", "re");
+    let mut publisher = Client::publish(server.addr, "live", "re");
+    publish_loops(&mut publisher, &tags, 3, 0);
+    watcher.media(tags.len() + 2 * (tags.len() - 3));
+    publisher.session.stop();
+    publisher.flush();
+    watcher.wait_for("UnpublishNotify", |e| {
+        matches!(e, rtmp_edge::rtmp::session::ClientEvent::Status { code, .. } if code == "NetStream.Play.UnpublishNotify")
+    });
+    let (_, before) = get(server.http, "/live/re.m3u8");
+    let before = String::from_utf8(before).unwrap();
+    assert!(!before.contains("#EXT-X-DISCONTINUITY\n"), "{before}");
+    let mut again = Client::publish(server.addr, "live", "re");
+    publish_loops(&mut again, &tags, 3, 0);
+    watcher.media(tags.len() + 2 * (tags.len() - 3));
+    let (_, after) = get(server.http, "/live/re.m3u8");
+    let after = String::from_utf8(after).unwrap();
+    assert_eq!(
+        after.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{after}"
+    );
+    let segs: Vec<u64> = after
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("re/seg-")
+                .and_then(|r| r.strip_suffix(".ts"))
+        })
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        segs.windows(2).all(|w| w[1] == w[0] + 1),
+        "media sequence keeps counting: {segs:?}"
+    );
+}
