@@ -227,6 +227,10 @@ config_section! {
         /// Also package every stream for DASH at `/{app}/{stream}.mpd` (video-only and
         /// audio-only fMP4 with the same segment duration and window as HLS).
         pub dash: bool,
+        /// Also write HLS segments and playlists under this directory (DIR/app/stream.m3u8,
+        /// DIR/app/stream/seg-N.ts, the window only) from a writer thread; empty keeps them in
+        /// memory only.
+        pub hls_dir: String,
     }
 }
 
@@ -560,6 +564,7 @@ impl Default for HttpConfig {
             hls_part_ms: 500,
             hls_window: 6,
             dash: true,
+            hls_dir: String::new(),
         }
     }
 }

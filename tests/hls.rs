@@ -343,3 +343,39 @@ fn a_republished_stream_continues_its_playlist_after_a_discontinuity() {
         "media sequence keeps counting: {segs:?}"
     );
 }
+
+#[test]
+fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
+    let dir = std::env::temp_dir().join(format!("rtmp-edge-hls-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = rtmp_edge::config::Config::default();
+    config.http.hls_dir = dir.display().to_string();
+    config.http.hls_window = 2;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "disk");
+    let mut watcher = Client::play(server.addr, "live", "disk");
+    publish_loops(&mut publisher, &tags, 6, 0);
+    watcher.media(tags.len() + 5 * (tags.len() - 3));
+    drop(publisher);
+    drop(watcher);
+    // Shutdown joins the disk writer after the workers, so every queued file is written.
+    server.shutdown();
+    let playlist = std::fs::read_to_string(dir.join("live/disk.m3u8")).expect("playlist on disk");
+    assert!(!playlist.contains("#EXT-X-PART"), "{playlist}");
+    let segments: Vec<&str> = playlist
+        .lines()
+        .filter(|l| l.starts_with("disk/seg-"))
+        .collect();
+    assert!(!segments.is_empty(), "{playlist}");
+    for s in &segments {
+        let bytes = std::fs::read(dir.join("live").join(s)).expect("segment on disk");
+        assert_eq!(bytes[0], 0x47, "{s} is MPEG-TS");
+    }
+    let on_disk = std::fs::read_dir(dir.join("live/disk")).unwrap().count();
+    assert!(
+        on_disk <= segments.len() + 1,
+        "segments that left the window are removed: {on_disk} files"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,10 @@
 //! stream, never per viewer) and the workers answering requests (one lock per request).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,6 +53,94 @@ pub type SharedSegmenter = Arc<Mutex<Packager>>;
 #[derive(Default)]
 pub struct HlsShelf {
     streams: Mutex<HashMap<StreamKey, SharedSegmenter>>,
+    /// Where segments also go to disk (`http.hls_dir`), through the writer thread.
+    disk: Option<(PathBuf, SyncSender<DiskWrite>)>,
+}
+
+/// One file operation for the disk writer thread.
+pub enum DiskWrite {
+    /// Write `data` to `path` (through a temporary file and a rename).
+    Write { path: PathBuf, data: Bytes },
+    /// Remove a segment that left the window.
+    Remove { path: PathBuf },
+}
+
+/// Files waiting for the disk writer; past this, writes are dropped with a warning rather than
+/// stalling a worker.
+const DISK_QUEUE: usize = 256;
+
+/// Starts the thread that writes HLS files under `dir`; it ends when every sender is gone.
+pub fn spawn_disk_writer(dir: &Path) -> std::io::Result<(SyncSender<DiskWrite>, JoinHandle<()>)> {
+    std::fs::create_dir_all(dir)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DiskWrite>(DISK_QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("hls-disk".to_string())
+        .spawn(move || {
+            for op in rx {
+                let result = match &op {
+                    DiskWrite::Write { path, data } => write_atomically(path, data),
+                    DiskWrite::Remove { path } => std::fs::remove_file(path).or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    }),
+                };
+                if let Err(e) = result {
+                    let path = match &op {
+                        DiskWrite::Write { path, .. } | DiskWrite::Remove { path } => path,
+                    };
+                    tracing::warn!(path = %path.display(), error = %e, "HLS disk write failed");
+                }
+            }
+        })?;
+    Ok((tx, handle))
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// `app/name` as a relative directory, or `None` when a component could escape the HLS
+/// directory or is not a plain name (stream keys come from clients).
+fn safe_relative(key: &StreamKey) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in key.as_str().split('/') {
+        let plain = !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !plain {
+            return None;
+        }
+        out.push(part);
+    }
+    Some(out)
+}
+
+/// The on-disk playlist: the media playlist without LL-HLS parts (only whole segments are
+/// written) and without blocking-reload control.
+fn disk_playlist(seg: &Segmenter, stream: &str) -> Bytes {
+    let text = playlist_for(seg, stream);
+    let text = String::from_utf8_lossy(&text);
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("#EXT-X-PART")
+                || l.starts_with("#EXT-X-PRELOAD-HINT")
+                || l.starts_with("#EXT-X-SERVER-CONTROL"))
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    Bytes::from(kept)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -57,6 +148,72 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl HlsShelf {
+    /// A shelf that also writes segments under `dir` through `sender` (`None`: memory only).
+    pub fn new(disk: Option<(PathBuf, SyncSender<DiskWrite>)>) -> Self {
+        Self {
+            streams: Mutex::default(),
+            disk,
+        }
+    }
+
+    /// Sends the segments `progress` completed, the playlist, and removals of segments that
+    /// left the window, to the disk writer.
+    fn write_to_disk(&self, key: &StreamKey, seg: &Segmenter, new_segments: usize) {
+        let Some((dir, sender)) = &self.disk else {
+            return;
+        };
+        if new_segments == 0 {
+            return;
+        }
+        let Some(relative) = safe_relative(key) else {
+            tracing::warn!(stream = %key, "stream name is not a plain path: not written to disk");
+            return;
+        };
+        let stream_dir = dir.join(&relative);
+        let stream = relative
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let container = seg.config().container;
+        let mut ops = Vec::new();
+        let count = seg.segments().len();
+        for s in seg.segments().skip(count.saturating_sub(new_segments)) {
+            let name = Resource::Segment(s.msn).uri(container);
+            ops.push(DiskWrite::Write {
+                path: stream_dir.join(name),
+                data: s.data.clone(),
+            });
+            if let Some(init) = seg.init(s.init_id) {
+                let name = Resource::Init(s.init_id).uri(container);
+                if container == Container::Fmp4 {
+                    ops.push(DiskWrite::Write {
+                        path: stream_dir.join(name),
+                        data: init.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(first) = seg.segments().next() {
+            for gone in first.msn.saturating_sub(new_segments as u64)..first.msn {
+                let name = Resource::Segment(gone).uri(container);
+                ops.push(DiskWrite::Remove {
+                    path: stream_dir.join(name),
+                });
+            }
+        }
+        let playlist_path = stream_dir.with_extension("m3u8");
+        ops.push(DiskWrite::Write {
+            path: playlist_path,
+            data: disk_playlist(seg, &stream),
+        });
+        for op in ops {
+            if sender.try_send(op).is_err() {
+                tracing::warn!(stream = %key, "HLS disk writer is behind: a file was not written");
+            }
+        }
+    }
+
     /// The packager of `key`, if it was ever published.
     pub fn get(&self, key: &StreamKey) -> Option<SharedSegmenter> {
         lock(&self.streams).get(key).cloned()
@@ -185,6 +342,10 @@ impl Worker {
                     tracing::debug!(worker = self.index, stream = %key, error = %e, "DASH packaging skipped a frame");
                 }
             }
+        }
+        if let Ok(p) = &progress {
+            self.hls
+                .write_to_disk(key, &packager.hls, p.segments as usize);
         }
         drop(packager);
         match progress {
@@ -470,5 +631,22 @@ impl Worker {
             cors,
             "no-cache",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_stream_names_map_to_disk_paths() {
+        assert_eq!(
+            safe_relative(&StreamKey::new("live", "cam-1.hd")),
+            Some(PathBuf::from("live/cam-1.hd"))
+        );
+        assert_eq!(safe_relative(&StreamKey::new("live", "..")), None);
+        assert_eq!(safe_relative(&StreamKey::new("..", "x")), None);
+        assert_eq!(safe_relative(&StreamKey::new("live", "a b")), None);
+        assert_eq!(safe_relative(&StreamKey::new("live", "")), None);
     }
 }

@@ -25,6 +25,8 @@ use worker::{Worker, WAKER_TOKEN};
 
 /// A running server: its bound addresses, and a way to stop it.
 pub struct Server {
+    /// Writes HLS files when `http.hls_dir` is set; ends after the workers (its last senders).
+    disk_writer: Option<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     bus: Arc<Bus>,
@@ -57,7 +59,16 @@ impl Server {
         }
         let bus = Arc::new(Bus::new(wakers));
         let directory = Arc::new(Directory::default());
-        let hls = Arc::new(hls::HlsShelf::default());
+        let mut disk_writer = None;
+        let disk = if config.http.enabled && config.http.hls && !config.http.hls_dir.is_empty() {
+            let dir = std::path::PathBuf::from(&config.http.hls_dir);
+            let (sender, handle) = hls::spawn_disk_writer(&dir)?;
+            disk_writer = Some(handle);
+            Some((dir, sender))
+        } else {
+            None
+        };
+        let hls = Arc::new(hls::HlsShelf::new(disk));
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
         let mut http = http.map(|h| h.into_iter());
@@ -95,7 +106,9 @@ impl Server {
         for addr in &http_addrs {
             tracing::info!(%addr, workers, "listening for HTTP");
         }
+        drop(hls);
         Ok(Self {
+            disk_writer,
             addrs,
             http_addrs,
             bus,
@@ -126,6 +139,11 @@ impl Server {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = Err(e),
                 Err(_) => result = Err(io::Error::other("worker thread panicked")),
+            }
+        }
+        if let Some(writer) = self.disk_writer {
+            if writer.join().is_err() {
+                result = Err(io::Error::other("HLS disk writer panicked"));
             }
         }
         result
