@@ -27,16 +27,18 @@ use rtmp_edge::rtmp::session::{ClientConfig, ClientEvent, ClientSession, Publish
 use rtmp_edge::rtmp::Limits;
 use slab::Slab;
 
+mod http;
 mod media;
 mod rng;
 
+use self::http::HttpFlv;
 use self::media::{on_player_video, publish_due};
 use self::rng::Rng;
 use crate::procstat::{self, ProcSample};
 use crate::report::{
     self, Connections, ErrorKind, LoaderCpu, Report, ServerCost, Window, SATURATION_PERCENT,
 };
-use crate::scenario::{Mode, Scenario};
+use crate::scenario::{Mode, PlayerProto, Scenario};
 use crate::source::{Cursor, MediaSource, VIDEO};
 use crate::stats::{Counters, Percentiles, PlayerTrack, Stats};
 
@@ -88,9 +90,16 @@ enum Role {
     },
 }
 
+/// The protocol a connection speaks.
+enum Wire {
+    Rtmp(Box<ClientSession>),
+    /// An HTTP-FLV viewer.
+    HttpFlv(HttpFlv),
+}
+
 struct Conn {
     sock: TcpStream,
-    session: ClientSession,
+    wire: Wire,
     connected: bool,
     rbuf: BytesMut,
     wq: VecDeque<Bytes>,
@@ -113,6 +122,8 @@ struct Engine<'a> {
     sc: &'a Scenario,
     src: &'a MediaSource,
     addr: SocketAddr,
+    /// Where players connect (the HTTP port for HTTP-FLV players).
+    player_addr: SocketAddr,
     poll: Poll,
     conns: Slab<Conn>,
     /// (due, slab key, generation) of publishers' next frames.
@@ -131,11 +142,13 @@ struct Engine<'a> {
 /// Runs one scenario to completion.
 pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOutput> {
     let addr = sc.url.socket_addr()?;
+    let player_addr = sc.player_addr()?;
     procstat::warn_if_fd_limit_low(sc.total_connections());
     let mut e = Engine {
         sc,
         src,
         addr,
+        player_addr,
         poll: Poll::new().context("creating the poll")?,
         conns: Slab::with_capacity(sc.total_connections() as usize + 16),
         timers: BinaryHeap::new(),
@@ -478,7 +491,17 @@ impl Engine<'_> {
 
     /// Starts a TCP connect and a session for `role`.
     fn open(&mut self, role: Role, now: Instant) {
-        let sock = match TcpStream::connect(self.addr) {
+        let sc = self.sc;
+        let http_player = match &role {
+            Role::Player { stream, .. } if sc.player_proto == PlayerProto::HttpFlv => Some(*stream),
+            _ => None,
+        };
+        let addr = if http_player.is_some() {
+            self.player_addr
+        } else {
+            self.addr
+        };
+        let sock = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
                 let hint = if e.raw_os_error() == Some(24) {
@@ -490,38 +513,26 @@ impl Engine<'_> {
                 return;
             }
         };
-        let sc = self.sc;
-        let config = ClientConfig {
-            app: sc.url.app.clone(),
-            tc_url: sc.url.tc_url.clone(),
-            flash_ver: "FMLE/3.0 (compatible; rtmp-load)".to_string(),
-            limits: Limits::default(),
-            chunk_size: 4096,
-            digest_handshake: false,
-        };
-        let mut random = [0u8; RANDOM_LEN];
-        self.rng.fill(&mut random);
-        let epoch = (now - self.base).as_millis() as u32;
-        let mut session = ClientSession::new(config, &random, epoch);
-        let (name, publish) = match &role {
-            Role::Publisher { stream, .. } => (sc.stream_name(*stream), true),
-            Role::Player { stream, .. } => (sc.stream_name(*stream), false),
-        };
-        if publish {
-            session.publish(&name, PublishMode::Live);
+        let mut wq = VecDeque::new();
+        let mut wq_bytes = 0;
+        let wire = if let Some(stream) = http_player {
+            let req = http::request(&sc.url.host, sc.http_port, &sc.flv_path(stream));
+            wq_bytes = req.len();
+            wq.push_back(Bytes::from(req));
+            Wire::HttpFlv(HttpFlv::default())
         } else {
-            session.play(&name);
-        }
+            Wire::Rtmp(Box::new(self.rtmp_session(&role, now)))
+        };
         self.next_generation += 1;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let mut conn = Conn {
             sock,
-            session,
+            wire,
             connected: false,
             rbuf: BytesMut::with_capacity(INITIAL_READ_BUFFER),
-            wq: VecDeque::new(),
-            wq_bytes: 0,
+            wq,
+            wq_bytes,
             woff: 0,
             generation: self.next_generation,
             role,
@@ -540,6 +551,33 @@ impl Engine<'_> {
         }
         entry.insert(conn);
         self.peak_open = self.peak_open.max(self.conns.len() as u64);
+    }
+
+    /// An RTMP client session that publishes or plays `role`'s stream.
+    fn rtmp_session(&mut self, role: &Role, now: Instant) -> ClientSession {
+        let sc = self.sc;
+        let config = ClientConfig {
+            app: sc.url.app.clone(),
+            tc_url: sc.url.tc_url.clone(),
+            flash_ver: "FMLE/3.0 (compatible; rtmp-load)".to_string(),
+            limits: Limits::default(),
+            chunk_size: 4096,
+            digest_handshake: false,
+        };
+        let mut random = [0u8; RANDOM_LEN];
+        self.rng.fill(&mut random);
+        let epoch = (now - self.base).as_millis() as u32;
+        let mut session = ClientSession::new(config, &random, epoch);
+        let (name, publish) = match role {
+            Role::Publisher { stream, .. } => (sc.stream_name(*stream), true),
+            Role::Player { stream, .. } => (sc.stream_name(*stream), false),
+        };
+        if publish {
+            session.publish(&name, PublishMode::Live);
+        } else {
+            session.play(&name);
+        }
+        session
     }
 
     /// Removes a connection, counting why.
@@ -653,12 +691,46 @@ impl Engine<'_> {
             if matches!(conn.role, Role::Player { .. }) {
                 self.stats.counters.player_bytes += n as u64;
             }
-            conn.session
-                .handle_input(&mut conn.rbuf)
-                .map_err(|e| Close::Error(format!("session: {e}")))?;
-            self.drain_events(key, now)?;
-            self.flush(key)?;
+            match &mut conn.wire {
+                Wire::Rtmp(session) => {
+                    session
+                        .handle_input(&mut conn.rbuf)
+                        .map_err(|e| Close::Error(format!("session: {e}")))?;
+                    self.drain_events(key, now)?;
+                    self.flush(key)?;
+                }
+                Wire::HttpFlv(_) => self.on_http_flv_input(key, now)?,
+            }
         }
+    }
+
+    /// Parses what an HTTP-FLV viewer has read: the response head (its `200` counts as
+    /// playing), then FLV tags, measured like RTMP media messages.
+    fn on_http_flv_input(&mut self, key: usize, now: Instant) -> Result<(), Close> {
+        let base = self.base;
+        let Engine { conns, stats, .. } = self;
+        let conn = conns.get_mut(key).ok_or(Close::Leave)?;
+        let Wire::HttpFlv(flv) = &mut conn.wire else {
+            return Ok(());
+        };
+        let parsed = flv.parse(&mut conn.rbuf).map_err(Close::Error)?;
+        if let Role::Player {
+            track,
+            nal_length_size,
+            ..
+        } = &mut conn.role
+        {
+            if parsed.head_ok {
+                stats.on_playing(track, now);
+            }
+            for tag in &parsed.tags {
+                stats.counters.player_messages += 1;
+                if tag.tag_type == VIDEO {
+                    on_player_video(stats, track, nal_length_size, &tag.data, now, base);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Acts on every pending session event of `key`.
@@ -673,7 +745,10 @@ impl Engine<'_> {
             ..
         } = self;
         let conn = conns.get_mut(key).ok_or(Close::Leave)?;
-        while let Some(ev) = conn.session.poll_event() {
+        let Wire::Rtmp(session) = &mut conn.wire else {
+            return Ok(());
+        };
+        while let Some(ev) = session.poll_event() {
             match ev {
                 ClientEvent::Publishing { .. } => {
                     if let Role::Publisher { started, .. } = &mut conn.role {
@@ -681,7 +756,7 @@ impl Engine<'_> {
                             *started = Some(now);
                             *publishers_up += 1;
                             for h in &src.headers {
-                                conn.session.send_media(h.type_id, 0, &h.data);
+                                session.send_media(h.type_id, 0, &h.data);
                                 stats.counters.publisher_messages += 1;
                             }
                             timers.push(Reverse((now, key, conn.generation)));
@@ -730,9 +805,11 @@ impl Engine<'_> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
-        while let Some(b) = conn.session.poll_transmit() {
-            conn.wq_bytes += b.len();
-            conn.wq.push_back(b);
+        if let Wire::Rtmp(session) = &mut conn.wire {
+            while let Some(b) = session.poll_transmit() {
+                conn.wq_bytes += b.len();
+                conn.wq.push_back(b);
+            }
         }
         if !conn.connected {
             return Ok(());
@@ -784,12 +861,12 @@ impl Engine<'_> {
         for (_, conn) in self.conns.iter() {
             match &conn.role {
                 Role::Player { track, .. } => {
-                    let stage = if !conn.connected {
-                        "TCP connect"
-                    } else if !conn.session.is_connected() {
-                        "handshake or connect"
-                    } else {
-                        "createStream or play"
+                    let stage = match &conn.wire {
+                        _ if !conn.connected => "TCP connect",
+                        Wire::HttpFlv(f) if !f.head_done() => "HTTP request, no response head",
+                        Wire::HttpFlv(_) => "HTTP-FLV body",
+                        Wire::Rtmp(s) if !s.is_connected() => "handshake or connect",
+                        Wire::Rtmp(_) => "createStream or play",
                     };
                     self.stats.on_player_end(track, now, START_GRACE, stage)
                 }
