@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::procstat::ProcSample;
-use crate::scenario::Scenario;
+use crate::scenario::{PlayerProto, Scenario};
 use crate::stats::{Counters, Percentiles};
 
 /// Everything one run measured.
@@ -194,11 +194,15 @@ impl Report {
         let _ = writeln!(o, "{:<22} {}", "source", self.source);
         let _ = writeln!(
             o,
-            "{:<22} {} publishers, {} streams x {} players, ramp {}/s, churn {}/s",
+            "{:<22} {} publishers, {} streams x {} {}players, ramp {}/s, churn {}/s",
             "scenario",
             sc.publishers,
             sc.streams,
             sc.players_per_stream,
+            match sc.player_proto {
+                PlayerProto::Rtmp => String::new(),
+                PlayerProto::HttpFlv => format!("HTTP-FLV (port {}) ", sc.http_port),
+            },
             sc.ramp_per_s,
             sc.churn_per_s
         );

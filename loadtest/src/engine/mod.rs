@@ -680,6 +680,11 @@ impl Engine<'_> {
         loop {
             let conn = self.conns.get_mut(key).ok_or(Close::Leave)?;
             let n = match conn.sock.read(&mut self.scratch) {
+                Ok(0) if matches!(&conn.wire, Wire::HttpFlv(f) if !f.head_done()) => {
+                    return Err(Close::Error(
+                        "server closed before the HTTP response head".into(),
+                    ))
+                }
                 Ok(0) => return Err(Close::Disconnect("server closed the connection".into())),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
