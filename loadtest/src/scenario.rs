@@ -89,9 +89,14 @@ pub struct Knobs {
     /// stay RTMP) [default: rtmp].
     #[arg(long, value_enum)]
     pub player_proto: Option<PlayerProto>,
-    /// HTTP port of the server for --player-proto http-flv [default: 8080].
+    /// HTTP port of the server for --player-proto http-flv and --hls-pollers [default: 8080].
     #[arg(long)]
     pub http_port: Option<u16>,
+    /// HLS pollers per stream, besides the players: each GETs
+    /// http://HOST:HTTP_PORT/APP/STREAM.m3u8, then every new segment once (blocking reloads
+    /// with _HLS_msn/_HLS_part on LL-HLS playlists) [default: 0].
+    #[arg(long)]
+    pub hls_pollers: Option<u32>,
 }
 
 impl Knobs {
@@ -115,6 +120,7 @@ impl Knobs {
             sweep: self.sweep.or(other.sweep),
             player_proto: self.player_proto.or(other.player_proto),
             http_port: self.http_port.or(other.http_port),
+            hls_pollers: self.hls_pollers.or(other.hls_pollers),
         }
     }
 
@@ -217,8 +223,10 @@ pub struct Scenario {
     pub sweep: Vec<u32>,
     /// How players receive.
     pub player_proto: PlayerProto,
-    /// The server's HTTP port (HTTP-FLV players).
+    /// The server's HTTP port (HTTP-FLV players, HLS pollers).
     pub http_port: u16,
+    /// HLS pollers per stream.
+    pub hls_pollers: u32,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -265,7 +273,11 @@ impl Scenario {
         if streams == 0 {
             bail!("nothing to do: no streams");
         }
-        if mode == Mode::Full && players_per_stream == 0 && k.sweep.is_none() {
+        if mode == Mode::Full
+            && players_per_stream == 0
+            && k.hls_pollers.unwrap_or(0) == 0
+            && k.sweep.is_none()
+        {
             bail!("full mode needs players (use --mode publish-only for ingest only)");
         }
         let fps = k.fps.unwrap_or(25);
@@ -297,6 +309,10 @@ impl Scenario {
             sweep,
             player_proto: k.player_proto.unwrap_or_default(),
             http_port: k.http_port.unwrap_or(8080),
+            hls_pollers: match mode {
+                Mode::PublishOnly => 0,
+                _ => k.hls_pollers.unwrap_or(0),
+            },
         })
     }
 
@@ -307,6 +323,18 @@ impl Scenario {
             addr.set_port(self.http_port);
         }
         Ok(addr)
+    }
+
+    /// The server's HTTP address.
+    pub fn http_addr(&self) -> Result<SocketAddr> {
+        let mut addr = self.url.socket_addr()?;
+        addr.set_port(self.http_port);
+        Ok(addr)
+    }
+
+    /// The HLS media playlist path of stream `i`: `/APP/NAME.m3u8`.
+    pub fn hls_path(&self, i: u32) -> String {
+        format!("/{}/{}.m3u8", self.url.app, self.stream_name(i))
     }
 
     /// The HTTP-FLV path of stream `i`: `/APP/NAME.flv`.
@@ -333,7 +361,9 @@ impl Scenario {
 
     /// Total connections opened at ramp-up.
     pub fn total_connections(&self) -> u64 {
-        u64::from(self.publishers) + u64::from(self.streams) * u64::from(self.players_per_stream)
+        u64::from(self.publishers)
+            + u64::from(self.streams)
+                * (u64::from(self.players_per_stream) + u64::from(self.hls_pollers))
     }
 }
 

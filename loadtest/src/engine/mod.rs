@@ -27,10 +27,12 @@ use rtmp_edge::rtmp::session::{ClientConfig, ClientEvent, ClientSession, Publish
 use rtmp_edge::rtmp::Limits;
 use slab::Slab;
 
+mod hls;
 mod http;
 mod media;
 mod rng;
 
+use self::hls::{Fetch, HlsPoller, Next};
 use self::http::HttpFlv;
 use self::media::{on_player_video, publish_due};
 use self::rng::Rng;
@@ -88,6 +90,11 @@ enum Role {
         slot: usize,
         nal_length_size: usize,
     },
+    HlsPoller {
+        stream: u32,
+        /// When the request in flight was queued.
+        sent: Instant,
+    },
 }
 
 /// The protocol a connection speaks.
@@ -95,6 +102,8 @@ enum Wire {
     Rtmp(Box<ClientSession>),
     /// An HTTP-FLV viewer.
     HttpFlv(HttpFlv),
+    /// An HLS poller.
+    Hls(Box<HlsPoller>),
 }
 
 struct Conn {
@@ -124,6 +133,7 @@ struct Engine<'a> {
     addr: SocketAddr,
     /// Where players connect (the HTTP port for HTTP-FLV players).
     player_addr: SocketAddr,
+    http_addr: SocketAddr,
     poll: Poll,
     conns: Slab<Conn>,
     /// (due, slab key, generation) of publishers' next frames.
@@ -143,12 +153,14 @@ struct Engine<'a> {
 pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOutput> {
     let addr = sc.url.socket_addr()?;
     let player_addr = sc.player_addr()?;
+    let http_addr = sc.http_addr()?;
     procstat::warn_if_fd_limit_low(sc.total_connections());
     let mut e = Engine {
         sc,
         src,
         addr,
         player_addr,
+        http_addr,
         poll: Poll::new().context("creating the poll")?,
         conns: Slab::with_capacity(sc.total_connections() as usize + 16),
         timers: BinaryHeap::new(),
@@ -235,7 +247,9 @@ impl Engine<'_> {
             // Ramp-up.
             if window.is_none() {
                 self.ramp_step(&mut ramp, now);
-                let all_open = ramp.players_phase && ramp.players_opened >= players_target;
+                let all_open = ramp.players_phase
+                    && ramp.players_opened
+                        >= players_target + u64::from(sc.streams) * u64::from(sc.hls_pollers);
                 if all_open && warm_until.is_none() {
                     warm_until = Some(now + sc.warmup);
                 }
@@ -394,6 +408,8 @@ impl Engine<'_> {
             latency_ms: Percentiles::of(&self.stats.latency_us),
             connect_to_play_ms: Percentiles::of(&self.stats.connect_to_play_us),
             first_frame_ms: Percentiles::of(&self.stats.first_frame_us),
+            hls_playlist_ms: Percentiles::of(&self.stats.hls_playlist_us),
+            hls_segment_ms: Percentiles::of(&self.stats.hls_segment_us),
             errors: self
                 .stats
                 .error_kinds
@@ -456,13 +472,19 @@ impl Engine<'_> {
             }
             return;
         }
-        let target = u64::from(sc.streams) * u64::from(sc.players_per_stream);
+        let players = u64::from(sc.streams) * u64::from(sc.players_per_stream);
+        let target = players + u64::from(sc.streams) * u64::from(sc.hls_pollers);
         while budget > 0 && r.players_opened < target {
             let stream = (r.players_opened % u64::from(sc.streams)) as u32;
+            let poller = r.players_opened >= players;
             r.players_opened += 1;
             r.opened_in_phase += 1;
             budget -= 1;
-            self.open_player(stream, now);
+            if poller {
+                self.open(Role::HlsPoller { stream, sent: now }, now);
+            } else {
+                self.open_player(stream, now);
+            }
         }
     }
 
@@ -498,6 +520,8 @@ impl Engine<'_> {
         };
         let addr = if http_player.is_some() {
             self.player_addr
+        } else if matches!(role, Role::HlsPoller { .. }) {
+            self.http_addr
         } else {
             self.addr
         };
@@ -520,6 +544,12 @@ impl Engine<'_> {
             wq_bytes = req.len();
             wq.push_back(Bytes::from(req));
             Wire::HttpFlv(HttpFlv::default())
+        } else if let Role::HlsPoller { stream, .. } = &role {
+            let mut p = HlsPoller::new(&sc.url.host, sc.http_port, &sc.hls_path(*stream));
+            let req = p.reload();
+            wq_bytes = req.len();
+            wq.push_back(Bytes::from(req));
+            Wire::Hls(Box::new(p))
         } else {
             Wire::Rtmp(Box::new(self.rtmp_session(&role, now)))
         };
@@ -570,7 +600,9 @@ impl Engine<'_> {
         let mut session = ClientSession::new(config, &random, epoch);
         let (name, publish) = match role {
             Role::Publisher { stream, .. } => (sc.stream_name(*stream), true),
-            Role::Player { stream, .. } => (sc.stream_name(*stream), false),
+            Role::Player { stream, .. } | Role::HlsPoller { stream, .. } => {
+                (sc.stream_name(*stream), false)
+            }
         };
         if publish {
             session.publish(&name, PublishMode::Live);
@@ -606,6 +638,7 @@ impl Engine<'_> {
                 }
                 "player"
             }
+            Role::HlsPoller { .. } => "HLS poller",
         };
         match why {
             Close::Error(e) => self.stats.error(format!("{kind}: {e}")),
@@ -625,6 +658,20 @@ impl Engine<'_> {
                 continue;
             };
             if conn.generation != generation {
+                continue;
+            }
+            if let Wire::Hls(p) = &mut conn.wire {
+                if !p.busy() {
+                    let req = p.reload();
+                    conn.wq_bytes += req.len();
+                    conn.wq.push_back(Bytes::from(req));
+                    if let Role::HlsPoller { sent, .. } = &mut conn.role {
+                        *sent = now;
+                    }
+                }
+                if let Err(why) = self.flush(key) {
+                    self.close(key, why);
+                }
                 continue;
             }
             let next = publish_due(conn, self.src, &mut self.stats.counters, now, self.base);
@@ -705,6 +752,10 @@ impl Engine<'_> {
                     self.flush(key)?;
                 }
                 Wire::HttpFlv(_) => self.on_http_flv_input(key, now)?,
+                Wire::Hls(_) => {
+                    self.on_hls_input(key, now)?;
+                    self.flush(key)?;
+                }
             }
         }
     }
@@ -732,6 +783,39 @@ impl Engine<'_> {
                 stats.counters.player_messages += 1;
                 if tag.tag_type == VIDEO {
                     on_player_video(stats, track, nal_length_size, &tag.data, now, base);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles an HLS poller's complete responses: records them, sends the next request or
+    /// arms the reload timer.
+    fn on_hls_input(&mut self, key: usize, now: Instant) -> Result<(), Close> {
+        let Engine {
+            conns,
+            stats,
+            timers,
+            ..
+        } = self;
+        let conn = conns.get_mut(key).ok_or(Close::Leave)?;
+        let (Wire::Hls(p), Role::HlsPoller { sent, .. }) = (&mut conn.wire, &mut conn.role) else {
+            return Ok(());
+        };
+        while let Some(resp) = p.parse(&mut conn.rbuf).map_err(Close::Error)? {
+            stats.on_hls_response(resp.what == Fetch::Segment, now - *sent, resp.bytes);
+            match p.next() {
+                Next::Request(req) => {
+                    conn.wq_bytes += req.len();
+                    conn.wq.push_back(Bytes::from(req));
+                    *sent = now;
+                }
+                Next::ReloadAfterMs(ms) => {
+                    timers.push(Reverse((
+                        now + Duration::from_millis(ms),
+                        key,
+                        conn.generation,
+                    )));
                 }
             }
         }
@@ -870,6 +954,7 @@ impl Engine<'_> {
                         _ if !conn.connected => "TCP connect",
                         Wire::HttpFlv(f) if !f.head_done() => "HTTP request, no response head",
                         Wire::HttpFlv(_) => "HTTP-FLV body",
+                        Wire::Hls(_) => "HLS",
                         Wire::Rtmp(s) if !s.is_connected() => "handshake or connect",
                         Wire::Rtmp(_) => "createStream or play",
                     };
@@ -878,7 +963,7 @@ impl Engine<'_> {
                 Role::Publisher { started: None, .. } => self
                     .stats
                     .error("publisher never reached NetStream.Publish.Start"),
-                Role::Publisher { .. } => {}
+                Role::Publisher { .. } | Role::HlsPoller { .. } => {}
             }
         }
     }
