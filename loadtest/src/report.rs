@@ -243,6 +243,7 @@ impl Report {
         );
         pct_line(&mut o, "latency (end-to-end)", &self.latency_ms);
         pct_line(&mut o, "connect to play", &self.connect_to_play_ms);
+        pct_line(&mut o, "time to first frame", &self.first_frame_ms);
         if sc.hls_pollers > 0 {
             let _ = writeln!(
                 o,
@@ -252,7 +253,6 @@ impl Report {
             pct_line(&mut o, "HLS playlist request", &self.hls_playlist_ms);
             pct_line(&mut o, "HLS segment request", &self.hls_segment_ms);
         }
-        pct_line(&mut o, "time to first frame", &self.first_frame_ms);
         let _ = writeln!(
             o,
             "{:<22} keyframe {}  not keyframe {}",
