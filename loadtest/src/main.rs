@@ -2,8 +2,9 @@
 //!
 //! One thread, one mio event loop, thousands of connections: publishers loop real (FLV) or
 //! synthetic H.264 + AAC at real-time pace with a latency stamp in every video frame; players
-//! measure connect-to-play, time to first frame, throughput, end-to-end latency (HDR
-//! histogram), stalls, disconnects and errors. With `--server-pid` it also reports the server's
+//! (RTMP, or HTTP-FLV with `--player-proto http-flv`; plus optional HLS pollers) measure
+//! connect-to-play, time to first frame, throughput, end-to-end latency (HDR histogram),
+//! stalls, disconnects and errors. With `--server-pid` it also reports the server's
 //! CPU-seconds per delivered GB and RSS per connection.
 //!
 //! Modules: [`scenario`] (flags + TOML), [`source`] (FLV / synthetic media loop), [`sei`]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::procstat::ProcSample;
-use crate::scenario::Scenario;
+use crate::scenario::{PlayerProto, Scenario};
 use crate::stats::{Counters, Percentiles};
 
 /// Everything one run measured.
@@ -29,6 +29,10 @@ pub struct Report {
     pub connect_to_play_ms: Percentiles,
     /// Over the whole run (ramp-up and churn included).
     pub first_frame_ms: Percentiles,
+    /// HLS pollers' playlist request latency (blocking reloads wait for the next part).
+    pub hls_playlist_ms: Percentiles,
+    /// HLS pollers' segment request latency.
+    pub hls_segment_ms: Percentiles,
     pub errors: Vec<ErrorKind>,
     pub loader: LoaderCpu,
     pub server: Option<ServerCost>,
@@ -194,11 +198,15 @@ impl Report {
         let _ = writeln!(o, "{:<22} {}", "source", self.source);
         let _ = writeln!(
             o,
-            "{:<22} {} publishers, {} streams x {} players, ramp {}/s, churn {}/s",
+            "{:<22} {} publishers, {} streams x {} {}players, ramp {}/s, churn {}/s",
             "scenario",
             sc.publishers,
             sc.streams,
             sc.players_per_stream,
+            match sc.player_proto {
+                PlayerProto::Rtmp => String::new(),
+                PlayerProto::HttpFlv => format!("HTTP-FLV (port {}) ", sc.http_port),
+            },
             sc.ramp_per_s,
             sc.churn_per_s
         );
@@ -236,6 +244,15 @@ impl Report {
         pct_line(&mut o, "latency (end-to-end)", &self.latency_ms);
         pct_line(&mut o, "connect to play", &self.connect_to_play_ms);
         pct_line(&mut o, "time to first frame", &self.first_frame_ms);
+        if sc.hls_pollers > 0 {
+            let _ = writeln!(
+                o,
+                "{:<22} {} pollers/stream: {} playlists, {} segments, {} bytes",
+                "HLS", sc.hls_pollers, c.hls_playlists, c.hls_segments, c.hls_bytes
+            );
+            pct_line(&mut o, "HLS playlist request", &self.hls_playlist_ms);
+            pct_line(&mut o, "HLS segment request", &self.hls_segment_ms);
+        }
         let _ = writeln!(
             o,
             "{:<22} keyframe {}  not keyframe {}",
@@ -421,6 +438,8 @@ pub(crate) mod tests {
             },
             connect_to_play_ms: Percentiles::default(),
             first_frame_ms: Percentiles::default(),
+            hls_playlist_ms: Percentiles::default(),
+            hls_segment_ms: Percentiles::default(),
             errors: vec![ErrorKind {
                 what: "connection refused".into(),
                 count: 3,

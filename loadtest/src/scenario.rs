@@ -21,6 +21,18 @@ pub enum Mode {
     PlayOnly,
 }
 
+/// How players receive the streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlayerProto {
+    /// RTMP play on the `--url` server.
+    #[default]
+    Rtmp,
+    /// HTTP-FLV: `GET http://HOST:HTTP_PORT/APP/STREAM.flv` (host, app and stream from
+    /// `--url`, port from `--http-port`).
+    HttpFlv,
+}
+
 /// Every tunable, optional: the same struct is filled from flags and from the TOML file.
 #[derive(Clone, Debug, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +84,19 @@ pub struct Knobs {
     /// Run once per value with that many players per stream (CPU-vs-players sweep).
     #[arg(long, value_delimiter = ',')]
     pub sweep: Option<Vec<u32>>,
+    /// Player protocol: rtmp, or http-flv (each player GETs
+    /// http://HOST:HTTP_PORT/APP/STREAM.flv, host/app/stream taken from --url; publishers
+    /// stay RTMP) [default: rtmp].
+    #[arg(long, value_enum)]
+    pub player_proto: Option<PlayerProto>,
+    /// HTTP port of the server for --player-proto http-flv and --hls-pollers [default: 8080].
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// HLS pollers per stream, besides the players: each GETs
+    /// http://HOST:HTTP_PORT/APP/STREAM.m3u8, then every new segment once (blocking reloads
+    /// with _HLS_msn/_HLS_part on LL-HLS playlists) [default: 0].
+    #[arg(long)]
+    pub hls_pollers: Option<u32>,
 }
 
 impl Knobs {
@@ -93,6 +118,9 @@ impl Knobs {
             gop: self.gop.or(other.gop),
             stall_ms: self.stall_ms.or(other.stall_ms),
             sweep: self.sweep.or(other.sweep),
+            player_proto: self.player_proto.or(other.player_proto),
+            http_port: self.http_port.or(other.http_port),
+            hls_pollers: self.hls_pollers.or(other.hls_pollers),
         }
     }
 
@@ -193,6 +221,12 @@ pub struct Scenario {
     pub stall_threshold: Duration,
     /// Player counts to sweep (empty: one run with `players_per_stream`).
     pub sweep: Vec<u32>,
+    /// How players receive.
+    pub player_proto: PlayerProto,
+    /// The server's HTTP port (HTTP-FLV players, HLS pollers).
+    pub http_port: u16,
+    /// HLS pollers per stream.
+    pub hls_pollers: u32,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -239,7 +273,11 @@ impl Scenario {
         if streams == 0 {
             bail!("nothing to do: no streams");
         }
-        if mode == Mode::Full && players_per_stream == 0 && k.sweep.is_none() {
+        if mode == Mode::Full
+            && players_per_stream == 0
+            && k.hls_pollers.unwrap_or(0) == 0
+            && k.sweep.is_none()
+        {
             bail!("full mode needs players (use --mode publish-only for ingest only)");
         }
         let fps = k.fps.unwrap_or(25);
@@ -269,7 +307,39 @@ impl Scenario {
             source,
             stall_threshold: Duration::from_millis(k.stall_ms.unwrap_or(1000)),
             sweep,
+            player_proto: k.player_proto.unwrap_or_default(),
+            http_port: k.http_port.unwrap_or(8080),
+            hls_pollers: match mode {
+                Mode::PublishOnly => 0,
+                _ => k.hls_pollers.unwrap_or(0),
+            },
         })
+    }
+
+    /// Where players connect: the RTMP address, or the HTTP one for HTTP-FLV players.
+    pub fn player_addr(&self) -> Result<SocketAddr> {
+        let mut addr = self.url.socket_addr()?;
+        if self.player_proto == PlayerProto::HttpFlv {
+            addr.set_port(self.http_port);
+        }
+        Ok(addr)
+    }
+
+    /// The server's HTTP address.
+    pub fn http_addr(&self) -> Result<SocketAddr> {
+        let mut addr = self.url.socket_addr()?;
+        addr.set_port(self.http_port);
+        Ok(addr)
+    }
+
+    /// The HLS media playlist path of stream `i`: `/APP/NAME.m3u8`.
+    pub fn hls_path(&self, i: u32) -> String {
+        format!("/{}/{}.m3u8", self.url.app, self.stream_name(i))
+    }
+
+    /// The HTTP-FLV path of stream `i`: `/APP/NAME.flv`.
+    pub fn flv_path(&self, i: u32) -> String {
+        format!("/{}/{}.flv", self.url.app, self.stream_name(i))
     }
 
     /// Name of stream `i` (0-based): the URL's name with one stream, `NAME-i` with several.
@@ -291,7 +361,9 @@ impl Scenario {
 
     /// Total connections opened at ramp-up.
     pub fn total_connections(&self) -> u64 {
-        u64::from(self.publishers) + u64::from(self.streams) * u64::from(self.players_per_stream)
+        u64::from(self.publishers)
+            + u64::from(self.streams)
+                * (u64::from(self.players_per_stream) + u64::from(self.hls_pollers))
     }
 }
 
@@ -428,6 +500,27 @@ mod tests {
             ..Knobs::default()
         };
         assert!(Scenario::from_knobs(k).is_err());
+    }
+
+    #[test]
+    fn http_flv_players_use_the_http_port_and_an_flv_path() {
+        let k = Knobs::from_toml(
+            r#"
+            url = "rtmp://127.0.0.1:1940/live/s"
+            publishers = 2
+            player_proto = "http-flv"
+            http_port = 8081
+            "#,
+        )
+        .unwrap();
+        let sc = Scenario::from_knobs(k).unwrap();
+        assert_eq!(sc.player_proto, PlayerProto::HttpFlv);
+        assert_eq!(sc.player_addr().unwrap().port(), 8081);
+        assert_eq!(sc.url.socket_addr().unwrap().port(), 1940);
+        assert_eq!(sc.flv_path(1), "/live/s-1.flv");
+        let rtmp = Scenario::from_knobs(Knobs::default()).unwrap();
+        assert_eq!(rtmp.player_proto, PlayerProto::Rtmp);
+        assert_eq!(rtmp.player_addr().unwrap().port(), 1935);
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub struct Counters {
     pub churn_joined: u64,
     /// Video frames whose latency stamp was missing (e.g. a server re-muxing video).
     pub frames_without_stamp: u64,
+    /// HLS pollers' playlist responses.
+    pub hls_playlists: u64,
+    /// HLS pollers' segment responses.
+    pub hls_segments: u64,
+    /// HLS pollers' response body bytes.
+    pub hls_bytes: u64,
 }
 
 /// Per-player measurement state.
@@ -109,6 +115,10 @@ pub struct Stats {
     pub connect_to_play_us: Histogram<u64>,
     /// TCP connect start → first video frame, µs.
     pub first_frame_us: Histogram<u64>,
+    /// HLS playlist request → response complete (blocking reloads included), µs.
+    pub hls_playlist_us: Histogram<u64>,
+    /// HLS segment request → response complete, µs.
+    pub hls_segment_us: Histogram<u64>,
     /// Distinct error messages with their counts, in first-seen order (capped).
     pub error_kinds: Vec<(String, u64)>,
     stall_threshold: Duration,
@@ -125,6 +135,8 @@ impl Stats {
             latency_us: micros_histogram(),
             connect_to_play_us: micros_histogram(),
             first_frame_us: micros_histogram(),
+            hls_playlist_us: micros_histogram(),
+            hls_segment_us: micros_histogram(),
             error_kinds: Vec::new(),
             stall_threshold,
         }
@@ -134,6 +146,18 @@ impl Stats {
     pub fn error(&mut self, what: impl Into<String>) {
         self.counters.errors += 1;
         self.note(what.into());
+    }
+
+    /// Records an HLS request's latency.
+    pub fn on_hls_response(&mut self, segment: bool, latency: Duration, bytes: usize) {
+        self.counters.hls_bytes += bytes as u64;
+        if segment {
+            self.counters.hls_segments += 1;
+            record(&mut self.hls_segment_us, latency);
+        } else {
+            self.counters.hls_playlists += 1;
+            record(&mut self.hls_playlist_us, latency);
+        }
     }
 
     /// Counts a disconnect by the server and remembers why.

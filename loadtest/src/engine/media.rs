@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rtmp_edge::media::parse_video_tag;
 
-use super::{Conn, Role, MAX_FRAMES_PER_WAKE};
+use super::{Conn, Role, Wire, MAX_FRAMES_PER_WAKE};
 use crate::sei;
 use crate::source::{MediaSource, AUDIO, DATA, VIDEO};
 use crate::stats::{Counters, PlayerTrack, Stats};
@@ -51,11 +51,14 @@ pub(super) fn publish_due(
     now: Instant,
     base: Instant,
 ) -> Option<Instant> {
-    let Role::Publisher {
-        started: Some(started),
-        cursor,
-        ..
-    } = &mut conn.role
+    let (
+        Role::Publisher {
+            started: Some(started),
+            cursor,
+            ..
+        },
+        Wire::Rtmp(session),
+    ) = (&mut conn.role, &mut conn.wire)
     else {
         return None;
     };
@@ -73,8 +76,8 @@ pub(super) fn publish_due(
             _ => None,
         };
         match &stamped {
-            Some(v) => conn.session.send_media(frame.type_id, ts, v),
-            None => conn.session.send_media(frame.type_id, ts, &frame.data),
+            Some(v) => session.send_media(frame.type_id, ts, v),
+            None => session.send_media(frame.type_id, ts, &frame.data),
         }
         counters.publisher_messages += 1;
         src.advance(cursor);

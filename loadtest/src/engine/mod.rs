@@ -27,16 +27,20 @@ use rtmp_edge::rtmp::session::{ClientConfig, ClientEvent, ClientSession, Publish
 use rtmp_edge::rtmp::Limits;
 use slab::Slab;
 
+mod hls;
+mod http;
 mod media;
 mod rng;
 
+use self::hls::{Fetch, HlsPoller, Next};
+use self::http::HttpFlv;
 use self::media::{on_player_video, publish_due};
 use self::rng::Rng;
 use crate::procstat::{self, ProcSample};
 use crate::report::{
     self, Connections, ErrorKind, LoaderCpu, Report, ServerCost, Window, SATURATION_PERCENT,
 };
-use crate::scenario::{Mode, Scenario};
+use crate::scenario::{Mode, PlayerProto, Scenario};
 use crate::source::{Cursor, MediaSource, VIDEO};
 use crate::stats::{Counters, Percentiles, PlayerTrack, Stats};
 
@@ -86,11 +90,25 @@ enum Role {
         slot: usize,
         nal_length_size: usize,
     },
+    HlsPoller {
+        stream: u32,
+        /// When the request in flight was queued.
+        sent: Instant,
+    },
+}
+
+/// The protocol a connection speaks.
+enum Wire {
+    Rtmp(Box<ClientSession>),
+    /// An HTTP-FLV viewer.
+    HttpFlv(HttpFlv),
+    /// An HLS poller.
+    Hls(Box<HlsPoller>),
 }
 
 struct Conn {
     sock: TcpStream,
-    session: ClientSession,
+    wire: Wire,
     connected: bool,
     rbuf: BytesMut,
     wq: VecDeque<Bytes>,
@@ -113,6 +131,9 @@ struct Engine<'a> {
     sc: &'a Scenario,
     src: &'a MediaSource,
     addr: SocketAddr,
+    /// Where players connect (the HTTP port for HTTP-FLV players).
+    player_addr: SocketAddr,
+    http_addr: SocketAddr,
     poll: Poll,
     conns: Slab<Conn>,
     /// (due, slab key, generation) of publishers' next frames.
@@ -131,11 +152,15 @@ struct Engine<'a> {
 /// Runs one scenario to completion.
 pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOutput> {
     let addr = sc.url.socket_addr()?;
+    let player_addr = sc.player_addr()?;
+    let http_addr = sc.http_addr()?;
     procstat::warn_if_fd_limit_low(sc.total_connections());
     let mut e = Engine {
         sc,
         src,
         addr,
+        player_addr,
+        http_addr,
         poll: Poll::new().context("creating the poll")?,
         conns: Slab::with_capacity(sc.total_connections() as usize + 16),
         timers: BinaryHeap::new(),
@@ -222,7 +247,9 @@ impl Engine<'_> {
             // Ramp-up.
             if window.is_none() {
                 self.ramp_step(&mut ramp, now);
-                let all_open = ramp.players_phase && ramp.players_opened >= players_target;
+                let all_open = ramp.players_phase
+                    && ramp.players_opened
+                        >= players_target + u64::from(sc.streams) * u64::from(sc.hls_pollers);
                 if all_open && warm_until.is_none() {
                     warm_until = Some(now + sc.warmup);
                 }
@@ -381,6 +408,8 @@ impl Engine<'_> {
             latency_ms: Percentiles::of(&self.stats.latency_us),
             connect_to_play_ms: Percentiles::of(&self.stats.connect_to_play_us),
             first_frame_ms: Percentiles::of(&self.stats.first_frame_us),
+            hls_playlist_ms: Percentiles::of(&self.stats.hls_playlist_us),
+            hls_segment_ms: Percentiles::of(&self.stats.hls_segment_us),
             errors: self
                 .stats
                 .error_kinds
@@ -443,13 +472,19 @@ impl Engine<'_> {
             }
             return;
         }
-        let target = u64::from(sc.streams) * u64::from(sc.players_per_stream);
+        let players = u64::from(sc.streams) * u64::from(sc.players_per_stream);
+        let target = players + u64::from(sc.streams) * u64::from(sc.hls_pollers);
         while budget > 0 && r.players_opened < target {
             let stream = (r.players_opened % u64::from(sc.streams)) as u32;
+            let poller = r.players_opened >= players;
             r.players_opened += 1;
             r.opened_in_phase += 1;
             budget -= 1;
-            self.open_player(stream, now);
+            if poller {
+                self.open(Role::HlsPoller { stream, sent: now }, now);
+            } else {
+                self.open_player(stream, now);
+            }
         }
     }
 
@@ -478,7 +513,19 @@ impl Engine<'_> {
 
     /// Starts a TCP connect and a session for `role`.
     fn open(&mut self, role: Role, now: Instant) {
-        let sock = match TcpStream::connect(self.addr) {
+        let sc = self.sc;
+        let http_player = match &role {
+            Role::Player { stream, .. } if sc.player_proto == PlayerProto::HttpFlv => Some(*stream),
+            _ => None,
+        };
+        let addr = if http_player.is_some() {
+            self.player_addr
+        } else if matches!(role, Role::HlsPoller { .. }) {
+            self.http_addr
+        } else {
+            self.addr
+        };
+        let sock = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
                 let hint = if e.raw_os_error() == Some(24) {
@@ -490,38 +537,32 @@ impl Engine<'_> {
                 return;
             }
         };
-        let sc = self.sc;
-        let config = ClientConfig {
-            app: sc.url.app.clone(),
-            tc_url: sc.url.tc_url.clone(),
-            flash_ver: "FMLE/3.0 (compatible; rtmp-load)".to_string(),
-            limits: Limits::default(),
-            chunk_size: 4096,
-            digest_handshake: false,
-        };
-        let mut random = [0u8; RANDOM_LEN];
-        self.rng.fill(&mut random);
-        let epoch = (now - self.base).as_millis() as u32;
-        let mut session = ClientSession::new(config, &random, epoch);
-        let (name, publish) = match &role {
-            Role::Publisher { stream, .. } => (sc.stream_name(*stream), true),
-            Role::Player { stream, .. } => (sc.stream_name(*stream), false),
-        };
-        if publish {
-            session.publish(&name, PublishMode::Live);
+        let mut wq = VecDeque::new();
+        let mut wq_bytes = 0;
+        let wire = if let Some(stream) = http_player {
+            let req = http::request(&sc.url.host, sc.http_port, &sc.flv_path(stream));
+            wq_bytes = req.len();
+            wq.push_back(Bytes::from(req));
+            Wire::HttpFlv(HttpFlv::default())
+        } else if let Role::HlsPoller { stream, .. } = &role {
+            let mut p = HlsPoller::new(&sc.url.host, sc.http_port, &sc.hls_path(*stream));
+            let req = p.reload();
+            wq_bytes = req.len();
+            wq.push_back(Bytes::from(req));
+            Wire::Hls(Box::new(p))
         } else {
-            session.play(&name);
-        }
+            Wire::Rtmp(Box::new(self.rtmp_session(&role, now)))
+        };
         self.next_generation += 1;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let mut conn = Conn {
             sock,
-            session,
+            wire,
             connected: false,
             rbuf: BytesMut::with_capacity(INITIAL_READ_BUFFER),
-            wq: VecDeque::new(),
-            wq_bytes: 0,
+            wq,
+            wq_bytes,
             woff: 0,
             generation: self.next_generation,
             role,
@@ -540,6 +581,35 @@ impl Engine<'_> {
         }
         entry.insert(conn);
         self.peak_open = self.peak_open.max(self.conns.len() as u64);
+    }
+
+    /// An RTMP client session that publishes or plays `role`'s stream.
+    fn rtmp_session(&mut self, role: &Role, now: Instant) -> ClientSession {
+        let sc = self.sc;
+        let config = ClientConfig {
+            app: sc.url.app.clone(),
+            tc_url: sc.url.tc_url.clone(),
+            flash_ver: "FMLE/3.0 (compatible; rtmp-load)".to_string(),
+            limits: Limits::default(),
+            chunk_size: 4096,
+            digest_handshake: false,
+        };
+        let mut random = [0u8; RANDOM_LEN];
+        self.rng.fill(&mut random);
+        let epoch = (now - self.base).as_millis() as u32;
+        let mut session = ClientSession::new(config, &random, epoch);
+        let (name, publish) = match role {
+            Role::Publisher { stream, .. } => (sc.stream_name(*stream), true),
+            Role::Player { stream, .. } | Role::HlsPoller { stream, .. } => {
+                (sc.stream_name(*stream), false)
+            }
+        };
+        if publish {
+            session.publish(&name, PublishMode::Live);
+        } else {
+            session.play(&name);
+        }
+        session
     }
 
     /// Removes a connection, counting why.
@@ -568,6 +638,7 @@ impl Engine<'_> {
                 }
                 "player"
             }
+            Role::HlsPoller { .. } => "HLS poller",
         };
         match why {
             Close::Error(e) => self.stats.error(format!("{kind}: {e}")),
@@ -587,6 +658,20 @@ impl Engine<'_> {
                 continue;
             };
             if conn.generation != generation {
+                continue;
+            }
+            if let Wire::Hls(p) = &mut conn.wire {
+                if !p.busy() {
+                    let req = p.reload();
+                    conn.wq_bytes += req.len();
+                    conn.wq.push_back(Bytes::from(req));
+                    if let Role::HlsPoller { sent, .. } = &mut conn.role {
+                        *sent = now;
+                    }
+                }
+                if let Err(why) = self.flush(key) {
+                    self.close(key, why);
+                }
                 continue;
             }
             let next = publish_due(conn, self.src, &mut self.stats.counters, now, self.base);
@@ -642,6 +727,11 @@ impl Engine<'_> {
         loop {
             let conn = self.conns.get_mut(key).ok_or(Close::Leave)?;
             let n = match conn.sock.read(&mut self.scratch) {
+                Ok(0) if matches!(&conn.wire, Wire::HttpFlv(f) if !f.head_done()) => {
+                    return Err(Close::Error(
+                        "server closed before the HTTP response head".into(),
+                    ))
+                }
                 Ok(0) => return Err(Close::Disconnect("server closed the connection".into())),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -653,12 +743,83 @@ impl Engine<'_> {
             if matches!(conn.role, Role::Player { .. }) {
                 self.stats.counters.player_bytes += n as u64;
             }
-            conn.session
-                .handle_input(&mut conn.rbuf)
-                .map_err(|e| Close::Error(format!("session: {e}")))?;
-            self.drain_events(key, now)?;
-            self.flush(key)?;
+            match &mut conn.wire {
+                Wire::Rtmp(session) => {
+                    session
+                        .handle_input(&mut conn.rbuf)
+                        .map_err(|e| Close::Error(format!("session: {e}")))?;
+                    self.drain_events(key, now)?;
+                    self.flush(key)?;
+                }
+                Wire::HttpFlv(_) => self.on_http_flv_input(key, now)?,
+                Wire::Hls(_) => {
+                    self.on_hls_input(key, now)?;
+                    self.flush(key)?;
+                }
+            }
         }
+    }
+
+    /// Parses what an HTTP-FLV viewer has read: the response head (its `200` counts as
+    /// playing), then FLV tags, measured like RTMP media messages.
+    fn on_http_flv_input(&mut self, key: usize, now: Instant) -> Result<(), Close> {
+        let base = self.base;
+        let Engine { conns, stats, .. } = self;
+        let conn = conns.get_mut(key).ok_or(Close::Leave)?;
+        let Wire::HttpFlv(flv) = &mut conn.wire else {
+            return Ok(());
+        };
+        let parsed = flv.parse(&mut conn.rbuf).map_err(Close::Error)?;
+        if let Role::Player {
+            track,
+            nal_length_size,
+            ..
+        } = &mut conn.role
+        {
+            if parsed.head_ok {
+                stats.on_playing(track, now);
+            }
+            for tag in &parsed.tags {
+                stats.counters.player_messages += 1;
+                if tag.tag_type == VIDEO {
+                    on_player_video(stats, track, nal_length_size, &tag.data, now, base);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles an HLS poller's complete responses: records them, sends the next request or
+    /// arms the reload timer.
+    fn on_hls_input(&mut self, key: usize, now: Instant) -> Result<(), Close> {
+        let Engine {
+            conns,
+            stats,
+            timers,
+            ..
+        } = self;
+        let conn = conns.get_mut(key).ok_or(Close::Leave)?;
+        let (Wire::Hls(p), Role::HlsPoller { sent, .. }) = (&mut conn.wire, &mut conn.role) else {
+            return Ok(());
+        };
+        while let Some(resp) = p.parse(&mut conn.rbuf).map_err(Close::Error)? {
+            stats.on_hls_response(resp.what == Fetch::Segment, now - *sent, resp.bytes);
+            match p.next() {
+                Next::Request(req) => {
+                    conn.wq_bytes += req.len();
+                    conn.wq.push_back(Bytes::from(req));
+                    *sent = now;
+                }
+                Next::ReloadAfterMs(ms) => {
+                    timers.push(Reverse((
+                        now + Duration::from_millis(ms),
+                        key,
+                        conn.generation,
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Acts on every pending session event of `key`.
@@ -673,7 +834,10 @@ impl Engine<'_> {
             ..
         } = self;
         let conn = conns.get_mut(key).ok_or(Close::Leave)?;
-        while let Some(ev) = conn.session.poll_event() {
+        let Wire::Rtmp(session) = &mut conn.wire else {
+            return Ok(());
+        };
+        while let Some(ev) = session.poll_event() {
             match ev {
                 ClientEvent::Publishing { .. } => {
                     if let Role::Publisher { started, .. } = &mut conn.role {
@@ -681,7 +845,7 @@ impl Engine<'_> {
                             *started = Some(now);
                             *publishers_up += 1;
                             for h in &src.headers {
-                                conn.session.send_media(h.type_id, 0, &h.data);
+                                session.send_media(h.type_id, 0, &h.data);
                                 stats.counters.publisher_messages += 1;
                             }
                             timers.push(Reverse((now, key, conn.generation)));
@@ -730,9 +894,11 @@ impl Engine<'_> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
-        while let Some(b) = conn.session.poll_transmit() {
-            conn.wq_bytes += b.len();
-            conn.wq.push_back(b);
+        if let Wire::Rtmp(session) = &mut conn.wire {
+            while let Some(b) = session.poll_transmit() {
+                conn.wq_bytes += b.len();
+                conn.wq.push_back(b);
+            }
         }
         if !conn.connected {
             return Ok(());
@@ -784,19 +950,20 @@ impl Engine<'_> {
         for (_, conn) in self.conns.iter() {
             match &conn.role {
                 Role::Player { track, .. } => {
-                    let stage = if !conn.connected {
-                        "TCP connect"
-                    } else if !conn.session.is_connected() {
-                        "handshake or connect"
-                    } else {
-                        "createStream or play"
+                    let stage = match &conn.wire {
+                        _ if !conn.connected => "TCP connect",
+                        Wire::HttpFlv(f) if !f.head_done() => "HTTP request, no response head",
+                        Wire::HttpFlv(_) => "HTTP-FLV body",
+                        Wire::Hls(_) => "HLS",
+                        Wire::Rtmp(s) if !s.is_connected() => "handshake or connect",
+                        Wire::Rtmp(_) => "createStream or play",
                     };
                     self.stats.on_player_end(track, now, START_GRACE, stage)
                 }
                 Role::Publisher { started: None, .. } => self
                     .stats
                     .error("publisher never reached NetStream.Publish.Start"),
-                Role::Publisher { .. } => {}
+                Role::Publisher { .. } | Role::HlsPoller { .. } => {}
             }
         }
     }
