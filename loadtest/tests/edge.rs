@@ -49,7 +49,9 @@ fn players_receive_stamped_frames_from_rtmp_edge_without_errors() {
         "latency was measured: {r:#}"
     );
     assert_eq!(u(&r, &["counters", "frames_without_stamp"]), 0);
-    assert!(f(&r, &["latency_ms", "max"]) < 1000.0, "{r:#}");
+    // Joiners get the GOP cache (up to one 1 s GOP old), which the generator counts as latency.
+    assert!(f(&r, &["latency_ms", "p50"]) < 200.0, "{r:#}");
+    assert!(f(&r, &["latency_ms", "max"]) < 2000.0, "{r:#}");
     assert!(u(&r, &["counters", "first_frame_keyframe"]) >= 50, "{r:#}");
     assert_eq!(
         u(&r, &["counters", "first_frame_not_keyframe"]),
@@ -103,7 +105,11 @@ fn http_flv_viewers_receive_stamped_keyframe_first_video_from_rtmp_edge() {
         "latency was measured from the FLV tags' stamps: {r:#}"
     );
     assert_eq!(u(&r, &["counters", "frames_without_stamp"]), 0, "{r:#}");
-    assert!(f(&r, &["latency_ms", "max"]) < 1000.0, "{r:#}");
+    assert!(f(&r, &["latency_ms", "p50"]) < 200.0, "{r:#}");
+    assert!(
+        f(&r, &["latency_ms", "max"]) < 2000.0,
+        "GOP-cache age included: {r:#}"
+    );
     assert_eq!(u(&r, &["counters", "first_frame_keyframe"]), 20, "{r:#}");
     assert_eq!(u(&r, &["counters", "first_frame_not_keyframe"]), 0, "{r:#}");
     assert!(u(&r, &["window", "player_bytes"]) > 0, "{r:#}");
