@@ -66,13 +66,7 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
 
 #[test]
 fn a_published_stream_is_served_as_hls_with_shared_ts_segments() {
-    let server = TestServer::with_defaults();
-    let tags = fixture_tags();
-    let mut publisher = Client::publish(server.addr, "live", "h");
-    let mut watcher = Client::play(server.addr, "live", "h");
-    publish_loops(&mut publisher, &tags, 5, 0);
-    // The watcher saw every message, so the owner has packaged them all.
-    watcher.media(tags.len() + 4 * (tags.len() - 3));
+    let server = serve_fixture(rtmp_edge::config::Config::default(), "h", 5);
     let (head, body) = get(server.http, "/live/h.m3u8");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("application/vnd.apple.mpegurl"));
@@ -152,71 +146,61 @@ fn a_blocking_playlist_reload_is_held_until_its_part_exists() {
     );
 }
 
-#[test]
-fn ffmpeg_decodes_the_live_hls_playlist() {
-    let out = Command::new("sh")
+/// Publishes `loops` of the fixture as live/`name` and returns once a player has seen every
+/// message, so the owner has packaged all of it.
+fn serve_fixture(config: rtmp_edge::config::Config, name: &str, loops: u32) -> TestServer {
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", name);
+    let mut watcher = Client::play(server.addr, "live", name);
+    publish_loops(&mut publisher, &tags, loops, 0);
+    watcher.media(tags.len() + (loops as usize - 1) * (tags.len() - 3));
+    server
+}
+
+/// Decodes `seconds` of video from `url` with ffmpeg (`input_args` go before `-i`); returns
+/// the number of decoded video frames and ffmpeg's stderr. Fails if ffmpeg is missing or fails.
+fn ffmpeg_video_frames(input_args: &[&str], url: &str, seconds: &str) -> (usize, String) {
+    let have = Command::new("sh")
         .arg("-c")
         .arg("command -v ffmpeg")
         .output()
         .unwrap();
     assert!(
-        out.status.success(),
+        have.status.success(),
         "missing tool `ffmpeg`: run tools/test.sh as root"
     );
-    let server = TestServer::with_defaults();
-    let tags = fixture_tags();
-    let mut publisher = Client::publish(server.addr, "live", "ff");
-    let mut watcher = Client::play(server.addr, "live", "ff");
-    publish_loops(&mut publisher, &tags, 5, 0);
-    watcher.media(tags.len() + 4 * (tags.len() - 3));
-    let url = format!("http://{}/live/ff.m3u8", server.http);
     let out = Command::new("timeout")
+        .args(["60", "ffmpeg", "-v", "error"])
+        .args(input_args)
         .args([
-            "60",
-            "ffmpeg",
-            "-v",
-            "error",
-            "-live_start_index",
-            "0",
-            "-i",
-            &url,
-            "-t",
-            "3",
-            "-f",
-            "framemd5",
-            "-",
+            "-i", url, "-map", "0:v:0", "-t", seconds, "-f", "framemd5", "-",
         ])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "ffmpeg failed: {stderr}");
-    assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
     let frames = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with("0,"))
         .count();
+    (frames, stderr)
+}
+
+#[test]
+fn ffmpeg_decodes_the_live_hls_playlist() {
+    let server = serve_fixture(rtmp_edge::config::Config::default(), "ff", 5);
+    let url = format!("http://{}/live/ff.m3u8", server.http);
+    let (frames, stderr) = ffmpeg_video_frames(&["-live_start_index", "0"], &url, "3");
+    assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
     assert!(frames >= 50, "decoded only {frames} video frames");
 }
 
 #[test]
 fn ffmpeg_decodes_the_live_fmp4_hls_playlist() {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("command -v ffmpeg")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "missing tool `ffmpeg`: run tools/test.sh as root"
-    );
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_fmp4 = true;
-    let server = TestServer::start(config);
-    let tags = fixture_tags();
-    let mut publisher = Client::publish(server.addr, "live", "mp4");
-    let mut watcher = Client::play(server.addr, "live", "mp4");
-    publish_loops(&mut publisher, &tags, 5, 0);
-    watcher.media(tags.len() + 4 * (tags.len() - 3));
+    let server = serve_fixture(config, "mp4", 5);
     let (_, body) = get(server.http, "/live/mp4.m3u8");
     let playlist = String::from_utf8(body).unwrap();
     assert!(
@@ -224,51 +208,14 @@ fn ffmpeg_decodes_the_live_fmp4_hls_playlist() {
         "{playlist}"
     );
     let url = format!("http://{}/live/mp4.m3u8", server.http);
-    let out = Command::new("timeout")
-        .args([
-            "60",
-            "ffmpeg",
-            "-v",
-            "error",
-            "-live_start_index",
-            "0",
-            "-i",
-            &url,
-            "-t",
-            "3",
-            "-f",
-            "framemd5",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg failed: {stderr}");
+    let (frames, stderr) = ffmpeg_video_frames(&["-live_start_index", "0"], &url, "3");
     assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("0,"))
-        .count();
     assert!(frames >= 50, "decoded only {frames} video frames");
 }
 
 #[test]
 fn ffmpeg_reads_the_live_dash_manifest_and_its_segments() {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("command -v ffmpeg")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "missing tool `ffmpeg`: run tools/test.sh as root"
-    );
-    let server = TestServer::with_defaults();
-    let tags = fixture_tags();
-    let mut publisher = Client::publish(server.addr, "live", "d");
-    let mut watcher = Client::play(server.addr, "live", "d");
-    publish_loops(&mut publisher, &tags, 5, 0);
-    watcher.media(tags.len() + 4 * (tags.len() - 3));
+    let server = serve_fixture(rtmp_edge::config::Config::default(), "d", 5);
     let (head, body) = get(server.http, "/live/d.mpd");
     assert!(head.contains("application/dash+xml"), "{head}");
     let mpd = String::from_utf8(body).unwrap();
@@ -285,19 +232,7 @@ fn ffmpeg_reads_the_live_dash_manifest_and_its_segments() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(&init[4..8], b"ftyp");
     let url = format!("http://{}/live/d.mpd", server.http);
-    let out = Command::new("timeout")
-        .args([
-            "60", "ffmpeg", "-v", "error", "-i", &url, "-map", "0:v:0", "-t", "2", "-f",
-            "framemd5", "-",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg failed: {stderr}");
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("0,"))
-        .count();
+    let (frames, stderr) = ffmpeg_video_frames(&[], &url, "2");
     assert!(
         frames >= 25,
         "decoded only {frames} video frames ({stderr})"
@@ -351,14 +286,7 @@ fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_dir = dir.display().to_string();
     config.http.hls_window = 2;
-    let server = TestServer::start(config);
-    let tags = fixture_tags();
-    let mut publisher = Client::publish(server.addr, "live", "disk");
-    let mut watcher = Client::play(server.addr, "live", "disk");
-    publish_loops(&mut publisher, &tags, 6, 0);
-    watcher.media(tags.len() + 5 * (tags.len() - 3));
-    drop(publisher);
-    drop(watcher);
+    let server = serve_fixture(config, "disk", 6);
     // Shutdown joins the disk writer after the workers, so every queued file is written.
     server.shutdown();
     let playlist = std::fs::read_to_string(dir.join("live/disk.m3u8")).expect("playlist on disk");
