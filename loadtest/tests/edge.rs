@@ -7,14 +7,20 @@ use common::{f, rtmp_load, u};
 use rtmp_edge::config::Config;
 use rtmp_edge::shard::Server;
 
-#[test]
-fn players_receive_stamped_frames_from_rtmp_edge_without_errors() {
+/// rtmp-edge in this process on ephemeral loopback ports, 2 unpinned workers, HTTP on or off.
+fn start_edge(http: bool) -> Server {
     let mut config = Config::default();
     config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.http.enabled = false;
+    config.http.enabled = http;
+    config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.workers.count = 2;
     config.workers.pin = false;
-    let server = Server::start(config).expect("server starts");
+    Server::start(config).expect("server starts")
+}
+
+#[test]
+fn players_receive_stamped_frames_from_rtmp_edge_without_errors() {
+    let server = start_edge(false);
     let url = format!("rtmp://{}/live/smoke", server.local_addrs()[0]);
     let pid = std::process::id().to_string();
     let r = rtmp_load(&[
@@ -62,13 +68,7 @@ fn players_receive_stamped_frames_from_rtmp_edge_without_errors() {
 
 #[test]
 fn http_flv_viewers_receive_stamped_keyframe_first_video_from_rtmp_edge() {
-    let mut config = Config::default();
-    config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.http.enabled = true;
-    config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.workers.count = 2;
-    config.workers.pin = false;
-    let server = Server::start(config).expect("server starts");
+    let server = start_edge(true);
     let url = format!("rtmp://{}/live/httpflv", server.local_addrs()[0]);
     let http_port = server.http_addrs()[0].port().to_string();
     let r = rtmp_load(&[
@@ -117,13 +117,7 @@ fn http_flv_viewers_receive_stamped_keyframe_first_video_from_rtmp_edge() {
 
 #[test]
 fn hls_pollers_fetch_ll_hls_playlists_and_new_segments_from_rtmp_edge() {
-    let mut config = Config::default();
-    config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.http.enabled = true;
-    config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.workers.count = 2;
-    config.workers.pin = false;
-    let server = Server::start(config).expect("server starts");
+    let server = start_edge(true);
     let url = format!("rtmp://{}/live/hlspoll", server.local_addrs()[0]);
     let http_port = server.http_addrs()[0].port().to_string();
     let r = rtmp_load(&[
