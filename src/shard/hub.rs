@@ -8,7 +8,11 @@ use super::conn::{Conn, Player, Role};
 use super::directory::Claim;
 use super::worker::{workers_in, Worker};
 use crate::fanout::{Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey};
+use crate::rtmp::session::ServerSession;
 use slab::Slab;
+
+/// Why a second publish or play on one connection is refused.
+const ALREADY_HAS_A_STREAM: &str = "connection already has a stream";
 
 impl Worker {
     pub(super) fn new_stream(&self, key: StreamKey) -> Stream {
@@ -21,23 +25,34 @@ impl Worker {
         )
     }
 
+    /// The app of an RTMP connection asking to publish or play; `None`, after answering with
+    /// `reject`, when the connection already has a stream (one stream per connection).
+    fn stream_request(
+        &mut self,
+        key: usize,
+        reject: impl FnOnce(&mut ServerSession),
+    ) -> Option<String> {
+        let conn = self.conns.get_mut(key)?;
+        let pending = conn.role == Role::Pending;
+        let session = conn.rtmp()?;
+        if pending {
+            return Some(session.app().unwrap_or_default().to_string());
+        }
+        reject(session);
+        self.pump(key);
+        None
+    }
+
     pub(super) fn publish(&mut self, key: usize, stream_id: u32, name: &str, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(app) = self.stream_request(key, |session| {
+            session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadConnection",
+                ALREADY_HAS_A_STREAM,
+            )
+        }) else {
             return;
         };
-        let Some(session) = conn.rtmp() else { return };
-        let app = session.app().unwrap_or_default().to_string();
-        if conn.role != Role::Pending {
-            if let Some(session) = conn.rtmp() {
-                session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.BadConnection",
-                    "connection already has a stream",
-                );
-            }
-            self.pump(key);
-            return;
-        }
         let skey = StreamKey::new(&app, name);
         let takeover = self.config.streams.publish_takeover;
         if let Some(Source::Local(other)) = self.streams.get(&skey).map(|s| s.source) {
@@ -164,22 +179,11 @@ impl Worker {
     }
 
     pub(super) fn play(&mut self, key: usize, stream_id: u32, name: &str) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(app) = self.stream_request(key, |session| {
+            session.reject_play(stream_id, "NetStream.Play.Failed", ALREADY_HAS_A_STREAM)
+        }) else {
             return;
         };
-        let Some(session) = conn.rtmp() else { return };
-        let app = session.app().unwrap_or_default().to_string();
-        if conn.role != Role::Pending {
-            if let Some(session) = conn.rtmp() {
-                session.reject_play(
-                    stream_id,
-                    "NetStream.Play.Failed",
-                    "connection already has a stream",
-                );
-            }
-            self.pump(key);
-            return;
-        }
         let skey = StreamKey::new(&app, name);
         if !self.open_stream(&skey) {
             if let Some(session) = self.conns.get_mut(key).and_then(|c| c.rtmp()) {
