@@ -195,3 +195,24 @@ fn options_answers_cors_preflight() {
     assert!(head.starts_with("HTTP/1.1 204 "), "{head}");
     assert!(head.contains("Access-Control-Allow-Methods: GET, HEAD, OPTIONS"));
 }
+
+#[test]
+fn an_http_request_head_that_never_completes_is_closed_at_the_deadline() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.timeouts.handshake_ms = 300;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "slowloris");
+    let mut player = Client::play(server.addr, "live", "slowloris");
+    let mut slow = TcpStream::connect(server.http).unwrap();
+    slow.write_all(b"GET /live/slowloris.flv HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let port = format!(":{}", slow.local_addr().unwrap().port());
+    let line = common::wait_for_log(&["connection closed", &port]);
+    assert!(line.contains("HTTP request head not completed"), "{line}");
+    slow.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no response to an incomplete head");
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
+    player.media(1);
+}

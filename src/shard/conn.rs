@@ -90,11 +90,12 @@ impl Conn {
         }
     }
 
-    /// Past the handshake (RTMP) or the request head (HTTP).
+    /// Past the handshake (RTMP) or the request head (HTTP: streaming, or held for a blocking
+    /// playlist reload).
     pub fn is_established(&self) -> bool {
         match &self.proto {
             Proto::Rtmp(session) => session.is_established(),
-            Proto::Http(phase) => *phase == HttpPhase::Streaming,
+            Proto::Http(phase) => *phase != HttpPhase::Request,
         }
     }
 

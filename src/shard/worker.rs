@@ -512,10 +512,11 @@ impl Worker {
                 conn.opened
             };
             let reason = if !conn.is_established() && now.duration_since(since) > handshake {
-                Some(format!(
-                    "handshake not completed within {} ms",
-                    t.handshake_ms
-                ))
+                let what = match conn.proto {
+                    Proto::Rtmp(_) => "handshake",
+                    Proto::Http(_) => "HTTP request head",
+                };
+                Some(format!("{what} not completed within {} ms", t.handshake_ms))
             } else if !matches!(conn.role, Role::Player(_))
                 && now.duration_since(conn.last_read) > idle
             {
