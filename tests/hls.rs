@@ -307,3 +307,174 @@ fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The URI the playlist's EXT-X-PRELOAD-HINT names.
+fn preload_hint(playlist: &str) -> String {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .and_then(|u| u.split('"').next())
+        .unwrap_or_else(|| panic!("a preload hint in:\n{playlist}"))
+        .to_string()
+}
+
+/// Sends `GET path` on a new connection without reading the answer.
+fn send_get(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    c
+}
+
+/// Asserts nothing arrives on `c` for 300 ms (the request is being held).
+fn assert_held(c: &mut TcpStream, what: &str) {
+    c.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut probe = [0u8; 1];
+    assert!(c.read(&mut probe).is_err(), "{what} was answered at once");
+    c.set_read_timeout(Some(WAIT)).unwrap();
+}
+
+/// Reads a whole `Connection: close` response: head text and body.
+fn read_response(c: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    (
+        String::from_utf8_lossy(&all[..end]).into_owned(),
+        all[end..].to_vec(),
+    )
+}
+
+#[test]
+fn a_request_for_the_hinted_part_is_held_until_the_part_is_made() {
+    let server = TestServer::with_defaults();
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "hint");
+    let mut watcher = Client::play(server.addr, "live", "hint");
+    let next = publish_loops(&mut publisher, &tags, 2, 0);
+    watcher.media(tags.len() + (tags.len() - 3));
+    let (_, body) = get(server.http, "/live/hint.m3u8");
+    let hint = preload_hint(&String::from_utf8(body).unwrap());
+    let mut held = send_get(server.http, &format!("/live/{hint}"));
+    assert_held(&mut held, "the hinted part");
+    publish_loops(&mut publisher, &tags, 2, next);
+    let (head, part) = read_response(&mut held);
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("Content-Type: video/mp2t"), "{head}");
+    assert!(
+        !part.is_empty() && part.len() % 188 == 0 && part[0] == 0x47,
+        "the held answer is the part's MPEG-TS packets"
+    );
+    let (_, again) = get(server.http, &format!("/live/{hint}"));
+    assert_eq!(
+        again, part,
+        "the held answer is the part the playlist lists"
+    );
+    // A part after the hint is not held: it is not made yet and may never be.
+    let (_, body) = get(server.http, "/live/hint.m3u8");
+    let hint = preload_hint(&String::from_utf8(body).unwrap());
+    let (msn, index) = hint
+        .trim_start_matches("hint/part-")
+        .trim_end_matches(".ts")
+        .split_once('.')
+        .unwrap();
+    let beyond = format!(
+        "/live/hint/part-{msn}.{}.ts",
+        index.parse::<u32>().unwrap() + 1
+    );
+    let (head, _) = get(server.http, &beyond);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[test]
+fn held_requests_whose_part_never_comes_are_answered_503_at_their_deadline() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.http.hls_segment_ms = 1000;
+    config.http.hls_part_ms = 250;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "stalled");
+    let mut watcher = Client::play(server.addr, "live", "stalled");
+    publish_loops(&mut publisher, &tags, 1, 0);
+    watcher.media(tags.len());
+    // The publisher stays connected but sends nothing more: the next part never completes.
+    let (_, body) = get(server.http, "/live/stalled.m3u8");
+    let playlist = String::from_utf8(body).unwrap();
+    let hint = preload_hint(&playlist);
+    let (msn, index) = hint
+        .trim_start_matches("stalled/part-")
+        .trim_end_matches(".ts")
+        .split_once('.')
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut reload = send_get(
+        server.http,
+        &format!("/live/stalled.m3u8?_HLS_msn={msn}&_HLS_part={index}"),
+    );
+    let mut part = send_get(server.http, &format!("/live/{hint}"));
+    assert_held(&mut reload, "the blocking reload");
+    for c in [&mut reload, &mut part] {
+        let (head, body) = read_response(c);
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("did not arrive in time"));
+    }
+    // Held for three target durations (3 s here), not answered early.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2900));
+    // The stream itself is unharmed: the playlist is still served.
+    let (head, _) = get(server.http, "/live/stalled.m3u8");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    drop(publisher);
+}
+
+#[test]
+fn head_requests_get_the_segment_head_without_its_body_on_a_kept_connection() {
+    let server = serve_fixture(rtmp_edge::config::Config::default(), "headreq", 3);
+    let (_, body) = get(server.http, "/live/headreq.m3u8");
+    let playlist = String::from_utf8(body).unwrap();
+    let segment = playlist
+        .lines()
+        .find(|l| l.starts_with("headreq/seg-"))
+        .expect("a segment URI")
+        .to_string();
+    let mut c = TcpStream::connect(server.http).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(
+        format!(
+            "HEAD /live/{segment} HTTP/1.1\r\nHost: x\r\n\r\n\
+             HEAD /live/headreq.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /live/{segment} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let heads: Vec<usize> = text
+        .match_indices("HTTP/1.1 200 OK")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(heads.len(), 3, "three answers on one connection:\n{text}");
+    let length = |head: &str| -> usize {
+        head.lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a Content-Length")
+    };
+    let first_end = text[heads[0]..].find("\r\n\r\n").unwrap() + heads[0] + 4;
+    assert_eq!(first_end, heads[1], "no body after the HEAD answer");
+    let announced = length(&text[heads[0]..first_end]);
+    let second_end = text[heads[1]..].find("\r\n\r\n").unwrap() + heads[1] + 4;
+    assert_eq!(
+        second_end, heads[2],
+        "no playlist body after the HEAD answer"
+    );
+    let third_end = text[heads[2]..].find("\r\n\r\n").unwrap() + heads[2] + 4;
+    assert_eq!(length(&text[heads[2]..third_end]), announced);
+    assert_eq!(all.len() - third_end, announced, "the GET carries the body");
+}

@@ -13,7 +13,7 @@ use std::process::Command;
 use bytes::{Bytes, BytesMut};
 use rtmp_edge::media::flv::{FlvReader, TAG_AUDIO, TAG_VIDEO};
 use rtmp_edge::package::dash::{self, DashTrack};
-use rtmp_edge::package::hls::{self, BlockingAnswer, Resource};
+use rtmp_edge::package::hls::{self, Availability, BlockingAnswer, Resource};
 use rtmp_edge::package::{
     Container, Frame, FrameKind, PackageError, Progress, Segmenter, SegmenterConfig, Tracks,
 };
@@ -605,6 +605,65 @@ fn blocking_reload_answers_exactly_when_the_requested_part_exists() {
         seg.part(msn, parts as usize).map(|p| p.data.is_empty()),
         Some(false)
     );
+}
+
+#[test]
+fn only_the_hinted_part_is_worth_waiting_for() {
+    let mut seg = Segmenter::new(config(Container::Fmp4, Tracks::All, 1000, Some(200)));
+    let src = looped("h264_aac.flv", 2);
+    let mut i = 0;
+    while seg.segments().len() == 0 || seg.open_segment().map_or(true, |(_, p)| p.is_empty()) {
+        let f = &src[i];
+        let _: Progress = seg
+            .push(f, WALL_CLOCK_START + u64::from(f.timestamp))
+            .unwrap();
+        i += 1;
+    }
+    let (msn, parts) = seg.open_segment().map(|(m, p)| (m, p.len())).unwrap();
+    let hint = Resource::Part(msn, parts);
+    assert_eq!(hls::availability(&seg, hint), Availability::Pending);
+    assert_eq!(
+        hls::availability(&seg, Resource::Part(msn, parts - 1)),
+        Availability::Ready
+    );
+    assert_eq!(
+        hls::availability(&seg, Resource::Part(msn, parts + 1)),
+        Availability::Gone
+    );
+    assert_eq!(
+        hls::availability(&seg, Resource::Part(msn + 1, 0)),
+        Availability::Gone
+    );
+    assert_eq!(
+        hls::availability(&seg, Resource::Segment(msn)),
+        Availability::Gone
+    );
+    assert_eq!(
+        hls::availability(&seg, Resource::Segment(msn - 1)),
+        Availability::Ready
+    );
+    // The hinted part becomes ready with the progress that completes it.
+    loop {
+        let f = &src[i];
+        i += 1;
+        let progress = seg
+            .push(f, WALL_CLOCK_START + u64::from(f.timestamp))
+            .unwrap();
+        if progress.parts > 0 {
+            break;
+        }
+        assert_eq!(hls::availability(&seg, hint), Availability::Pending);
+    }
+    assert_eq!(hls::availability(&seg, hint), Availability::Ready);
+    // Once the stream ended, the next hint is never made.
+    let (msn, parts) = seg.open_segment().map(|(m, p)| (m, p.len())).unwrap();
+    let _ = seg.finish();
+    assert_eq!(
+        hls::availability(&seg, Resource::Segment(msn)),
+        Availability::Ready
+    );
+    let next = Resource::Part(msn, parts + 1);
+    assert_eq!(hls::availability(&seg, next), Availability::Gone);
 }
 
 #[test]

@@ -221,6 +221,14 @@ pub fn body_response(
     out.freeze()
 }
 
+/// The head of a complete response (through the blank line), for answering HEAD requests.
+pub fn head_of(response: Bytes) -> Bytes {
+    match response.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => response.slice(..end + 4),
+        None => response,
+    }
+}
+
 /// The head of a 200 response whose body (`len` bytes) is sent separately from shared bytes.
 pub fn body_head(
     content_type: &str,

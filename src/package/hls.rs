@@ -251,6 +251,40 @@ pub fn blocking_reload(seg: &Segmenter, msn: u64, part: Option<u64>) -> Blocking
     }
 }
 
+/// Whether a segment, part or init segment can be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// In the window (or the open segment) now.
+    Ready,
+    /// The part the playlist's EXT-X-PRELOAD-HINT names: hold the request until it completes
+    /// (draft-pantos-hls-rfc8216bis §4.4.5.3, §6.2.6); ask again after the next progress.
+    Pending,
+    /// Not there and not about to be: slid out of the window, never made, or too far ahead.
+    Gone,
+}
+
+/// Decides a request for `resource`. Only the hinted part waits: every other missing
+/// resource is gone, so a client cannot park requests on arbitrary future names.
+pub fn availability(seg: &Segmenter, resource: Resource) -> Availability {
+    let exists = match resource {
+        Resource::Segment(msn) => seg.segment(msn).is_some(),
+        Resource::Part(msn, i) => seg.part(msn, i).is_some(),
+        Resource::Init(id) => seg.init(id).is_some(),
+    };
+    if exists {
+        return Availability::Ready;
+    }
+    let hinted = match (resource, seg.open_segment()) {
+        (Resource::Part(msn, i), Some((open, parts))) => msn == open && i == parts.len(),
+        _ => false,
+    };
+    if hinted && !seg.is_finished() && seg.config().part_target_ms.is_some() {
+        Availability::Pending
+    } else {
+        Availability::Gone
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

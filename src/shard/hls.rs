@@ -22,7 +22,7 @@ use crate::config::HttpConfig;
 use crate::fanout::{MediaKind, Packet, StreamKey};
 use crate::http;
 use crate::package::dash::{self, DashTrack};
-use crate::package::hls::{self, BlockingAnswer, Resource};
+use crate::package::hls::{self, Availability, BlockingAnswer, Resource};
 use crate::package::{Container, Frame, FrameKind, Segmenter, SegmenterConfig, Tracks};
 
 /// One stream's packagers: HLS (muxed), and for DASH one video-only and one audio-only fMP4
@@ -157,17 +157,18 @@ impl HlsShelf {
     }
 
     /// Sends the segments `progress` completed, the playlist, and removals of segments that
-    /// left the window, to the disk writer.
-    fn write_to_disk(&self, key: &StreamKey, seg: &Segmenter, new_segments: usize) {
+    /// left the window, to the disk writer. Never blocks: when the writer is behind, the files
+    /// that do not fit its queue are dropped with a warning; returns how many.
+    fn write_to_disk(&self, key: &StreamKey, seg: &Segmenter, new_segments: usize) -> usize {
         let Some((dir, sender)) = &self.disk else {
-            return;
+            return 0;
         };
         if new_segments == 0 {
-            return;
+            return 0;
         }
         let Some(relative) = safe_relative(key) else {
             tracing::warn!(stream = %key, "stream name is not a plain path: not written to disk");
-            return;
+            return 0;
         };
         let stream_dir = dir.join(&relative);
         let stream = relative
@@ -207,11 +208,16 @@ impl HlsShelf {
             path: playlist_path,
             data: disk_playlist(seg, &stream),
         });
-        for op in ops {
-            if sender.try_send(op).is_err() {
-                tracing::warn!(stream = %key, "HLS disk writer is behind: a file was not written");
-            }
+        let total = ops.len();
+        let dropped = ops
+            .into_iter()
+            .map(|op| sender.try_send(op).is_err())
+            .filter(|&failed| failed)
+            .count();
+        if dropped > 0 {
+            tracing::warn!(stream = %key, dropped, total, "HLS disk writer is behind: files not written");
         }
+        dropped
     }
 
     /// The packager of `key`, if it was ever published.
@@ -255,15 +261,28 @@ impl HlsShelf {
     }
 }
 
-/// A blocking playlist request waiting for a part or segment.
+/// An HLS request held open: a blocking playlist reload waiting for a part or segment, or a
+/// request for the part the playlist's preload hint names.
 pub struct HeldRequest {
     conn: usize,
     key: StreamKey,
-    stream: String,
-    msn: u64,
-    part: Option<u64>,
+    what: Awaited,
     keep_alive: bool,
+    /// The request was HEAD: answer with the head only.
+    head_only: bool,
     deadline: Instant,
+}
+
+/// What a held request waits for.
+enum Awaited {
+    /// `{stream}.m3u8?_HLS_msn=M[&_HLS_part=P]`.
+    Playlist {
+        stream: String,
+        msn: u64,
+        part: Option<u64>,
+    },
+    /// The hinted part of the HLS rendition.
+    Part(Resource),
 }
 
 impl HeldRequest {
@@ -298,6 +317,45 @@ fn playlist_for(seg: &Segmenter, stream: &str) -> Bytes {
         out.push('\n');
     }
     Bytes::from(out)
+}
+
+/// A segment, part or init segment of `seg` as a head plus the shared bytes, or 404.
+fn resource_response(
+    seg: &Segmenter,
+    resource: Resource,
+    keep_alive: bool,
+    head_only: bool,
+    cors: &str,
+) -> Vec<Bytes> {
+    let body = match resource {
+        Resource::Segment(msn) => seg.segment(msn).map(|s| s.data.clone()),
+        Resource::Part(msn, i) => seg.part(msn, i).map(|p| p.data.clone()),
+        Resource::Init(id) => seg.init(id).cloned(),
+    };
+    let content_type = match (resource, seg.config().container) {
+        (Resource::Init(_), _) => "video/mp4",
+        (_, Container::Ts) => "video/mp2t",
+        (_, Container::Fmp4) => "video/iso.segment",
+    };
+    let Some(body) = body else {
+        return not_found(keep_alive, cors);
+    };
+    let head = http::body_head(content_type, body.len(), keep_alive, cors, "max-age=60");
+    if head_only {
+        vec![head]
+    } else {
+        vec![head, body]
+    }
+}
+
+fn not_found(keep_alive: bool, cors: &str) -> Vec<Bytes> {
+    vec![http::simple_response(
+        404,
+        "Not Found",
+        "no such segment\n",
+        keep_alive,
+        cors,
+    )]
 }
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -412,46 +470,67 @@ impl Worker {
         let Some(seg) = self.hls.get(&h.key) else {
             return;
         };
+        let expired = now >= h.deadline;
+        let late = || {
+            vec![http::simple_response(
+                503,
+                "Service Unavailable",
+                "the requested part did not arrive in time\n",
+                h.keep_alive,
+                &cors,
+            )]
+        };
         let response = {
             let guard = lock(&seg);
             let seg = &guard.hls;
-            match hls::blocking_reload(seg, h.msn, h.part) {
-                BlockingAnswer::Ready => Some(http::body_response(
-                    PLAYLIST_TYPE,
-                    &playlist_for(seg, &h.stream),
-                    h.keep_alive,
-                    &cors,
-                    "no-cache",
-                )),
-                BlockingAnswer::BadRequest => Some(http::simple_response(
-                    400,
-                    "Bad Request",
-                    "_HLS_msn/_HLS_part too far ahead\n",
-                    h.keep_alive,
-                    &cors,
-                )),
-                BlockingAnswer::Wait if now >= h.deadline => Some(http::simple_response(
-                    503,
-                    "Service Unavailable",
-                    "the requested part did not arrive in time\n",
-                    h.keep_alive,
-                    &cors,
-                )),
-                BlockingAnswer::Wait => None,
+            match &h.what {
+                Awaited::Playlist { stream, msn, part } => {
+                    match hls::blocking_reload(seg, *msn, *part) {
+                        BlockingAnswer::Ready => Some(vec![http::body_response(
+                            PLAYLIST_TYPE,
+                            &playlist_for(seg, stream),
+                            h.keep_alive,
+                            &cors,
+                            "no-cache",
+                        )]),
+                        BlockingAnswer::BadRequest => Some(vec![http::simple_response(
+                            400,
+                            "Bad Request",
+                            "_HLS_msn/_HLS_part too far ahead\n",
+                            h.keep_alive,
+                            &cors,
+                        )]),
+                        BlockingAnswer::Wait if expired => Some(late()),
+                        BlockingAnswer::Wait => None,
+                    }
+                }
+                Awaited::Part(resource) => match hls::availability(seg, *resource) {
+                    Availability::Pending if expired => Some(late()),
+                    Availability::Pending => None,
+                    _ => Some(resource_response(
+                        seg,
+                        *resource,
+                        h.keep_alive,
+                        h.head_only,
+                        &cors,
+                    )),
+                },
             }
         };
         match response {
-            Some(bytes) => self.finish_http_response(h.conn, bytes, h.keep_alive),
+            Some(parts) => self.finish_http_response(h.conn, parts, h.keep_alive),
             None => self.held.push(h),
         }
     }
 
     /// Queues a response on an HTTP connection that was held, then resumes reading it.
-    fn finish_http_response(&mut self, conn_key: usize, response: Bytes, keep_alive: bool) {
+    fn finish_http_response(&mut self, conn_key: usize, response: Vec<Bytes>, keep_alive: bool) {
         let Some(conn) = self.conns.get_mut(conn_key) else {
             return;
         };
-        conn.out.push_control(response);
+        for bytes in response {
+            conn.out.push_control(bytes);
+        }
         conn.proto = Proto::Http(HttpPhase::Request);
         if !keep_alive {
             conn.closing = Some("HTTP response sent".to_string());
@@ -523,10 +602,13 @@ impl Worker {
                     self.held.push(HeldRequest {
                         conn,
                         key,
-                        stream: stream.to_string(),
-                        msn,
-                        part,
+                        what: Awaited::Playlist {
+                            stream: stream.to_string(),
+                            msn,
+                            part,
+                        },
                         keep_alive,
+                        head_only: false,
                         deadline: Instant::now() + hold,
                     });
                     return None;
@@ -543,54 +625,44 @@ impl Worker {
     }
 
     /// `GET /{app}/{stream}[/video|/audio]/{resource}`: a segment, part or init segment of the
-    /// HLS rendition (or of a DASH adaptation set) as a head plus the shared bytes.
+    /// HLS rendition (or of a DASH adaptation set) as a head plus the shared bytes. A request
+    /// for the part the preload hint names is held until it completes (`None`).
     pub(super) fn hls_resource(
-        &self,
-        key: &StreamKey,
+        &mut self,
+        conn: usize,
+        key: StreamKey,
         rendition: Option<&str>,
         resource: &str,
         keep_alive: bool,
-    ) -> Vec<Bytes> {
+        head_only: bool,
+    ) -> Option<Vec<Bytes>> {
         let cors = &self.config.http.cors_allow_origin;
-        let not_found = || {
-            vec![http::simple_response(
-                404,
-                "Not Found",
-                "no such segment\n",
-                keep_alive,
-                cors,
-            )]
-        };
-        let Some(shared) = self.hls.get(key) else {
-            return not_found();
-        };
-        let Some(resource) = Resource::parse(resource) else {
-            return not_found();
+        let (Some(shared), Some(resource)) = (self.hls.get(&key), Resource::parse(resource)) else {
+            return Some(not_found(keep_alive, cors));
         };
         let packager = lock(&shared);
         let seg = match (rendition, packager.dash.as_ref()) {
             (None, _) => &packager.hls,
             (Some("video"), Some(dash)) => &dash.video,
             (Some("audio"), Some(dash)) => &dash.audio,
-            _ => return not_found(),
+            _ => return Some(not_found(keep_alive, cors)),
         };
-        let (body, content_type) = match resource {
-            Resource::Segment(msn) => (seg.segment(msn).map(|s| s.data.clone()), "segment"),
-            Resource::Part(msn, i) => (seg.part(msn, i).map(|p| p.data.clone()), "segment"),
-            Resource::Init(id) => (seg.init(id).cloned(), "video/mp4"),
-        };
-        let content_type = match (content_type, seg.config().container) {
-            ("segment", Container::Ts) => "video/mp2t",
-            ("segment", Container::Fmp4) => "video/iso.segment",
-            (other, _) => other,
-        };
-        match body {
-            Some(body) => vec![
-                http::body_head(content_type, body.len(), keep_alive, cors, "max-age=60"),
-                body,
-            ],
-            None => not_found(),
+        if rendition.is_none() && hls::availability(seg, resource) == Availability::Pending {
+            let hold = Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * 3);
+            drop(packager);
+            self.held.push(HeldRequest {
+                conn,
+                key,
+                what: Awaited::Part(resource),
+                keep_alive,
+                head_only,
+                deadline: Instant::now() + hold,
+            });
+            return None;
         }
+        Some(resource_response(
+            seg, resource, keep_alive, head_only, cors,
+        ))
     }
 
     /// `GET /{app}/{stream}.mpd`: the dynamic DASH manifest over the stream's video-only and
@@ -637,6 +709,47 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_queue_drops_files_instead_of_blocking_the_worker() {
+        use crate::media::flv::FlvReader;
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/media/h264_aac.flv"
+        ))
+        .unwrap();
+        let mut buf = bytes::BytesMut::from(&data[..]);
+        let mut reader = FlvReader::new();
+        let mut seg = Segmenter::new(SegmenterConfig {
+            target_duration_ms: 500,
+            ..SegmenterConfig::default()
+        });
+        let mut segments = 0;
+        while let Some(tag) = reader.next_tag(&mut buf).unwrap() {
+            let kind = match tag.tag_type {
+                8 => FrameKind::Audio,
+                9 => FrameKind::Video,
+                _ => FrameKind::Metadata,
+            };
+            let frame = Frame::new(kind, tag.timestamp, tag.data.clone());
+            let progress = seg.push(&frame, 1_700_000_000_000 + u64::from(tag.timestamp));
+            segments += progress.map_or(0, |p| p.segments);
+        }
+        segments += seg.flush().segments;
+        assert!(segments >= 2, "the fixture cuts several segments");
+        // A writer that takes nothing: room for exactly one file.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let shelf = HlsShelf::new(Some((PathBuf::from("/nonexistent"), tx)));
+        let key = StreamKey::new("live", "disk");
+        let dropped = shelf.write_to_disk(&key, &seg, segments as usize);
+        // Each new segment and the playlist were due: all but the first were dropped.
+        assert_eq!(dropped, segments as usize);
+        assert!(matches!(rx.try_recv(), Ok(DiskWrite::Write { .. })));
+        assert!(rx.try_recv().is_err(), "nothing else was queued");
+        // With room again, the next call queues its files.
+        let dropped = shelf.write_to_disk(&key, &seg, 1);
+        assert_eq!(dropped, 1, "one segment + the playlist, one slot");
+    }
 
     #[test]
     fn only_plain_stream_names_map_to_disk_paths() {

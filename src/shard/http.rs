@@ -44,6 +44,7 @@ impl Worker {
                 }
             };
             let keep_alive = request.keep_alive && !request.has_body;
+            let head_only = request.method == "HEAD";
             let answer = |status: u16, reason: &str, body: &str| {
                 http::simple_response(status, reason, body, keep_alive, &cors)
             };
@@ -86,8 +87,19 @@ impl Worker {
                         resource,
                     } => {
                         let skey = StreamKey::new(&app, &stream);
-                        let mut parts =
-                            self.hls_resource(&skey, rendition.as_deref(), &resource, keep_alive);
+                        let Some(mut parts) = self.hls_resource(
+                            key,
+                            skey,
+                            rendition.as_deref(),
+                            &resource,
+                            keep_alive,
+                            head_only,
+                        ) else {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.proto = Proto::Http(HttpPhase::Held);
+                            }
+                            return;
+                        };
                         let Some(conn) = self.conns.get_mut(key) else {
                             return;
                         };
@@ -120,7 +132,11 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            conn.out.push_control(response);
+            conn.out.push_control(if head_only {
+                http::head_of(response)
+            } else {
+                response
+            });
             if !keep_alive {
                 conn.closing = Some(format!("HTTP {} {} answered", request.method, request.path));
                 conn.read_buf.clear();
