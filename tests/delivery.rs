@@ -117,7 +117,10 @@ fn run_clean(what: &str, program: &Path, args: &[&str]) -> String {
         "{what} failed ({}):\n{stderr}",
         out.status
     );
-    assert!(stderr.trim().is_empty(), "{what} reported errors:\n{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "{what} reported errors:\n{stderr}"
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -132,12 +135,7 @@ fn make_source(dir: &Dir, shape: Shape) -> PathBuf {
         args.extend(["-f", "lavfi", "-i", &video_in]);
     }
     if shape.has_audio() {
-        args.extend([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=1000:sample_rate=44100",
-        ]);
+        args.extend(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100"]);
     }
     args.extend(["-t", &t]);
     match shape {
@@ -260,13 +258,21 @@ fn parse_framemd5(text: &str) -> BTreeMap<String, Decoded> {
 /// bit-exact, and every source audio frame. Audio is compared by frame count with a
 /// tolerance of one AAC frame: the end of an audio-only segment is cut at the last frame's
 /// millisecond timestamp, and a decoder may drop or add one priming frame at the edge.
-fn assert_same_media(who: &str, source: &BTreeMap<String, Decoded>, got: &BTreeMap<String, Decoded>) {
+fn assert_same_media(
+    who: &str,
+    source: &BTreeMap<String, Decoded>,
+    got: &BTreeMap<String, Decoded>,
+) {
     let want: Vec<&String> = source.keys().collect();
     let have: Vec<&String> = got.keys().collect();
     assert_eq!(have, want, "{who}: streams present");
     if let (Some(s), Some(g)) = (source.get("video"), got.get("video")) {
         assert_eq!(g.frames.len(), FPS * SECONDS, "{who}: decoded video frames");
-        assert_eq!(g.md5s(), s.md5s(), "{who}: video frames differ from the source");
+        assert_eq!(
+            g.md5s(),
+            s.md5s(),
+            "{who}: video frames differ from the source"
+        );
         let (a, b) = (g.span_ms(), s.span_ms());
         assert!(
             (a - b).abs() <= FRAME_MS,
@@ -275,7 +281,10 @@ fn assert_same_media(who: &str, source: &BTreeMap<String, Decoded>, got: &BTreeM
     }
     if let (Some(s), Some(g)) = (source.get("audio"), got.get("audio")) {
         let (a, b) = (g.frames.len() as i64, s.frames.len() as i64);
-        assert!((a - b).abs() <= 1, "{who}: {a} audio frames, the source has {b}");
+        assert!(
+            (a - b).abs() <= 1,
+            "{who}: {a} audio frames, the source has {b}"
+        );
         let (a, b) = (g.span_ms(), s.span_ms());
         assert!(
             (a - b).abs() <= AAC_FRAME_MS + 1.0,
@@ -378,7 +387,9 @@ fn http_flv_viewer(server: &TestServer, ffmpeg: &Path, dir: &Dir, name: &str) ->
     let out = dir.path(&format!("{name}.framemd5"));
     let url = format!("http://{}/live/{name}.flv", server.http);
     let child = Command::new(ffmpeg)
-        .args(["-v", "error", "-i", &url, "-map", "0", "-f", "framemd5", "-y"])
+        .args([
+            "-v", "error", "-i", &url, "-map", "0", "-f", "framemd5", "-y",
+        ])
         .arg(&out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -405,7 +416,12 @@ fn extinf_ms(playlist: &str) -> Vec<f64> {
 
 /// The URI attribute of a playlist tag line.
 fn uri_of(line: &str) -> &str {
-    line.split("URI=\"").nth(1).unwrap().split('"').next().unwrap()
+    line.split("URI=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
 }
 
 /// Checks the finished HLS playlist of live/`name` and decodes it whole.
@@ -464,13 +480,12 @@ fn check_parts(
     server: &TestServer,
     ffmpeg: &Path,
     dir: &Dir,
-    shape: Shape,
     fmp4: bool,
     name: &str,
     playlist: &str,
     source: &BTreeMap<String, Decoded>,
 ) {
-    let who = format!("{shape:?} LL-HLS {}", if fmp4 { "fMP4" } else { "TS" });
+    let who = format!("LL-HLS parts of {name}");
     let parts: Vec<&str> = playlist
         .lines()
         .filter(|l| l.starts_with("#EXT-X-PART:"))
@@ -502,7 +517,11 @@ fn check_parts(
     std::fs::write(&file, bytes).unwrap();
     let got = decode(&who, ffmpeg, &[], &file.display().to_string());
     let want: Vec<&String> = source.keys().collect();
-    assert_eq!(got.keys().collect::<Vec<_>>(), want, "{who}: streams present");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want,
+        "{who}: streams present"
+    );
     if let Some(v) = got.get("video") {
         // The listed parts are whole segments up to the end: a bit-exact tail of the source.
         let src = source["video"].md5s();
@@ -541,17 +560,31 @@ fn check_dash(
     let sets: Vec<&str> = mpd
         .lines()
         .filter(|l| l.contains("<AdaptationSet"))
-        .map(|l| l.split("contentType=\"").nth(1).unwrap().split('"').next().unwrap())
+        .map(|l| {
+            l.split("contentType=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
         .collect();
     let mut sorted = sets.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, shape.media_types(), "{who}: adaptation sets:\n{mpd}");
+    assert_eq!(
+        sorted,
+        shape.media_types(),
+        "{who}: adaptation sets:\n{mpd}"
+    );
     assert!(
         mpd.contains("type=\"static\""),
         "{who}: the manifest of a stream whose publisher left is static:\n{mpd}"
     );
     if shape == Shape::HevcAac {
-        assert!(mpd.contains("codecs=\"hvc1.") || mpd.contains("codecs=\"hev1."), "{mpd}");
+        assert!(
+            mpd.contains("codecs=\"hvc1.") || mpd.contains("codecs=\"hev1."),
+            "{mpd}"
+        );
     }
     let url = format!("http://{}/live/{name}.mpd", server.http);
     let got = decode(&who, ffmpeg, &[], &url);
@@ -592,7 +625,7 @@ fn deliver(shape: Shape, tag: &str) {
             assert_same_media(&format!("{shape:?} HTTP-FLV"), &reference, &viewer.finish());
         }
         let playlist = check_hls(&server, &decoder, shape, fmp4, &name, &reference);
-        check_parts(&server, &decoder, &dir, shape, fmp4, &name, &playlist, &reference);
+        check_parts(&server, &decoder, &dir, fmp4, &name, &playlist, &reference);
         if !fmp4 {
             check_dash(&server, &decoder, shape, &name, &reference);
         }
@@ -612,4 +645,60 @@ fn a_video_only_h264_stream_is_delivered_in_every_format() {
 #[test]
 fn an_enhanced_rtmp_hevc_and_aac_stream_is_delivered_in_every_format() {
     deliver(Shape::HevcAac, "hevc");
+}
+
+fn fixture_tags() -> Vec<rtmp_edge::media::flv::FlvTag> {
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/media/h264_aac.flv"
+    ))
+    .unwrap();
+    let mut buf = bytes::BytesMut::from(&data[..]);
+    let mut reader = rtmp_edge::media::flv::FlvReader::new();
+    let mut tags = Vec::new();
+    while let Some(tag) = reader.next_tag(&mut buf).unwrap() {
+        tags.push(tag);
+    }
+    tags
+}
+
+#[test]
+fn a_playlist_ends_when_its_publisher_leaves_and_goes_on_when_one_returns() {
+    let server = TestServer::start(config(false));
+    let tags = fixture_tags();
+    for round in 1..=2 {
+        // This config closes players when the publisher leaves: one watcher per round.
+        let mut watcher = common::Client::play(server.addr, "live", "ends");
+        let mut publisher = common::Client::publish(server.addr, "live", "ends");
+        for tag in &tags {
+            publisher.send(tag.tag_type, tag.timestamp, &tag.data);
+        }
+        // The owner packages a message before it fans it out: once the watcher has every
+        // message, the playlist holds the whole round.
+        watcher.media(tags.len());
+        let (_, live) = get(server.http, "/live/ends.m3u8");
+        let live = String::from_utf8(live).unwrap();
+        assert!(!live.contains("#EXT-X-ENDLIST"), "round {round}:\n{live}");
+        assert_eq!(
+            live.matches("#EXT-X-DISCONTINUITY\n").count(),
+            round - 1,
+            "round {round}:\n{live}"
+        );
+        let (_, mpd) = get(server.http, "/live/ends.mpd");
+        let mpd = String::from_utf8(mpd).unwrap();
+        assert!(mpd.contains("type=\"dynamic\""), "round {round}:\n{mpd}");
+        publisher.session.stop();
+        publisher.flush();
+        drop(publisher);
+        wait_for_log_count(&["unpublished", "stream=live/ends"], round, WAIT);
+        let (_, ended) = get(server.http, "/live/ends.m3u8");
+        let ended = String::from_utf8(ended).unwrap();
+        assert!(
+            ended.ends_with("#EXT-X-ENDLIST\n") && !ended.contains("#EXT-X-PRELOAD-HINT"),
+            "round {round}:\n{ended}"
+        );
+        let (_, mpd) = get(server.http, "/live/ends.mpd");
+        let mpd = String::from_utf8(mpd).unwrap();
+        assert!(mpd.contains("type=\"static\""), "round {round}:\n{mpd}");
+    }
 }
