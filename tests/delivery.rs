@@ -594,7 +594,6 @@ fn check_dash(
 /// The whole matrix for one shape.
 fn deliver(shape: Shape, tag: &str) {
     let ffmpeg = tool("ffmpeg");
-    tool("ffprobe");
     // The distribution's ffmpeg 5 cannot demux HEVC in Enhanced-RTMP FLV (the source and the
     // HTTP-FLV stream); the recent one decodes every format of that shape.
     let decoder = match shape {
