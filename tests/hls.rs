@@ -66,7 +66,7 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
 
 #[test]
 fn a_published_stream_is_served_as_hls_with_shared_ts_segments() {
-    let server = serve_fixture(rtmp_edge::config::Config::default(), "h", 5);
+    let (server, _publisher) = serve_fixture(rtmp_edge::config::Config::default(), "h", 5);
     let (head, body) = get(server.http, "/live/h.m3u8");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("application/vnd.apple.mpegurl"));
@@ -147,15 +147,20 @@ fn a_blocking_playlist_reload_is_held_until_its_part_exists() {
 }
 
 /// Publishes `loops` of the fixture as live/`name` and returns once a player has seen every
-/// message, so the owner has packaged all of it.
-fn serve_fixture(config: rtmp_edge::config::Config, name: &str, loops: u32) -> TestServer {
+/// message, so the owner has packaged all of it. The publisher is returned so the stream stays
+/// live (dropping it unpublishes, which ends the playlist).
+fn serve_fixture(
+    config: rtmp_edge::config::Config,
+    name: &str,
+    loops: u32,
+) -> (TestServer, Client) {
     let server = TestServer::start(config);
     let tags = fixture_tags();
     let mut publisher = Client::publish(server.addr, "live", name);
     let mut watcher = Client::play(server.addr, "live", name);
     publish_loops(&mut publisher, &tags, loops, 0);
     watcher.media(tags.len() + (loops as usize - 1) * (tags.len() - 3));
-    server
+    (server, publisher)
 }
 
 /// Decodes `seconds` of video from `url` with ffmpeg (`input_args` go before `-i`); returns
@@ -189,7 +194,7 @@ fn ffmpeg_video_frames(input_args: &[&str], url: &str, seconds: &str) -> (usize,
 
 #[test]
 fn ffmpeg_decodes_the_live_hls_playlist() {
-    let server = serve_fixture(rtmp_edge::config::Config::default(), "ff", 5);
+    let (server, _publisher) = serve_fixture(rtmp_edge::config::Config::default(), "ff", 5);
     let url = format!("http://{}/live/ff.m3u8", server.http);
     let (frames, stderr) = ffmpeg_video_frames(&["-live_start_index", "0"], &url, "3");
     assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
@@ -200,7 +205,7 @@ fn ffmpeg_decodes_the_live_hls_playlist() {
 fn ffmpeg_decodes_the_live_fmp4_hls_playlist() {
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_fmp4 = true;
-    let server = serve_fixture(config, "mp4", 5);
+    let (server, _publisher) = serve_fixture(config, "mp4", 5);
     let (_, body) = get(server.http, "/live/mp4.m3u8");
     let playlist = String::from_utf8(body).unwrap();
     assert!(
@@ -215,7 +220,7 @@ fn ffmpeg_decodes_the_live_fmp4_hls_playlist() {
 
 #[test]
 fn ffmpeg_reads_the_live_dash_manifest_and_its_segments() {
-    let server = serve_fixture(rtmp_edge::config::Config::default(), "d", 5);
+    let (server, _publisher) = serve_fixture(rtmp_edge::config::Config::default(), "d", 5);
     let (head, body) = get(server.http, "/live/d.mpd");
     assert!(head.contains("application/dash+xml"), "{head}");
     let mpd = String::from_utf8(body).unwrap();
@@ -286,7 +291,7 @@ fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_dir = dir.display().to_string();
     config.http.hls_window = 2;
-    let server = serve_fixture(config, "disk", 6);
+    let (server, _publisher) = serve_fixture(config, "disk", 6);
     // Shutdown joins the disk writer after the workers, so every queued file is written.
     server.shutdown();
     let playlist = std::fs::read_to_string(dir.join("live/disk.m3u8")).expect("playlist on disk");

@@ -415,11 +415,12 @@ impl Worker {
         }
     }
 
-    /// Owner side: the publisher left; complete the open segment.
+    /// Owner side: the publisher left; complete the open segment and end the presentation
+    /// (EXT-X-ENDLIST, a static MPD) until a publisher returns.
     pub(super) fn hls_unpublish(&mut self, key: &StreamKey) {
         if let Some(seg) = self.packagers.remove(key) {
             for s in lock(&seg).all() {
-                let _ = s.flush();
+                let _ = s.finish();
             }
             self.hls_broadcast(key);
         }
