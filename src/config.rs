@@ -231,6 +231,15 @@ config_section! {
         /// DIR/app/stream/seg-N.ts, the window only) from a writer thread; empty keeps them in
         /// memory only.
         pub hls_dir: String,
+        /// Package a stream for HLS/DASH only once someone asks for it: the first playlist or
+        /// manifest request starts the packagers from the stream's GOP cache (and is answered
+        /// when the first segment is complete); false packages every stream from its publish.
+        /// Always false with `hls_dir` (files are written whether or not anyone asks).
+        pub hls_on_demand: bool,
+        /// A stream's packaging stops, and its window of segments is freed, after this many ms
+        /// with no HTTP request for it (or after its publisher left); the next request starts
+        /// afresh.
+        pub hls_idle_ms: u64,
     }
 }
 
@@ -369,6 +378,30 @@ impl Config {
                 key: "streams.player_queue_bytes",
                 value: as_u64(streams.player_queue_bytes),
                 min: as_u64(MIN_PLAYER_QUEUE_BYTES),
+            });
+        }
+
+        let http = &self.http;
+        positive("http.max_request_bytes", as_u64(http.max_request_bytes))?;
+        in_range(
+            "http.hls_segment_ms",
+            http.hls_segment_ms.into(),
+            100,
+            60_000,
+        )?;
+        in_range(
+            "http.hls_part_ms",
+            http.hls_part_ms.into(),
+            0,
+            (http.hls_segment_ms - 1).into(),
+        )?;
+        positive("http.hls_window", as_u64(http.hls_window))?;
+        let min_idle = 3 * u64::from(http.hls_segment_ms);
+        if http.hls_idle_ms < min_idle {
+            return Err(ConfigError::BelowMinimum {
+                key: "http.hls_idle_ms",
+                value: http.hls_idle_ms,
+                min: min_idle,
             });
         }
 
@@ -565,6 +598,8 @@ impl Default for HttpConfig {
             hls_window: 6,
             dash: true,
             hls_dir: String::new(),
+            hls_on_demand: true,
+            hls_idle_ms: 30_000,
         }
     }
 }

@@ -294,9 +294,11 @@ fn assert_same_media(
 }
 
 /// The server config of this file: 1 s segments, 250 ms parts, a window holding the whole
-/// 4 s stream, DASH on, and players closed when the publisher leaves (so HTTP-FLV ends).
+/// 4 s stream, DASH on, packaging from the publish (not on demand: the test reads the stream
+/// after its publisher left), and players closed when the publisher leaves (so HTTP-FLV ends).
 fn config(fmp4: bool) -> Config {
     let mut config = Config::default();
+    config.http.hls_on_demand = false;
     config.workers.count = 1;
     config.http.hls = true;
     config.http.dash = true;

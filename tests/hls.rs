@@ -8,8 +8,16 @@ use std::net::TcpStream;
 use std::process::Command;
 
 use bytes::BytesMut;
-use common::{Client, TestServer, WAIT};
+use common::{wait_for_log, wait_for_log_count, Client, TestServer, WAIT};
 use rtmp_edge::media::flv::{FlvReader, FlvTag};
+
+/// The default config, but every stream is packaged from its publish rather than on demand,
+/// so everything a test publishes is in the window.
+fn eager() -> rtmp_edge::config::Config {
+    let mut config = rtmp_edge::config::Config::default();
+    config.http.hls_on_demand = false;
+    config
+}
 
 fn fixture_tags() -> Vec<FlvTag> {
     let data = std::fs::read(concat!(
@@ -108,7 +116,7 @@ fn a_published_stream_is_served_as_hls_with_shared_ts_segments() {
 
 #[test]
 fn a_blocking_playlist_reload_is_held_until_its_part_exists() {
-    let server = TestServer::with_defaults();
+    let server = TestServer::start(eager());
     let tags = fixture_tags();
     let mut publisher = Client::publish(server.addr, "live", "b");
     let mut watcher = Client::play(server.addr, "live", "b");
@@ -148,12 +156,14 @@ fn a_blocking_playlist_reload_is_held_until_its_part_exists() {
 
 /// Publishes `loops` of the fixture as live/`name` and returns once a player has seen every
 /// message, so the owner has packaged all of it. The publisher is returned so the stream stays
-/// live (dropping it unpublishes, which ends the playlist).
+/// live (dropping it unpublishes, which ends the playlist). Packaging starts with the publish
+/// (not on demand) so the whole fixture is in the window.
 fn serve_fixture(
-    config: rtmp_edge::config::Config,
+    mut config: rtmp_edge::config::Config,
     name: &str,
     loops: u32,
 ) -> (TestServer, Client) {
+    config.http.hls_on_demand = false;
     let server = TestServer::start(config);
     let tags = fixture_tags();
     let mut publisher = Client::publish(server.addr, "live", name);
@@ -246,7 +256,7 @@ fn ffmpeg_reads_the_live_dash_manifest_and_its_segments() {
 
 #[test]
 fn a_republished_stream_continues_its_playlist_after_a_discontinuity() {
-    let server = TestServer::with_defaults();
+    let server = TestServer::start(eager());
     let tags = fixture_tags();
     let mut watcher = Client::play(server.addr, "live", "re");
     let mut publisher = Client::publish(server.addr, "live", "re");
@@ -357,7 +367,7 @@ fn read_response(c: &mut TcpStream) -> (String, Vec<u8>) {
 
 #[test]
 fn a_request_for_the_hinted_part_is_held_until_the_part_is_made() {
-    let server = TestServer::with_defaults();
+    let server = TestServer::start(eager());
     let tags = fixture_tags();
     let mut publisher = Client::publish(server.addr, "live", "hint");
     let mut watcher = Client::play(server.addr, "live", "hint");
@@ -398,7 +408,7 @@ fn a_request_for_the_hinted_part_is_held_until_the_part_is_made() {
 
 #[test]
 fn held_requests_whose_part_never_comes_are_answered_503_at_their_deadline() {
-    let mut config = rtmp_edge::config::Config::default();
+    let mut config = eager();
     config.http.hls_segment_ms = 1000;
     config.http.hls_part_ms = 250;
     let server = TestServer::start(config);
@@ -438,7 +448,7 @@ fn held_requests_whose_part_never_comes_are_answered_503_at_their_deadline() {
 
 #[test]
 fn head_requests_get_the_segment_head_without_its_body_on_a_kept_connection() {
-    let server = serve_fixture(rtmp_edge::config::Config::default(), "headreq", 3);
+    let (server, _publisher) = serve_fixture(rtmp_edge::config::Config::default(), "headreq", 3);
     let (_, body) = get(server.http, "/live/headreq.m3u8");
     let playlist = String::from_utf8(body).unwrap();
     let segment = playlist
@@ -482,4 +492,105 @@ fn head_requests_get_the_segment_head_without_its_body_on_a_kept_connection() {
     let third_end = text[heads[2]..].find("\r\n\r\n").unwrap() + heads[2] + 4;
     assert_eq!(length(&text[heads[2]..third_end]), announced);
     assert_eq!(all.len() - third_end, announced, "the GET carries the body");
+}
+
+/// Unix milliseconds of an EXT-X-PROGRAM-DATE-TIME value (`YYYY-MM-DDThh:mm:ss.sssZ`).
+fn pdt_ms(value: &str) -> u64 {
+    let n = |range: std::ops::Range<usize>| -> i64 { value[range].parse().unwrap() };
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant), as the server formats it.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+    (secs * 1000 + n(20..23)) as u64
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn on_demand_packaging_starts_at_the_first_request_from_the_cached_gop() {
+    let server = TestServer::with_defaults();
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "lazy");
+    let mut watcher = Client::play(server.addr, "live", "lazy");
+    let next = publish_loops(&mut publisher, &tags, 2, 0);
+    watcher.media(tags.len() + (tags.len() - 3));
+    assert!(
+        common::log_lines_with(&["stream=live/lazy", "packaging started"]).is_empty(),
+        "nobody asked yet: the stream is not packaged"
+    );
+    let asked = unix_ms();
+    let mut first = send_get(server.http, "/live/lazy.m3u8");
+    // The first request starts packaging and is answered once a segment is complete.
+    assert_held(
+        &mut first,
+        "the first playlist request (no complete segment yet)",
+    );
+    let started = wait_for_log(&["stream=live/lazy", "packaging started"]);
+    assert!(
+        !started.contains("seeded=0"),
+        "seeded from the GOP cache: {started}"
+    );
+    publish_loops(&mut publisher, &tags, 2, next);
+    let (head, body) = read_response(&mut first);
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let playlist = String::from_utf8(body).unwrap();
+    assert!(playlist.contains("lazy/seg-0.ts"), "{playlist}");
+    // The first segment starts at the cached keyframe, published before the request.
+    let pdt = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .map(pdt_ms)
+        .expect("a program date time");
+    assert!(pdt < asked, "first segment at {pdt}, asked at {asked}");
+    assert_eq!(
+        common::log_lines_with(&["stream=live/lazy", "packaging started"]).len(),
+        1
+    );
+}
+
+#[test]
+fn on_demand_packaging_stops_when_nobody_asks_and_restarts_on_the_next_request() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.http.hls_segment_ms = 500;
+    config.http.hls_part_ms = 100;
+    config.http.hls_idle_ms = 1500;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "idle");
+    let mut watcher = Client::play(server.addr, "live", "idle");
+    let mut next = publish_loops(&mut publisher, &tags, 1, 0);
+    watcher.media(tags.len());
+    for round in 1..=2 {
+        let mut c = send_get(server.http, "/live/idle.m3u8");
+        wait_for_log_count(&["stream=live/idle", "packaging started"], round, WAIT);
+        next = publish_loops(&mut publisher, &tags, 2, next);
+        let (head, body) = read_response(&mut c);
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        let playlist = String::from_utf8(body).unwrap();
+        assert!(
+            playlist.contains("#EXT-X-MEDIA-SEQUENCE:0"),
+            "each start is a fresh window:\n{playlist}"
+        );
+        // Nobody asks again: the owner stops packaging and frees the window.
+        wait_for_log_count(
+            &["stream=live/idle", "packaging stopped: no HTTP request"],
+            round,
+            WAIT,
+        );
+        // The stream itself plays on over RTMP meanwhile.
+        publish_loops(&mut publisher, &tags, 1, next);
+        next += tags.iter().map(|t| t.timestamp).max().unwrap() + 40;
+        watcher.media(2 * (tags.len() - 3));
+    }
 }

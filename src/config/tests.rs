@@ -199,6 +199,32 @@ fn rejects_zero_timeouts() {
 }
 
 #[test]
+fn rejects_hls_timings_that_cannot_work() {
+    assert_eq!(
+        rejected_key(|c| c.http.hls_segment_ms = 50),
+        "http.hls_segment_ms"
+    );
+    assert_eq!(
+        rejected_key(|c| c.http.hls_part_ms = c.http.hls_segment_ms),
+        "http.hls_part_ms"
+    );
+    assert_eq!(rejected_key(|c| c.http.hls_window = 0), "http.hls_window");
+    // Packaging must outlive a player's reload interval (three target durations).
+    assert_eq!(
+        rejected_key(|c| c.http.hls_idle_ms = 3 * u64::from(c.http.hls_segment_ms) - 1),
+        "http.hls_idle_ms"
+    );
+    assert_eq!(
+        rejected_key(|c| c.http.max_request_bytes = 0),
+        "http.max_request_bytes"
+    );
+    let mut config = Config::default();
+    config.http.hls_part_ms = 0;
+    config.http.hls_idle_ms = 3 * u64::from(config.http.hls_segment_ms);
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
 fn rejects_a_log_level_that_is_not_a_filter() {
     assert_eq!(
         rejected_key(|c| c.log.level = "rtmp_edge=loud".into()),

@@ -37,6 +37,8 @@ pub enum BusMsg {
     KickPublisher { key: StreamKey },
     /// From an owner to every worker: `key`'s HLS packager completed a part or segment.
     HlsProgress { key: StreamKey },
+    /// To an owner: a viewer asked for `key` over HLS or DASH; start packaging it.
+    HlsStart { key: StreamKey },
 }
 
 struct Mailbox {

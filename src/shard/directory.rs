@@ -96,6 +96,11 @@ impl Directory {
         })
     }
 
+    /// The worker publishing `key`, if any.
+    pub fn owner(&self, key: &StreamKey) -> Option<usize> {
+        self.with(|map| map.get(key).and_then(|e| e.owner))
+    }
+
     /// `worker` no longer waits for `key`.
     pub fn unsubscribe(&self, key: &StreamKey, worker: usize) {
         self.with(|map| {

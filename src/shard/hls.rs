@@ -19,17 +19,25 @@ use super::bus::BusMsg;
 use super::conn::{HttpPhase, Proto};
 use super::worker::Worker;
 use crate::config::HttpConfig;
-use crate::fanout::{MediaKind, Packet, StreamKey};
+use crate::fanout::{MediaKind, Packet, Source, StreamKey};
 use crate::http;
 use crate::package::dash::{self, DashTrack};
 use crate::package::hls::{self, Availability, BlockingAnswer, Resource};
-use crate::package::{Container, Frame, FrameKind, Segmenter, SegmenterConfig, Tracks};
+use crate::package::{
+    Container, Frame, FrameKind, PackageError, Progress, Segmenter, SegmenterConfig, Tracks,
+};
 
 /// One stream's packagers: HLS (muxed), and for DASH one video-only and one audio-only fMP4
 /// segmenter (dash.js plays no muxed representations).
 pub struct Packager {
     pub hls: Segmenter,
     pub dash: Option<DashPackagers>,
+    /// The stream's owner feeds it (the stream is published and packaged).
+    fed: bool,
+    /// The last HTTP request for the stream, or when feeding stopped: idle entries are freed.
+    last_used: Instant,
+    /// When a worker last asked the owner to start feeding it (on-demand packaging).
+    start_asked: Option<Instant>,
 }
 
 /// The two DASH adaptation sets of a stream.
@@ -39,6 +47,42 @@ pub struct DashPackagers {
 }
 
 impl Packager {
+    /// Pushes one frame, received at wall clock `wall` (Unix ms), to every segmenter; the HLS
+    /// progress, plus whether a DASH segment completed.
+    fn push(&mut self, frame: &Frame, wall: u64) -> (Result<Progress, PackageError>, bool) {
+        let progress = self.hls.push(frame, wall);
+        let mut dash_segments = false;
+        if let Some(dash) = self.dash.as_mut() {
+            let target = match frame.kind {
+                FrameKind::Video => Some(&mut dash.video),
+                FrameKind::Audio => Some(&mut dash.audio),
+                FrameKind::Metadata => None,
+            };
+            if let Some(target) = target {
+                match target.push(frame, wall) {
+                    Ok(p) => dash_segments = p.segments > 0,
+                    Err(e) => tracing::debug!(error = %e, "DASH packaging skipped a frame"),
+                }
+            }
+        }
+        (progress, dash_segments)
+    }
+
+    /// The HLS playlist can be served to a client that is not blocking: a segment is
+    /// complete, or the stream ended.
+    fn hls_ready(&self) -> bool {
+        self.hls.segments().len() > 0 || self.hls.is_finished()
+    }
+
+    /// The DASH manifest can be served: video has a segment (or the stream has no video) and
+    /// some track has one.
+    fn dash_ready(&self) -> bool {
+        self.dash.as_ref().is_some_and(|d| {
+            let video = d.video.segments().len() > 0;
+            video || (d.video.video_config().is_none() && d.audio.segments().len() > 0)
+        })
+    }
+
     fn all(&mut self) -> impl Iterator<Item = &mut Segmenter> {
         let dash = self.dash.as_mut().map(|d| [&mut d.video, &mut d.audio]);
         std::iter::once(&mut self.hls).chain(dash.into_iter().flatten())
@@ -255,9 +299,34 @@ impl HlsShelf {
             video: dash_segmenter(Tracks::VideoOnly),
             audio: dash_segmenter(Tracks::AudioOnly),
         });
-        let seg = Arc::new(Mutex::new(Packager { hls, dash }));
+        let seg = Arc::new(Mutex::new(Packager {
+            hls,
+            dash,
+            fed: false,
+            last_used: Instant::now(),
+            start_asked: None,
+        }));
         map.insert(key.clone(), seg.clone());
         (seg, false)
+    }
+
+    /// Forgets `key`'s packagers (its window of segments is freed with the last reference).
+    fn remove(&self, key: &StreamKey) {
+        lock(&self.streams).remove(key);
+    }
+
+    /// Forgets every stream nobody feeds and nobody asked for within `idle`; returns them.
+    fn evict_idle(&self, now: Instant, idle: Duration) -> Vec<StreamKey> {
+        let mut gone = Vec::new();
+        lock(&self.streams).retain(|key, seg| {
+            let p = lock(seg);
+            let keep = p.fed || now.saturating_duration_since(p.last_used) < idle;
+            if !keep {
+                gone.push(key.clone());
+            }
+            keep
+        });
+        gone
     }
 }
 
@@ -273,16 +342,27 @@ pub struct HeldRequest {
     deadline: Instant,
 }
 
-/// What a held request waits for.
-enum Awaited {
-    /// `{stream}.m3u8?_HLS_msn=M[&_HLS_part=P]`.
+/// What an HLS or DASH request asks for; held while it is not there yet.
+pub(super) enum Awaited {
+    /// `{stream}.m3u8`: once a segment is complete; with `_HLS_msn=M[&_HLS_part=P]`
+    /// (`block`), once the playlist holds that segment or part.
     Playlist {
         stream: String,
-        msn: u64,
-        part: Option<u64>,
+        block: Option<(u64, Option<u64>)>,
     },
-    /// The hinted part of the HLS rendition.
-    Part(Resource),
+    /// A segment, part or init segment; only the hinted part of the HLS rendition waits.
+    Resource {
+        rendition: Option<String>,
+        resource: Resource,
+    },
+    /// `{stream}.mpd`: once the video (or, without video, the audio) has a segment.
+    Manifest { stream: String },
+}
+
+/// A request's answer, or a reason to hold it.
+enum Answer {
+    Now(Vec<Bytes>),
+    Wait,
 }
 
 impl HeldRequest {
@@ -290,6 +370,15 @@ impl HeldRequest {
     pub fn conn(&self) -> usize {
         self.conn
     }
+}
+
+fn frame_of(packet: &Packet) -> Frame {
+    let kind = match packet.kind {
+        MediaKind::Audio => FrameKind::Audio,
+        MediaKind::Video => FrameKind::Video,
+        MediaKind::Data => FrameKind::Metadata,
+    };
+    Frame::new(kind, packet.timestamp, packet.wire.payload().clone())
 }
 
 fn wall_clock_ms() -> u64 {
@@ -361,18 +450,67 @@ fn not_found(keep_alive: bool, cors: &str) -> Vec<Bytes> {
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
 impl Worker {
-    /// Owner side: a stream starts publishing here.
-    pub(super) fn hls_publish(&mut self, key: &StreamKey) {
+    /// Streams are packaged only once requested (`http.hls_on_demand`, never with `hls_dir`).
+    fn hls_on_demand(&self) -> bool {
+        self.config.http.hls_on_demand && self.config.http.hls_dir.is_empty()
+    }
+
+    fn hls_idle(&self) -> Duration {
+        Duration::from_millis(self.config.http.hls_idle_ms)
+    }
+
+    /// Owner side: a stream starts publishing here. Packaged at once unless on demand, where
+    /// only a stream with recent viewers (a republish) continues its packaging.
+    pub(super) fn hls_publish(&mut self, key: &StreamKey, now: Instant) {
         if !(self.config.http.enabled && self.config.http.hls) {
             return;
         }
+        let wanted = !self.hls_on_demand()
+            || self.hls.get(key).is_some_and(|seg| {
+                now.saturating_duration_since(lock(&seg).last_used) < self.hls_idle()
+            });
+        if wanted {
+            self.hls_start(key, now);
+        }
+    }
+
+    /// Owner side: start feeding `key`'s packagers (a publish, or the first request on
+    /// demand), seeded with the stream's fast-start cache (metadata, sequence headers and the
+    /// GOP so far) so the open segment starts at its keyframe. After an earlier publish the
+    /// playlist continues with a discontinuity.
+    pub(super) fn hls_start(&mut self, key: &StreamKey, now: Instant) {
+        if self.packagers.contains_key(key)
+            || !(self.config.http.enabled && self.config.http.hls)
+            || !matches!(
+                self.streams.get(key).map(|s| s.source),
+                Some(Source::Local(_))
+            )
+        {
+            return;
+        }
+        let seed = self.snapshot(key);
         let (seg, existed) = self.hls.open(key, &self.config.http);
-        if existed {
-            for s in lock(&seg).all() {
-                let _ = s.discontinuity();
+        {
+            let mut packager = lock(&seg);
+            if existed && packager.hls.next_msn() > 0 {
+                for s in packager.all() {
+                    let _ = s.discontinuity();
+                }
+            }
+            packager.fed = true;
+            packager.start_asked = None;
+            packager.last_used = now;
+            // Cached packets arrived before now: stamp each with its age behind the newest.
+            let newest = seed.last().map_or(0, |p| p.timestamp);
+            let wall = wall_clock_ms();
+            for packet in &seed {
+                let age = u64::from(newest.wrapping_sub(packet.timestamp));
+                let _ = packager.push(&frame_of(packet), wall.saturating_sub(age));
             }
         }
+        tracing::info!(worker = self.index, stream = %key, seeded = seed.len(), "HLS/DASH packaging started");
         self.packagers.insert(key.clone(), seg);
+        self.hls_broadcast(key);
     }
 
     /// Owner side: package one packet.
@@ -380,34 +518,15 @@ impl Worker {
         let Some(seg) = self.packagers.get(key) else {
             return;
         };
-        let kind = match packet.kind {
-            MediaKind::Audio => FrameKind::Audio,
-            MediaKind::Video => FrameKind::Video,
-            MediaKind::Data => FrameKind::Metadata,
-        };
-        let frame = Frame::new(kind, packet.timestamp, packet.wire.payload().clone());
-        let wall = wall_clock_ms();
         let mut packager = lock(seg);
-        let progress = packager.hls.push(&frame, wall);
-        if let Some(dash) = packager.dash.as_mut() {
-            let target = match kind {
-                FrameKind::Video => Some(&mut dash.video),
-                FrameKind::Audio => Some(&mut dash.audio),
-                FrameKind::Metadata => None,
-            };
-            if let Some(target) = target {
-                if let Err(e) = target.push(&frame, wall) {
-                    tracing::debug!(worker = self.index, stream = %key, error = %e, "DASH packaging skipped a frame");
-                }
-            }
-        }
+        let (progress, dash_segments) = packager.push(&frame_of(packet), wall_clock_ms());
         if let Ok(p) = &progress {
             self.hls
                 .write_to_disk(key, &packager.hls, p.segments as usize);
         }
         drop(packager);
         match progress {
-            Ok(p) if p.parts > 0 || p.segments > 0 => self.hls_broadcast(key),
+            Ok(p) if p.parts > 0 || p.segments > 0 || dash_segments => self.hls_broadcast(key),
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(worker = self.index, stream = %key, error = %e, "HLS packaging skipped a frame");
@@ -416,14 +535,83 @@ impl Worker {
     }
 
     /// Owner side: the publisher left; complete the open segment and end the presentation
-    /// (EXT-X-ENDLIST, a static MPD) until a publisher returns.
-    pub(super) fn hls_unpublish(&mut self, key: &StreamKey) {
+    /// (EXT-X-ENDLIST, a static MPD); the window stays served until idle.
+    pub(super) fn hls_unpublish(&mut self, key: &StreamKey, now: Instant) {
         if let Some(seg) = self.packagers.remove(key) {
-            for s in lock(&seg).all() {
-                let _ = s.finish();
+            {
+                let mut packager = lock(&seg);
+                for s in packager.all() {
+                    let _ = s.finish();
+                }
+                packager.fed = false;
+                packager.last_used = now;
             }
             self.hls_broadcast(key);
         }
+    }
+
+    /// From the timer: stop packaging streams nobody asked for within `http.hls_idle_ms` (on
+    /// demand), and free the windows of streams that ended that long ago.
+    pub(super) fn hls_sweep(&mut self, now: Instant) {
+        let idle = self.hls_idle();
+        if self.hls_on_demand() {
+            let stale: Vec<StreamKey> = self
+                .packagers
+                .iter()
+                .filter(|(_, seg)| now.saturating_duration_since(lock(seg).last_used) >= idle)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in stale {
+                self.packagers.remove(&key);
+                self.hls.remove(&key);
+                tracing::info!(worker = self.index, stream = %key, idle_ms = idle.as_millis() as u64,
+                    "HLS/DASH packaging stopped: no HTTP request");
+            }
+        }
+        for key in self.hls.evict_idle(now, idle) {
+            tracing::debug!(worker = self.index, stream = %key, "HLS/DASH window freed");
+        }
+    }
+
+    /// Serving side: the packagers of `key` for a request, marked as used. On demand, a
+    /// published stream that is not packaged yet gets its packagers and its owner is asked to
+    /// feed them. `None`: the stream is neither packaged nor published.
+    fn hls_demand(&mut self, key: &StreamKey, now: Instant) -> Option<SharedSegmenter> {
+        if !(self.config.http.enabled && self.config.http.hls) {
+            return None;
+        }
+        let on_demand = self.hls_on_demand();
+        let owner = if on_demand {
+            self.directory.owner(key)
+        } else {
+            None
+        };
+        let seg = match self.hls.get(key) {
+            Some(seg) => seg,
+            None if owner.is_some() => self.hls.open(key, &self.config.http).0,
+            None => return None,
+        };
+        let ask = {
+            let mut p = lock(&seg);
+            p.last_used = now;
+            let ask = !p.fed
+                && owner.is_some()
+                && p.start_asked.map_or(true, |t| {
+                    now.saturating_duration_since(t) > Duration::from_secs(1)
+                });
+            if ask {
+                p.start_asked = Some(now);
+            }
+            ask
+        };
+        match owner {
+            Some(owner) if ask && owner == self.index => self.hls_start(key, now),
+            Some(owner) if ask => {
+                self.bus.send(owner, BusMsg::HlsStart { key: key.clone() });
+            }
+            _ => {}
+        }
+        Some(seg)
     }
 
     fn hls_broadcast(&mut self, key: &StreamKey) {
@@ -467,60 +655,23 @@ impl Worker {
     }
 
     fn answer_held(&mut self, h: HeldRequest, now: Instant) {
-        let cors = self.config.http.cors_allow_origin.clone();
-        let Some(seg) = self.hls.get(&h.key) else {
-            return;
-        };
-        let expired = now >= h.deadline;
-        let late = || {
-            vec![http::simple_response(
-                503,
-                "Service Unavailable",
-                "the requested part did not arrive in time\n",
-                h.keep_alive,
-                &cors,
-            )]
-        };
-        let response = {
-            let guard = lock(&seg);
-            let seg = &guard.hls;
-            match &h.what {
-                Awaited::Playlist { stream, msn, part } => {
-                    match hls::blocking_reload(seg, *msn, *part) {
-                        BlockingAnswer::Ready => Some(vec![http::body_response(
-                            PLAYLIST_TYPE,
-                            &playlist_for(seg, stream),
-                            h.keep_alive,
-                            &cors,
-                            "no-cache",
-                        )]),
-                        BlockingAnswer::BadRequest => Some(vec![http::simple_response(
-                            400,
-                            "Bad Request",
-                            "_HLS_msn/_HLS_part too far ahead\n",
-                            h.keep_alive,
-                            &cors,
-                        )]),
-                        BlockingAnswer::Wait if expired => Some(late()),
-                        BlockingAnswer::Wait => None,
-                    }
-                }
-                Awaited::Part(resource) => match hls::availability(seg, *resource) {
-                    Availability::Pending if expired => Some(late()),
-                    Availability::Pending => None,
-                    _ => Some(resource_response(
-                        seg,
-                        *resource,
-                        h.keep_alive,
-                        h.head_only,
-                        &cors,
-                    )),
-                },
-            }
+        let response = match self.hls.get(&h.key) {
+            Some(seg) => self.answer(&lock(&seg), &h.what, h.keep_alive, h.head_only),
+            None => Answer::Now(self.not_published(h.keep_alive)),
         };
         match response {
-            Some(parts) => self.finish_http_response(h.conn, parts, h.keep_alive),
-            None => self.held.push(h),
+            Answer::Now(parts) => self.finish_http_response(h.conn, parts, h.keep_alive),
+            Answer::Wait if now >= h.deadline => {
+                let late = http::simple_response(
+                    503,
+                    "Service Unavailable",
+                    "the requested segment or part did not arrive in time\n",
+                    h.keep_alive,
+                    &self.config.http.cors_allow_origin,
+                );
+                self.finish_http_response(h.conn, vec![late], h.keep_alive)
+            }
+            Answer::Wait => self.held.push(h),
         }
     }
 
@@ -540,170 +691,156 @@ impl Worker {
         self.http_input(conn_key);
     }
 
-    /// `GET /{app}/{stream}.m3u8`: the playlist now, a held request, or an error.
-    /// Returns `None` when the request is held.
-    pub(super) fn hls_playlist(
-        &mut self,
-        conn: usize,
-        key: StreamKey,
-        stream: &str,
-        query: &str,
-        keep_alive: bool,
-    ) -> Option<Bytes> {
-        let cors = self.config.http.cors_allow_origin.clone();
-        let Some(seg) = self.hls.get(&key) else {
-            return Some(http::simple_response(
-                404,
-                "Not Found",
-                "stream is not published\n",
-                keep_alive,
-                &cors,
-            ));
-        };
-        let blocking = match http::blocking_params(query) {
-            Ok(b) => b,
-            Err(e) => {
-                let body = format!("{e}\n");
-                return Some(http::simple_response(
-                    400,
-                    "Bad Request",
-                    &body,
-                    keep_alive,
-                    &cors,
-                ));
-            }
-        };
-        let packager = lock(&seg);
-        let guard = &packager.hls;
-        if guard.segments().len() == 0 && guard.open_segment().is_none() && blocking.is_none() {
-            return Some(http::simple_response(
-                404,
-                "Not Found",
-                "no segment yet\n",
-                keep_alive,
-                &cors,
-            ));
-        }
-        if let Some((msn, part)) = blocking {
-            match hls::blocking_reload(guard, msn, part) {
-                BlockingAnswer::Ready => {}
-                BlockingAnswer::BadRequest => {
-                    return Some(http::simple_response(
-                        400,
-                        "Bad Request",
-                        "_HLS_msn/_HLS_part too far ahead\n",
-                        keep_alive,
-                        &cors,
-                    ));
-                }
-                BlockingAnswer::Wait => {
-                    let hold =
-                        Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * 3);
-                    drop(packager);
-                    self.held.push(HeldRequest {
-                        conn,
-                        key,
-                        what: Awaited::Playlist {
-                            stream: stream.to_string(),
-                            msn,
-                            part,
-                        },
-                        keep_alive,
-                        head_only: false,
-                        deadline: Instant::now() + hold,
-                    });
-                    return None;
-                }
-            }
-        }
-        Some(http::body_response(
-            PLAYLIST_TYPE,
-            &playlist_for(guard, stream),
+    fn not_published(&self, keep_alive: bool) -> Vec<Bytes> {
+        vec![http::simple_response(
+            404,
+            "Not Found",
+            "stream is not published\n",
             keep_alive,
-            &cors,
-            "no-cache",
-        ))
+            &self.config.http.cors_allow_origin,
+        )]
     }
 
-    /// `GET /{app}/{stream}[/video|/audio]/{resource}`: a segment, part or init segment of the
-    /// HLS rendition (or of a DASH adaptation set) as a head plus the shared bytes. A request
-    /// for the part the preload hint names is held until it completes (`None`).
-    pub(super) fn hls_resource(
+    /// Answers `what` from `packager` now, or says to wait for the owner's progress.
+    fn answer(
+        &self,
+        packager: &Packager,
+        what: &Awaited,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> Answer {
+        let cors = &self.config.http.cors_allow_origin;
+        let head = |bytes: Bytes| {
+            if head_only {
+                http::head_of(bytes)
+            } else {
+                bytes
+            }
+        };
+        match what {
+            Awaited::Playlist { stream, block } => {
+                let seg = &packager.hls;
+                let ready = match block {
+                    None => packager.hls_ready(),
+                    Some((msn, part)) => match hls::blocking_reload(seg, *msn, *part) {
+                        BlockingAnswer::Ready => true,
+                        BlockingAnswer::Wait => false,
+                        BlockingAnswer::BadRequest => {
+                            return Answer::Now(vec![http::simple_response(
+                                400,
+                                "Bad Request",
+                                "_HLS_msn/_HLS_part too far ahead\n",
+                                keep_alive,
+                                cors,
+                            )]);
+                        }
+                    },
+                };
+                if !ready {
+                    return Answer::Wait;
+                }
+                Answer::Now(vec![head(http::body_response(
+                    PLAYLIST_TYPE,
+                    &playlist_for(seg, stream),
+                    keep_alive,
+                    cors,
+                    "no-cache",
+                ))])
+            }
+            Awaited::Resource {
+                rendition,
+                resource,
+            } => {
+                let seg = match (rendition.as_deref(), packager.dash.as_ref()) {
+                    (None, _) => &packager.hls,
+                    (Some("video"), Some(dash)) => &dash.video,
+                    (Some("audio"), Some(dash)) => &dash.audio,
+                    _ => return Answer::Now(not_found(keep_alive, cors)),
+                };
+                if rendition.is_none() && hls::availability(seg, *resource) == Availability::Pending
+                {
+                    return Answer::Wait;
+                }
+                Answer::Now(resource_response(
+                    seg, *resource, keep_alive, head_only, cors,
+                ))
+            }
+            Awaited::Manifest { stream } => {
+                let Some(dash) = packager.dash.as_ref() else {
+                    return Answer::Now(vec![http::simple_response(
+                        404,
+                        "Not Found",
+                        "DASH is off\n",
+                        keep_alive,
+                        cors,
+                    )]);
+                };
+                if !packager.dash_ready() {
+                    return Answer::Wait;
+                }
+                let video_prefix = format!("{stream}/video/");
+                let audio_prefix = format!("{stream}/audio/");
+                let mut tracks = Vec::with_capacity(2);
+                if dash.video.segments().len() > 0 {
+                    tracks.push(DashTrack {
+                        segmenter: &dash.video,
+                        prefix: &video_prefix,
+                    });
+                }
+                if dash.audio.segments().len() > 0 {
+                    tracks.push(DashTrack {
+                        segmenter: &dash.audio,
+                        prefix: &audio_prefix,
+                    });
+                }
+                let mpd = dash::mpd(&tracks, wall_clock_ms());
+                Answer::Now(vec![head(http::body_response(
+                    "application/dash+xml",
+                    mpd.as_bytes(),
+                    keep_alive,
+                    cors,
+                    "no-cache",
+                ))])
+            }
+        }
+    }
+
+    /// Serves an HLS/DASH request for `key` (any worker): the answer now, or `None` when the
+    /// request is held until the owner's packagers make what it asks for (at most three target
+    /// durations, then 503).
+    pub(super) fn hls_request(
         &mut self,
         conn: usize,
         key: StreamKey,
-        rendition: Option<&str>,
-        resource: &str,
+        what: Awaited,
         keep_alive: bool,
         head_only: bool,
     ) -> Option<Vec<Bytes>> {
-        let cors = &self.config.http.cors_allow_origin;
-        let (Some(shared), Some(resource)) = (self.hls.get(&key), Resource::parse(resource)) else {
-            return Some(not_found(keep_alive, cors));
+        let now = Instant::now();
+        let Some(seg) = self.hls_demand(&key, now) else {
+            return Some(self.not_published(keep_alive));
         };
-        let packager = lock(&shared);
-        let seg = match (rendition, packager.dash.as_ref()) {
-            (None, _) => &packager.hls,
-            (Some("video"), Some(dash)) => &dash.video,
-            (Some("audio"), Some(dash)) => &dash.audio,
-            _ => return Some(not_found(keep_alive, cors)),
+        let (answer, live) = {
+            let packager = lock(&seg);
+            let live = packager.fed || packager.start_asked.is_some();
+            (self.answer(&packager, &what, keep_alive, head_only), live)
         };
-        if rendition.is_none() && hls::availability(seg, resource) == Availability::Pending {
-            let hold = Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * 3);
-            drop(packager);
-            self.held.push(HeldRequest {
-                conn,
-                key,
-                what: Awaited::Part(resource),
-                keep_alive,
-                head_only,
-                deadline: Instant::now() + hold,
-            });
-            return None;
+        match answer {
+            Answer::Now(parts) => Some(parts),
+            Answer::Wait if !live => Some(self.not_published(keep_alive)),
+            Answer::Wait => {
+                let hold = Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * 3);
+                self.held.push(HeldRequest {
+                    conn,
+                    key,
+                    what,
+                    keep_alive,
+                    head_only,
+                    deadline: now + hold,
+                });
+                None
+            }
         }
-        Some(resource_response(
-            seg, resource, keep_alive, head_only, cors,
-        ))
-    }
-
-    /// `GET /{app}/{stream}.mpd`: the dynamic DASH manifest over the stream's video-only and
-    /// audio-only fMP4 segmenters.
-    pub(super) fn dash_manifest(&self, key: &StreamKey, stream: &str, keep_alive: bool) -> Bytes {
-        let cors = &self.config.http.cors_allow_origin;
-        let not_found = |why: &str| http::simple_response(404, "Not Found", why, keep_alive, cors);
-        let Some(shared) = self.hls.get(key) else {
-            return not_found("stream is not published\n");
-        };
-        let packager = lock(&shared);
-        let Some(dash) = packager.dash.as_ref() else {
-            return not_found("DASH is off\n");
-        };
-        let video_prefix = format!("{stream}/video/");
-        let audio_prefix = format!("{stream}/audio/");
-        let mut tracks = Vec::with_capacity(2);
-        if dash.video.segments().len() > 0 {
-            tracks.push(DashTrack {
-                segmenter: &dash.video,
-                prefix: &video_prefix,
-            });
-        }
-        if dash.audio.segments().len() > 0 {
-            tracks.push(DashTrack {
-                segmenter: &dash.audio,
-                prefix: &audio_prefix,
-            });
-        }
-        if tracks.is_empty() {
-            return not_found("no segment yet\n");
-        }
-        let mpd = dash::mpd(&tracks, wall_clock_ms());
-        http::body_response(
-            "application/dash+xml",
-            mpd.as_bytes(),
-            keep_alive,
-            cors,
-            "no-cache",
-        )
     }
 }
 

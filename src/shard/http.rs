@@ -2,9 +2,11 @@
 //! the stream hub as players whose media goes out as FLV tags).
 
 use super::conn::{HttpPhase, Proto};
+use super::hls::Awaited;
 use super::worker::Worker;
 use crate::fanout::StreamKey;
 use crate::http::{self, Route};
+use crate::package::hls::Resource;
 
 impl Worker {
     /// Handles what an HTTP connection sent: one or more request heads (keep-alive), or
@@ -66,49 +68,65 @@ impl Worker {
                 match http::route(&request.path) {
                     Route::NotFound => answer(404, "Not Found", "no such resource\n"),
                     Route::Playlist { app, stream } => {
-                        let skey = StreamKey::new(&app, &stream);
-                        match self.hls_playlist(key, skey, &stream, &request.query, keep_alive) {
-                            Some(response) => response,
-                            None => {
-                                if let Some(conn) = self.conns.get_mut(key) {
-                                    conn.proto = Proto::Http(HttpPhase::Held);
+                        match http::blocking_params(&request.query) {
+                            Err(e) => answer(400, "Bad Request", &format!("{e}\n")),
+                            Ok(block) => {
+                                let what = Awaited::Playlist {
+                                    stream: stream.clone(),
+                                    block,
+                                };
+                                match self.hls_serve(
+                                    key,
+                                    StreamKey::new(&app, &stream),
+                                    what,
+                                    keep_alive,
+                                    head_only,
+                                ) {
+                                    Some(response) => response,
+                                    None => return,
                                 }
-                                return;
                             }
                         }
                     }
                     Route::Manifest { app, stream } => {
-                        self.dash_manifest(&StreamKey::new(&app, &stream), &stream, keep_alive)
+                        let what = Awaited::Manifest {
+                            stream: stream.clone(),
+                        };
+                        match self.hls_serve(
+                            key,
+                            StreamKey::new(&app, &stream),
+                            what,
+                            keep_alive,
+                            head_only,
+                        ) {
+                            Some(response) => response,
+                            None => return,
+                        }
                     }
                     Route::Segment {
                         app,
                         stream,
                         rendition,
                         resource,
-                    } => {
-                        let skey = StreamKey::new(&app, &stream);
-                        let Some(mut parts) = self.hls_resource(
-                            key,
-                            skey,
-                            rendition.as_deref(),
-                            &resource,
-                            keep_alive,
-                            head_only,
-                        ) else {
-                            if let Some(conn) = self.conns.get_mut(key) {
-                                conn.proto = Proto::Http(HttpPhase::Held);
+                    } => match Resource::parse(&resource) {
+                        None => answer(404, "Not Found", "no such segment\n"),
+                        Some(resource) => {
+                            let what = Awaited::Resource {
+                                rendition,
+                                resource,
+                            };
+                            match self.hls_serve(
+                                key,
+                                StreamKey::new(&app, &stream),
+                                what,
+                                keep_alive,
+                                head_only,
+                            ) {
+                                Some(response) => response,
+                                None => return,
                             }
-                            return;
-                        };
-                        let Some(conn) = self.conns.get_mut(key) else {
-                            return;
-                        };
-                        let last = parts.pop().unwrap_or_default();
-                        for part in parts {
-                            conn.out.push_control(part);
                         }
-                        last
-                    }
+                    },
                     Route::Flv { app, stream } => {
                         let skey = StreamKey::new(&app, &stream);
                         if request.method == "HEAD" {
@@ -143,5 +161,28 @@ impl Worker {
             }
             conn.schedule_write(key, &mut self.write_list);
         }
+    }
+
+    /// Runs an HLS/DASH request; queues all but the last piece of its answer and returns that
+    /// one, or marks the connection held and returns `None`.
+    fn hls_serve(
+        &mut self,
+        key: usize,
+        skey: StreamKey,
+        what: Awaited,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> Option<bytes::Bytes> {
+        let answer = self.hls_request(key, skey, what, keep_alive, head_only);
+        let conn = self.conns.get_mut(key)?;
+        let Some(mut parts) = answer else {
+            conn.proto = Proto::Http(HttpPhase::Held);
+            return None;
+        };
+        let last = parts.pop().unwrap_or_default();
+        for part in parts {
+            conn.out.push_control(part);
+        }
+        Some(last)
     }
 }

@@ -113,7 +113,7 @@ impl Worker {
             tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role = "publisher", "publishing");
         }
         self.pump(key);
-        self.hls_publish(&skey);
+        self.hls_publish(&skey, now);
         for player in players {
             self.start_player(player, true);
         }
@@ -317,7 +317,7 @@ impl Worker {
         let remote = std::mem::take(&mut stream.remote_workers);
         let players = stream.players.clone();
         self.directory.release(skey, index);
-        self.hls_unpublish(skey);
+        self.hls_unpublish(skey, now);
         for worker in workers_in(remote) {
             self.bus.send(
                 worker,
@@ -550,6 +550,7 @@ impl Worker {
                 self.players_lost_source(&key, &players, now);
             }
             BusMsg::HlsProgress { key } => self.hls_progress(&key, now),
+            BusMsg::HlsStart { key } => self.hls_start(&key, now),
             BusMsg::KickPublisher { key } => {
                 if let Some(Source::Local(publisher)) = self.streams.get(&key).map(|s| s.source) {
                     self.close(

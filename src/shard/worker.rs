@@ -56,6 +56,8 @@ pub struct Worker {
     pub(super) packagers: HashMap<StreamKey, SharedSegmenter>,
     /// Blocking playlist requests held open.
     pub(super) held: Vec<HeldRequest>,
+    /// When idle HLS/DASH packaging was last swept (once a second).
+    pub(super) hls_swept: Instant,
     pub(super) config: Arc<Config>,
     pub(super) session_config: ServerConfig,
     pub(super) socket_options: SocketOptions,
@@ -129,6 +131,7 @@ impl Worker {
             hls,
             packagers: HashMap::new(),
             held: Vec::new(),
+            hls_swept: Instant::now(),
             session_config,
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
@@ -496,6 +499,10 @@ impl Worker {
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
     fn tick(&mut self, now: Instant) -> bool {
         self.hls_expire(now);
+        if now.saturating_duration_since(self.hls_swept) >= Duration::from_secs(1) {
+            self.hls_swept = now;
+            self.hls_sweep(now);
+        }
         if self.bus.is_shutting_down() && self.shutdown_deadline.is_none() {
             self.begin_shutdown(now);
         }
