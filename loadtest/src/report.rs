@@ -258,17 +258,16 @@ impl Report {
             let _ = writeln!(
                 o,
                 "{:<22} {} pollers/stream: {} playlists, {} segments, {} parts, {} bytes",
-                "HLS",
-                sc.hls_pollers,
-                c.hls_playlists,
-                c.hls_segments,
-                c.hls_parts,
-                c.hls_bytes
+                "HLS", sc.hls_pollers, c.hls_playlists, c.hls_segments, c.hls_parts, c.hls_bytes
             );
             pct_line(&mut o, "HLS playlist request", &self.hls_playlist_ms);
             if c.hls_segments > 0 {
                 pct_line(&mut o, "HLS segment request", &self.hls_segment_ms);
-                pct_line(&mut o, "HLS seg pub->playable", &self.hls_segment_playable_ms);
+                pct_line(
+                    &mut o,
+                    "HLS seg pub->playable",
+                    &self.hls_segment_playable_ms,
+                );
             }
             if c.hls_parts > 0 {
                 pct_line(&mut o, "LL-HLS part request", &self.hls_part_ms);
@@ -499,6 +498,23 @@ pub(crate) mod tests {
         assert!(t.contains("3 x connection refused"), "{t}");
         assert!(t.contains("WARNING: saturated"), "{t}");
         assert!(t.contains("1.250 CPU-s/GB"), "{t}");
+    }
+
+    #[test]
+    fn table_shows_ll_hls_part_latency_and_the_pdt_check() {
+        let mut r = report();
+        r.scenario.hls_pollers = 2;
+        r.counters.hls_parts = 40;
+        r.counters.hls_negative_latencies = 3;
+        let t = r.table();
+        assert!(t.contains("40 parts"), "{t}");
+        assert!(t.contains("LL-HLS pub->playable   p50   612.50"), "{t}");
+        assert!(t.contains("LL-HLS part ready"), "{t}");
+        assert!(t.contains("negative (clamped to 0) 3"), "{t}");
+        assert!(
+            !t.contains("HLS segment request"),
+            "no segments fetched: {t}"
+        );
     }
 
     #[test]

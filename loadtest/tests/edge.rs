@@ -4,9 +4,9 @@
 mod common;
 
 use common::{f, rtmp_load, u};
-use serde_json::Value;
 use rtmp_edge::config::Config;
 use rtmp_edge::shard::Server;
+use serde_json::Value;
 
 /// rtmp-edge in this process on ephemeral loopback ports, 2 unpinned workers, HTTP on or off.
 fn start_edge(http: bool) -> Server {
@@ -220,10 +220,7 @@ fn plain_hls_segments_are_playable_about_one_segment_after_their_program_date_ti
     assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
     assert_eq!(u(&r, &["counters", "hls_parts"]), 0, "{r:#}");
     assert_eq!(u(&r, &["counters", "hls_negative_latencies"]), 0, "{r:#}");
-    assert!(
-        u(&r, &["hls_segment_playable_ms", "count"]) >= 3,
-        "{r:#}"
-    );
+    assert!(u(&r, &["hls_segment_playable_ms", "count"]) >= 3, "{r:#}");
     // A 1 s segment is complete 1 s after its start and found by a reload every 500 ms.
     let p50 = f(&r, &["hls_segment_playable_ms", "p50"]);
     assert!(p50 > 960.0 && p50 < 1800.0, "p50 {p50} ms: {r:#}");

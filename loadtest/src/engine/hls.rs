@@ -308,10 +308,7 @@ impl MediaPlaylist {
     /// the first of the next segment when `last` ended a complete segment.
     fn part_after(&self, (msn, index): (u64, usize)) -> (u64, usize) {
         let complete = self.segments.iter().any(|s| s.msn == msn);
-        let last_of_segment = !self
-            .parts
-            .iter()
-            .any(|p| p.msn == msn && p.index > index);
+        let last_of_segment = !self.parts.iter().any(|p| p.msn == msn && p.index > index);
         if complete && last_of_segment {
             (msn + 1, 0)
         } else {
@@ -425,10 +422,9 @@ pub(super) fn parse_iso8601_ms(s: &str) -> Option<i64> {
     let b = s.trim().as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let d = b.get(from..from + len)?;
-        d.iter().all(u8::is_ascii_digit).then(|| {
-            d.iter()
-                .fold(0i64, |n, c| n * 10 + i64::from(c - b'0'))
-        })
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| d.iter().fold(0i64, |n, c| n * 10 + i64::from(c - b'0')))
     };
     let sep = |at: usize, c: u8| b.get(at) == Some(&c);
     if !(sep(4, b'-') && sep(7, b'-') && (sep(10, b'T') || sep(10, b't')) && sep(13, b':'))
@@ -549,7 +545,10 @@ mod tests {
         let r = p.parse(&mut response(LL), T0 + 3000 * MS).unwrap().unwrap();
         assert!(r.parts_ready_us.is_empty(), "joining measures nothing");
         assert_eq!(next_request(&mut p), "GET /live/x/part-5.1.ts HTTP/1.1");
-        let r = p.parse(&mut response("edge"), T0 + 3010 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response("edge"), T0 + 3010 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!((r.what, r.playable_us), (Fetch::Part, None));
         p
     }
@@ -566,7 +565,10 @@ mod tests {
             parse_iso8601_ms("2000-02-29T12:00:00.001Z"),
             Some(951_825_600_001)
         );
-        assert_eq!(parse_iso8601_ms("2100-03-01T00:00:00Z"), Some(4_107_542_400_000));
+        assert_eq!(
+            parse_iso8601_ms("2100-03-01T00:00:00Z"),
+            Some(4_107_542_400_000)
+        );
         assert_eq!(
             parse_iso8601_ms("2024-02-29T10:00:00.5Z"),
             Some(T0 / 1000 + 500),
@@ -616,7 +618,14 @@ mod tests {
         let starts: Vec<_> = pl
             .parts
             .iter()
-            .map(|p| (p.msn, p.index, p.start_us.map(|s| (s - T0) / MS), p.duration_us / MS))
+            .map(|p| {
+                (
+                    p.msn,
+                    p.index,
+                    p.start_us.map(|s| (s - T0) / MS),
+                    p.duration_us / MS,
+                )
+            })
             .collect();
         assert_eq!(
             starts,
@@ -678,11 +687,17 @@ mod tests {
             "#EXT-X-PART:DURATION=0.500,URI=\"x/part-5.2.ts\"\n\
              #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"x/part-5.3.ts\"",
         );
-        let r = p.parse(&mut response(&next), T0 + 3520 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response(&next), T0 + 3520 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.what, Fetch::Playlist);
         assert_eq!(r.parts_ready_us, vec![20 * MS]);
         assert_eq!(next_request(&mut p), "GET /live/x/part-5.2.ts HTTP/1.1");
-        let r = p.parse(&mut response("part"), T0 + 3530 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response("part"), T0 + 3530 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!((r.what, r.bytes), (Fetch::Part, 4));
         assert_eq!(r.playable_us, Some(530 * MS), "received − part start");
         assert_eq!(
@@ -704,13 +719,22 @@ mod tests {
              #EXT-X-PART:DURATION=0.500,URI=\"x/part-6.0.ts\",INDEPENDENT=YES\n\
              #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"x/part-6.1.ts\"",
         );
-        let r = p.parse(&mut response(&next), T0 + 4600 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response(&next), T0 + 4600 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.parts_ready_us, vec![600 * MS, 100 * MS]);
         assert_eq!(next_request(&mut p), "GET /live/x/part-5.2.ts HTTP/1.1");
-        let r = p.parse(&mut response("a"), T0 + 4610 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response("a"), T0 + 4610 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.playable_us, Some(1610 * MS));
         assert_eq!(next_request(&mut p), "GET /live/x/part-6.0.ts HTTP/1.1");
-        let r = p.parse(&mut response("b"), T0 + 4620 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response("b"), T0 + 4620 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.playable_us, Some(620 * MS));
         assert_eq!(
             next_request(&mut p),
@@ -763,10 +787,16 @@ mod tests {
             "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"x/part-5.2.ts\"",
             "#EXT-X-PART:DURATION=0.500,URI=\"x/part-5.2.ts\"",
         );
-        let r = p.parse(&mut response(&next), T0 + 3520 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response(&next), T0 + 3520 * MS)
+            .unwrap()
+            .unwrap();
         assert!(r.parts_ready_us[0] < 0, "{r:?}");
         p.next();
-        let r = p.parse(&mut response("x"), T0 + 3530 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response("x"), T0 + 3530 * MS)
+            .unwrap()
+            .unwrap();
         assert!(r.playable_us.unwrap() < 0, "{r:?}");
     }
 
@@ -776,18 +806,32 @@ mod tests {
         p.reload();
         let text = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n\
             #EXT-X-PROGRAM-DATE-TIME:2024-02-29T10:00:00.000Z\n#EXTINF:4,\nseg-0.ts\n";
-        p.parse(&mut response(text), T0 + 5000 * MS).unwrap().unwrap();
+        p.parse(&mut response(text), T0 + 5000 * MS)
+            .unwrap()
+            .unwrap();
         assert!(!p.ll_hls);
         assert_eq!(next_request(&mut p), "GET /live/seg-0.ts HTTP/1.1");
-        let r = p.parse(&mut response("x"), T0 + 5000 * MS).unwrap().unwrap();
+        let r = p
+            .parse(&mut response("x"), T0 + 5000 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!((r.what, r.playable_us), (Fetch::Segment, None), "the join");
         assert_eq!(p.next(), Next::ReloadAfterMs(2000));
         p.reload();
         let text = format!("{text}#EXTINF:4,\nseg-1.ts\n");
-        p.parse(&mut response(&text), T0 + 9000 * MS).unwrap().unwrap();
+        p.parse(&mut response(&text), T0 + 9000 * MS)
+            .unwrap()
+            .unwrap();
         assert_eq!(next_request(&mut p), "GET /live/seg-1.ts HTTP/1.1");
-        let r = p.parse(&mut response("x"), T0 + 9100 * MS).unwrap().unwrap();
-        assert_eq!(r.playable_us, Some(5100 * MS), "fetched − segment 1's start");
+        let r = p
+            .parse(&mut response("x"), T0 + 9100 * MS)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.playable_us,
+            Some(5100 * MS),
+            "fetched − segment 1's start"
+        );
     }
 
     #[test]
