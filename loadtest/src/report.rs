@@ -33,6 +33,16 @@ pub struct Report {
     pub hls_playlist_ms: Percentiles,
     /// HLS pollers' segment request latency.
     pub hls_segment_ms: Percentiles,
+    /// LL-HLS pollers' part request latency.
+    pub hls_part_ms: Percentiles,
+    /// LL-HLS "part ready": blocking playlist answer first listing a part − the part's media
+    /// end (PDT-derived start + duration), in the measurement window.
+    pub hls_part_ready_ms: Percentiles,
+    /// LL-HLS "publish to playable": part bytes received − the part's media start wall time
+    /// (its segment's EXT-X-PROGRAM-DATE-TIME + earlier parts), in the measurement window.
+    pub hls_part_playable_ms: Percentiles,
+    /// Plain HLS "publish to playable": segment received − its EXT-X-PROGRAM-DATE-TIME.
+    pub hls_segment_playable_ms: Percentiles,
     pub errors: Vec<ErrorKind>,
     pub loader: LoaderCpu,
     pub server: Option<ServerCost>,
@@ -247,11 +257,28 @@ impl Report {
         if sc.hls_pollers > 0 {
             let _ = writeln!(
                 o,
-                "{:<22} {} pollers/stream: {} playlists, {} segments, {} bytes",
-                "HLS", sc.hls_pollers, c.hls_playlists, c.hls_segments, c.hls_bytes
+                "{:<22} {} pollers/stream: {} playlists, {} segments, {} parts, {} bytes",
+                "HLS", sc.hls_pollers, c.hls_playlists, c.hls_segments, c.hls_parts, c.hls_bytes
             );
             pct_line(&mut o, "HLS playlist request", &self.hls_playlist_ms);
-            pct_line(&mut o, "HLS segment request", &self.hls_segment_ms);
+            if c.hls_segments > 0 {
+                pct_line(&mut o, "HLS segment request", &self.hls_segment_ms);
+                pct_line(
+                    &mut o,
+                    "HLS seg pub->playable",
+                    &self.hls_segment_playable_ms,
+                );
+            }
+            if c.hls_parts > 0 {
+                pct_line(&mut o, "LL-HLS part request", &self.hls_part_ms);
+                pct_line(&mut o, "LL-HLS part ready", &self.hls_part_ready_ms);
+                pct_line(&mut o, "LL-HLS pub->playable", &self.hls_part_playable_ms);
+            }
+            let _ = writeln!(
+                o,
+                "{:<22} negative (clamped to 0) {}  without PDT {}",
+                "HLS PDT check", c.hls_negative_latencies, c.hls_without_pdt
+            );
         }
         let _ = writeln!(
             o,
@@ -440,6 +467,14 @@ pub(crate) mod tests {
             first_frame_ms: Percentiles::default(),
             hls_playlist_ms: Percentiles::default(),
             hls_segment_ms: Percentiles::default(),
+            hls_part_ms: Percentiles::default(),
+            hls_part_ready_ms: Percentiles::default(),
+            hls_part_playable_ms: Percentiles {
+                p50: 612.5,
+                count: 40,
+                ..Default::default()
+            },
+            hls_segment_playable_ms: Percentiles::default(),
             errors: vec![ErrorKind {
                 what: "connection refused".into(),
                 count: 3,
@@ -466,6 +501,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn table_shows_ll_hls_part_latency_and_the_pdt_check() {
+        let mut r = report();
+        r.scenario.hls_pollers = 2;
+        r.counters.hls_parts = 40;
+        r.counters.hls_negative_latencies = 3;
+        let t = r.table();
+        assert!(t.contains("40 parts"), "{t}");
+        assert!(t.contains("LL-HLS pub->playable   p50   612.50"), "{t}");
+        assert!(t.contains("LL-HLS part ready"), "{t}");
+        assert!(t.contains("negative (clamped to 0) 3"), "{t}");
+        assert!(
+            !t.contains("HLS segment request"),
+            "no segments fetched: {t}"
+        );
+    }
+
+    #[test]
     fn json_has_stable_field_names() {
         let v: serde_json::Value = serde_json::to_value(report()).unwrap();
         assert_eq!(v["latency_ms"]["p99"], 12.5);
@@ -473,6 +525,8 @@ pub(crate) mod tests {
         assert_eq!(v["server"]["cpu_s_per_gb"], 1.25);
         assert_eq!(v["scenario"]["mode"], "full");
         assert_eq!(v["scenario"]["duration"], 10.0);
+        assert_eq!(v["hls_part_playable_ms"]["p50"], 612.5);
+        assert_eq!(v["counters"]["hls_negative_latencies"], 0);
     }
 
     #[test]

@@ -93,8 +93,9 @@ pub struct Knobs {
     #[arg(long)]
     pub http_port: Option<u16>,
     /// HLS pollers per stream, besides the players: each GETs
-    /// http://HOST:HTTP_PORT/APP/STREAM.m3u8, then every new segment once (blocking reloads
-    /// with _HLS_msn/_HLS_part on LL-HLS playlists) [default: 0].
+    /// http://HOST:HTTP_PORT/APP/STREAM.m3u8, then every new part once on LL-HLS playlists
+    /// (after blocking _HLS_msn/_HLS_part reloads), every new segment once on plain HLS;
+    /// parts and segments are timed from EXT-X-PROGRAM-DATE-TIME [default: 0].
     #[arg(long)]
     pub hls_pollers: Option<u32>,
 }

@@ -81,8 +81,24 @@ pub struct Counters {
     pub hls_playlists: u64,
     /// HLS pollers' segment responses.
     pub hls_segments: u64,
+    /// HLS pollers' part responses (LL-HLS).
+    pub hls_parts: u64,
     /// HLS pollers' response body bytes.
     pub hls_bytes: u64,
+    /// HLS "part ready" and "publish to playable" samples that came out negative and were
+    /// recorded as 0: the server's EXT-X-PROGRAM-DATE-TIME is ahead of our clock.
+    pub hls_negative_latencies: u64,
+    /// New HLS parts or segments without a program date time, so not timed.
+    pub hls_without_pdt: u64,
+}
+
+/// What an HLS poller's request fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HlsFetch {
+    Playlist,
+    Segment,
+    /// An LL-HLS part.
+    Part,
 }
 
 /// Per-player measurement state.
@@ -119,6 +135,16 @@ pub struct Stats {
     pub hls_playlist_us: Histogram<u64>,
     /// HLS segment request → response complete, µs.
     pub hls_segment_us: Histogram<u64>,
+    /// LL-HLS part request → response complete, µs.
+    pub hls_part_us: Histogram<u64>,
+    /// LL-HLS "part ready": the blocking playlist answer that first listed a part arrived this
+    /// long after the part's media end (PDT-derived start + duration), µs.
+    pub hls_part_ready_us: Histogram<u64>,
+    /// LL-HLS "publish to playable": a part's bytes were all received this long after its
+    /// media start wall time, µs.
+    pub hls_part_playable_us: Histogram<u64>,
+    /// Plain HLS "publish to playable": a segment fetched this long after its PDT, µs.
+    pub hls_segment_playable_us: Histogram<u64>,
     /// Distinct error messages with their counts, in first-seen order (capped).
     pub error_kinds: Vec<(String, u64)>,
     stall_threshold: Duration,
@@ -137,6 +163,10 @@ impl Stats {
             first_frame_us: micros_histogram(),
             hls_playlist_us: micros_histogram(),
             hls_segment_us: micros_histogram(),
+            hls_part_us: micros_histogram(),
+            hls_part_ready_us: micros_histogram(),
+            hls_part_playable_us: micros_histogram(),
+            hls_segment_playable_us: micros_histogram(),
             error_kinds: Vec::new(),
             stall_threshold,
         }
@@ -149,15 +179,38 @@ impl Stats {
     }
 
     /// Records an HLS request's latency.
-    pub fn on_hls_response(&mut self, segment: bool, latency: Duration, bytes: usize) {
+    pub fn on_hls_response(&mut self, what: HlsFetch, latency: Duration, bytes: usize) {
         self.counters.hls_bytes += bytes as u64;
-        if segment {
-            self.counters.hls_segments += 1;
-            record(&mut self.hls_segment_us, latency);
-        } else {
-            self.counters.hls_playlists += 1;
-            record(&mut self.hls_playlist_us, latency);
-        }
+        let (count, h) = match what {
+            HlsFetch::Playlist => (&mut self.counters.hls_playlists, &mut self.hls_playlist_us),
+            HlsFetch::Segment => (&mut self.counters.hls_segments, &mut self.hls_segment_us),
+            HlsFetch::Part => (&mut self.counters.hls_parts, &mut self.hls_part_us),
+        };
+        *count += 1;
+        record(h, latency);
+    }
+
+    /// Records a part's "part ready" delay, µs (negative: clamped to 0 and counted).
+    pub fn on_hls_part_ready(&mut self, us: i64) {
+        record_signed(&mut self.hls_part_ready_us, &mut self.counters, us);
+    }
+
+    /// Records a part's or segment's "publish to playable" latency, µs (negative: clamped to
+    /// 0 and counted).
+    pub fn on_hls_playable(&mut self, what: HlsFetch, us: i64) {
+        let h = match what {
+            HlsFetch::Part => &mut self.hls_part_playable_us,
+            HlsFetch::Segment | HlsFetch::Playlist => &mut self.hls_segment_playable_us,
+        };
+        record_signed(h, &mut self.counters, us);
+    }
+
+    /// Forgets the latency samples taken before the measurement window.
+    pub fn reset_window_latencies(&mut self) {
+        self.latency_us.reset();
+        self.hls_part_ready_us.reset();
+        self.hls_part_playable_us.reset();
+        self.hls_segment_playable_us.reset();
     }
 
     /// Counts a disconnect by the server and remembers why.
@@ -246,6 +299,14 @@ impl Stats {
 fn record(h: &mut Histogram<u64>, d: Duration) {
     let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
     h.saturating_record(us);
+}
+
+/// Records a signed µs figure; a negative one is recorded as the floor and counted.
+fn record_signed(h: &mut Histogram<u64>, counters: &mut Counters, us: i64) {
+    if us < 0 {
+        counters.hls_negative_latencies += 1;
+    }
+    h.saturating_record(u64::try_from(us).unwrap_or(0).max(1));
 }
 
 #[cfg(test)]
@@ -339,6 +400,24 @@ mod tests {
                 2
             )]
         );
+    }
+
+    #[test]
+    fn negative_hls_latencies_are_clamped_and_counted() {
+        let mut st = Stats::new(ms(1000));
+        st.on_hls_part_ready(-5_000);
+        st.on_hls_part_ready(2_000);
+        st.on_hls_playable(HlsFetch::Part, 300_000);
+        st.on_hls_playable(HlsFetch::Segment, -1);
+        assert_eq!(st.counters.hls_negative_latencies, 2);
+        assert_eq!(st.hls_part_ready_us.len(), 2);
+        assert_eq!(st.hls_part_ready_us.min(), 1);
+        assert!(st.hls_part_playable_us.max() >= 299_000);
+        assert_eq!(st.hls_segment_playable_us.len(), 1);
+        st.on_hls_response(HlsFetch::Part, ms(3), 10);
+        assert_eq!((st.counters.hls_parts, st.counters.hls_bytes), (1, 10));
+        st.reset_window_latencies();
+        assert!(st.hls_part_ready_us.is_empty() && st.hls_part_playable_us.is_empty());
     }
 
     #[test]

@@ -6,16 +6,49 @@ mod common;
 use common::{f, rtmp_load, u};
 use rtmp_edge::config::Config;
 use rtmp_edge::shard::Server;
+use serde_json::Value;
 
 /// rtmp-edge in this process on ephemeral loopback ports, 2 unpinned workers, HTTP on or off.
 fn start_edge(http: bool) -> Server {
+    start_edge_with(http, |_| {})
+}
+
+/// [`start_edge`] with `tweak` applied to the configuration first.
+fn start_edge_with(http: bool, tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
     config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.http.enabled = http;
     config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.workers.count = 2;
     config.workers.pin = false;
+    tweak(&mut config);
     Server::start(config).expect("server starts")
+}
+
+/// rtmp-load with `pollers` HLS pollers per stream against `server`, 25 fps with 1 s GOPs.
+fn run_hls_pollers(server: &Server, stream: &str, pollers: &str, players: &str) -> Value {
+    let url = format!("rtmp://{}/live/{stream}", server.local_addrs()[0]);
+    let http_port = server.http_addrs()[0].port().to_string();
+    rtmp_load(&[
+        "--url",
+        &url,
+        "--http-port",
+        &http_port,
+        "--players",
+        players,
+        "--hls-pollers",
+        pollers,
+        "--duration",
+        "4",
+        "--warmup",
+        "1",
+        "--synthetic",
+        "600k",
+        "--fps",
+        "25",
+        "--gop",
+        "25",
+    ])
 }
 
 #[test]
@@ -116,37 +149,17 @@ fn http_flv_viewers_receive_stamped_keyframe_first_video_from_rtmp_edge() {
 }
 
 #[test]
-fn hls_pollers_fetch_ll_hls_playlists_and_new_segments_from_rtmp_edge() {
+fn hls_pollers_fetch_ll_hls_playlists_and_new_parts_from_rtmp_edge() {
     let server = start_edge(true);
-    let url = format!("rtmp://{}/live/hlspoll", server.local_addrs()[0]);
-    let http_port = server.http_addrs()[0].port().to_string();
-    let r = rtmp_load(&[
-        "--url",
-        &url,
-        "--http-port",
-        &http_port,
-        "--players",
-        "2",
-        "--hls-pollers",
-        "5",
-        "--duration",
-        "4",
-        "--warmup",
-        "1",
-        "--synthetic",
-        "600k",
-        "--fps",
-        "25",
-        "--gop",
-        "25",
-    ]);
+    let r = run_hls_pollers(&server, "hlspoll", "5", "2");
     server.shutdown();
     server.join().expect("clean shutdown");
     assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
     assert_eq!(u(&r, &["counters", "disconnects"]), 0, "{r:#}");
-    // Every poller fetched the live-edge segment and at least one new one (2 s segments).
-    assert!(u(&r, &["counters", "hls_segments"]) >= 10, "{r:#}");
-    assert!(u(&r, &["hls_segment_ms", "count"]) >= 10, "{r:#}");
+    // LL-HLS pollers follow 500 ms parts (about 8 each in 4 s), never whole segments.
+    assert!(u(&r, &["counters", "hls_parts"]) >= 5 * 5, "{r:#}");
+    assert_eq!(u(&r, &["counters", "hls_segments"]), 0, "{r:#}");
+    assert!(u(&r, &["hls_part_ms", "count"]) >= 5 * 5, "{r:#}");
     // LL-HLS blocking reloads come back about once per 500 ms part, not in a busy loop.
     let playlists = u(&r, &["counters", "hls_playlists"]);
     assert!((5 * 4..=5 * 30).contains(&playlists), "{r:#}");
@@ -155,7 +168,60 @@ fn hls_pollers_fetch_ll_hls_playlists_and_new_segments_from_rtmp_edge() {
         "blocking: {r:#}"
     );
     assert!(
-        u(&r, &["counters", "hls_bytes"]) > 10 * 100_000,
-        "segments carry the video: {r:#}"
+        u(&r, &["counters", "hls_bytes"]) > 5 * 100_000,
+        "parts carry the video: {r:#}"
     );
+}
+
+#[test]
+fn ll_hls_parts_are_playable_about_one_part_after_they_were_published() {
+    // 200 ms parts of 1 s segments (one 25-frame GOP each).
+    let (part_ms, frame_ms) = (200.0, 40.0);
+    let server = start_edge_with(true, |c| {
+        c.http.hls_segment_ms = 1000;
+        c.http.hls_part_ms = 200;
+    });
+    let r = run_hls_pollers(&server, "llhls", "2", "0");
+    server.shutdown();
+    server.join().expect("clean shutdown");
+    assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["counters", "hls_without_pdt"]), 0, "{r:#}");
+    assert_eq!(
+        u(&r, &["counters", "hls_negative_latencies"]),
+        0,
+        "a part listed or received before its media ended means a wrong PDT: {r:#}"
+    );
+    // 2 pollers x about 5 parts/s x 3 s measured.
+    let timed = u(&r, &["hls_part_playable_ms", "count"]);
+    assert!(timed >= 2 * 10, "{r:#}");
+    assert!(u(&r, &["hls_part_ready_ms", "count"]) >= 2 * 10, "{r:#}");
+    // A part is complete when the frame after it arrives: its bytes cannot be playable before
+    // its own duration (less the frame the server's clock may have seen early) has passed,
+    // and with blocking reloads they arrive soon after. A PDT off by a segment, or part
+    // starts that ignored the earlier parts (up to 800 ms late), land outside these bounds.
+    let playable = f(&r, &["hls_part_playable_ms", "p50"]);
+    assert!(
+        playable > part_ms - frame_ms && playable < part_ms + 300.0,
+        "publish to playable p50 {playable} ms: {r:#}"
+    );
+    let ready = f(&r, &["hls_part_ready_ms", "p50"]);
+    assert!(ready < 150.0, "part ready p50 {ready} ms: {r:#}");
+}
+
+#[test]
+fn plain_hls_segments_are_playable_about_one_segment_after_their_program_date_time() {
+    let server = start_edge_with(true, |c| {
+        c.http.hls_segment_ms = 1000;
+        c.http.hls_part_ms = 0;
+    });
+    let r = run_hls_pollers(&server, "plainhls", "3", "0");
+    server.shutdown();
+    server.join().expect("clean shutdown");
+    assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["counters", "hls_parts"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["counters", "hls_negative_latencies"]), 0, "{r:#}");
+    assert!(u(&r, &["hls_segment_playable_ms", "count"]) >= 3, "{r:#}");
+    // A 1 s segment is complete 1 s after its start and found by a reload every 500 ms.
+    let p50 = f(&r, &["hls_segment_playable_ms", "p50"]);
+    assert!(p50 > 960.0 && p50 < 1800.0, "p50 {p50} ms: {r:#}");
 }

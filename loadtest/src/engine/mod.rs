@@ -32,7 +32,7 @@ mod http;
 mod media;
 mod rng;
 
-use self::hls::{Fetch, HlsPoller, Next};
+use self::hls::{HlsPoller, Next};
 use self::http::HttpFlv;
 use self::media::{on_player_video, publish_due};
 use self::rng::Rng;
@@ -255,7 +255,7 @@ impl Engine<'_> {
                 }
                 if warm_until.is_some_and(|t| now >= t) {
                     // Latency is reported for the measurement window only (not the ramp).
-                    self.stats.latency_us.reset();
+                    self.stats.reset_window_latencies();
                     window = Some(WindowStart {
                         at: now,
                         counters: self.stats.counters.clone(),
@@ -410,6 +410,10 @@ impl Engine<'_> {
             first_frame_ms: Percentiles::of(&self.stats.first_frame_us),
             hls_playlist_ms: Percentiles::of(&self.stats.hls_playlist_us),
             hls_segment_ms: Percentiles::of(&self.stats.hls_segment_us),
+            hls_part_ms: Percentiles::of(&self.stats.hls_part_us),
+            hls_part_ready_ms: Percentiles::of(&self.stats.hls_part_ready_us),
+            hls_part_playable_ms: Percentiles::of(&self.stats.hls_part_playable_us),
+            hls_segment_playable_ms: Percentiles::of(&self.stats.hls_segment_playable_us),
             errors: self
                 .stats
                 .error_kinds
@@ -802,8 +806,16 @@ impl Engine<'_> {
         let (Wire::Hls(p), Role::HlsPoller { sent, .. }) = (&mut conn.wire, &mut conn.role) else {
             return Ok(());
         };
-        while let Some(resp) = p.parse(&mut conn.rbuf).map_err(Close::Error)? {
-            stats.on_hls_response(resp.what == Fetch::Segment, now - *sent, resp.bytes);
+        let wall_us = unix_micros();
+        while let Some(resp) = p.parse(&mut conn.rbuf, wall_us).map_err(Close::Error)? {
+            stats.on_hls_response(resp.what, now - *sent, resp.bytes);
+            for &us in &resp.parts_ready_us {
+                stats.on_hls_part_ready(us);
+            }
+            if let Some(us) = resp.playable_us {
+                stats.on_hls_playable(resp.what, us);
+            }
+            stats.counters.hls_without_pdt += resp.without_pdt;
             match p.next() {
                 Next::Request(req) => {
                     conn.wq_bytes += req.len();
@@ -1005,4 +1017,11 @@ impl Engine<'_> {
             server
         )
     }
+}
+
+/// The wall clock as Unix microseconds (the clock EXT-X-PROGRAM-DATE-TIME is compared with).
+fn unix_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
