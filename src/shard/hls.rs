@@ -500,9 +500,18 @@ impl Worker {
             packager.fed = true;
             packager.start_asked = None;
             packager.last_used = now;
-            // Cached packets arrived before now: stamp each with its age behind the newest.
+            // Cached packets arrived before now: stamp each with its age behind the newest,
+            // which arrived with the publisher's last read.
             let newest = seed.last().map_or(0, |p| p.timestamp);
-            let wall = wall_clock_ms();
+            let since_read = match self.streams.get(key).map(|s| s.source) {
+                Some(Source::Local(publisher)) => self.conns.get(publisher).map_or(0, |c| {
+                    Instant::now()
+                        .saturating_duration_since(c.last_read)
+                        .as_millis() as u64
+                }),
+                _ => 0,
+            };
+            let wall = wall_clock_ms().saturating_sub(since_read);
             for packet in &seed {
                 let age = u64::from(newest.wrapping_sub(packet.timestamp));
                 let _ = packager.push(&frame_of(packet), wall.saturating_sub(age));
