@@ -48,6 +48,57 @@ fn body_of(head: &str, stream: &mut TcpStream, rest: &mut BytesMut) -> String {
     String::from_utf8_lossy(&rest.split_to(len)).into_owned()
 }
 
+/// Takes one complete chunk of a chunked body from the front of `rest` (`None`: not all
+/// there yet); the zero chunk ends the body and comes back empty.
+fn next_chunk(rest: &mut BytesMut) -> Option<BytesMut> {
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap(), 16)
+        .expect("a hex chunk size");
+    if size == 0 {
+        if rest.len() < end + 4 {
+            return None;
+        }
+        assert_eq!(
+            &rest[end..end + 4],
+            b"\r\n\r\n",
+            "the last chunk has no trailers"
+        );
+        let _ = rest.split_to(end + 4);
+        return Some(BytesMut::new());
+    }
+    if rest.len() < end + 2 + size + 2 {
+        return None;
+    }
+    let _ = rest.split_to(end + 2);
+    let data = rest.split_to(size);
+    assert_eq!(&rest.split_to(2)[..], b"\r\n", "chunk data ends with CRLF");
+    Some(data)
+}
+
+/// Reads chunks from `viewer` until `n` have arrived (or the body ended).
+fn read_chunks(viewer: &mut TcpStream, rest: &mut BytesMut, n: usize) -> Vec<BytesMut> {
+    let mut chunks = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        while let Some(chunk) = next_chunk(rest) {
+            let last = chunk.is_empty();
+            chunks.push(chunk);
+            if last || chunks.len() == n {
+                return chunks;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} chunks arrived",
+            chunks.len()
+        );
+        let got = viewer.read(&mut buf).unwrap();
+        assert!(got > 0, "viewer closed after {} chunks", chunks.len());
+        rest.extend_from_slice(&buf[..got]);
+    }
+}
+
 #[test]
 fn http_flv_viewer_gets_header_metadata_sequence_headers_and_frames_byte_exact() {
     let server = TestServer::with_defaults();
@@ -70,26 +121,30 @@ fn http_flv_viewer_gets_header_metadata_sequence_headers_and_frames_byte_exact()
         publisher.send(VIDEO, i * 40, &media::avc_frame(false, i, 5000));
         publisher.send(AUDIO, i * 40 + 5, &media::aac_frame(i));
     }
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    // HTTP/1.1: a chunked body, the FLV header first, then exactly one tag per chunk.
+    let chunks = read_chunks(&mut viewer, &mut rest, 1 + 4 + 8);
+    assert_eq!(
+        &chunks[0][..],
+        &[b'F', b'L', b'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0]
+    );
+    let mut body = BytesMut::new();
+    for chunk in &chunks {
+        body.extend_from_slice(chunk);
+    }
+    for chunk in &chunks[1..] {
+        // One whole tag per chunk: header, payload, and its own PreviousTagSize.
+        let data_size = u32::from_be_bytes([0, chunk[1], chunk[2], chunk[3]]) as usize;
+        assert_eq!(chunk.len(), 11 + data_size + 4, "one tag per chunk");
+        let previous = u32::from_be_bytes(chunk[chunk.len() - 4..].try_into().unwrap());
+        assert_eq!(previous as usize, 11 + data_size);
+    }
     let mut reader = FlvReader::new();
     let mut tags = Vec::new();
-    let mut buf = [0u8; 65536];
-    let deadline = Instant::now() + WAIT;
-    while tags.len() < 4 + 8 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} tags arrived",
-            tags.len()
-        );
-        while let Some(tag) = reader.next_tag(&mut rest).expect("valid FLV") {
-            tags.push(tag);
-        }
-        if tags.len() >= 12 {
-            break;
-        }
-        let n = viewer.read(&mut buf).unwrap();
-        assert!(n > 0, "viewer closed early");
-        rest.extend_from_slice(&buf[..n]);
+    while let Some(tag) = reader.next_tag(&mut body).expect("valid FLV") {
+        tags.push(tag);
     }
+    assert_eq!(tags.len(), 12);
     assert_eq!(tags[0].tag_type, DATA);
     assert_eq!(&tags[0].data[3..13], b"onMetaData");
     assert_eq!(tags[1].data.as_ref(), media::avc_header().as_slice());
@@ -110,6 +165,64 @@ fn http_flv_viewer_gets_header_metadata_sequence_headers_and_frames_byte_exact()
         0,
         "every PreviousTagSize is right"
     );
+}
+
+#[test]
+fn a_chunked_http_flv_body_ends_with_the_zero_chunk_and_http_1_0_is_delimited_by_close() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.streams.keep_players_on_unpublish = false;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "end");
+    publisher.send(VIDEO, 0, &media::avc_header());
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 3000));
+    let mut chunked = TcpStream::connect(server.http).unwrap();
+    let mut rest11 = BytesMut::new();
+    let head = request(
+        &mut chunked,
+        "GET /live/end.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest11,
+    );
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    let mut plain = TcpStream::connect(server.http).unwrap();
+    let mut rest10 = BytesMut::new();
+    let head = request(
+        &mut plain,
+        "GET /live/end.flv HTTP/1.0\r\n\r\n",
+        &mut rest10,
+    );
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        !head.contains("Transfer-Encoding"),
+        "HTTP/1.0 gets no chunks: {head}"
+    );
+    // Header + sequence header + keyframe, then the publisher leaves.
+    let first = read_chunks(&mut chunked, &mut rest11, 3);
+    assert_eq!(first.len(), 3);
+    drop(publisher);
+    let last = read_chunks(&mut chunked, &mut rest11, usize::MAX);
+    assert!(
+        last.last().is_some_and(|c| c.is_empty()),
+        "the body ends with the zero chunk"
+    );
+    let mut after = Vec::new();
+    chunked.read_to_end(&mut after).unwrap();
+    assert!(
+        after.is_empty() && rest11.is_empty(),
+        "nothing after the last chunk"
+    );
+    // HTTP/1.0: the FLV bytes as they are, ended by the close.
+    plain.read_to_end(&mut after).unwrap();
+    rest10.extend_from_slice(&after);
+    assert_eq!(&rest10[..3], b"FLV");
+    let mut body = rest10;
+    let mut reader = FlvReader::new();
+    let mut tags = 0;
+    while let Some(_tag) = reader.next_tag(&mut body).expect("valid FLV") {
+        tags += 1;
+    }
+    assert_eq!(tags, 2);
+    // All that is left is the last tag's PreviousTagSize (the reader takes it with a next tag).
+    assert_eq!(body.len(), 4, "the body ends on a tag boundary");
 }
 
 #[test]

@@ -15,26 +15,75 @@ pub enum OutItem {
     Control(Bytes),
     /// A shared media packet, in its RTMP chunked form.
     Media(Packet),
-    /// A shared media packet as an FLV tag (HTTP-FLV): the 11-byte tag header and the 4-byte
-    /// PreviousTagSize are written around the shared payload.
-    Flv(Packet, [u8; FLV_FRAMING]),
+    /// A shared media packet as an FLV tag (HTTP-FLV): the tag header, PreviousTagSize and
+    /// any chunk framing are written around the shared payload.
+    Flv(Packet, FlvFraming),
 }
 
-/// Bytes an FLV tag adds around its payload: an 11-byte header and a 4-byte trailer.
-pub const FLV_FRAMING: usize = 15;
+/// How an HTTP-FLV response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlvBody {
+    /// HTTP/1.1 chunked transfer coding: every tag is one chunk; `0\r\n\r\n` ends the body.
+    Chunked,
+    /// HTTP/1.0: the body ends when the connection closes.
+    UntilClose,
+}
 
-/// The FLV tag header and PreviousTagSize for `packet`.
-fn flv_framing(packet: &Packet) -> [u8; FLV_FRAMING] {
-    use crate::media::flv::{previous_tag_size, tag_header, TAG_HEADER_LEN};
-    let len = packet.wire.payload().len();
-    let mut framing = [0u8; FLV_FRAMING];
-    framing[..TAG_HEADER_LEN].copy_from_slice(&tag_header(
-        packet.wire.type_id(),
-        packet.timestamp,
-        len,
-    ));
-    framing[TAG_HEADER_LEN..].copy_from_slice(&previous_tag_size(len));
-    framing
+/// Most bytes written around an FLV tag's payload: a chunk-size line (8 hex digits + CRLF),
+/// the 11-byte tag header, the 4-byte PreviousTagSize and the chunk's closing CRLF.
+const FLV_FRAMING_MAX: usize = 10 + 11 + 4 + 2;
+
+/// The bytes one viewer writes before (`head`) and after a shared FLV tag payload.
+#[derive(Debug, Clone, Copy)]
+pub struct FlvFraming {
+    bytes: [u8; FLV_FRAMING_MAX],
+    head: u8,
+    len: u8,
+}
+
+impl FlvFraming {
+    /// The framing of `packet` as an FLV tag in a body delimited as `body`.
+    pub fn new(packet: &Packet, body: FlvBody) -> Self {
+        use crate::media::flv::{previous_tag_size, tag_header, TAG_HEADER_LEN};
+        let len = packet.wire.payload().len();
+        let mut f = FlvFraming {
+            bytes: [0; FLV_FRAMING_MAX],
+            head: 0,
+            len: 0,
+        };
+        if body == FlvBody::Chunked {
+            // The chunk-size line: the tag's whole length in lower-case hex.
+            let size = TAG_HEADER_LEN + len + 4;
+            let digits = (usize::BITS - size.leading_zeros()).div_ceil(4).max(1) as usize;
+            for i in 0..digits {
+                f.put(&[b"0123456789abcdef"[(size >> (4 * (digits - 1 - i))) & 0xf]]);
+            }
+            f.put(b"\r\n");
+        }
+        f.put(&tag_header(packet.wire.type_id(), packet.timestamp, len));
+        f.head = f.len;
+        f.put(&previous_tag_size(len));
+        if body == FlvBody::Chunked {
+            f.put(b"\r\n");
+        }
+        f
+    }
+
+    fn put(&mut self, b: &[u8]) {
+        let at = usize::from(self.len);
+        self.bytes[at..at + b.len()].copy_from_slice(b);
+        self.len += b.len() as u8;
+    }
+
+    /// Written before the payload.
+    pub fn head(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.head)]
+    }
+
+    /// Written after the payload.
+    pub fn tail(&self) -> &[u8] {
+        &self.bytes[usize::from(self.head)..usize::from(self.len)]
+    }
 }
 
 impl OutItem {
@@ -42,7 +91,7 @@ impl OutItem {
         match self {
             OutItem::Control(b) => b.len(),
             OutItem::Media(p) => p.wire_len(),
-            OutItem::Flv(p, _) => p.wire.payload().len() + FLV_FRAMING,
+            OutItem::Flv(p, f) => p.wire.payload().len() + usize::from(f.len),
         }
     }
 
@@ -117,9 +166,9 @@ impl PlayerQueue {
     }
 
     /// Queues a media packet as an FLV tag (HTTP-FLV viewers), with the same drop policy.
-    pub fn push_flv(&mut self, packet: Packet) -> PushOutcome {
+    pub fn push_flv(&mut self, packet: Packet, body: FlvBody) -> PushOutcome {
         let (header, keyframe) = (packet.header, packet.keyframe);
-        let framing = flv_framing(&packet);
+        let framing = FlvFraming::new(&packet, body);
         self.push_item(OutItem::Flv(packet, framing), header, keyframe)
     }
 
@@ -213,7 +262,7 @@ impl PlayerQueue {
                     n < out.len()
                 }),
                 OutItem::Flv(p, framing) => {
-                    let parts: [&[u8]; 3] = [&framing[..11], p.wire.payload(), &framing[11..]];
+                    let parts: [&[u8]; 3] = [framing.head(), p.wire.payload(), framing.tail()];
                     let mut skip = offset;
                     for part in parts {
                         if skip >= part.len() {
@@ -280,6 +329,29 @@ mod tests {
         let mut v = vec![IoSlice::new(&[]); 4096];
         let n = q.fill_slices(&mut v);
         v[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn a_chunked_flv_tag_is_one_chunk_with_its_size_in_hex() {
+        for len in [0usize, 1, 0x0f - 15, 0x10 - 15, 1000, 0xff_ffff] {
+            let mut q = PlayerQueue::new(usize::MAX);
+            q.push_flv(packet(len, true, false), FlvBody::Chunked);
+            let out = written(&q);
+            assert_eq!(out.len(), q.queued_bytes());
+            let line_end = out.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&out[..line_end]).unwrap(), 16);
+            assert_eq!(size, Ok(11 + len + 4), "chunk size of a {len}-byte payload");
+            let data = &out[line_end + 2..];
+            assert_eq!(data.len(), 11 + len + 4 + 2);
+            assert_eq!(&data[data.len() - 2..], b"\r\n");
+            let mut plain = PlayerQueue::new(usize::MAX);
+            plain.push_flv(packet(len, true, false), FlvBody::UntilClose);
+            assert_eq!(
+                written(&plain),
+                data[..data.len() - 2],
+                "same tag bytes inside"
+            );
+        }
     }
 
     #[test]

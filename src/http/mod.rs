@@ -4,6 +4,8 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::fanout::FlvBody;
+
 /// A request head could not be accepted; each maps to the status answered before closing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
@@ -34,6 +36,8 @@ pub struct Request {
     pub keep_alive: bool,
     /// A body follows the head (requests with bodies are refused: the server takes none).
     pub has_body: bool,
+    /// The request is HTTP/1.0 (no chunked transfer coding in the response).
+    pub http10: bool,
 }
 
 /// Most headers parsed in one request.
@@ -83,6 +87,7 @@ pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Reque
         query: query.to_string(),
         keep_alive,
         has_body,
+        http10,
     };
     let _ = buf.split_to(len);
     Ok(Some(request))
@@ -272,15 +277,26 @@ pub fn simple_response(
 }
 
 /// The head of a live FLV response followed by the FLV file header (audio and video flags
-/// set, PreviousTagSize0). The body runs until either side closes.
-pub fn flv_stream_head(cors: &str) -> Bytes {
+/// set, PreviousTagSize0). A chunked body carries one tag per chunk and ends with the zero
+/// chunk when the stream stops; otherwise it runs until either side closes.
+pub fn flv_stream_head(cors: &str, body: FlvBody) -> Bytes {
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\nServer: rtmp-edge\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nConnection: close\r\n",
     );
+    if body == FlvBody::Chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    }
     cors_header(&mut head, cors);
     head.push_str("\r\n");
     let mut out = BytesMut::from(head.as_bytes());
-    out.extend_from_slice(&[b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0]);
+    let file_header = [b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0];
+    if body == FlvBody::Chunked {
+        out.extend_from_slice(format!("{:x}\r\n", file_header.len()).as_bytes());
+        out.extend_from_slice(&file_header);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(&file_header);
+    }
     out.freeze()
 }
 
@@ -396,11 +412,17 @@ mod tests {
 
     #[test]
     fn flv_head_ends_with_the_flv_file_header() {
-        let head = flv_stream_head("*");
+        let head = flv_stream_head("*", FlvBody::UntilClose);
         let text = String::from_utf8_lossy(&head);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains("Content-Type: video/x-flv"));
         assert!(text.contains("Access-Control-Allow-Origin: *"));
+        assert!(!text.contains("Transfer-Encoding"));
         assert_eq!(&head[head.len() - 13..head.len() - 10], b"FLV");
+        // Chunked: the file header is the first chunk.
+        let head = flv_stream_head("*", FlvBody::Chunked);
+        let text = String::from_utf8_lossy(&head);
+        assert!(text.contains("Transfer-Encoding: chunked\r\n"));
+        assert!(text.ends_with("\r\n\r\nd\r\nFLV\u{1}\u{5}\0\0\0\u{9}\0\0\0\0\r\n"));
     }
 }

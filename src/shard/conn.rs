@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use mio::net::TcpStream;
 
-use crate::fanout::{PlayerQueue, StreamKey};
+use crate::fanout::{FlvBody, PlayerQueue, StreamKey};
 use crate::rtmp::session::ServerSession;
 
 /// What a connection does.
@@ -34,8 +34,9 @@ pub struct Player {
     pub video_waits_keyframe: bool,
     /// Got the fast-start cache for the current publish (else waits for the next start).
     pub primed: bool,
-    /// An HTTP-FLV viewer: media goes out as FLV tags, and there is no session to notify.
-    pub flv: bool,
+    /// An HTTP-FLV viewer (and how its body is delimited): media goes out as FLV tags, and
+    /// there is no session to notify.
+    pub flv: Option<FlvBody>,
 }
 
 /// The protocol a connection speaks.
@@ -81,7 +82,26 @@ pub struct Conn {
     pub write_blocked: bool,
 }
 
+/// The last chunk of a chunked HTTP body.
+const CHUNKED_END: &[u8] = b"0\r\n\r\n";
+
 impl Conn {
+    /// Tells a player its stream stopped for good: NetStream.Play.Stop for RTMP, the end of
+    /// the body for a chunked HTTP-FLV viewer.
+    pub fn stop_playing(&mut self) {
+        let Role::Player(player) = &self.role else {
+            return;
+        };
+        let (stream_id, flv) = (player.stream_id, player.flv);
+        if flv == Some(FlvBody::Chunked) {
+            self.out
+                .push_control(bytes::Bytes::from_static(CHUNKED_END));
+        }
+        if let Some(session) = self.rtmp() {
+            session.notify_stopped(stream_id);
+        }
+    }
+
     /// The RTMP session, for RTMP connections.
     pub fn rtmp(&mut self) -> Option<&mut ServerSession> {
         match &mut self.proto {
@@ -111,7 +131,14 @@ impl Conn {
     pub fn set_role(&mut self, role: Role) {
         self.last_stream = match &role {
             Role::Publisher { key, .. } => Some((key.clone(), "publisher")),
-            Role::Player(p) => Some((p.key.clone(), if p.flv { "http-flv" } else { "player" })),
+            Role::Player(p) => Some((
+                p.key.clone(),
+                if p.flv.is_some() {
+                    "http-flv"
+                } else {
+                    "player"
+                },
+            )),
             Role::Pending => self.last_stream.take(),
         };
         self.role = role;

@@ -4,6 +4,7 @@
 use super::conn::{HttpPhase, Proto};
 use super::hls::Awaited;
 use super::worker::Worker;
+use crate::fanout::FlvBody;
 use crate::fanout::StreamKey;
 use crate::http::{self, Route};
 use crate::package::hls::Resource;
@@ -137,11 +138,16 @@ impl Worker {
                             let Some(conn) = self.conns.get_mut(key) else {
                                 return;
                             };
-                            conn.out.push_control(http::flv_stream_head(&cors));
+                            let body = if request.http10 {
+                                FlvBody::UntilClose
+                            } else {
+                                FlvBody::Chunked
+                            };
+                            conn.out.push_control(http::flv_stream_head(&cors, body));
                             conn.proto = Proto::Http(HttpPhase::Streaming);
                             conn.read_buf.clear();
                             conn.schedule_write(key, &mut self.write_list);
-                            self.attach_player(key, skey, 0, true);
+                            self.attach_player(key, skey, 0, Some(body));
                             return;
                         }
                     }

@@ -7,7 +7,7 @@ use super::bus::BusMsg;
 use super::conn::{Conn, Player, Role};
 use super::directory::Claim;
 use super::worker::{workers_in, Worker};
-use crate::fanout::{Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey};
+use crate::fanout::{FlvBody, Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey};
 use crate::rtmp::session::ServerSession;
 use slab::Slab;
 
@@ -200,7 +200,7 @@ impl Worker {
             session.accept_play(stream_id);
         }
         self.pump(key);
-        self.attach_player(key, skey, stream_id, false);
+        self.attach_player(key, skey, stream_id, None);
     }
 
     /// Makes sure this worker has an entry for `skey`: subscribed to its owner elsewhere, or
@@ -239,9 +239,15 @@ impl Worker {
         true
     }
 
-    /// Adds an accepted player (RTMP, or HTTP-FLV when `flv`) to an opened stream; it gets the
+    /// Adds an accepted player (RTMP, or HTTP-FLV with `flv`) to an opened stream; it gets the
     /// fast-start cache now if the stream is live, else when it starts.
-    pub(super) fn attach_player(&mut self, key: usize, skey: StreamKey, stream_id: u32, flv: bool) {
+    pub(super) fn attach_player(
+        &mut self,
+        key: usize,
+        skey: StreamKey,
+        stream_id: u32,
+        flv: Option<FlvBody>,
+    ) {
         let index = self.index;
         let Some(stream) = self.streams.get_mut(&skey) else {
             return;
@@ -263,7 +269,7 @@ impl Worker {
                 primed: false,
                 flv,
             }));
-            let role = if flv { "http-flv" } else { "player" };
+            let role = if flv.is_some() { "http-flv" } else { "player" };
             tracing::info!(worker = index, conn = conn.id, peer = %conn.peer, stream = %skey, role,
                 live, "playing");
         }
@@ -392,12 +398,15 @@ impl Worker {
                     session.notify_unpublished(stream_id);
                 }
             } else {
-                if let Some(session) = conn.rtmp() {
-                    session.notify_stopped(stream_id);
-                }
+                conn.stop_playing();
                 conn.closing = Some("stream ended".to_string());
             }
             self.pump(p);
+            // An HTTP/1.0 FLV viewer has nothing left to send: close it now (others close
+            // once their queue is written).
+            if !keep && self.conns.get(p).is_some_and(|c| c.out.is_empty()) {
+                self.close(p, "stream ended".to_string(), now);
+            }
         }
         let index = self.index;
         let Some(stream) = self.streams.get_mut(skey) else {
@@ -425,7 +434,6 @@ impl Worker {
             }
             _ => stream.source = Source::None,
         }
-        let _ = now;
     }
 
     /// A player leaves `skey` (stop or close).
@@ -594,8 +602,8 @@ fn push_to_player(
         // With video turned off, any audio frame is a place to resume after drops.
         packet.keyframe = true;
     }
-    let outcome = if player.flv {
-        out.push_flv(packet)
+    let outcome = if let Some(body) = player.flv {
+        out.push_flv(packet, body)
     } else if player.stream_id == crate::fanout::SHARED_STREAM_ID {
         out.push_media(packet)
     } else {

@@ -573,12 +573,7 @@ impl Worker {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
-                if let Role::Player(player) = &conn.role {
-                    let stream_id = player.stream_id;
-                    if let Some(session) = conn.rtmp() {
-                        session.notify_stopped(stream_id);
-                    }
-                }
+                conn.stop_playing();
                 conn.closing = Some("server shutting down".to_string());
             }
             self.pump(key);

@@ -34,6 +34,71 @@ pub(super) struct Parsed {
 pub(super) struct HttpFlv {
     head_done: bool,
     reader: FlvReader,
+    /// The body uses chunked transfer coding: its decoder and the decoded bytes.
+    chunked: Option<(Dechunk, BytesMut)>,
+}
+
+/// A chunk-size line longer than this is an error.
+const MAX_CHUNK_LINE: usize = 64;
+
+/// Chunked transfer decoding (RFC 9112 §7.1), push style.
+#[derive(Debug, Default)]
+struct Dechunk {
+    /// Data bytes left in the current chunk.
+    left: usize,
+    /// The CRLF after a chunk's data is due.
+    crlf: bool,
+    /// The last (zero-size) chunk was read.
+    done: bool,
+}
+
+impl Dechunk {
+    /// Moves the chunk data at the front of `wire` into `body`; stops at short input.
+    fn decode(&mut self, wire: &mut BytesMut, body: &mut BytesMut) -> Result<(), String> {
+        loop {
+            if self.done {
+                wire.clear(); // trailers, ignored
+                return Ok(());
+            }
+            if self.left > 0 {
+                let n = self.left.min(wire.len());
+                if n == 0 {
+                    return Ok(());
+                }
+                body.extend_from_slice(&wire[..n]);
+                wire.advance(n);
+                self.left -= n;
+                self.crlf = self.left == 0;
+                continue;
+            }
+            if self.crlf {
+                if wire.len() < 2 {
+                    return Ok(());
+                }
+                if &wire[..2] != b"\r\n" {
+                    return Err("chunk data not followed by CRLF".to_string());
+                }
+                wire.advance(2);
+                self.crlf = false;
+                continue;
+            }
+            let Some(end) = wire.windows(2).position(|w| w == b"\r\n") else {
+                if wire.len() > MAX_CHUNK_LINE {
+                    return Err(format!("chunk-size line over {MAX_CHUNK_LINE} bytes"));
+                }
+                return Ok(());
+            };
+            let line = String::from_utf8_lossy(&wire[..end]).into_owned();
+            let hex = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(hex, 16)
+                .ok()
+                .filter(|_| hex.len() <= 8)
+                .ok_or_else(|| format!("bad chunk size {line:?}"))?;
+            wire.advance(end + 2);
+            self.left = size;
+            self.done = size == 0;
+        }
+    }
 }
 
 impl HttpFlv {
@@ -64,12 +129,28 @@ impl HttpFlv {
             if code != "200" {
                 return Err(format!("HTTP status {}", status.trim()));
             }
+            let chunked = head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("transfer-encoding")
+                        && value.to_ascii_lowercase().contains("chunked")
+                })
+            });
+            if chunked {
+                self.chunked = Some((Dechunk::default(), BytesMut::new()));
+            }
             buf.advance(end + 4);
             self.head_done = true;
             out.head_ok = true;
         }
+        let body = match &mut self.chunked {
+            Some((dechunk, body)) => {
+                dechunk.decode(buf, body)?;
+                body
+            }
+            None => buf,
+        };
         loop {
-            match self.reader.next_tag(buf) {
+            match self.reader.next_tag(body) {
                 Ok(Some(tag)) => out.tags.push(tag),
                 Ok(None) => return Ok(out),
                 Err(e) => return Err(format!("FLV body: {e}")),
@@ -113,6 +194,40 @@ mod tests {
         assert_eq!(tags.len(), 2);
         assert_eq!((tags[0].tag_type, tags[0].timestamp), (TAG_VIDEO, 40));
         assert_eq!(&tags[1].data[..], &[0x27, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_chunked_body_is_decoded_across_split_reads() {
+        let mut flv = BytesMut::new();
+        flv.extend_from_slice(&header_bytes(true, true));
+        write_tag(TAG_VIDEO, 40, &[0x17, 1, 0, 0, 0, 9, 9], &mut flv).unwrap();
+        write_tag(TAG_VIDEO, 80, &[0x27, 1, 0, 0, 0], &mut flv).unwrap();
+        let mut wire = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"[..],
+        );
+        // Chunks that do not line up with tags, a chunk extension, then the last chunk.
+        for (i, piece) in flv.chunks(7).enumerate() {
+            let ext = if i == 1 { ";x=y" } else { "" };
+            wire.extend_from_slice(format!("{:X}{ext}\r\n", piece.len()).as_bytes());
+            wire.extend_from_slice(piece);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let mut p = HttpFlv::default();
+        let mut buf = BytesMut::new();
+        let mut tags = Vec::new();
+        for b in wire.iter() {
+            buf.extend_from_slice(&[*b]);
+            tags.extend(p.parse(&mut buf).unwrap().tags);
+        }
+        assert_eq!(tags.len(), 2);
+        assert_eq!((tags[1].tag_type, tags[1].timestamp), (TAG_VIDEO, 80));
+        assert_eq!(&tags[0].data[..], &[0x17, 1, 0, 0, 0, 9, 9]);
+        assert!(buf.is_empty());
+        let mut p = HttpFlv::default();
+        let mut bad =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..]);
+        assert!(p.parse(&mut bad).unwrap_err().contains("chunk size"));
     }
 
     #[test]
