@@ -594,3 +594,50 @@ fn on_demand_packaging_stops_when_nobody_asks_and_restarts_on_the_next_request()
         watcher.media(2 * (tags.len() - 3));
     }
 }
+
+#[test]
+fn first_requests_on_every_worker_start_the_owners_packaging_once() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.workers.count = 2;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "multi");
+    let mut watcher = Client::play(server.addr, "live", "multi");
+    let next = publish_loops(&mut publisher, &tags, 2, 0);
+    watcher.media(tags.len() + (tags.len() - 3));
+    // Connections spread over both workers (SO_REUSEPORT hashes each source port), so most
+    // runs have requests on the worker that does not own the stream: those ask the owner
+    // over the bus.
+    let mut waiting: Vec<TcpStream> = (0..12)
+        .map(|_| send_get(server.http, "/live/multi.m3u8"))
+        .collect();
+    wait_for_log(&["stream=live/multi", "packaging started"]);
+    publish_loops(&mut publisher, &tags, 2, next);
+    for c in waiting.iter_mut() {
+        let (head, body) = read_response(c);
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("multi/seg-0.ts"));
+    }
+    let worker_of = |line: &String| {
+        line.split("worker=")
+            .nth(1)?
+            .split(' ')
+            .next()
+            .map(str::to_string)
+    };
+    let owner = worker_of(&wait_for_log(&["publishing", "stream=live/multi"])).unwrap();
+    let served: Vec<String> = wait_for_log_count(&["role=\"pending\"", "reason=HTTP "], 12, WAIT)
+        .iter()
+        .filter_map(worker_of)
+        .collect();
+    // 12 connections all hashed to the owner: 1 run in 4096.
+    assert!(
+        served.iter().any(|w| *w != owner),
+        "some request was served by the worker that does not own the stream: {served:?} vs {owner}"
+    );
+    assert_eq!(
+        common::log_lines_with(&["stream=live/multi", "packaging started"]).len(),
+        1,
+        "one start however many workers asked"
+    );
+}
