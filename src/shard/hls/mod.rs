@@ -1,0 +1,346 @@
+//! HLS on the workers. The worker that owns a stream packages it once (a `Segmenter` per
+//! stream, fed from the encode-once packets); any worker serves the playlist and the shared
+//! segment bytes. Blocking playlist reloads (`_HLS_msn`/`_HLS_part`) are held open on the
+//! event loop and answered when the owner reports progress over the bus.
+//!
+//! The segmenter sits behind a mutex shared by the owner (one lock per packaged message of the
+//! stream, never per viewer) and the workers answering requests (one lock per request).
+
+//!
+//! Files: this one (the shelf, and the owner's side: starting, feeding, sweeping),
+//! `serve.rs` (requests on any worker, held until the owner's progress), `disk.rs` (the
+//! optional writer of segments and playlists to `http.hls_dir`).
+
+mod disk;
+mod serve;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::bus::BusMsg;
+use super::worker::Worker;
+use crate::config::HttpConfig;
+use crate::fanout::{MediaKind, Packet, Source, StreamKey};
+use crate::package::{
+    Container, Frame, FrameKind, PackageError, Progress, Segmenter, SegmenterConfig, Tracks,
+};
+
+pub use disk::{spawn_disk_writer, DiskWrite};
+pub(super) use serve::{Awaited, HeldRequest};
+
+/// One stream's packagers: HLS (muxed), and for DASH one video-only and one audio-only fMP4
+/// segmenter (dash.js plays no muxed representations).
+pub struct Packager {
+    pub hls: Segmenter,
+    pub dash: Option<DashPackagers>,
+    /// The stream's owner feeds it (the stream is published and packaged).
+    fed: bool,
+    /// The last HTTP request for the stream, or when feeding stopped: idle entries are freed.
+    last_used: Instant,
+    /// When a worker last asked the owner to start feeding it (on-demand packaging).
+    start_asked: Option<Instant>,
+}
+
+/// The two DASH adaptation sets of a stream.
+pub struct DashPackagers {
+    pub video: Segmenter,
+    pub audio: Segmenter,
+}
+
+impl Packager {
+    /// Pushes one frame, received at wall clock `wall` (Unix ms), to every segmenter; the HLS
+    /// progress, plus whether a DASH segment completed.
+    fn push(&mut self, frame: &Frame, wall: u64) -> (Result<Progress, PackageError>, bool) {
+        let progress = self.hls.push(frame, wall);
+        let mut dash_segments = false;
+        if let Some(dash) = self.dash.as_mut() {
+            let target = match frame.kind {
+                FrameKind::Video => Some(&mut dash.video),
+                FrameKind::Audio => Some(&mut dash.audio),
+                FrameKind::Metadata => None,
+            };
+            if let Some(target) = target {
+                match target.push(frame, wall) {
+                    Ok(p) => dash_segments = p.segments > 0,
+                    Err(e) => tracing::debug!(error = %e, "DASH packaging skipped a frame"),
+                }
+            }
+        }
+        (progress, dash_segments)
+    }
+
+    /// The HLS playlist can be served to a client that is not blocking: a segment is
+    /// complete, or the stream ended.
+    fn hls_ready(&self) -> bool {
+        self.hls.segments().len() > 0 || self.hls.is_finished()
+    }
+
+    /// The DASH manifest can be served: video has a segment (or the stream has no video) and
+    /// some track has one.
+    fn dash_ready(&self) -> bool {
+        self.dash.as_ref().is_some_and(|d| {
+            let video = d.video.segments().len() > 0;
+            video || (d.video.video_config().is_none() && d.audio.segments().len() > 0)
+        })
+    }
+
+    fn all(&mut self) -> impl Iterator<Item = &mut Segmenter> {
+        let dash = self.dash.as_mut().map(|d| [&mut d.video, &mut d.audio]);
+        std::iter::once(&mut self.hls).chain(dash.into_iter().flatten())
+    }
+}
+
+/// One stream's packagers, shared between its owner and the workers serving it.
+pub type SharedSegmenter = Arc<Mutex<Packager>>;
+
+/// Every packaged stream, by name. Entries outlive a publish so a republish continues the
+/// same playlist with a discontinuity.
+#[derive(Default)]
+pub struct HlsShelf {
+    streams: Mutex<HashMap<StreamKey, SharedSegmenter>>,
+    /// Where segments also go to disk (`http.hls_dir`), through the writer thread.
+    disk: Option<(PathBuf, SyncSender<DiskWrite>)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl HlsShelf {
+    /// A shelf that also writes segments under `dir` through `sender` (`None`: memory only).
+    pub fn new(disk: Option<(PathBuf, SyncSender<DiskWrite>)>) -> Self {
+        Self {
+            streams: Mutex::default(),
+            disk,
+        }
+    }
+
+    /// The packager of `key`, if it was ever published.
+    pub fn get(&self, key: &StreamKey) -> Option<SharedSegmenter> {
+        lock(&self.streams).get(key).cloned()
+    }
+
+    /// The packager of `key`, created now if new; `true` when it already existed.
+    pub fn open(&self, key: &StreamKey, config: &HttpConfig) -> (SharedSegmenter, bool) {
+        let mut map = lock(&self.streams);
+        if let Some(existing) = map.get(key) {
+            return (existing.clone(), true);
+        }
+        let hls = Segmenter::new(SegmenterConfig {
+            container: if config.hls_fmp4 {
+                Container::Fmp4
+            } else {
+                Container::Ts
+            },
+            target_duration_ms: config.hls_segment_ms,
+            part_target_ms: (config.hls_part_ms > 0).then_some(config.hls_part_ms),
+            window: config.hls_window,
+            ..SegmenterConfig::default()
+        });
+        let dash_segmenter = |tracks| {
+            Segmenter::new(SegmenterConfig {
+                container: Container::Fmp4,
+                tracks,
+                target_duration_ms: config.hls_segment_ms,
+                part_target_ms: None,
+                window: config.hls_window,
+            })
+        };
+        let dash = config.dash.then(|| DashPackagers {
+            video: dash_segmenter(Tracks::VideoOnly),
+            audio: dash_segmenter(Tracks::AudioOnly),
+        });
+        let seg = Arc::new(Mutex::new(Packager {
+            hls,
+            dash,
+            fed: false,
+            last_used: Instant::now(),
+            start_asked: None,
+        }));
+        map.insert(key.clone(), seg.clone());
+        (seg, false)
+    }
+
+    /// Forgets `key`'s packagers (its window of segments is freed with the last reference).
+    fn remove(&self, key: &StreamKey) {
+        lock(&self.streams).remove(key);
+    }
+
+    /// Forgets every stream nobody feeds and nobody asked for within `idle`; returns them.
+    fn evict_idle(&self, now: Instant, idle: Duration) -> Vec<StreamKey> {
+        let mut gone = Vec::new();
+        lock(&self.streams).retain(|key, seg| {
+            let p = lock(seg);
+            let keep = p.fed || now.saturating_duration_since(p.last_used) < idle;
+            if !keep {
+                gone.push(key.clone());
+            }
+            keep
+        });
+        gone
+    }
+}
+
+fn frame_of(packet: &Packet) -> Frame {
+    let kind = match packet.kind {
+        MediaKind::Audio => FrameKind::Audio,
+        MediaKind::Video => FrameKind::Video,
+        MediaKind::Data => FrameKind::Metadata,
+    };
+    Frame::new(kind, packet.timestamp, packet.wire.payload().clone())
+}
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Worker {
+    /// Streams are packaged only once requested (`http.hls_on_demand`, never with `hls_dir`).
+    fn hls_on_demand(&self) -> bool {
+        self.config.http.hls_on_demand && self.config.http.hls_dir.is_empty()
+    }
+
+    fn hls_idle(&self) -> Duration {
+        Duration::from_millis(self.config.http.hls_idle_ms)
+    }
+
+    /// Owner side: a stream starts publishing here. Packaged at once unless on demand, where
+    /// only a stream with recent viewers (a republish) continues its packaging.
+    pub(super) fn hls_publish(&mut self, key: &StreamKey, now: Instant) {
+        if !(self.config.http.enabled && self.config.http.hls) {
+            return;
+        }
+        let wanted = !self.hls_on_demand()
+            || self.hls.get(key).is_some_and(|seg| {
+                now.saturating_duration_since(lock(&seg).last_used) < self.hls_idle()
+            });
+        if wanted {
+            self.hls_start(key, now);
+        }
+    }
+
+    /// Owner side: start feeding `key`'s packagers (a publish, or the first request on
+    /// demand), seeded with the stream's fast-start cache (metadata, sequence headers and the
+    /// GOP so far) so the open segment starts at its keyframe. After an earlier publish the
+    /// playlist continues with a discontinuity.
+    pub(super) fn hls_start(&mut self, key: &StreamKey, now: Instant) {
+        if self.packagers.contains_key(key)
+            || !(self.config.http.enabled && self.config.http.hls)
+            || !matches!(
+                self.streams.get(key).map(|s| s.source),
+                Some(Source::Local(_))
+            )
+        {
+            return;
+        }
+        let seed = self.snapshot(key);
+        let (seg, existed) = self.hls.open(key, &self.config.http);
+        {
+            let mut packager = lock(&seg);
+            if existed && packager.hls.next_msn() > 0 {
+                for s in packager.all() {
+                    let _ = s.discontinuity();
+                }
+            }
+            packager.fed = true;
+            packager.start_asked = None;
+            packager.last_used = now;
+            // Cached packets arrived before now: stamp each with its age behind the newest,
+            // which arrived with the publisher's last read.
+            let newest = seed.last().map_or(0, |p| p.timestamp);
+            let since_read = match self.streams.get(key).map(|s| s.source) {
+                Some(Source::Local(publisher)) => self.conns.get(publisher).map_or(0, |c| {
+                    Instant::now()
+                        .saturating_duration_since(c.last_read)
+                        .as_millis() as u64
+                }),
+                _ => 0,
+            };
+            let wall = wall_clock_ms().saturating_sub(since_read);
+            for packet in &seed {
+                let age = u64::from(newest.wrapping_sub(packet.timestamp));
+                let _ = packager.push(&frame_of(packet), wall.saturating_sub(age));
+            }
+        }
+        tracing::info!(worker = self.index, stream = %key, seeded = seed.len(), "HLS/DASH packaging started");
+        self.packagers.insert(key.clone(), seg);
+        self.hls_broadcast(key);
+    }
+
+    /// Owner side: package one packet.
+    pub(super) fn hls_package(&mut self, key: &StreamKey, packet: &Packet) {
+        let Some(seg) = self.packagers.get(key) else {
+            return;
+        };
+        let mut packager = lock(seg);
+        let (progress, dash_segments) = packager.push(&frame_of(packet), wall_clock_ms());
+        if let Ok(p) = &progress {
+            self.hls
+                .write_to_disk(key, &packager.hls, p.segments as usize);
+        }
+        drop(packager);
+        match progress {
+            Ok(p) if p.parts > 0 || p.segments > 0 || dash_segments => self.hls_broadcast(key),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(worker = self.index, stream = %key, error = %e, "HLS packaging skipped a frame");
+            }
+        }
+    }
+
+    /// Owner side: the publisher left; complete the open segment and end the presentation
+    /// (EXT-X-ENDLIST, a static MPD); the window stays served until idle.
+    pub(super) fn hls_unpublish(&mut self, key: &StreamKey, now: Instant) {
+        if let Some(seg) = self.packagers.remove(key) {
+            {
+                let mut packager = lock(&seg);
+                for s in packager.all() {
+                    let _ = s.finish();
+                }
+                packager.fed = false;
+                packager.last_used = now;
+            }
+            self.hls_broadcast(key);
+        }
+    }
+
+    /// From the timer: stop packaging streams nobody asked for within `http.hls_idle_ms` (on
+    /// demand), and free the windows of streams that ended that long ago.
+    pub(super) fn hls_sweep(&mut self, now: Instant) {
+        let idle = self.hls_idle();
+        if self.hls_on_demand() {
+            let stale: Vec<StreamKey> = self
+                .packagers
+                .iter()
+                .filter(|(_, seg)| now.saturating_duration_since(lock(seg).last_used) >= idle)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in stale {
+                self.packagers.remove(&key);
+                self.hls.remove(&key);
+                tracing::info!(worker = self.index, stream = %key, idle_ms = idle.as_millis() as u64,
+                    "HLS/DASH packaging stopped: no HTTP request");
+            }
+        }
+        for key in self.hls.evict_idle(now, idle) {
+            tracing::debug!(worker = self.index, stream = %key, "HLS/DASH window freed");
+        }
+    }
+
+    fn hls_broadcast(&mut self, key: &StreamKey) {
+        for worker in 0..self.bus.workers() {
+            if worker == self.index {
+                continue;
+            }
+            self.bus
+                .send(worker, BusMsg::HlsProgress { key: key.clone() });
+        }
+        self.hls_progress(key, Instant::now());
+    }
+}

@@ -1,0 +1,381 @@
+//! Serving HLS and DASH on any worker: playlists, manifests, segments and parts from the
+//! shared packagers, and requests held open (blocking reloads, the preload-hinted part, a first
+//! request waiting for its first segment) until the owner reports progress over the bus.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::super::bus::BusMsg;
+use super::super::conn::{HttpPhase, Proto};
+use super::super::worker::Worker;
+use super::{lock, wall_clock_ms, Packager, SharedSegmenter};
+use crate::fanout::StreamKey;
+use crate::http;
+use crate::package::dash::{self, DashTrack};
+use crate::package::hls::{self, Availability, BlockingAnswer, Resource};
+use crate::package::{Container, Segmenter};
+
+/// An HLS request held open: a blocking playlist reload waiting for a part or segment, or a
+/// request for the part the playlist's preload hint names.
+pub struct HeldRequest {
+    conn: usize,
+    key: StreamKey,
+    what: Awaited,
+    keep_alive: bool,
+    /// The request was HEAD: answer with the head only.
+    head_only: bool,
+    deadline: Instant,
+}
+
+/// What an HLS or DASH request asks for; held while it is not there yet.
+pub(in crate::shard) enum Awaited {
+    /// `{stream}.m3u8`: once a segment is complete; with `_HLS_msn=M[&_HLS_part=P]`
+    /// (`block`), once the playlist holds that segment or part.
+    Playlist {
+        stream: String,
+        block: Option<(u64, Option<u64>)>,
+    },
+    /// A segment, part or init segment; only the hinted part of the HLS rendition waits.
+    Resource {
+        rendition: Option<String>,
+        resource: Resource,
+    },
+    /// `{stream}.mpd`: once the video (or, without video, the audio) has a segment.
+    Manifest { stream: String },
+}
+
+/// A request's answer, or a reason to hold it.
+enum Answer {
+    Now(Vec<Bytes>),
+    Wait,
+}
+
+impl HeldRequest {
+    /// The connection waiting.
+    pub fn conn(&self) -> usize {
+        self.conn
+    }
+}
+
+/// The media playlist with URIs made relative to `/{app}/{stream}.m3u8`: `{stream}/seg-N.ts`.
+pub(super) fn playlist_for(seg: &Segmenter, stream: &str) -> Bytes {
+    let text = hls::media_playlist(seg);
+    let prefix = format!("{stream}/");
+    let mut out = String::with_capacity(text.len() + 64 * prefix.len());
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('#') {
+            out.push_str(&line.replace("URI=\"", &format!("URI=\"{prefix}")));
+        } else {
+            out.push_str(&prefix);
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Bytes::from(out)
+}
+
+/// A segment, part or init segment of `seg` as a head plus the shared bytes, or 404.
+fn resource_response(
+    seg: &Segmenter,
+    resource: Resource,
+    keep_alive: bool,
+    head_only: bool,
+    cors: &str,
+) -> Vec<Bytes> {
+    let body = match resource {
+        Resource::Segment(msn) => seg.segment(msn).map(|s| s.data.clone()),
+        Resource::Part(msn, i) => seg.part(msn, i).map(|p| p.data.clone()),
+        Resource::Init(id) => seg.init(id).cloned(),
+    };
+    let content_type = match (resource, seg.config().container) {
+        (Resource::Init(_), _) => "video/mp4",
+        (_, Container::Ts) => "video/mp2t",
+        (_, Container::Fmp4) => "video/iso.segment",
+    };
+    let Some(body) = body else {
+        return not_found(keep_alive, cors);
+    };
+    let head = http::body_head(content_type, body.len(), keep_alive, cors, "max-age=60");
+    if head_only {
+        vec![head]
+    } else {
+        vec![head, body]
+    }
+}
+
+fn not_found(keep_alive: bool, cors: &str) -> Vec<Bytes> {
+    vec![http::simple_response(
+        404,
+        "Not Found",
+        "no such segment\n",
+        keep_alive,
+        cors,
+    )]
+}
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+
+impl Worker {
+    /// Serving side: the packagers of `key` for a request, marked as used. On demand, a
+    /// published stream that is not packaged yet gets its packagers and its owner is asked to
+    /// feed them. `None`: the stream is neither packaged nor published.
+    fn hls_demand(&mut self, key: &StreamKey, now: Instant) -> Option<SharedSegmenter> {
+        if !(self.config.http.enabled && self.config.http.hls) {
+            return None;
+        }
+        let on_demand = self.hls_on_demand();
+        let owner = if on_demand {
+            self.directory.owner(key)
+        } else {
+            None
+        };
+        let seg = match self.hls.get(key) {
+            Some(seg) => seg,
+            None if owner.is_some() => self.hls.open(key, &self.config.http).0,
+            None => return None,
+        };
+        let ask = {
+            let mut p = lock(&seg);
+            p.last_used = now;
+            let ask = !p.fed
+                && owner.is_some()
+                && p.start_asked.map_or(true, |t| {
+                    now.saturating_duration_since(t) > Duration::from_secs(1)
+                });
+            if ask {
+                p.start_asked = Some(now);
+            }
+            ask
+        };
+        match owner {
+            Some(owner) if ask && owner == self.index => self.hls_start(key, now),
+            Some(owner) if ask => {
+                self.bus.send(owner, BusMsg::HlsStart { key: key.clone() });
+            }
+            _ => {}
+        }
+        Some(seg)
+    }
+
+    /// Answers held requests for `key` that can be answered now.
+    pub(in crate::shard) fn hls_progress(&mut self, key: &StreamKey, now: Instant) {
+        if !self.held.iter().any(|h| &h.key == key) {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for h in held {
+            if &h.key == key || now >= h.deadline {
+                self.answer_held(h, now);
+            } else {
+                self.held.push(h);
+            }
+        }
+    }
+
+    /// Answers held requests whose deadline passed (from the timer tick).
+    pub(in crate::shard) fn hls_expire(&mut self, now: Instant) {
+        if self.held.iter().any(|h| now >= h.deadline) {
+            let held = std::mem::take(&mut self.held);
+            for h in held {
+                if now >= h.deadline {
+                    self.answer_held(h, now);
+                } else {
+                    self.held.push(h);
+                }
+            }
+        }
+    }
+
+    fn answer_held(&mut self, h: HeldRequest, now: Instant) {
+        let response = match self.hls.get(&h.key) {
+            Some(seg) => self.answer(&lock(&seg), &h.what, h.keep_alive, h.head_only),
+            None => Answer::Now(self.not_published(h.keep_alive)),
+        };
+        match response {
+            Answer::Now(parts) => self.finish_http_response(h.conn, parts, h.keep_alive),
+            Answer::Wait if now >= h.deadline => {
+                let late = http::simple_response(
+                    503,
+                    "Service Unavailable",
+                    "the requested segment or part did not arrive in time\n",
+                    h.keep_alive,
+                    &self.config.http.cors_allow_origin,
+                );
+                self.finish_http_response(h.conn, vec![late], h.keep_alive)
+            }
+            Answer::Wait => self.held.push(h),
+        }
+    }
+
+    /// Queues a response on an HTTP connection that was held, then resumes reading it.
+    fn finish_http_response(&mut self, conn_key: usize, response: Vec<Bytes>, keep_alive: bool) {
+        let Some(conn) = self.conns.get_mut(conn_key) else {
+            return;
+        };
+        for bytes in response {
+            conn.out.push_control(bytes);
+        }
+        conn.proto = Proto::Http(HttpPhase::Request);
+        if !keep_alive {
+            conn.closing = Some("HTTP response sent".to_string());
+        }
+        conn.schedule_write(conn_key, &mut self.write_list);
+        self.http_input(conn_key);
+    }
+
+    fn not_published(&self, keep_alive: bool) -> Vec<Bytes> {
+        vec![http::simple_response(
+            404,
+            "Not Found",
+            "stream is not published\n",
+            keep_alive,
+            &self.config.http.cors_allow_origin,
+        )]
+    }
+
+    /// Answers `what` from `packager` now, or says to wait for the owner's progress.
+    fn answer(
+        &self,
+        packager: &Packager,
+        what: &Awaited,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> Answer {
+        let cors = &self.config.http.cors_allow_origin;
+        let head = |bytes: Bytes| {
+            if head_only {
+                http::head_of(bytes)
+            } else {
+                bytes
+            }
+        };
+        match what {
+            Awaited::Playlist { stream, block } => {
+                let seg = &packager.hls;
+                let ready = match block {
+                    None => packager.hls_ready(),
+                    Some((msn, part)) => match hls::blocking_reload(seg, *msn, *part) {
+                        BlockingAnswer::Ready => true,
+                        BlockingAnswer::Wait => false,
+                        BlockingAnswer::BadRequest => {
+                            return Answer::Now(vec![http::simple_response(
+                                400,
+                                "Bad Request",
+                                "_HLS_msn/_HLS_part too far ahead\n",
+                                keep_alive,
+                                cors,
+                            )]);
+                        }
+                    },
+                };
+                if !ready {
+                    return Answer::Wait;
+                }
+                Answer::Now(vec![head(http::body_response(
+                    PLAYLIST_TYPE,
+                    &playlist_for(seg, stream),
+                    keep_alive,
+                    cors,
+                    "no-cache",
+                ))])
+            }
+            Awaited::Resource {
+                rendition,
+                resource,
+            } => {
+                let seg = match (rendition.as_deref(), packager.dash.as_ref()) {
+                    (None, _) => &packager.hls,
+                    (Some("video"), Some(dash)) => &dash.video,
+                    (Some("audio"), Some(dash)) => &dash.audio,
+                    _ => return Answer::Now(not_found(keep_alive, cors)),
+                };
+                if rendition.is_none() && hls::availability(seg, *resource) == Availability::Pending
+                {
+                    return Answer::Wait;
+                }
+                Answer::Now(resource_response(
+                    seg, *resource, keep_alive, head_only, cors,
+                ))
+            }
+            Awaited::Manifest { stream } => {
+                let Some(dash) = packager.dash.as_ref() else {
+                    return Answer::Now(vec![http::simple_response(
+                        404,
+                        "Not Found",
+                        "DASH is off\n",
+                        keep_alive,
+                        cors,
+                    )]);
+                };
+                if !packager.dash_ready() {
+                    return Answer::Wait;
+                }
+                let video_prefix = format!("{stream}/video/");
+                let audio_prefix = format!("{stream}/audio/");
+                let mut tracks = Vec::with_capacity(2);
+                if dash.video.segments().len() > 0 {
+                    tracks.push(DashTrack {
+                        segmenter: &dash.video,
+                        prefix: &video_prefix,
+                    });
+                }
+                if dash.audio.segments().len() > 0 {
+                    tracks.push(DashTrack {
+                        segmenter: &dash.audio,
+                        prefix: &audio_prefix,
+                    });
+                }
+                let mpd = dash::mpd(&tracks, wall_clock_ms());
+                Answer::Now(vec![head(http::body_response(
+                    "application/dash+xml",
+                    mpd.as_bytes(),
+                    keep_alive,
+                    cors,
+                    "no-cache",
+                ))])
+            }
+        }
+    }
+
+    /// Serves an HLS/DASH request for `key` (any worker): the answer now, or `None` when the
+    /// request is held until the owner's packagers make what it asks for (at most three target
+    /// durations, then 503).
+    pub(in crate::shard) fn hls_request(
+        &mut self,
+        conn: usize,
+        key: StreamKey,
+        what: Awaited,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> Option<Vec<Bytes>> {
+        let now = Instant::now();
+        let Some(seg) = self.hls_demand(&key, now) else {
+            return Some(self.not_published(keep_alive));
+        };
+        let (answer, live) = {
+            let packager = lock(&seg);
+            let live = packager.fed || packager.start_asked.is_some();
+            (self.answer(&packager, &what, keep_alive, head_only), live)
+        };
+        match answer {
+            Answer::Now(parts) => Some(parts),
+            Answer::Wait if !live => Some(self.not_published(keep_alive)),
+            Answer::Wait => {
+                let hold = Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * 3);
+                self.held.push(HeldRequest {
+                    conn,
+                    key,
+                    what,
+                    keep_alive,
+                    head_only,
+                    deadline: now + hold,
+                });
+                None
+            }
+        }
+    }
+}
