@@ -279,11 +279,7 @@ impl Report {
             let _ = writeln!(
                 o,
                 "{:<22} {} playlists, {} segments, {} parts, {} bytes",
-                "HLS in window",
-                w.hls_playlists,
-                w.hls_segments,
-                w.hls_parts,
-                w.hls_bytes
+                "HLS in window", w.hls_playlists, w.hls_segments, w.hls_parts, w.hls_bytes
             );
             pct_line(&mut o, "HLS playlist request", &self.hls_playlist_ms);
             if c.hls_segments > 0 {

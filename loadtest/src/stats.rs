@@ -425,7 +425,10 @@ mod tests {
         assert_eq!((st.counters.hls_parts, st.counters.hls_bytes), (1, 10));
         st.reset_window_latencies();
         assert!(st.hls_part_ready_us.is_empty() && st.hls_part_playable_us.is_empty());
-        assert!(st.hls_part_us.is_empty(), "request latency is per window too");
+        assert!(
+            st.hls_part_us.is_empty(),
+            "request latency is per window too"
+        );
         assert_eq!(st.counters.hls_parts, 1, "counters cover the whole run");
     }
 

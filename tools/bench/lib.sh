@@ -154,6 +154,7 @@ start_nginx() {
         hls_app="hls on; hls_path $NGINX_HLS_DIR; hls_fragment 2s; hls_playlist_length 12s;"
         http="http {
     access_log off;
+    log_not_found off;
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;

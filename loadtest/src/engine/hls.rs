@@ -886,7 +886,11 @@ mod tests {
         let r = p.parse(&mut buf, T0).unwrap().unwrap();
         assert!(r.not_ready && r.what == Fetch::Playlist, "{r:?}");
         assert!(buf.is_empty(), "the 404's body is consumed");
-        assert_eq!(p.next(), Next::ReloadAfterMs(1000), "half the default target");
+        assert_eq!(
+            p.next(),
+            Next::ReloadAfterMs(1000),
+            "half the default target"
+        );
         p.reload();
         let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
             #EXTINF:2.000,\nx-0.ts\n";
