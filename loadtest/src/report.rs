@@ -29,11 +29,12 @@ pub struct Report {
     pub connect_to_play_ms: Percentiles,
     /// Over the whole run (ramp-up and churn included).
     pub first_frame_ms: Percentiles,
-    /// HLS pollers' playlist request latency (blocking reloads wait for the next part).
+    /// HLS pollers' playlist request latency (blocking reloads wait for the next part), in
+    /// the measurement window.
     pub hls_playlist_ms: Percentiles,
-    /// HLS pollers' segment request latency.
+    /// HLS pollers' segment request latency, in the measurement window.
     pub hls_segment_ms: Percentiles,
-    /// LL-HLS pollers' part request latency.
+    /// LL-HLS pollers' part request latency, in the measurement window.
     pub hls_part_ms: Percentiles,
     /// LL-HLS "part ready": blocking playlist answer first listing a part − the part's media
     /// end (PDT-derived start + duration), in the measurement window.
@@ -69,6 +70,14 @@ pub struct Window {
     pub player_messages: u64,
     pub throughput_mbit_s: f64,
     pub messages_per_s: f64,
+    /// HLS pollers' playlist responses in the window.
+    pub hls_playlists: u64,
+    /// HLS pollers' segment responses in the window.
+    pub hls_segments: u64,
+    /// LL-HLS pollers' part responses in the window.
+    pub hls_parts: u64,
+    /// HLS pollers' response body bytes in the window.
+    pub hls_bytes: u64,
 }
 
 /// One distinct error message.
@@ -257,8 +266,20 @@ impl Report {
         if sc.hls_pollers > 0 {
             let _ = writeln!(
                 o,
-                "{:<22} {} pollers/stream: {} playlists, {} segments, {} parts, {} bytes",
-                "HLS", sc.hls_pollers, c.hls_playlists, c.hls_segments, c.hls_parts, c.hls_bytes
+                "{:<22} {} pollers/stream: {} playlists, {} segments, {} parts, {} bytes \
+                 ({} playlist 404s before the first segment)",
+                "HLS",
+                sc.hls_pollers,
+                c.hls_playlists,
+                c.hls_segments,
+                c.hls_parts,
+                c.hls_bytes,
+                c.hls_playlists_not_ready
+            );
+            let _ = writeln!(
+                o,
+                "{:<22} {} playlists, {} segments, {} parts, {} bytes",
+                "HLS in window", w.hls_playlists, w.hls_segments, w.hls_parts, w.hls_bytes
             );
             pct_line(&mut o, "HLS playlist request", &self.hls_playlist_ms);
             if c.hls_segments > 0 {
@@ -456,6 +477,7 @@ pub(crate) mod tests {
             },
             window: Window {
                 throughput_mbit_s: 6.5,
+                hls_segments: 7,
                 ..Default::default()
             },
             latency_ms: Percentiles {
@@ -527,6 +549,8 @@ pub(crate) mod tests {
         assert_eq!(v["scenario"]["duration"], 10.0);
         assert_eq!(v["hls_part_playable_ms"]["p50"], 612.5);
         assert_eq!(v["counters"]["hls_negative_latencies"], 0);
+        assert_eq!(v["window"]["hls_segments"], 7);
+        assert_eq!(v["window"]["hls_bytes"], 0);
     }
 
     #[test]

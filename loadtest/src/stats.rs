@@ -90,6 +90,9 @@ pub struct Counters {
     pub hls_negative_latencies: u64,
     /// New HLS parts or segments without a program date time, so not timed.
     pub hls_without_pdt: u64,
+    /// 404 answers to a poller's first playlist request (the stream had no segment yet);
+    /// the poller asked again.
+    pub hls_playlists_not_ready: u64,
 }
 
 /// What an HLS poller's request fetched.
@@ -205,9 +208,13 @@ impl Stats {
         record_signed(h, &mut self.counters, us);
     }
 
-    /// Forgets the latency samples taken before the measurement window.
+    /// Forgets the latency samples taken before the measurement window (HLS request latencies
+    /// included: a joining poller's first answers wait for on-demand packaging to start).
     pub fn reset_window_latencies(&mut self) {
         self.latency_us.reset();
+        self.hls_playlist_us.reset();
+        self.hls_segment_us.reset();
+        self.hls_part_us.reset();
         self.hls_part_ready_us.reset();
         self.hls_part_playable_us.reset();
         self.hls_segment_playable_us.reset();
@@ -418,6 +425,11 @@ mod tests {
         assert_eq!((st.counters.hls_parts, st.counters.hls_bytes), (1, 10));
         st.reset_window_latencies();
         assert!(st.hls_part_ready_us.is_empty() && st.hls_part_playable_us.is_empty());
+        assert!(
+            st.hls_part_us.is_empty(),
+            "request latency is per window too"
+        );
+        assert_eq!(st.counters.hls_parts, 1, "counters cover the whole run");
     }
 
     #[test]

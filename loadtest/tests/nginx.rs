@@ -18,11 +18,19 @@ const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 struct Nginx {
     child: Child,
     port: u16,
+    /// nginx http's port when it serves the application's HLS.
+    http_port: Option<u16>,
     dir: PathBuf,
 }
 
 impl Nginx {
     fn start(tag: &str) -> Nginx {
+        Self::start_with(tag, false)
+    }
+
+    /// With `hls`, the application also writes HLS (1 s fragments) that nginx http serves at
+    /// `http://127.0.0.1:HTTP_PORT/live/STREAM.m3u8`.
+    fn start_with(tag: &str, hls: bool) -> Nginx {
         let nginx = [
             "/usr/sbin/nginx",
             "/usr/local/sbin/nginx",
@@ -43,13 +51,29 @@ impl Nginx {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("rtmp-load-it-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let http_port = hls.then(free_port);
+        let (hls_app, http) = match http_port {
+            Some(hp) => (
+                format!(
+                    "hls on; hls_path {d}/hls; hls_fragment 1s; hls_playlist_length 4s;",
+                    d = dir.display()
+                ),
+                format!(
+                    "http {{ access_log off; client_body_temp_path {d}/body;\n\
+                       server {{ listen 127.0.0.1:{hp}; location /live/ {{ alias {d}/hls/;\n\
+                         types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }} }} }} }}\n",
+                    d = dir.display()
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         let conf = format!(
             "load_module {RTMP_MODULE};\n\
              daemon off;\nmaster_process off;\nworker_processes 1;\n\
              pid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
              events {{ worker_connections 1024; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; record off; }} }} }}\n",
+               application live {{ live on; record off; {hls_app} }} }} }}\n{http}",
             d = dir.display()
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
@@ -62,7 +86,12 @@ impl Nginx {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting nginx");
-        let mut n = Nginx { child, port, dir };
+        let mut n = Nginx {
+            child,
+            port,
+            http_port,
+            dir,
+        };
         n.wait_listening();
         n
     }
@@ -213,4 +242,52 @@ fn publish_only_run_reports_ingest_and_no_players() {
         u(&r, &["counters", "publisher_messages"]) > 20 * 60 * 2,
         "{r:#}"
     );
+}
+
+#[test]
+fn hls_pollers_follow_nginx_rtmp_hls_from_before_its_first_fragment() {
+    let nginx = Nginx::start_with("hls", true);
+    let http_port = nginx.http_port.expect("HLS is on").to_string();
+    // The pollers start with the publisher: nginx has no playlist until the first 1 s fragment
+    // closes and answers 404 until then.
+    let r = rtmp_load(&[
+        "--url",
+        &nginx.url("hls"),
+        "--http-port",
+        &http_port,
+        "--players",
+        "0",
+        "--hls-pollers",
+        "3",
+        "--synthetic",
+        "600k",
+        "--fps",
+        "25",
+        "--gop",
+        "25",
+        "--warmup",
+        "2",
+        "--duration",
+        "4",
+    ]);
+    assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["counters", "disconnects"]), 0, "{r:#}");
+    assert!(
+        u(&r, &["counters", "hls_playlists_not_ready"]) >= 3,
+        "each poller first met a 404: {r:#}"
+    );
+    assert!(
+        u(&r, &["window", "hls_segments"]) >= 3 * 2,
+        "1 s segments over a 4 s window: {r:#}"
+    );
+    assert!(u(&r, &["window", "hls_playlists"]) >= 3 * 4, "{r:#}");
+    assert!(
+        u(&r, &["window", "hls_bytes"]) > 3 * 2 * 50_000,
+        "600 kbit/s segments: {r:#}"
+    );
+    assert!(
+        u(&r, &["counters", "hls_without_pdt"]) > 0,
+        "nginx-rtmp playlists carry no PROGRAM-DATE-TIME: {r:#}"
+    );
+    assert!(f(&r, &["hls_segment_ms", "p50"]) > 0.0, "{r:#}");
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(dirname "$0")
 export OUT=${OUT:-$(cd "$here/../.." && pwd)/target/bench/$(date +%Y%m%d-%H%M%S)}
-for s in a_fanout b_many_streams c_ingest d_churn e_workers f_coalesce; do
+for s in a_fanout b_many_streams c_ingest d_churn e_workers f_coalesce g_http; do
     "$here/$s.sh"
     export SKIP_BUILD=1
 done

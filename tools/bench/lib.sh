@@ -14,8 +14,17 @@
 #     that autogroup the same niceness: with kernel.sched_autogroup_enabled = 1, a per-process
 #     nice only ranks processes inside their session's autogroup, not against other sessions.
 #   OUT (results dir, target/bench/<date>)  SERVERS ("edge nginx")  EDGE_BIN  LOAD_BIN
+#   EDGE_HTTP_PORT (19380)  NGINX_HTTP_PORT (19381)  NGINX_HLS_DIR (OUT/nginx/hls)
+#   RATIOS (ratio rows of compare, "A/B ...": default the first over the second of SERVERS;
+#     "none" for none)  SUMMARY_ROW / RATIO_ROW (row functions of compare: summary_row and
+#     ratio_row, or hls_row / hls_ratio_row, llhls_row)
 # Server variants (words of SERVERS): edge (1 worker), nginx (1 worker process),
-#   edge-w<N> (N workers pinned over EDGE2_CORES), edge-c<MS> (workers.write_coalesce_ms = MS).
+#   edge-w<N> (N workers pinned over EDGE2_CORES), edge-c<MS> (workers.write_coalesce_ms = MS),
+#   edge-flv (edge; players are HTTP-FLV viewers), edge-hls (edge, plain HLS: hls_part_ms = 0),
+#   edge-llhls (2000 ms segments, 500 ms parts), edge-llhls200 (1000 ms segments, 200 ms
+#   parts), nginx-hls (nginx-rtmp writing HLS, served by nginx http). The edge's HLS variants
+#   package on demand (the default) with DASH off; variant_args gives each variant's rtmp-load
+#   arguments.
 set -euo pipefail
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,6 +33,8 @@ LOAD_CORE=${LOAD_CORE:-1}
 EDGE2_CORES=${EDGE2_CORES:-0,1}
 EDGE_PORT=${EDGE_PORT:-19360}
 NGINX_PORT=${NGINX_PORT:-19361}
+EDGE_HTTP_PORT=${EDGE_HTTP_PORT:-19380}
+NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-19381}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 RAMP=${RAMP:-2000}
@@ -31,6 +42,10 @@ REPS=${REPS:-3}
 NICE=${NICE--10}
 SERVERS=${SERVERS:-"edge nginx"}
 OUT=${OUT:-$BENCH_ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
+NGINX_HLS_DIR=${NGINX_HLS_DIR:-$OUT/nginx/hls}
+RATIOS=${RATIOS:-}
+SUMMARY_ROW=${SUMMARY_ROW:-summary_row}
+RATIO_ROW=${RATIO_ROW:-ratio_row}
 EDGE_BIN=${EDGE_BIN:-$BENCH_ROOT/target/release/rtmp-edge}
 LOAD_BIN=${LOAD_BIN:-$BENCH_ROOT/target/release/rtmp-load}
 RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
@@ -126,10 +141,40 @@ wait_port() {
     return 1
 }
 
-# start_nginx: nginx-rtmp, one process (no master), pinned to SERVER_CORES. Sets SERVER_PID.
+# start_nginx [hls]: nginx-rtmp, one process (no master), pinned to SERVER_CORES. Sets
+# SERVER_PID. With "hls", the application also writes HLS (2 s fragments, 12 s playlist, like
+# the edge's 6-segment window) to NGINX_HLS_DIR, emptied first, and nginx http serves it at
+# http://127.0.0.1:NGINX_HTTP_PORT/live/STREAM.m3u8 (sendfile, long keep-alive).
 start_nginx() {
-    local dir=$OUT/nginx
+    local dir=$OUT/nginx hls_app="" http=""
     mkdir -p "$dir/logs"
+    if [ "${1:-}" = hls ]; then
+        rm -rf "$NGINX_HLS_DIR"
+        mkdir -p "$NGINX_HLS_DIR" "$dir/tmp"
+        hls_app="hls on; hls_path $NGINX_HLS_DIR; hls_fragment 2s; hls_playlist_length 12s;"
+        http="http {
+    access_log off;
+    log_not_found off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_HTTP_PORT reuseport backlog=65535;
+        location /live/ {
+            alias $NGINX_HLS_DIR/;
+            types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+            add_header Cache-Control no-cache;
+        }
+    }
+}"
+    fi
     cat >"$dir/nginx.conf" <<CONF
 load_module $RTMP_MODULE;
 daemon off;
@@ -143,9 +188,10 @@ rtmp {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         chunk_size 4096;
-        application live { live on; record off; }
+        application live { live on; record off; $hls_app }
     }
 }
+$http
 CONF
     # shellcheck disable=SC2046
     $(prio) taskset -c "$SERVER_CORES" "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" \
@@ -153,16 +199,22 @@ CONF
     SERVER_PID=$!
     STARTED_PIDS+=("$SERVER_PID")
     wait_port "$NGINX_PORT"
+    [ -z "$http" ] || wait_port "$NGINX_HTTP_PORT"
     SERVER_URL_BASE="rtmp://127.0.0.1:$NGINX_PORT/live"
 }
 
-# start_edge [WORKERS] [COALESCE_MS] [CORES]: rtmp-edge pinned to CORES (default SERVER_CORES).
+# start_edge [WORKERS] [COALESCE_MS] [CORES] [HTTP_KEYS]: rtmp-edge pinned to CORES (default
+# SERVER_CORES), HTTP on 127.0.0.1:EDGE_HTTP_PORT; HTTP_KEYS are more [http] lines.
 start_edge() {
-    local workers=${1:-1} coalesce=${2:-0} cores=${3:-$SERVER_CORES} dir=$OUT/edge
+    local workers=${1:-1} coalesce=${2:-0} cores=${3:-$SERVER_CORES} http_keys=${4:-} dir=$OUT/edge
     mkdir -p "$dir"
     cat >"$dir/edge.toml" <<CONF
 [rtmp]
 listen = ["127.0.0.1:$EDGE_PORT"]
+
+[http]
+listen = ["127.0.0.1:$EDGE_HTTP_PORT"]
+$http_keys
 
 [workers]
 count = $workers
@@ -175,17 +227,34 @@ CONF
     SERVER_PID=$!
     STARTED_PIDS+=("$SERVER_PID")
     wait_port "$EDGE_PORT"
+    wait_port "$EDGE_HTTP_PORT"
     SERVER_URL_BASE="rtmp://127.0.0.1:$EDGE_PORT/live"
 }
 
-# start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS>
+# start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS> | edge-flv | edge-hls |
+# edge-llhls | edge-llhls200 | nginx-hls
 start_server() {
+    local nl=$'\n'
     case $1 in
-    edge) start_edge 1 ;;
+    edge | edge-flv) start_edge 1 ;;
+    edge-hls) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 0${nl}dash = false" ;;
+    edge-llhls) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 500${nl}dash = false" ;;
+    edge-llhls200) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 1000${nl}hls_part_ms = 200${nl}dash = false" ;;
     edge-w*) start_edge "${1#edge-w}" 0 "$EDGE2_CORES" ;;
     edge-c*) start_edge 1 "${1#edge-c}" ;;
     nginx) start_nginx ;;
+    nginx-hls) start_nginx hls ;;
     *) log "unknown server $1"; return 1 ;;
+    esac
+}
+
+# variant_args VARIANT: the extra rtmp-load arguments of a server variant, one a line (none
+# for the RTMP variants).
+variant_args() {
+    case $1 in
+    edge-flv) printf '%s\n' --player-proto http-flv --http-port "$EDGE_HTTP_PORT" ;;
+    edge-hls | edge-llhls*) printf '%s\n' --http-port "$EDGE_HTTP_PORT" ;;
+    nginx-hls) printf '%s\n' --http-port "$NGINX_HTTP_PORT" ;;
     esac
 }
 
@@ -307,7 +376,9 @@ compare() {
             json=$OUT/$slug.$server.$rep.json
             log "$case: $server run $rep/$REPS"
             start_server "$server"
-            if run_load "$json" "$stream" "$@"; then
+            local extra=()
+            mapfile -t extra < <(variant_args "$server")
+            if run_load "$json" "$stream" "$@" "${extra[@]}"; then
                 files[$server]="${files[$server]:-} $json"
                 raw_row "$OUT/runs.md" "$case" "$server" "$rep" "$json"
             else
@@ -320,14 +391,88 @@ compare() {
     for server in $SERVERS; do
         if [ -n "${files[$server]:-}" ]; then
             # shellcheck disable=SC2086
-            summary_row "$table" "$case" "$server" ${files[$server]}
+            "$SUMMARY_ROW" "$table" "$case" "$server" ${files[$server]}
         else
             echo "| $case | $server | 0 | every run failed |" >>"$table"
         fi
     done
-    local a b
-    read -r a b _ <<<"$SERVERS" || true
-    if [ -n "${b:-}" ] && [ -n "${files[$a]:-}" ] && [ -n "${files[$b]:-}" ]; then
-        ratio_row "$table" "$case" "$a/$b" "${files[$a]}" "${files[$b]}"
+    local a b ratios=$RATIOS pair
+    if [ -z "$ratios" ]; then
+        read -r a b _ <<<"$SERVERS" || true
+        [ -z "${b:-}" ] || ratios="$a/$b"
     fi
+    [ "$ratios" != none ] || ratios=""
+    for pair in $ratios; do
+        a=${pair%%/*} b=${pair#*/}
+        if [ -n "${files[$a]:-}" ] && [ -n "${files[$b]:-}" ]; then
+            "$RATIO_ROW" "$table" "$case" "$a/$b" "${files[$a]}" "${files[$b]}"
+        fi
+    done
+}
+
+# HTTP delivery (HLS) tables. The figures come from the measurement window: req/s are window
+# responses over measured_s, GB served is window.hls_bytes, CPU-s/GB is the server's window CPU
+# seconds over those bytes (server.cpu_s_per_gb counts player bytes only, none here). A latency
+# percentile is "-" when the histogram is empty (nginx playlists have no PROGRAM-DATE-TIME, so
+# publish->playable is not measured against nginx).
+JQ_HLS_DEFS='
+def rate(f): if .measured_s > 0 then f / .measured_s else null end;
+def gb: .window.hls_bytes / 1e9;
+def cpugb: if .server == null or .window.hls_bytes == 0 then null else .server.cpu_seconds / gb end;
+def p50(h): if h.count > 0 then h.p50 else null end;
+def p99(h): if h.count > 0 then h.p99 else null end;
+def pp(h): "\(n(med(p50(h)); 10)) / \(n(med(p99(h)); 10))";
+'
+
+# hls_table_header FILE: starts a table of plain-HLS request throughput medians.
+hls_table_header() {
+    cat >>"$1" <<'MD'
+| case | server | runs | pollers | playlist req/s | segment req/s | GB served | Mbit/s served | server CPU % | CPU-s/GB served | playlist p50 / p99 ms | segment p50 / p99 ms | seg pub->playable p50 / p99 ms | errors+disc Σ | server rq-wait % | loader CPU % | load1 |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+MD
+}
+
+# llhls_table_header FILE: starts a table of LL-HLS latency medians.
+llhls_table_header() {
+    cat >>"$1" <<'MD'
+| case | server | runs | pollers | part ready p50 / p99 ms | pub->playable p50 / p99 ms | part req p50 / p99 ms | playlist (blocking) p50 / p99 ms | part req/s | playlist req/s | server CPU % | CPU-s/GB served | negative Σ | errors+disc Σ | loader CPU % | load1 |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+MD
+}
+
+# _jq_row ROW FILE CASE SERVER JSON...: appends the markdown row the jq string ROW makes from
+# $r (the runs' reports), $c, $s and $load1 (median 1-minute load average).
+_jq_row() {
+    local row=$1 file=$2 case=$3 server=$4
+    shift 4
+    local loads
+    loads=$(for j in "$@"; do cat "$j.load" 2>/dev/null || echo null; done | jq -s -c .)
+    jq -rn --arg c "$case" --arg s "$server" --argjson loads "$loads" "$JQ_DEFS$JQ_HLS_DEFS"'
+        [ inputs ] | . as $r |
+        ($loads | sort | .[length / 2 | floor]) as $load1 | $r | '"$row" "$@" >>"$file"
+}
+
+# hls_row FILE CASE SERVER JSON...: one row of plain-HLS medians over the runs' reports.
+hls_row() {
+    _jq_row '"| \($c) | \($s) | \($r | length) | \($r[0].scenario.hls_pollers) | \(n(med(rate(.window.hls_playlists)); 1)) | \(n(med(rate(.window.hls_segments)); 1)) | \(n(med(gb); 1000)) | \(n(med(rate(.window.hls_bytes * 8 / 1e6)); 10)) | \(n(med(.server.cpu_percent); 10)) | \(n(med(cpugb); 100)) | \(pp(.hls_playlist_ms)) | \(pp(.hls_segment_ms)) | \(pp(.hls_segment_playable_ms)) | \([ $r[] | .counters.errors + .counters.disconnects ] | add) | \(n(med(.server.runqueue_wait_percent); 1)) | \(n(med(.loader.cpu_percent_avg); 1)) | \($load1) |"' "$@"
+}
+
+# llhls_row FILE CASE SERVER JSON...: one row of LL-HLS medians over the runs' reports.
+llhls_row() {
+    _jq_row '"| \($c) | \($s) | \($r | length) | \($r[0].scenario.hls_pollers) | \(pp(.hls_part_ready_ms)) | \(pp(.hls_part_playable_ms)) | \(pp(.hls_part_ms)) | \(pp(.hls_playlist_ms)) | \(n(med(rate(.window.hls_parts)); 1)) | \(n(med(rate(.window.hls_playlists)); 1)) | \(n(med(.server.cpu_percent); 10)) | \(n(med(cpugb); 100)) | \([ $r[].counters.hls_negative_latencies ] | add) | \([ $r[] | .counters.errors + .counters.disconnects ] | add) | \(n(med(.loader.cpu_percent_avg); 1)) | \($load1) |"' "$@"
+}
+
+# hls_ratio_row FILE CASE LABEL A_JSONS B_JSONS: plain-HLS ratios of the medians of A over B.
+hls_ratio_row() {
+    local file=$1 case=$2 label=$3 a=$4 b=$5
+    local ja jb
+    # shellcheck disable=SC2086
+    ja=$(jq -s -c . $a)
+    # shellcheck disable=SC2086
+    jb=$(jq -s -c . $b)
+    jq -rn --arg c "$case" --arg l "$label" --argjson a "$ja" --argjson b "$jb" "$JQ_DEFS$JQ_HLS_DEFS"'
+        def rr(f): ($a | med(f)) as $x | ($b | med(f)) as $y |
+            if $x == null or $y == null or $y == 0 then "-" else ($x / $y * 100 | round / 100 | tostring) + "×" end;
+        "| \($c) | **\($l)** | | | \(rr(rate(.window.hls_playlists))) | \(rr(rate(.window.hls_segments))) | \(rr(gb)) | \(rr(rate(.window.hls_bytes))) | \(rr(.server.cpu_percent)) | **\(rr(cpugb))** | \(rr(p50(.hls_playlist_ms))) / \(rr(p99(.hls_playlist_ms))) | \(rr(p50(.hls_segment_ms))) / \(rr(p99(.hls_segment_ms))) | | | | | |"
+    ' >>"$file"
 }

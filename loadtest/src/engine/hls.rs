@@ -41,6 +41,10 @@ pub(super) struct Response {
     pub playable_us: Option<i64>,
     /// New parts or segments whose start is unknown (no EXT-X-PROGRAM-DATE-TIME).
     pub without_pdt: u64,
+    /// A 404 for the playlist before any playlist was read: the stream has no segment yet
+    /// (nginx-rtmp writes its playlist when the first fragment closes). Not a playlist served;
+    /// the poller asks again after half a target duration, as players do.
+    pub not_ready: bool,
 }
 
 /// What to do after a response.
@@ -83,6 +87,10 @@ pub(super) struct HlsPoller {
     target_ms: u64,
     /// Playlists that had `EXT-X-SERVER-CONTROL`.
     pub ll_hls: bool,
+    /// A playlist was read: a 404 for it is an error from now on.
+    seen_playlist: bool,
+    /// The response being read is a 404 for a playlist not there yet.
+    not_ready: bool,
 }
 
 impl HlsPoller {
@@ -109,6 +117,8 @@ impl HlsPoller {
             blocking: None,
             target_ms: 2000,
             ll_hls: false,
+            seen_playlist: false,
+            not_ready: false,
         }
     }
 
@@ -147,8 +157,9 @@ impl HlsPoller {
     }
 
     /// Consumes a complete response from `buf` if there is one; `now_us` is the wall clock
-    /// (Unix µs) when its last bytes were read. Short input is `Ok(None)`; a non-200 status,
-    /// a response without Content-Length or a bad playlist is an error.
+    /// (Unix µs) when its last bytes were read. Short input is `Ok(None)`; a non-200 status
+    /// (except a 404 for the playlist before the first one, see [`Response::not_ready`]), a
+    /// response without Content-Length or a bad playlist is an error.
     pub fn parse(&mut self, buf: &mut BytesMut, now_us: i64) -> Result<Option<Response>, String> {
         let Some((what, start_us)) = self.in_flight else {
             if buf.is_empty() {
@@ -170,7 +181,9 @@ impl HlsPoller {
             if !words.next().unwrap_or_default().starts_with("HTTP/1.") {
                 return Err(format!("not an HTTP response: {status:?}"));
             }
-            if words.next() != Some("200") {
+            let code = words.next();
+            self.not_ready = code == Some("404") && what == Fetch::Playlist && !self.seen_playlist;
+            if code != Some("200") && !self.not_ready {
                 return Err(format!("HTTP status {} for a {what:?}", status.trim()));
             }
             let len = lines
@@ -197,8 +210,10 @@ impl HlsPoller {
             parts_ready_us: Vec::new(),
             playable_us: start_us.map(|s| now_us - s),
             without_pdt: 0,
+            not_ready: std::mem::take(&mut self.not_ready),
         };
-        if what == Fetch::Playlist {
+        if what == Fetch::Playlist && !resp.not_ready {
+            self.seen_playlist = true;
             let text = std::str::from_utf8(&body).map_err(|_| "playlist is not UTF-8")?;
             self.on_playlist(&parse_playlist(text)?, now_us, &mut resp);
         }
@@ -846,10 +861,13 @@ mod tests {
 
     #[test]
     fn errors_are_reported_not_ignored() {
-        let mut p = HlsPoller::new("127.0.0.1", 8080, "/live/x.m3u8");
-        p.reload();
+        let mut p = joined();
+        p.next();
         let mut buf = BytesMut::from(&b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"[..]);
-        assert!(p.parse(&mut buf, T0).unwrap_err().contains("404"));
+        assert!(
+            p.parse(&mut buf, T0).unwrap_err().contains("404"),
+            "a playlist that went away is an error"
+        );
         let mut p = HlsPoller::new("127.0.0.1", 8080, "/live/x.m3u8");
         p.reload();
         assert!(p.parse(&mut response("not a playlist"), T0).is_err());
@@ -857,6 +875,33 @@ mod tests {
         assert!(p.parse(&mut BytesMut::from(&b"junk"[..]), T0).is_err());
         let bad_date = LL.replace("10:00:02.000Z", "yesterday");
         assert!(parse_playlist(&bad_date).unwrap_err().contains("date"));
+    }
+
+    #[test]
+    fn a_playlist_not_there_yet_is_asked_for_again_until_it_is() {
+        let mut p = HlsPoller::new("127.0.0.1", 8080, "/live/x.m3u8");
+        p.reload();
+        let not_found = "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!";
+        let mut buf = BytesMut::from(not_found.as_bytes());
+        let r = p.parse(&mut buf, T0).unwrap().unwrap();
+        assert!(r.not_ready && r.what == Fetch::Playlist, "{r:?}");
+        assert!(buf.is_empty(), "the 404's body is consumed");
+        assert_eq!(
+            p.next(),
+            Next::ReloadAfterMs(1000),
+            "half the default target"
+        );
+        p.reload();
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+            #EXTINF:2.000,\nx-0.ts\n";
+        let r = p.parse(&mut response(text), T0).unwrap().unwrap();
+        assert!(!r.not_ready);
+        assert_eq!(next_request(&mut p), "GET /live/x-0.ts HTTP/1.1");
+        let mut buf = BytesMut::from(not_found.as_bytes());
+        assert!(
+            p.parse(&mut buf, T0).unwrap_err().contains("404"),
+            "a missing segment is an error"
+        );
     }
 
     #[test]

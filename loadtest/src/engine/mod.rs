@@ -348,6 +348,7 @@ impl Engine<'_> {
         let c = &self.stats.counters;
         let bytes = c.player_bytes - window.counters.player_bytes;
         let msgs = c.player_messages - window.counters.player_messages;
+        let w0 = &window.counters;
         let loader_end = procstat::sample(None)?;
         let loader_avg = if measured_s > 0.0 {
             (loader_end.cpu_seconds - window.loader.cpu_seconds) / measured_s * 100.0
@@ -404,6 +405,10 @@ impl Engine<'_> {
                 } else {
                     0.0
                 },
+                hls_playlists: c.hls_playlists - w0.hls_playlists,
+                hls_segments: c.hls_segments - w0.hls_segments,
+                hls_parts: c.hls_parts - w0.hls_parts,
+                hls_bytes: c.hls_bytes - w0.hls_bytes,
             },
             latency_ms: Percentiles::of(&self.stats.latency_us),
             connect_to_play_ms: Percentiles::of(&self.stats.connect_to_play_us),
@@ -808,7 +813,11 @@ impl Engine<'_> {
         };
         let wall_us = unix_micros();
         while let Some(resp) = p.parse(&mut conn.rbuf, wall_us).map_err(Close::Error)? {
-            stats.on_hls_response(resp.what, now - *sent, resp.bytes);
+            if resp.not_ready {
+                stats.counters.hls_playlists_not_ready += 1;
+            } else {
+                stats.on_hls_response(resp.what, now - *sent, resp.bytes);
+            }
             for &us in &resp.parts_ready_us {
                 stats.on_hls_part_ready(us);
             }
