@@ -7,6 +7,13 @@
 //! at the first lead keyframe at or after the target duration; a part ends at a lead frame
 //! boundary before it would outgrow the part target. Segment bytes are the concatenation of
 //! their parts, built once; the parts are then re-sliced out of it, so nothing is held twice.
+//!
+//! Buffers: the muxers write into one output buffer, sized at each segment's start from the
+//! previous segment, and each part is split off it (`BytesMut::split`, no copy). A segment of
+//! one part is that part; a segment of several parts (LL-HLS) is copied once into a buffer of
+//! its exact size. Buffers of segments leaving the window, and the output buffer once no part
+//! of it is still referenced, are reused instead of freed, so a warm segmenter neither
+//! allocates nor page-faults fresh memory.
 
 use std::collections::VecDeque;
 
@@ -185,7 +192,18 @@ pub struct Segmenter {
     pdt_base: Option<i64>,
     max_segment_ms: u32,
     finished: bool,
+    /// Where the muxers write; each part is split off it.
+    out: BytesMut,
+    /// Allocations of segments that left the window, kept for reuse (at most [`SPARE_BUFFERS`]).
+    spare: Vec<BytesMut>,
+    /// Length of the last completed segment, to size the next one's buffer.
+    last_segment_len: usize,
 }
+
+/// Recycled segment buffers kept per segmenter.
+const SPARE_BUFFERS: usize = 2;
+/// Headroom over the previous segment's size when sizing the output buffer.
+const SEGMENT_HEADROOM: usize = 16 * 1024;
 
 impl Segmenter {
     /// A segmenter with nothing buffered.
@@ -215,6 +233,9 @@ impl Segmenter {
             pdt_base: None,
             max_segment_ms: 0,
             finished: false,
+            out: BytesMut::new(),
+            spare: Vec::new(),
+            last_segment_len: 0,
             config,
         }
     }
@@ -509,6 +530,7 @@ impl Segmenter {
         self.discontinuity_pending = false;
         self.config_changed = false;
         let pdt = (self.pdt_base.unwrap_or(0) + t as i64).max(0) as u64;
+        self.size_output();
         let mut part_audio = std::mem::take(&mut self.preroll_audio);
         part_audio.retain(|s| s.dts + 1000 >= t);
         self.open = Some(OpenSegment {
@@ -526,6 +548,41 @@ impl Segmenter {
         self.next_msn += 1;
     }
 
+    /// Makes room in the output buffer for a segment like the last one: in place when no
+    /// earlier part still uses the allocation, else from a spare buffer or a new one.
+    fn size_output(&mut self) {
+        let need = self.last_segment_len + self.last_segment_len / 8 + SEGMENT_HEADROOM;
+        debug_assert!(self.out.is_empty(), "every part was split off");
+        if self.out.try_reclaim(need) {
+            return;
+        }
+        self.out = self.take_buffer(need);
+    }
+
+    /// An empty buffer with room for `need` bytes, reusing a spare allocation when one fits.
+    fn take_buffer(&mut self, need: usize) -> BytesMut {
+        match self.spare.iter().position(|b| b.capacity() >= need) {
+            Some(i) => self.spare.swap_remove(i),
+            None => BytesMut::with_capacity(need),
+        }
+    }
+
+    /// Keeps the allocation of a segment leaving the window, unless a reader still holds it.
+    fn recycle(&mut self, segment: Segment) {
+        let Segment { data, parts, .. } = segment;
+        drop(parts);
+        if self.spare.len() >= SPARE_BUFFERS {
+            return;
+        }
+        if let Ok(mut buf) = data.try_into_mut() {
+            buf.clear();
+            // Back to the start of the allocation (the data may have been a slice of it).
+            let capacity = buf.capacity();
+            let _ = buf.try_reclaim(capacity + 1);
+            self.spare.push(buf);
+        }
+    }
+
     fn close_part(&mut self, t: u64, progress: &mut Progress) {
         let Some(open) = &mut self.open else { return };
         if open.part_video.is_empty() && open.part_audio.is_empty() {
@@ -535,7 +592,7 @@ impl Segmenter {
             Some(v) => v.keyframe,
             None => !(self.video.is_some() && self.config.tracks != Tracks::AudioOnly),
         };
-        let mut out = BytesMut::new();
+        let out = &mut self.out;
         let video = if self.config.tracks == Tracks::AudioOnly {
             None
         } else {
@@ -547,11 +604,9 @@ impl Segmenter {
             self.audio.as_ref()
         };
         match &mut self.muxer {
-            Muxer::Ts(m) => {
-                m.write_part(video, audio, &open.part_video, &open.part_audio, &mut out)
-            }
+            Muxer::Ts(m) => m.write_part(video, audio, &open.part_video, &open.part_audio, out),
             Muxer::Fmp4(m) => {
-                m.write_fragment(video, audio, &open.part_video, &open.part_audio, &mut out)
+                m.write_fragment(video, audio, &open.part_video, &open.part_audio, out)
             }
         }
         open.part_video.clear();
@@ -560,7 +615,7 @@ impl Segmenter {
         open.parts.push(Part {
             duration_ms,
             independent,
-            data: out.freeze(),
+            data: out.split().freeze(),
         });
         open.part_start_ms = t;
         progress.parts += 1;
@@ -572,12 +627,18 @@ impl Segmenter {
         if open.parts.is_empty() {
             return;
         }
-        let total: usize = open.parts.iter().map(|p| p.data.len()).sum();
-        let mut buf = BytesMut::with_capacity(total);
-        for p in &open.parts {
-            buf.extend_from_slice(&p.data);
-        }
-        let data = buf.freeze();
+        let data = match open.parts.as_slice() {
+            [only] => only.data.clone(),
+            parts => {
+                let total = parts.iter().map(|p| p.data.len()).sum();
+                let mut buf = self.take_buffer(total);
+                for p in parts {
+                    buf.extend_from_slice(&p.data);
+                }
+                buf.freeze()
+            }
+        };
+        self.last_segment_len = data.len();
         let mut offset = 0;
         let parts = open
             .parts
@@ -606,7 +667,9 @@ impl Segmenter {
             data,
         });
         while self.segments.len() > self.config.window.max(1) {
-            self.segments.pop_front();
+            if let Some(old) = self.segments.pop_front() {
+                self.recycle(old);
+            }
         }
         let oldest = self.segments.front().map_or(0, |s| s.init_id);
         while self.inits.len() > 1 && self.inits.front().is_some_and(|(i, _)| *i < oldest) {
