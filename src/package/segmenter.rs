@@ -8,12 +8,13 @@
 //! boundary before it would outgrow the part target. Segment bytes are the concatenation of
 //! their parts, built once; the parts are then re-sliced out of it, so nothing is held twice.
 //!
-//! Buffers: the muxers write into one output buffer, sized at each segment's start from the
-//! previous segment, and each part is split off it (`BytesMut::split`, no copy). A segment of
-//! one part is that part; a segment of several parts (LL-HLS) is copied once into a buffer of
-//! its exact size. Buffers of segments leaving the window, and the output buffer once no part
-//! of it is still referenced, are reused instead of freed, so a warm segmenter neither
-//! allocates nor page-faults fresh memory.
+//! Buffers: the muxers write the open segment into one output buffer, sized at the segment's
+//! start from the previous segment, and the segment is split off it when it closes (no copy).
+//! With LL-HLS parts, each completed part is also copied out while it is still in cache, so
+//! readers can have it before its segment completes; the segment then replaces those copies
+//! with slices of itself. Buffers of segments leaving the window and of replaced part copies
+//! are reused instead of freed, so a warm segmenter neither allocates nor page-faults fresh
+//! memory.
 
 use std::collections::VecDeque;
 
@@ -125,6 +126,8 @@ struct OpenSegment {
     program_date_time_ms: u64,
     init_id: u32,
     parts: Vec<Part>,
+    /// Where each part ends in the output buffer.
+    part_ends: Vec<usize>,
     part_start_ms: u64,
     part_video: Vec<Sample>,
     part_audio: Vec<Sample>,
@@ -192,18 +195,24 @@ pub struct Segmenter {
     pdt_base: Option<i64>,
     max_segment_ms: u32,
     finished: bool,
-    /// Where the muxers write; each part is split off it.
+    /// Where the muxers write the open segment.
     out: BytesMut,
     /// Allocations of segments that left the window, kept for reuse (at most [`SPARE_BUFFERS`]).
     spare: Vec<BytesMut>,
+    /// Allocations of replaced part copies, kept for reuse (at most [`SPARE_PARTS`]).
+    spare_parts: Vec<BytesMut>,
     /// Length of the last completed segment, to size the next one's buffer.
     last_segment_len: usize,
 }
 
 /// Recycled segment buffers kept per segmenter.
 const SPARE_BUFFERS: usize = 2;
+/// Recycled part buffers kept per segmenter (a segment's worth of parts and then some).
+const SPARE_PARTS: usize = 16;
 /// Headroom over the previous segment's size when sizing the output buffer.
 const SEGMENT_HEADROOM: usize = 16 * 1024;
+/// Output buffer capacity for a segmenter's first segment (2 s at 4 Mbit/s).
+const FIRST_SEGMENT_CAPACITY: usize = 1024 * 1024;
 
 impl Segmenter {
     /// A segmenter with nothing buffered.
@@ -235,6 +244,7 @@ impl Segmenter {
             finished: false,
             out: BytesMut::new(),
             spare: Vec::new(),
+            spare_parts: Vec::new(),
             last_segment_len: 0,
             config,
         }
@@ -541,6 +551,7 @@ impl Segmenter {
             program_date_time_ms: pdt,
             init_id: self.current_init_id().unwrap_or(0),
             parts: Vec::new(),
+            part_ends: Vec::new(),
             part_start_ms: t,
             part_video: Vec::new(),
             part_audio,
@@ -551,20 +562,17 @@ impl Segmenter {
     /// Makes room in the output buffer for a segment like the last one: in place when no
     /// earlier part still uses the allocation, else from a spare buffer or a new one.
     fn size_output(&mut self) {
-        let need = self.last_segment_len + self.last_segment_len / 8 + SEGMENT_HEADROOM;
+        let need = match self.last_segment_len {
+            // Untouched capacity costs address space, not memory: a generous first guess
+            // saves growing (and copying) the first segment step by step.
+            0 => FIRST_SEGMENT_CAPACITY,
+            last => last + last / 8 + SEGMENT_HEADROOM,
+        };
         debug_assert!(self.out.is_empty(), "every part was split off");
         if self.out.try_reclaim(need) {
             return;
         }
-        self.out = self.take_buffer(need);
-    }
-
-    /// An empty buffer with room for `need` bytes, reusing a spare allocation when one fits.
-    fn take_buffer(&mut self, need: usize) -> BytesMut {
-        match self.spare.iter().position(|b| b.capacity() >= need) {
-            Some(i) => self.spare.swap_remove(i),
-            None => BytesMut::with_capacity(need),
-        }
+        self.out = take_spare(&mut self.spare, need, need);
     }
 
     /// Keeps the allocation of a segment leaving the window, unless a reader still holds it.
@@ -593,6 +601,7 @@ impl Segmenter {
             None => !(self.video.is_some() && self.config.tracks != Tracks::AudioOnly),
         };
         let out = &mut self.out;
+        let start = out.len();
         let video = if self.config.tracks == Tracks::AudioOnly {
             None
         } else {
@@ -612,10 +621,20 @@ impl Segmenter {
         open.part_video.clear();
         open.part_audio.clear();
         let duration_ms = t.saturating_sub(open.part_start_ms) as u32;
+        let end = out.len();
+        // Readers see parts only with LL-HLS; otherwise the segment's slice is set at close.
+        let data = if self.config.part_target_ms.is_some() {
+            let mut copy = take_spare(&mut self.spare_parts, end - start, (end - start) * 5 / 4);
+            copy.extend_from_slice(&out[start..end]);
+            copy.freeze()
+        } else {
+            Bytes::new()
+        };
+        open.part_ends.push(end);
         open.parts.push(Part {
             duration_ms,
             independent,
-            data: out.split().freeze(),
+            data,
         });
         open.part_start_ms = t;
         progress.parts += 1;
@@ -627,32 +646,21 @@ impl Segmenter {
         if open.parts.is_empty() {
             return;
         }
-        let data = match open.parts.as_slice() {
-            [only] => only.data.clone(),
-            parts => {
-                let total = parts.iter().map(|p| p.data.len()).sum();
-                let mut buf = self.take_buffer(total);
-                for p in parts {
-                    buf.extend_from_slice(&p.data);
-                }
-                buf.freeze()
-            }
-        };
+        let data = self.out.split().freeze();
         self.last_segment_len = data.len();
+        let mut parts = open.parts;
         let mut offset = 0;
-        let parts = open
-            .parts
-            .into_iter()
-            .map(|p| {
-                let len = p.data.len();
-                let part = Part {
-                    data: data.slice(offset..offset + len),
-                    ..p
-                };
-                offset += len;
-                part
-            })
-            .collect();
+        for (part, &end) in parts.iter_mut().zip(&open.part_ends) {
+            let copy = std::mem::replace(&mut part.data, data.slice(offset..end));
+            offset = end;
+            if self.spare_parts.len() < SPARE_PARTS {
+                if let Ok(mut buf) = copy.try_into_mut() {
+                    buf.clear();
+                    self.spare_parts.push(buf);
+                }
+            }
+        }
+        debug_assert_eq!(offset, data.len(), "parts tile the segment");
         let duration_ms = t.saturating_sub(open.start_ms) as u32;
         self.max_segment_ms = self.max_segment_ms.max(duration_ms);
         self.segments.push_back(Segment {
@@ -676,6 +684,15 @@ impl Segmenter {
             self.inits.pop_front();
         }
         progress.segments += 1;
+    }
+}
+
+/// An empty buffer with room for `need` bytes: a spare allocation that fits, else a new one of
+/// `capacity` bytes.
+fn take_spare(spare: &mut Vec<BytesMut>, need: usize, capacity: usize) -> BytesMut {
+    match spare.iter().position(|b| b.capacity() >= need) {
+        Some(i) => spare.swap_remove(i),
+        None => BytesMut::with_capacity(capacity.max(need)),
     }
 }
 
