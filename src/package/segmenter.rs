@@ -816,6 +816,38 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_a_reader_still_holds_keeps_its_bytes_after_leaving_the_window() {
+        for part in [None, Some(300)] {
+            let mut s = Segmenter::new(SegmenterConfig {
+                target_duration_ms: 1000,
+                part_target_ms: part,
+                window: 1,
+                ..Default::default()
+            });
+            let _ = s.push(&avc_header(), 0).unwrap();
+            let mut held = Vec::new();
+            for i in 0..300u32 {
+                let progress = s.push(&video(i * 40, i % 25 == 0), 0).unwrap();
+                if progress.segments > 0 && i % 50 == 0 {
+                    let seg = s.segments().last().unwrap();
+                    let part = seg.parts.last().unwrap().data.clone();
+                    held.push((
+                        seg.data.clone(),
+                        seg.data.to_vec(),
+                        part.clone(),
+                        part.to_vec(),
+                    ));
+                }
+            }
+            assert!(held.len() >= 3, "segments were held");
+            for (data, copy, part, part_copy) in held {
+                assert_eq!(data, copy, "a held segment is never reused");
+                assert_eq!(part, part_copy, "a held part is never reused");
+            }
+        }
+    }
+
+    #[test]
     fn window_keeps_the_configured_number_of_segments() {
         let mut s = Segmenter::new(SegmenterConfig {
             target_duration_ms: 1000,
