@@ -205,10 +205,10 @@ pub struct Segmenter {
     last_segment_len: usize,
 }
 
-/// Recycled segment buffers kept per segmenter.
-const SPARE_BUFFERS: usize = 2;
-/// Recycled part buffers kept per segmenter (a segment's worth of parts and then some).
-const SPARE_PARTS: usize = 16;
+/// Recycled segment buffers kept per segmenter: one leaves the window as the next opens.
+const SPARE_BUFFERS: usize = 1;
+/// Recycled part buffers kept per segmenter (a segment's worth of parts at 500 ms).
+const SPARE_PARTS: usize = 8;
 /// Headroom over the previous segment's size when sizing the output buffer.
 const SEGMENT_HEADROOM: usize = 16 * 1024;
 /// Output buffer capacity for a segmenter's first segment (2 s at 4 Mbit/s).
