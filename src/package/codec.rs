@@ -383,7 +383,12 @@ mod tests {
         let mut payloads: Vec<(FrameKind, Vec<u8>)> = Vec::new();
         for b0 in 0..=255u8 {
             for b1 in 0..=3u8 {
-                for cts in [[0, 0, 0], [0xff, 0xff, 0xfe], [0x00, 0x01, 0x00], [0x7f, 0, 1]] {
+                for cts in [
+                    [0, 0, 0],
+                    [0xff, 0xff, 0xfe],
+                    [0x00, 0x01, 0x00],
+                    [0x7f, 0, 1],
+                ] {
                     let mut v = vec![b0, b1];
                     v.extend_from_slice(&cts);
                     v.extend_from_slice(&[0, 0, 0, 2, 0x65, 0x88]);
