@@ -559,8 +559,9 @@ impl Segmenter {
         self.next_msn += 1;
     }
 
-    /// Makes room in the output buffer for a segment like the last one: in place when no
-    /// earlier part still uses the allocation, else from a spare buffer or a new one.
+    /// Makes room in the output buffer for a segment like the last one (call as a segment
+    /// opens): in the current allocation when nothing else uses it any more, else in the
+    /// spare buffer of a segment that left the window, else in a new one.
     fn size_output(&mut self) {
         let need = match self.last_segment_len {
             // Untouched capacity costs address space, not memory: a generous first guess
@@ -568,7 +569,7 @@ impl Segmenter {
             0 => FIRST_SEGMENT_CAPACITY,
             last => last + last / 8 + SEGMENT_HEADROOM,
         };
-        debug_assert!(self.out.is_empty(), "every part was split off");
+        debug_assert!(self.out.is_empty(), "the last segment was split off");
         if self.out.try_reclaim(need) {
             return;
         }
