@@ -2,6 +2,11 @@
 //! its segmenters (HLS, and DASH video + audio). Frames are the H.264 + AAC fixture with each
 //! video frame padded by a filler NAL unit to 2.5 Mbit/s at 25 fps; throughput is in input
 //! bytes, so the figure compares directly with the ingest CPU-seconds per GB.
+//!
+//! Each configuration runs twice: cold (new segmenters every iteration, so the window's
+//! memory is touched for the first time each run, as at a stream's start) and `_steady`
+//! (the same segmenters throughout, the input replayed on a continuing timeline, as for a
+//! long-running stream, whose segment buffers are recycled).
 
 use std::hint::black_box;
 
@@ -72,6 +77,7 @@ fn packaging(c: &mut Criterion) {
     let mut group = c.benchmark_group("package_20s_2500k");
     group.throughput(Throughput::Bytes(bytes as u64));
     group.sample_size(20);
+    let span = input.last().map_or(0, |f| f.timestamp) + 40;
     let mut run = |name: &str, make: &dyn Fn() -> Vec<Segmenter>| {
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -84,6 +90,21 @@ fn packaging(c: &mut Criterion) {
                 }
                 black_box(segs)
             });
+        });
+        group.bench_function(format!("{name}_steady"), |b| {
+            let mut segs = make();
+            let mut offset = 0u32;
+            b.iter(|| {
+                for (i, f) in input.iter().enumerate() {
+                    let wall = 1_700_000_000_000 + u64::from(offset) + i as u64;
+                    let f = Frame::new(f.kind, f.timestamp.wrapping_add(offset), f.payload.clone());
+                    for s in segs.iter_mut() {
+                        let _ = black_box(s.push(&f, wall));
+                    }
+                }
+                offset = offset.wrapping_add(span);
+            });
+            black_box(segs);
         });
     };
     run("hls_ts", &|| {

@@ -107,10 +107,39 @@ pub enum Parsed {
 
 /// Classifies one frame. Unsupported codecs are errors so the caller can log them once.
 pub fn parse_frame(frame: &Frame) -> Result<Parsed, PackageError> {
+    if let Some(parsed) = legacy_coded_frame(frame) {
+        return Ok(parsed);
+    }
     match frame.kind {
         FrameKind::Metadata => Ok(Parsed::Ignored),
         FrameKind::Video => parse_video(frame),
         FrameKind::Audio => parse_audio(frame),
+    }
+}
+
+/// The common case without the general tag walk: a legacy (non-Enhanced) AVC or AAC tag
+/// carrying coded data. Everything else (sequence headers, commands, Enhanced RTMP,
+/// multitrack, anything malformed) is left to the general parsers, which give the same
+/// result for these tags.
+fn legacy_coded_frame(frame: &Frame) -> Option<Parsed> {
+    let p = &frame.payload;
+    match frame.kind {
+        // AVC (codec id 7), frame type key/inter/disposable/generated key, AVC NALU packet.
+        FrameKind::Video if p.len() > 5 && p[0] & 0x0f == 7 && (1..=4).contains(&(p[0] >> 4)) => {
+            (p[1] == 1).then(|| Parsed::Video {
+                timestamp: frame.timestamp,
+                // Signed 24-bit composition time.
+                cts: i32::from_be_bytes([p[2], p[3], p[4], 0]) >> 8,
+                keyframe: matches!(p[0] >> 4, 1 | 4),
+                data: p.slice(5..),
+            })
+        }
+        // AAC (sound format 10), raw frame.
+        FrameKind::Audio if p.len() > 2 && p[0] >> 4 == 10 && p[1] == 1 => Some(Parsed::Audio {
+            timestamp: frame.timestamp,
+            data: p.slice(2..),
+        }),
+        _ => None,
     }
 }
 
@@ -342,5 +371,49 @@ impl Bits<'_> {
         }
         let rest = self.bits(zeros)?;
         u32::try_from((1u64 << zeros) - 1 + rest).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_fast_path_agrees_with_the_general_parsers() {
+        let mut payloads: Vec<(FrameKind, Vec<u8>)> = Vec::new();
+        for b0 in 0..=255u8 {
+            for b1 in 0..=3u8 {
+                for cts in [
+                    [0, 0, 0],
+                    [0xff, 0xff, 0xfe],
+                    [0x00, 0x01, 0x00],
+                    [0x7f, 0, 1],
+                ] {
+                    let mut v = vec![b0, b1];
+                    v.extend_from_slice(&cts);
+                    v.extend_from_slice(&[0, 0, 0, 2, 0x65, 0x88]);
+                    payloads.push((FrameKind::Video, v.clone()));
+                    payloads.push((FrameKind::Video, v[..5].to_vec()));
+                    payloads.push((FrameKind::Video, v[..6].to_vec()));
+                }
+                payloads.push((FrameKind::Audio, vec![b0, b1, 0x21, 0x10]));
+                payloads.push((FrameKind::Audio, vec![b0, b1]));
+            }
+        }
+        let mut fast = 0;
+        for (kind, p) in payloads {
+            let frame = Frame::new(kind, 1234, Bytes::from(p));
+            if let Some(parsed) = legacy_coded_frame(&frame) {
+                fast += 1;
+                let general = match kind {
+                    FrameKind::Video => parse_video(&frame),
+                    _ => parse_audio(&frame),
+                };
+                assert_eq!(Ok(parsed), general, "{:02x?}", &frame.payload[..]);
+            }
+        }
+        // Key, inter, disposable and generated-key AVC with four offsets and two lengths;
+        // AAC raw frames with any flags.
+        assert_eq!(fast, 4 * 4 * 2 + 16);
     }
 }

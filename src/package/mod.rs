@@ -44,6 +44,9 @@ pub mod hls;
 pub mod segmenter;
 pub mod ts;
 
+#[cfg(test)]
+mod golden;
+
 use bytes::Bytes;
 
 pub use segmenter::{Container, Part, Progress, Segment, Segmenter, SegmenterConfig, Tracks};

@@ -7,6 +7,14 @@
 //! at the first lead keyframe at or after the target duration; a part ends at a lead frame
 //! boundary before it would outgrow the part target. Segment bytes are the concatenation of
 //! their parts, built once; the parts are then re-sliced out of it, so nothing is held twice.
+//!
+//! Buffers: the muxers write the open segment into one output buffer, sized at the segment's
+//! start from the previous segment, and the segment is split off it when it closes (no copy).
+//! With LL-HLS parts, each completed part is also copied out while it is still in cache, so
+//! readers can have it before its segment completes; the segment then replaces those copies
+//! with slices of itself. Buffers of segments leaving the window and of replaced part copies
+//! are reused instead of freed, so a warm segmenter neither allocates nor page-faults fresh
+//! memory.
 
 use std::collections::VecDeque;
 
@@ -118,6 +126,8 @@ struct OpenSegment {
     program_date_time_ms: u64,
     init_id: u32,
     parts: Vec<Part>,
+    /// Where each part ends in the output buffer.
+    part_ends: Vec<usize>,
     part_start_ms: u64,
     part_video: Vec<Sample>,
     part_audio: Vec<Sample>,
@@ -185,7 +195,24 @@ pub struct Segmenter {
     pdt_base: Option<i64>,
     max_segment_ms: u32,
     finished: bool,
+    /// Where the muxers write the open segment.
+    out: BytesMut,
+    /// Allocations of segments that left the window, kept for reuse (at most [`SPARE_BUFFERS`]).
+    spare: Vec<BytesMut>,
+    /// Allocations of replaced part copies, kept for reuse (at most [`SPARE_PARTS`]).
+    spare_parts: Vec<BytesMut>,
+    /// Length of the last completed segment, to size the next one's buffer.
+    last_segment_len: usize,
 }
+
+/// Recycled segment buffers kept per segmenter: one leaves the window as the next opens.
+const SPARE_BUFFERS: usize = 1;
+/// Recycled part buffers kept per segmenter (a segment's worth of parts at 500 ms).
+const SPARE_PARTS: usize = 8;
+/// Headroom over the previous segment's size when sizing the output buffer.
+const SEGMENT_HEADROOM: usize = 16 * 1024;
+/// Output buffer capacity for a segmenter's first segment (2 s at 4 Mbit/s).
+const FIRST_SEGMENT_CAPACITY: usize = 1024 * 1024;
 
 impl Segmenter {
     /// A segmenter with nothing buffered.
@@ -215,6 +242,10 @@ impl Segmenter {
             pdt_base: None,
             max_segment_ms: 0,
             finished: false,
+            out: BytesMut::new(),
+            spare: Vec::new(),
+            spare_parts: Vec::new(),
+            last_segment_len: 0,
             config,
         }
     }
@@ -509,6 +540,7 @@ impl Segmenter {
         self.discontinuity_pending = false;
         self.config_changed = false;
         let pdt = (self.pdt_base.unwrap_or(0) + t as i64).max(0) as u64;
+        self.size_output();
         let mut part_audio = std::mem::take(&mut self.preroll_audio);
         part_audio.retain(|s| s.dts + 1000 >= t);
         self.open = Some(OpenSegment {
@@ -519,11 +551,45 @@ impl Segmenter {
             program_date_time_ms: pdt,
             init_id: self.current_init_id().unwrap_or(0),
             parts: Vec::new(),
+            part_ends: Vec::new(),
             part_start_ms: t,
             part_video: Vec::new(),
             part_audio,
         });
         self.next_msn += 1;
+    }
+
+    /// Makes room in the output buffer for a segment like the last one (call as a segment
+    /// opens): in the current allocation when nothing else uses it any more, else in the
+    /// spare buffer of a segment that left the window, else in a new one.
+    fn size_output(&mut self) {
+        let need = match self.last_segment_len {
+            // Untouched capacity costs address space, not memory: a generous first guess
+            // saves growing (and copying) the first segment step by step.
+            0 => FIRST_SEGMENT_CAPACITY,
+            last => last + last / 8 + SEGMENT_HEADROOM,
+        };
+        debug_assert!(self.out.is_empty(), "the last segment was split off");
+        if self.out.try_reclaim(need) {
+            return;
+        }
+        self.out = take_spare(&mut self.spare, need, need);
+    }
+
+    /// Keeps the allocation of a segment leaving the window, unless a reader still holds it.
+    fn recycle(&mut self, segment: Segment) {
+        let Segment { data, parts, .. } = segment;
+        drop(parts);
+        if self.spare.len() >= SPARE_BUFFERS {
+            return;
+        }
+        if let Ok(mut buf) = data.try_into_mut() {
+            buf.clear();
+            // Back to the start of the allocation (the data may have been a slice of it).
+            let capacity = buf.capacity();
+            let _ = buf.try_reclaim(capacity + 1);
+            self.spare.push(buf);
+        }
     }
 
     fn close_part(&mut self, t: u64, progress: &mut Progress) {
@@ -535,7 +601,8 @@ impl Segmenter {
             Some(v) => v.keyframe,
             None => !(self.video.is_some() && self.config.tracks != Tracks::AudioOnly),
         };
-        let mut out = BytesMut::new();
+        let out = &mut self.out;
+        let start = out.len();
         let video = if self.config.tracks == Tracks::AudioOnly {
             None
         } else {
@@ -547,20 +614,28 @@ impl Segmenter {
             self.audio.as_ref()
         };
         match &mut self.muxer {
-            Muxer::Ts(m) => {
-                m.write_part(video, audio, &open.part_video, &open.part_audio, &mut out)
-            }
+            Muxer::Ts(m) => m.write_part(video, audio, &open.part_video, &open.part_audio, out),
             Muxer::Fmp4(m) => {
-                m.write_fragment(video, audio, &open.part_video, &open.part_audio, &mut out)
+                m.write_fragment(video, audio, &open.part_video, &open.part_audio, out)
             }
         }
         open.part_video.clear();
         open.part_audio.clear();
         let duration_ms = t.saturating_sub(open.part_start_ms) as u32;
+        let end = out.len();
+        // Readers see parts only with LL-HLS; otherwise the segment's slice is set at close.
+        let data = if self.config.part_target_ms.is_some() {
+            let mut copy = take_spare(&mut self.spare_parts, end - start, (end - start) * 5 / 4);
+            copy.extend_from_slice(&out[start..end]);
+            copy.freeze()
+        } else {
+            Bytes::new()
+        };
+        open.part_ends.push(end);
         open.parts.push(Part {
             duration_ms,
             independent,
-            data: out.freeze(),
+            data,
         });
         open.part_start_ms = t;
         progress.parts += 1;
@@ -572,26 +647,21 @@ impl Segmenter {
         if open.parts.is_empty() {
             return;
         }
-        let total: usize = open.parts.iter().map(|p| p.data.len()).sum();
-        let mut buf = BytesMut::with_capacity(total);
-        for p in &open.parts {
-            buf.extend_from_slice(&p.data);
-        }
-        let data = buf.freeze();
+        let data = self.out.split().freeze();
+        self.last_segment_len = data.len();
+        let mut parts = open.parts;
         let mut offset = 0;
-        let parts = open
-            .parts
-            .into_iter()
-            .map(|p| {
-                let len = p.data.len();
-                let part = Part {
-                    data: data.slice(offset..offset + len),
-                    ..p
-                };
-                offset += len;
-                part
-            })
-            .collect();
+        for (part, &end) in parts.iter_mut().zip(&open.part_ends) {
+            let copy = std::mem::replace(&mut part.data, data.slice(offset..end));
+            offset = end;
+            if self.spare_parts.len() < SPARE_PARTS {
+                if let Ok(mut buf) = copy.try_into_mut() {
+                    buf.clear();
+                    self.spare_parts.push(buf);
+                }
+            }
+        }
+        debug_assert_eq!(offset, data.len(), "parts tile the segment");
         let duration_ms = t.saturating_sub(open.start_ms) as u32;
         self.max_segment_ms = self.max_segment_ms.max(duration_ms);
         self.segments.push_back(Segment {
@@ -606,13 +676,24 @@ impl Segmenter {
             data,
         });
         while self.segments.len() > self.config.window.max(1) {
-            self.segments.pop_front();
+            if let Some(old) = self.segments.pop_front() {
+                self.recycle(old);
+            }
         }
         let oldest = self.segments.front().map_or(0, |s| s.init_id);
         while self.inits.len() > 1 && self.inits.front().is_some_and(|(i, _)| *i < oldest) {
             self.inits.pop_front();
         }
         progress.segments += 1;
+    }
+}
+
+/// An empty buffer with room for `need` bytes: a spare allocation that fits, else a new one of
+/// `capacity` bytes.
+fn take_spare(spare: &mut Vec<BytesMut>, need: usize, capacity: usize) -> BytesMut {
+    match spare.iter().position(|b| b.capacity() >= need) {
+        Some(i) => spare.swap_remove(i),
+        None => BytesMut::with_capacity(capacity.max(need)),
     }
 }
 
@@ -733,6 +814,38 @@ mod tests {
         t.end_out = 5040;
         assert_eq!(t.map(0), 5040);
         assert_eq!(t.map(40), 5080);
+    }
+
+    #[test]
+    fn a_segment_a_reader_still_holds_keeps_its_bytes_after_leaving_the_window() {
+        for part in [None, Some(300)] {
+            let mut s = Segmenter::new(SegmenterConfig {
+                target_duration_ms: 1000,
+                part_target_ms: part,
+                window: 1,
+                ..Default::default()
+            });
+            let _ = s.push(&avc_header(), 0).unwrap();
+            let mut held = Vec::new();
+            for i in 0..300u32 {
+                let progress = s.push(&video(i * 40, i % 25 == 0), 0).unwrap();
+                if progress.segments > 0 && i % 50 == 0 {
+                    let seg = s.segments().last().unwrap();
+                    let part = seg.parts.last().unwrap().data.clone();
+                    held.push((
+                        seg.data.clone(),
+                        seg.data.to_vec(),
+                        part.clone(),
+                        part.to_vec(),
+                    ));
+                }
+            }
+            assert!(held.len() >= 3, "segments were held");
+            for (data, copy, part, part_copy) in held {
+                assert_eq!(data, copy, "a held segment is never reused");
+                assert_eq!(part, part_copy, "a held part is never reused");
+            }
+        }
     }
 
     #[test]

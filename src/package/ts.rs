@@ -3,8 +3,8 @@
 //! on across segments, AVCC → Annex B with an AUD and (on keyframes) VPS/SPS/PPS, raw AAC →
 //! ADTS.
 //!
-//! The muxer keeps one reusable scratch buffer, so packaging a frame allocates nothing once
-//! warm; the output of [`TsMuxer::write_part`] is frozen into one shared `Bytes`.
+//! Each PES is sized first and then packetised straight from the sample's bytes into the
+//! caller's buffer: the payload is copied once and packaging a frame allocates nothing.
 
 use bytes::{BufMut, BytesMut};
 
@@ -42,7 +42,6 @@ pub struct TsMuxer {
     cc_audio: u8,
     pmt_version: u8,
     last_pmt: Option<(Option<u8>, bool)>,
-    scratch: Vec<u8>,
 }
 
 impl TsMuxer {
@@ -136,49 +135,47 @@ impl TsMuxer {
     fn write_video(&mut self, cfg: &VideoConfig, s: &Sample, out: &mut BytesMut) {
         let dts = (s.dts * 90) & TS_MASK;
         let pts = ((s.dts as i64 + i64::from(s.cts)).max(0) as u64 * 90) & TS_MASK;
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        pes_header(&mut buf, 0xe0, pts, Some(dts), 0);
-        let aud_type = match cfg.format {
-            VideoFormat::H264 => {
-                buf.extend_from_slice(&H264_AUD);
-                avc::nal_type::AUD
-            }
-            VideoFormat::H265 => {
-                buf.extend_from_slice(&H265_AUD);
-                35
-            }
+        let (header, header_len) = pes_header(0xe0, pts, Some(dts), 0);
+        let (aud, aud_type): (&[u8], u8) = match cfg.format {
+            VideoFormat::H264 => (&H264_AUD, avc::nal_type::AUD),
+            VideoFormat::H265 => (&H265_AUD, 35),
         };
-        if s.keyframe {
-            buf.extend_from_slice(&cfg.parameter_sets);
-        }
-        for nal in avc::nal_units(&s.data, cfg.nal_length_size) {
-            let Ok(nal) = nal else { break };
-            let Some(&h) = nal.first() else { continue };
-            let ty = match cfg.format {
-                VideoFormat::H264 => h & 0x1f,
-                VideoFormat::H265 => (h >> 1) & 0x3f,
-            };
-            if ty == aud_type {
-                continue;
-            }
-            buf.extend_from_slice(&[0, 0, 0, 1]);
-            buf.extend_from_slice(nal);
-        }
+        let sets: &[u8] = if s.keyframe { &cfg.parameter_sets } else { &[] };
+        // The NAL units that go out (an AUD of the source is replaced by ours), each behind
+        // a 4-byte start code: sized first so the PES is packetised straight from the sample.
+        let nals = || {
+            avc::nal_units(&s.data, cfg.nal_length_size)
+                .map_while(Result::ok)
+                .filter(move |nal| {
+                    nal.first().is_some_and(|&h| {
+                        let ty = match cfg.format {
+                            VideoFormat::H264 => h & 0x1f,
+                            VideoFormat::H265 => (h >> 1) & 0x3f,
+                        };
+                        ty != aud_type
+                    })
+                })
+        };
+        let len = header_len + aud.len() + sets.len() + nals().map(|n| 4 + n.len()).sum::<usize>();
         let pcr = Some(dts.saturating_sub(PCR_LEAD_90K));
-        write_pes(out, PID_VIDEO, &mut self.cc_video, &buf, pcr, s.keyframe);
-        self.scratch = buf;
+        let mut pes = PesWriter::new(out, PID_VIDEO, &mut self.cc_video, len, pcr, s.keyframe);
+        pes.put(&header[..header_len]);
+        pes.put(aud);
+        pes.put(sets);
+        for nal in nals() {
+            pes.put(&[0, 0, 0, 1]);
+            pes.put(nal);
+        }
+        pes.finish();
     }
 
     fn write_audio(&mut self, cfg: &AudioConfig, s: &Sample, with_pcr: bool, out: &mut BytesMut) {
         let pts = (s.dts * 90) & TS_MASK;
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
         let frame_len = 7 + s.data.len();
-        pes_header(&mut buf, 0xc0, pts, None, frame_len);
+        let (header, header_len) = pes_header(0xc0, pts, None, frame_len);
         let profile = cfg.object_type.clamp(1, 4) - 1;
         let ch = cfg.channels;
-        buf.extend_from_slice(&[
+        let adts = [
             0xff,
             0xf1,
             (profile << 6) | (cfg.sampling_frequency_index << 2) | ((ch >> 2) & 1),
@@ -186,16 +183,28 @@ impl TsMuxer {
             (frame_len >> 3) as u8,
             (((frame_len & 7) << 5) as u8) | 0x1f,
             0xfc,
-        ]);
-        buf.extend_from_slice(&s.data);
+        ];
         let pcr = with_pcr.then(|| pts.saturating_sub(PCR_LEAD_90K));
-        write_pes(out, PID_AUDIO, &mut self.cc_audio, &buf, pcr, with_pcr);
-        self.scratch = buf;
+        let len = header_len + frame_len;
+        let mut pes = PesWriter::new(out, PID_AUDIO, &mut self.cc_audio, len, pcr, with_pcr);
+        pes.put(&header[..header_len]);
+        pes.put(&adts);
+        pes.put(&s.data);
+        pes.finish();
     }
 }
 
-/// PES header with PTS (and DTS when it differs). `payload_len` 0 = unbounded (video).
-fn pes_header(buf: &mut Vec<u8>, stream_id: u8, pts: u64, dts: Option<u64>, payload_len: usize) {
+/// Longest PES header written here: 9 fixed bytes, PTS and DTS.
+const PES_HEADER_MAX: usize = 19;
+
+/// PES header with PTS (and DTS when it differs), and its length. `payload_len` 0 = unbounded
+/// (video).
+fn pes_header(
+    stream_id: u8,
+    pts: u64,
+    dts: Option<u64>,
+    payload_len: usize,
+) -> ([u8; PES_HEADER_MAX], usize) {
     let dts = dts.filter(|&d| d != pts);
     let header_data = if dts.is_some() { 10 } else { 5 };
     let pes_len = if payload_len == 0 {
@@ -208,7 +217,8 @@ fn pes_header(buf: &mut Vec<u8>, stream_id: u8, pts: u64, dts: Option<u64>, payl
             n
         }
     };
-    buf.extend_from_slice(&[
+    let mut h = [0u8; PES_HEADER_MAX];
+    h[..9].copy_from_slice(&[
         0,
         0,
         1,
@@ -216,78 +226,139 @@ fn pes_header(buf: &mut Vec<u8>, stream_id: u8, pts: u64, dts: Option<u64>, payl
         (pes_len >> 8) as u8,
         pes_len as u8,
         0x84,
+        if dts.is_some() { 0xc0 } else { 0x80 },
+        header_data as u8,
     ]);
-    buf.push(if dts.is_some() { 0xc0 } else { 0x80 });
-    buf.push(header_data as u8);
-    write_timestamp(buf, if dts.is_some() { 3 } else { 2 }, pts);
+    h[9..14].copy_from_slice(&timestamp(if dts.is_some() { 3 } else { 2 }, pts));
     if let Some(d) = dts {
-        write_timestamp(buf, 1, d);
+        h[14..19].copy_from_slice(&timestamp(1, d));
     }
+    (h, 9 + header_data)
 }
 
-fn write_timestamp(buf: &mut Vec<u8>, prefix: u8, ts: u64) {
-    buf.extend_from_slice(&[
+fn timestamp(prefix: u8, ts: u64) -> [u8; 5] {
+    [
         (prefix << 4) | (((ts >> 29) & 0x0e) as u8) | 1,
         (ts >> 22) as u8,
         (((ts >> 14) & 0xfe) as u8) | 1,
         (ts >> 7) as u8,
         (((ts << 1) & 0xfe) as u8) | 1,
-    ]);
+    ]
 }
 
-/// Splits one PES into TS packets; the first carries the PCR and random-access flag, the last
-/// is padded with adaptation-field stuffing.
-fn write_pes(out: &mut BytesMut, pid: u16, cc: &mut u8, pes: &[u8], pcr: Option<u64>, rai: bool) {
-    out.reserve(pes.len() / 184 * PACKET_LEN + 2 * PACKET_LEN);
-    let mut pos = 0;
-    let mut first = true;
-    while pos < pes.len() {
-        let remaining = pes.len() - pos;
+/// Packetises one PES of known length into TS packets as its pieces are handed in, so the
+/// payload is copied once, from the sample straight into the output. The first packet carries
+/// the PCR and random-access flag; the last is padded with adaptation-field stuffing.
+struct PesWriter<'a> {
+    out: &'a mut BytesMut,
+    pid: u16,
+    cc: &'a mut u8,
+    /// PES bytes not yet written.
+    left: usize,
+    /// Payload bytes still free in the current packet.
+    room: usize,
+    first: bool,
+    pcr: Option<u64>,
+    rai: bool,
+}
+
+impl<'a> PesWriter<'a> {
+    fn new(
+        out: &'a mut BytesMut,
+        pid: u16,
+        cc: &'a mut u8,
+        len: usize,
+        pcr: Option<u64>,
+        rai: bool,
+    ) -> Self {
+        out.reserve(len.div_ceil(184) * PACKET_LEN + PACKET_LEN);
+        PesWriter {
+            out,
+            pid,
+            cc,
+            left: len,
+            room: 0,
+            first: true,
+            pcr,
+            rai,
+        }
+    }
+
+    /// Appends the next piece of the PES.
+    fn put(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.room == 0 {
+                self.start_packet();
+            }
+            let n = data.len().min(self.room);
+            self.out.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            self.room -= n;
+            self.left -= n;
+        }
+    }
+
+    /// Writes a packet header (and adaptation field) for the next payload bytes.
+    fn start_packet(&mut self) {
+        let first = self.first;
+        self.first = false;
         // Adaptation field size, length byte included.
         let mut af = 0;
-        if first && (pcr.is_some() || rai) {
-            af = 2 + if pcr.is_some() { 6 } else { 0 };
+        if first && (self.pcr.is_some() || self.rai) {
+            af = 2 + if self.pcr.is_some() { 6 } else { 0 };
         }
-        let payload = remaining.min(184 - af);
+        let payload = self.left.min(184 - af);
         if payload < 184 - af {
             af = 184 - payload;
         }
-        out.put_u8(0x47);
-        out.put_u8(if first { 0x40 } else { 0 } | (pid >> 8) as u8);
-        out.put_u8(pid as u8);
-        out.put_u8(if af > 0 { 0x30 } else { 0x10 } | *cc);
-        *cc = (*cc + 1) & 0x0f;
-        if af > 0 {
-            out.put_u8((af - 1) as u8);
-            if af > 1 {
-                let mut flags = 0u8;
-                let mut used = 2;
-                if first && rai {
-                    flags |= 0x40;
-                }
-                let pcr = if first { pcr } else { None };
-                if pcr.is_some() {
-                    flags |= 0x10;
-                }
-                out.put_u8(flags);
-                if let Some(base) = pcr {
-                    let base = base & TS_MASK;
-                    out.put_slice(&[
-                        (base >> 25) as u8,
-                        (base >> 17) as u8,
-                        (base >> 9) as u8,
-                        (base >> 1) as u8,
-                        (((base & 1) << 7) as u8) | 0x7e,
-                        0,
-                    ]);
-                    used += 6;
-                }
-                out.put_bytes(0xff, af - used);
-            }
+        self.room = payload;
+        let mut h = [0u8; 12];
+        h[0] = 0x47;
+        h[1] = if first { 0x40 } else { 0 } | (self.pid >> 8) as u8;
+        h[2] = self.pid as u8;
+        h[3] = if af > 0 { 0x30 } else { 0x10 } | *self.cc;
+        *self.cc = (*self.cc + 1) & 0x0f;
+        if af == 0 {
+            self.out.extend_from_slice(&h[..4]);
+            return;
         }
-        out.put_slice(&pes[pos..pos + payload]);
-        pos += payload;
-        first = false;
+        h[4] = (af - 1) as u8;
+        let mut n = 5;
+        let mut stuffing = 0;
+        if af > 1 {
+            let mut flags = 0u8;
+            let mut used = 2;
+            if first && self.rai {
+                flags |= 0x40;
+            }
+            let pcr = if first { self.pcr } else { None };
+            if pcr.is_some() {
+                flags |= 0x10;
+            }
+            h[5] = flags;
+            n = 6;
+            if let Some(base) = pcr {
+                let base = base & TS_MASK;
+                h[6..12].copy_from_slice(&[
+                    (base >> 25) as u8,
+                    (base >> 17) as u8,
+                    (base >> 9) as u8,
+                    (base >> 1) as u8,
+                    (((base & 1) << 7) as u8) | 0x7e,
+                    0,
+                ]);
+                n = 12;
+                used += 6;
+            }
+            stuffing = af - used;
+        }
+        self.out.extend_from_slice(&h[..n]);
+        self.out.put_bytes(0xff, stuffing);
+    }
+
+    /// Checks the PES was written to its announced length.
+    fn finish(self) {
+        debug_assert_eq!((self.left, self.room), (0, 0), "PES length as announced");
     }
 }
 
@@ -365,8 +436,7 @@ mod tests {
 
     #[test]
     fn pes_timestamps_encode_33_bits_with_markers() {
-        let mut b = Vec::new();
-        write_timestamp(&mut b, 2, (1 << 32) | 0x1234_5678);
+        let b = timestamp(2, (1 << 32) | 0x1234_5678);
         assert_eq!(b[0] & 0x01, 1);
         assert_eq!(b[0] >> 4, 2);
         let back = (u64::from(b[0] >> 1 & 7) << 30)
