@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tools::{modern_ffmpeg, tool, Dir};
 use common::{wait_for_log, wait_for_log_count, TestServer, WAIT};
 use rtmp_edge::config::Config;
 
@@ -45,58 +46,6 @@ impl Shape {
             Shape::AudioOnly => vec!["audio"],
             Shape::VideoOnly => vec!["video"],
             Shape::HevcAac => vec!["audio", "video"],
-        }
-    }
-}
-
-fn tool(name: &str) -> PathBuf {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "missing tool `{name}`: run tools/test.sh as root to install the test tools"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// The recent static ffmpeg of the imageio-ffmpeg wheel: it muxes and demuxes Enhanced RTMP
-/// (HEVC in FLV), which the distribution's ffmpeg 5 does not.
-fn modern_ffmpeg() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "missing imageio-ffmpeg: run tools/test.sh (pip install imageio-ffmpeg)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("rtmp-edge-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }

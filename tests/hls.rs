@@ -54,22 +54,9 @@ fn publish_loops(p: &mut Client, tags: &[FlvTag], loops: u32, offset_ms: u32) ->
     offset_ms + loops * span
 }
 
+/// `GET path` on a new connection: the response head and body.
 fn get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head")
-        + 4;
-    (
-        String::from_utf8_lossy(&all[..end]).into_owned(),
-        all[end..].to_vec(),
-    )
+    read_response(&mut send_get(addr, path))
 }
 
 #[test]
@@ -301,11 +288,17 @@ fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_dir = dir.display().to_string();
     config.http.hls_window = 2;
-    let (server, _publisher) = serve_fixture(config, "disk", 6);
+    let (server, publisher) = serve_fixture(config, "disk", 6);
+    drop(publisher);
+    wait_for_log(&["unpublished", "stream=live/disk"]);
     // Shutdown joins the disk writer after the workers, so every queued file is written.
     server.shutdown();
     let playlist = std::fs::read_to_string(dir.join("live/disk.m3u8")).expect("playlist on disk");
     assert!(!playlist.contains("#EXT-X-PART"), "{playlist}");
+    assert!(
+        playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
+        "the ended stream's playlist on disk is final:\n{playlist}"
+    );
     let segments: Vec<&str> = playlist
         .lines()
         .filter(|l| l.starts_with("disk/seg-"))
@@ -336,6 +329,7 @@ fn preload_hint(playlist: &str) -> String {
 /// Sends `GET path` on a new connection without reading the answer.
 fn send_get(addr: std::net::SocketAddr, path: &str) -> TcpStream {
     let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
     c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .unwrap();
     c
@@ -432,6 +426,18 @@ fn held_requests_whose_part_never_comes_are_answered_503_at_their_deadline() {
         &format!("/live/stalled.m3u8?_HLS_msn={msn}&_HLS_part={index}"),
     );
     let mut part = send_get(server.http, &format!("/live/{hint}"));
+    // A HEAD of the hinted part on a kept connection, then a GET of the playlist behind it.
+    let mut head_then_get = TcpStream::connect(server.http).unwrap();
+    head_then_get.set_read_timeout(Some(WAIT)).unwrap();
+    head_then_get
+        .write_all(
+            format!(
+                "HEAD /live/{hint} HTTP/1.1\r\nHost: x\r\n\r\n\
+                 GET /live/stalled.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
     assert_held(&mut reload, "the blocking reload");
     for c in [&mut reload, &mut part] {
         let (head, body) = read_response(c);
@@ -440,6 +446,16 @@ fn held_requests_whose_part_never_comes_are_answered_503_at_their_deadline() {
     }
     // Held for three target durations (3 s here), not answered early.
     assert!(started.elapsed() >= std::time::Duration::from_millis(2900));
+    // The HEAD got the 503 head alone: the next bytes are the playlist's answer.
+    let mut all = Vec::new();
+    head_then_get.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let first_end = text.find("\r\n\r\n").expect("a head") + 4;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(
+        text[first_end..].starts_with("HTTP/1.1 200 OK"),
+        "no body after the HEAD answer:\n{text}"
+    );
     // The stream itself is unharmed: the playlist is still served.
     let (head, _) = get(server.http, "/live/stalled.m3u8");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");

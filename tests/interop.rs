@@ -11,63 +11,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::tools::{modern_ffmpeg, tool, Dir};
 use common::{wait_for_log_count, Client, TestServer};
 use rtmp_edge::config::Config;
 use rtmp_edge::rtmp::session::ClientEvent;
 
 const FPS: usize = 25;
 const SECONDS: usize = 4;
-
-fn tool(name: &str) -> PathBuf {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "missing tool `{name}`: run tools/test.sh as root to install the test tools"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// The recent static ffmpeg shipped by the imageio-ffmpeg wheel (Enhanced RTMP muxing).
-fn modern_ffmpeg() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "missing imageio-ffmpeg: run tools/test.sh (pip install imageio-ffmpeg)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("rtmp-edge-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 /// A child process we started, killed by PID if still running when dropped.
 struct Proc {

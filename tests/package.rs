@@ -575,6 +575,11 @@ fn blocking_reload_answers_exactly_when_the_requested_part_exists() {
         hls::blocking_reload(&seg, msn + 2, Some(0)),
         BlockingAnswer::BadRequest
     );
+    assert_eq!(
+        hls::blocking_reload(&seg, msn, Some(u64::MAX)),
+        BlockingAnswer::BadRequest,
+        "an absurd part index is too far ahead, not an overflow"
+    );
     // A part index past the last part of a completed segment means part 0 of the next one.
     let done = seg.segments().last().unwrap();
     let past = done.parts.len() as u64;

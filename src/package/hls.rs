@@ -54,10 +54,13 @@ impl Resource {
     }
 }
 
-/// EXT-X-TARGETDURATION: the ceiling of the longest segment, never below the configured target.
+/// EXT-X-TARGETDURATION: the longest segment rounded to the nearest second (RFC 8216
+/// §4.3.3.1: each EXTINF, rounded to the nearest integer, must not exceed it), never below the
+/// configured target. A ceiling would turn 2.04 s segments into a 3 s target and make players
+/// reload every 1.5 s instead of every second.
 pub fn target_duration_secs(seg: &Segmenter) -> u64 {
     let target = u64::from(seg.config().target_duration_ms.max(seg.max_segment_ms()));
-    target.div_ceil(1000).max(1)
+    ((target + 500) / 1000).max(1)
 }
 
 /// Renders the media playlist. With LL-HLS parts configured it carries EXT-X-SERVER-CONTROL,
@@ -237,8 +240,9 @@ pub fn blocking_reload(seg: &Segmenter, msn: u64, part: Option<u64>) -> Blocking
     let per_segment = u64::from(seg.config().target_duration_ms)
         .div_ceil(part_ms)
         .max(1);
+    // `p` comes from the client: saturate so an absurd part index is simply too far ahead.
     let have = open_msn * per_segment + parts.len() as u64;
-    let want = msn * per_segment + p + 1;
+    let want = (msn * per_segment).saturating_add(p).saturating_add(1);
     let limit = if part_ms < 1000 {
         3000u64.div_ceil(part_ms)
     } else {

@@ -72,37 +72,25 @@ impl Worker {
                         match http::blocking_params(&request.query) {
                             Err(e) => answer(400, "Bad Request", &format!("{e}\n")),
                             Ok(block) => {
-                                let what = Awaited::Playlist {
-                                    stream: stream.clone(),
-                                    block,
+                                let skey = StreamKey::new(&app, &stream);
+                                let what = Awaited::Playlist { stream, block };
+                                let Some(response) =
+                                    self.hls_serve(key, skey, what, keep_alive, head_only)
+                                else {
+                                    return;
                                 };
-                                match self.hls_serve(
-                                    key,
-                                    StreamKey::new(&app, &stream),
-                                    what,
-                                    keep_alive,
-                                    head_only,
-                                ) {
-                                    Some(response) => response,
-                                    None => return,
-                                }
+                                response
                             }
                         }
                     }
                     Route::Manifest { app, stream } => {
-                        let what = Awaited::Manifest {
-                            stream: stream.clone(),
+                        let skey = StreamKey::new(&app, &stream);
+                        let what = Awaited::Manifest { stream };
+                        let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
+                        else {
+                            return;
                         };
-                        match self.hls_serve(
-                            key,
-                            StreamKey::new(&app, &stream),
-                            what,
-                            keep_alive,
-                            head_only,
-                        ) {
-                            Some(response) => response,
-                            None => return,
-                        }
+                        response
                     }
                     Route::Segment {
                         app,
@@ -112,20 +100,17 @@ impl Worker {
                     } => match Resource::parse(&resource) {
                         None => answer(404, "Not Found", "no such segment\n"),
                         Some(resource) => {
+                            let skey = StreamKey::new(&app, &stream);
                             let what = Awaited::Resource {
                                 rendition,
                                 resource,
                             };
-                            match self.hls_serve(
-                                key,
-                                StreamKey::new(&app, &stream),
-                                what,
-                                keep_alive,
-                                head_only,
-                            ) {
-                                Some(response) => response,
-                                None => return,
-                            }
+                            let Some(response) =
+                                self.hls_serve(key, skey, what, keep_alive, head_only)
+                            else {
+                                return;
+                            };
+                            response
                         }
                     },
                     Route::Flv { app, stream } => {

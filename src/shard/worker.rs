@@ -573,7 +573,9 @@ impl Worker {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.stop_playing();
+                if conn.closing.is_none() {
+                    conn.stop_playing(); // once: a player already told is flushing
+                }
                 conn.closing = Some("server shutting down".to_string());
             }
             self.pump(key);

@@ -2,6 +2,8 @@
 //! built on the project's own ClientSession.
 #![allow(dead_code)]
 
+pub mod tools;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};

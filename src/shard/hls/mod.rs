@@ -20,6 +20,8 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::bus::BusMsg;
 use super::worker::Worker;
 use crate::config::HttpConfig;
@@ -36,12 +38,16 @@ pub(super) use serve::{Awaited, HeldRequest};
 pub struct Packager {
     pub hls: Segmenter,
     pub dash: Option<DashPackagers>,
-    /// The stream's owner feeds it (the stream is published and packaged).
-    fed: bool,
+    /// The worker feeding it (the stream's owner while it is published and packaged). After a
+    /// takeover the new owner takes over the feeding and the old one stops touching it.
+    feeder: Option<usize>,
     /// The last HTTP request for the stream, or when feeding stopped: idle entries are freed.
     last_used: Instant,
     /// When a worker last asked the owner to start feeding it (on-demand packaging).
     start_asked: Option<Instant>,
+    /// The HLS playlist as served, rendered once per change of the segmenter and shared by
+    /// every request until the next part or segment.
+    playlist: Option<Bytes>,
 }
 
 /// The two DASH adaptation sets of a stream.
@@ -55,6 +61,9 @@ impl Packager {
     /// progress, plus whether a DASH segment completed.
     fn push(&mut self, frame: &Frame, wall: u64) -> (Result<Progress, PackageError>, bool) {
         let progress = self.hls.push(frame, wall);
+        if matches!(&progress, Ok(p) if p.parts > 0 || p.segments > 0) {
+            self.playlist = None;
+        }
         let mut dash_segments = false;
         if let Some(dash) = self.dash.as_mut() {
             let target = match frame.kind {
@@ -72,6 +81,14 @@ impl Packager {
         (progress, dash_segments)
     }
 
+    /// The HLS media playlist of `stream` (its URIs under `{stream}/`), rendered once per
+    /// change.
+    fn playlist(&mut self, stream: &str) -> Bytes {
+        self.playlist
+            .get_or_insert_with(|| serve::playlist_for(&self.hls, stream))
+            .clone()
+    }
+
     /// The HLS playlist can be served to a client that is not blocking: a segment is
     /// complete, or the stream ended.
     fn hls_ready(&self) -> bool {
@@ -85,11 +102,6 @@ impl Packager {
             let video = d.video.segments().len() > 0;
             video || (d.video.video_config().is_none() && d.audio.segments().len() > 0)
         })
-    }
-
-    fn all(&mut self) -> impl Iterator<Item = &mut Segmenter> {
-        let dash = self.dash.as_mut().map(|d| [&mut d.video, &mut d.audio]);
-        std::iter::once(&mut self.hls).chain(dash.into_iter().flatten())
     }
 }
 
@@ -156,17 +168,13 @@ impl HlsShelf {
         let seg = Arc::new(Mutex::new(Packager {
             hls,
             dash,
-            fed: false,
+            feeder: None,
             last_used: Instant::now(),
             start_asked: None,
+            playlist: None,
         }));
         map.insert(key.clone(), seg.clone());
         (seg, false)
-    }
-
-    /// Forgets `key`'s packagers (its window of segments is freed with the last reference).
-    fn remove(&self, key: &StreamKey) {
-        lock(&self.streams).remove(key);
     }
 
     /// Forgets every stream nobody feeds and nobody asked for within `idle`; returns them.
@@ -174,7 +182,7 @@ impl HlsShelf {
         let mut gone = Vec::new();
         lock(&self.streams).retain(|key, seg| {
             let p = lock(seg);
-            let keep = p.fed || now.saturating_duration_since(p.last_used) < idle;
+            let keep = p.feeder.is_some() || now.saturating_duration_since(p.last_used) < idle;
             if !keep {
                 gone.push(key.clone());
             }
@@ -244,16 +252,26 @@ impl Worker {
         {
             let mut packager = lock(&seg);
             if existed && packager.hls.next_msn() > 0 {
-                for s in packager.all() {
-                    let _ = s.discontinuity();
+                packager.playlist = None;
+                let closed = packager.hls.discontinuity();
+                if let Some(dash) = packager.dash.as_mut() {
+                    let _ = dash.video.discontinuity();
+                    let _ = dash.audio.discontinuity();
                 }
+                self.hls
+                    .write_to_disk(key, &packager.hls, closed.segments as usize);
             }
-            packager.fed = true;
+            packager.feeder = Some(self.index);
             packager.start_asked = None;
             packager.last_used = now;
-            // Cached packets arrived before now: stamp each with its age behind the newest,
+            // Cached packets arrived before now: stamp each with its age behind the newest
+            // (audio and video interleave slightly out of timestamp order, so the largest),
             // which arrived with the publisher's last read.
-            let newest = seed.last().map_or(0, |p| p.timestamp);
+            let newest = seed
+                .iter()
+                .map(|p| p.timestamp)
+                .max_by_key(|&t| t.wrapping_sub(seed[0].timestamp) as i32)
+                .unwrap_or(0);
             let since_read = match self.streams.get(key).map(|s| s.source) {
                 Some(Source::Local(publisher)) => self.conns.get(publisher).map_or(0, |c| {
                     Instant::now()
@@ -264,7 +282,7 @@ impl Worker {
             };
             let wall = wall_clock_ms().saturating_sub(since_read);
             for packet in &seed {
-                let age = u64::from(newest.wrapping_sub(packet.timestamp));
+                let age = (newest.wrapping_sub(packet.timestamp) as i32).max(0) as u64;
                 let _ = packager.push(&frame_of(packet), wall.saturating_sub(age));
             }
         }
@@ -279,6 +297,12 @@ impl Worker {
             return;
         };
         let mut packager = lock(seg);
+        if packager.feeder != Some(self.index) {
+            // Another worker took the stream over and feeds these packagers now.
+            drop(packager);
+            self.packagers.remove(key);
+            return;
+        }
         let (progress, dash_segments) = packager.push(&frame_of(packet), wall_clock_ms());
         if let Ok(p) = &progress {
             self.hls
@@ -297,17 +321,27 @@ impl Worker {
     /// Owner side: the publisher left; complete the open segment and end the presentation
     /// (EXT-X-ENDLIST, a static MPD); the window stays served until idle.
     pub(super) fn hls_unpublish(&mut self, key: &StreamKey, now: Instant) {
-        if let Some(seg) = self.packagers.remove(key) {
-            {
-                let mut packager = lock(&seg);
-                for s in packager.all() {
-                    let _ = s.finish();
-                }
-                packager.fed = false;
-                packager.last_used = now;
+        let Some(seg) = self.packagers.remove(key) else {
+            return;
+        };
+        {
+            let mut packager = lock(&seg);
+            if packager.feeder != Some(self.index) {
+                return; // taken over: the new owner's packaging goes on
             }
-            self.hls_broadcast(key);
+            packager.playlist = None;
+            let closed = packager.hls.finish();
+            if let Some(dash) = packager.dash.as_mut() {
+                let _ = dash.video.finish();
+                let _ = dash.audio.finish();
+            }
+            // At least the playlist, now ending with EXT-X-ENDLIST, goes to disk again.
+            self.hls
+                .write_to_disk(key, &packager.hls, closed.segments.max(1) as usize);
+            packager.feeder = None;
+            packager.last_used = now;
         }
+        self.hls_broadcast(key);
     }
 
     /// From the timer: stop packaging streams nobody asked for within `http.hls_idle_ms` (on
@@ -321,9 +355,13 @@ impl Worker {
                 .filter(|(_, seg)| now.saturating_duration_since(lock(seg).last_used) >= idle)
                 .map(|(key, _)| key.clone())
                 .collect();
+            // They stop being fed; `evict_idle` below frees them unless a request came in
+            // meanwhile (it checks again under the lock), in which case the next request
+            // starts them again.
             for key in stale {
-                self.packagers.remove(&key);
-                self.hls.remove(&key);
+                if let Some(seg) = self.packagers.remove(&key) {
+                    lock(&seg).feeder = None;
+                }
                 tracing::info!(worker = self.index, stream = %key, idle_ms = idle.as_millis() as u64,
                     "HLS/DASH packaging stopped: no HTTP request");
             }

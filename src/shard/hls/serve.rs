@@ -141,7 +141,10 @@ impl Worker {
         let ask = {
             let mut p = lock(&seg);
             p.last_used = now;
-            let ask = !p.fed
+            if owner.is_none() {
+                p.start_asked = None; // nobody publishes it (any more): nothing to wait for
+            }
+            let ask = p.feeder.is_none()
                 && owner.is_some()
                 && p.start_asked.map_or(true, |t| {
                     now.saturating_duration_since(t) > Duration::from_secs(1)
@@ -192,11 +195,11 @@ impl Worker {
 
     fn answer_held(&mut self, h: HeldRequest, now: Instant) {
         let response = match self.hls.get(&h.key) {
-            Some(seg) => self.answer(&lock(&seg), &h.what, h.keep_alive, h.head_only),
+            Some(seg) => self.answer(&mut lock(&seg), &h.what, h.keep_alive, h.head_only),
             None => Answer::Now(self.not_published(h.keep_alive)),
         };
         match response {
-            Answer::Now(parts) => self.finish_http_response(h.conn, parts, h.keep_alive),
+            Answer::Now(parts) => self.finish_http_response(&h, parts),
             Answer::Wait if now >= h.deadline => {
                 let late = http::simple_response(
                     503,
@@ -205,19 +208,28 @@ impl Worker {
                     h.keep_alive,
                     &self.config.http.cors_allow_origin,
                 );
-                self.finish_http_response(h.conn, vec![late], h.keep_alive)
+                self.finish_http_response(&h, vec![late])
             }
             Answer::Wait => self.held.push(h),
         }
     }
 
     /// Queues a response on an HTTP connection that was held, then resumes reading it.
-    fn finish_http_response(&mut self, conn_key: usize, response: Vec<Bytes>, keep_alive: bool) {
+    fn finish_http_response(&mut self, h: &HeldRequest, response: Vec<Bytes>) {
+        let (conn_key, keep_alive) = (h.conn, h.keep_alive);
         let Some(conn) = self.conns.get_mut(conn_key) else {
             return;
         };
-        for bytes in response {
-            conn.out.push_control(bytes);
+        let mut pieces = response.into_iter();
+        if h.head_only {
+            // A HEAD answer is the head of the first piece, whatever the status.
+            if let Some(first) = pieces.next() {
+                conn.out.push_control(http::head_of(first));
+            }
+        } else {
+            for bytes in pieces {
+                conn.out.push_control(bytes);
+            }
         }
         conn.proto = Proto::Http(HttpPhase::Request);
         if !keep_alive {
@@ -240,7 +252,7 @@ impl Worker {
     /// Answers `what` from `packager` now, or says to wait for the owner's progress.
     fn answer(
         &self,
-        packager: &Packager,
+        packager: &mut Packager,
         what: &Awaited,
         keep_alive: bool,
         head_only: bool,
@@ -255,10 +267,9 @@ impl Worker {
         };
         match what {
             Awaited::Playlist { stream, block } => {
-                let seg = &packager.hls;
                 let ready = match block {
                     None => packager.hls_ready(),
-                    Some((msn, part)) => match hls::blocking_reload(seg, *msn, *part) {
+                    Some((msn, part)) => match hls::blocking_reload(&packager.hls, *msn, *part) {
                         BlockingAnswer::Ready => true,
                         BlockingAnswer::Wait => false,
                         BlockingAnswer::BadRequest => {
@@ -275,13 +286,14 @@ impl Worker {
                 if !ready {
                     return Answer::Wait;
                 }
-                Answer::Now(vec![head(http::body_response(
-                    PLAYLIST_TYPE,
-                    &playlist_for(seg, stream),
-                    keep_alive,
-                    cors,
-                    "no-cache",
-                ))])
+                // The rendered playlist is shared: a head per request, no copy of the body.
+                let body = packager.playlist(stream);
+                let head = http::body_head(PLAYLIST_TYPE, body.len(), keep_alive, cors, "no-cache");
+                Answer::Now(if head_only {
+                    vec![head]
+                } else {
+                    vec![head, body]
+                })
             }
             Awaited::Resource {
                 rendition,
@@ -357,15 +369,27 @@ impl Worker {
             return Some(self.not_published(keep_alive));
         };
         let (answer, live) = {
-            let packager = lock(&seg);
-            let live = packager.fed || packager.start_asked.is_some();
-            (self.answer(&packager, &what, keep_alive, head_only), live)
+            let mut packager = lock(&seg);
+            let live = packager.feeder.is_some() || packager.start_asked.is_some();
+            (
+                self.answer(&mut packager, &what, keep_alive, head_only),
+                live,
+            )
         };
         match answer {
             Answer::Now(parts) => Some(parts),
             Answer::Wait if !live => Some(self.not_published(keep_alive)),
             Answer::Wait => {
-                let hold = Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * 3);
+                // A blocking reload or the hinted part waits three target durations (the
+                // LL-HLS rule); a first request waits for a whole segment, which ends at a
+                // keyframe that may come later than the target: twice that.
+                let first = matches!(
+                    what,
+                    Awaited::Playlist { block: None, .. } | Awaited::Manifest { .. }
+                );
+                let targets = if first { 6 } else { 3 };
+                let hold =
+                    Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * targets);
                 self.held.push(HeldRequest {
                     conn,
                     key,
