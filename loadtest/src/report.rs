@@ -297,7 +297,7 @@ impl Report {
             }
             let _ = writeln!(
                 o,
-                "{:<22} negative (clamped to 0) {}  without PDT {}",
+                "{:<22} negative beyond 10 ms {}  without PDT {}",
                 "HLS PDT check", c.hls_negative_latencies, c.hls_without_pdt
             );
         }
@@ -532,7 +532,7 @@ pub(crate) mod tests {
         assert!(t.contains("40 parts"), "{t}");
         assert!(t.contains("LL-HLS pub->playable   p50   612.50"), "{t}");
         assert!(t.contains("LL-HLS part ready"), "{t}");
-        assert!(t.contains("negative (clamped to 0) 3"), "{t}");
+        assert!(t.contains("negative beyond 10 ms 3"), "{t}");
         assert!(
             !t.contains("HLS segment request"),
             "no segments fetched: {t}"

@@ -85,8 +85,9 @@ pub struct Counters {
     pub hls_parts: u64,
     /// HLS pollers' response body bytes.
     pub hls_bytes: u64,
-    /// HLS "part ready" and "publish to playable" samples that came out negative and were
-    /// recorded as 0: the server's EXT-X-PROGRAM-DATE-TIME is ahead of our clock.
+    /// HLS "part ready" and "publish to playable" samples more than [`PDT_TOLERANCE_US`]
+    /// below zero (all negatives are recorded as 0): the server's EXT-X-PROGRAM-DATE-TIME is
+    /// ahead of our clock by more than the publishers' pacing jitter, i.e. it is wrong.
     pub hls_negative_latencies: u64,
     /// New HLS parts or segments without a program date time, so not timed.
     pub hls_without_pdt: u64,
@@ -308,9 +309,16 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(us);
 }
 
-/// Records a signed µs figure; a negative one is recorded as the floor and counted.
+/// How far a PDT-derived latency may fall below zero before it counts as a wrong date: the
+/// server dates media by its arrival, and a publisher's frames leave a few ms early or late
+/// against their timestamps (its send timer), so a part can be listed that much "before"
+/// its media ended. A date off by a frame (40 ms) or more is counted.
+pub const PDT_TOLERANCE_US: i64 = 10_000;
+
+/// Records a signed µs figure; a negative one is recorded as the floor, and counted when it
+/// is beyond [`PDT_TOLERANCE_US`].
 fn record_signed(h: &mut Histogram<u64>, counters: &mut Counters, us: i64) {
-    if us < 0 {
+    if us < -PDT_TOLERANCE_US {
         counters.hls_negative_latencies += 1;
     }
     h.saturating_record(u64::try_from(us).unwrap_or(0).max(1));
@@ -412,12 +420,13 @@ mod tests {
     #[test]
     fn negative_hls_latencies_are_clamped_and_counted() {
         let mut st = Stats::new(ms(1000));
-        st.on_hls_part_ready(-5_000);
+        st.on_hls_part_ready(-45_000);
         st.on_hls_part_ready(2_000);
+        st.on_hls_part_ready(-3_000); // within the pacing jitter: floored, not counted
         st.on_hls_playable(HlsFetch::Part, 300_000);
-        st.on_hls_playable(HlsFetch::Segment, -1);
+        st.on_hls_playable(HlsFetch::Segment, -40_000);
         assert_eq!(st.counters.hls_negative_latencies, 2);
-        assert_eq!(st.hls_part_ready_us.len(), 2);
+        assert_eq!(st.hls_part_ready_us.len(), 3);
         assert_eq!(st.hls_part_ready_us.min(), 1);
         assert!(st.hls_part_playable_us.max() >= 299_000);
         assert_eq!(st.hls_segment_playable_us.len(), 1);

@@ -68,6 +68,10 @@ pub struct Conn {
     pub role: Role,
     pub opened: Instant,
     pub last_read: Instant,
+    /// A publisher's media clock against the wall clock: the smallest (arrival Unix ms −
+    /// timestamp) since the last video keyframe, i.e. the offset of its least delayed
+    /// message; dates the GOP cache when HLS packaging starts on demand.
+    pub media_offset: Option<MediaOffset>,
     /// The socket has refused bytes since then without the queue draining.
     pub stalled_since: Option<Instant>,
     pub bytes_in: u64,
@@ -80,6 +84,34 @@ pub struct Conn {
     pub write_listed: bool,
     /// The socket said WouldBlock: don't write again before a writable event.
     pub write_blocked: bool,
+}
+
+/// See [`Conn::media_offset`].
+#[derive(Debug, Clone, Copy)]
+pub struct MediaOffset {
+    /// Unix ms minus timestamp, the smallest seen since `since`.
+    pub ms: i64,
+    pub since: Instant,
+}
+
+impl MediaOffset {
+    /// Folds in a message with `timestamp` that arrived at `wall_ms`; a video keyframe (or
+    /// ten seconds) starts a new minimum, so the offset follows clock drift and republishes.
+    pub fn observe(
+        this: &mut Option<Self>,
+        timestamp: u32,
+        wall_ms: u64,
+        restart: bool,
+        now: Instant,
+    ) {
+        let ms = wall_ms as i64 - i64::from(timestamp);
+        match this {
+            Some(o) if !restart && now.saturating_duration_since(o.since).as_secs() < 10 => {
+                o.ms = o.ms.min(ms);
+            }
+            _ => *this = Some(MediaOffset { ms, since: now }),
+        }
+    }
 }
 
 /// The last chunk of a chunked HTTP body.

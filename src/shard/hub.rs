@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::bus::BusMsg;
-use super::conn::{Conn, Player, Role};
+use super::conn::{Conn, MediaOffset, Player, Role};
 use super::directory::Claim;
 use super::worker::{workers_in, Worker};
 use crate::fanout::{FlvBody, Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey};
@@ -293,6 +293,13 @@ impl Worker {
         let Some(packet) = stream.ingest(type_id, timestamp, payload) else {
             return;
         };
+        if let Source::Local(publisher) = stream.source {
+            if let Some(conn) = self.conns.get_mut(publisher) {
+                let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
+                let wall = crate::shard::hls::wall_clock_ms();
+                MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
+            }
+        }
         for worker in workers_in(stream.remote_workers) {
             let msg = BusMsg::Media {
                 key: skey.clone(),

@@ -303,6 +303,7 @@ impl Worker {
             role: Role::Pending,
             opened: now,
             last_read: now,
+            media_offset: None,
             stalled_since: None,
             bytes_in: 0,
             bytes_out: 0,

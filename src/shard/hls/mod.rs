@@ -201,7 +201,7 @@ fn frame_of(packet: &Packet) -> Frame {
     Frame::new(kind, packet.timestamp, packet.wire.payload().clone())
 }
 
-fn wall_clock_ms() -> u64 {
+pub(super) fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -264,26 +264,25 @@ impl Worker {
             packager.feeder = Some(self.index);
             packager.start_asked = None;
             packager.last_used = now;
-            // Cached packets arrived before now: stamp each with its age behind the newest
-            // (audio and video interleave slightly out of timestamp order, so the largest),
-            // which arrived with the publisher's last read.
-            let newest = seed
-                .iter()
-                .map(|p| p.timestamp)
-                .max_by_key(|&t| t.wrapping_sub(seed[0].timestamp) as i32)
-                .unwrap_or(0);
-            let since_read = match self.streams.get(key).map(|s| s.source) {
-                Some(Source::Local(publisher)) => self.conns.get(publisher).map_or(0, |c| {
-                    Instant::now()
-                        .saturating_duration_since(c.last_read)
-                        .as_millis() as u64
-                }),
-                _ => 0,
+            // Cached packets arrived before now: date each by the publisher's media clock
+            // (its least delayed message since the last keyframe), or failing that by its age
+            // behind the newest. One late message must not shift every program date time.
+            let offset = match self.streams.get(key).map(|s| s.source) {
+                Some(Source::Local(publisher)) => {
+                    self.conns.get(publisher).and_then(|c| c.media_offset)
+                }
+                _ => None,
             };
-            let wall = wall_clock_ms().saturating_sub(since_read);
+            let newest = seed.last().map_or(0, |p| p.timestamp);
+            let now_ms = wall_clock_ms();
             for packet in &seed {
-                let age = (newest.wrapping_sub(packet.timestamp) as i32).max(0) as u64;
-                let _ = packager.push(&frame_of(packet), wall.saturating_sub(age));
+                let wall = match offset {
+                    Some(o) => (o.ms + i64::from(packet.timestamp)).clamp(0, now_ms as i64) as u64,
+                    None => now_ms.saturating_sub(
+                        (newest.wrapping_sub(packet.timestamp) as i32).max(0) as u64,
+                    ),
+                };
+                let _ = packager.push(&frame_of(packet), wall);
             }
         }
         tracing::info!(worker = self.index, stream = %key, seeded = seed.len(), "HLS/DASH packaging started");
