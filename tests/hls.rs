@@ -657,3 +657,57 @@ fn first_requests_on_every_worker_start_the_owners_packaging_once() {
         "one start however many workers asked"
     );
 }
+
+#[test]
+fn a_takeover_from_another_worker_keeps_the_new_publishers_playlist_alive() {
+    let mut config = eager();
+    config.workers.count = 2;
+    config.streams.publish_takeover = true;
+    config.http.hls_segment_ms = 500;
+    config.http.hls_part_ms = 100;
+    config.http.hls_idle_ms = 1500;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let worker_of = |line: &str| {
+        line.split("worker=")
+            .nth(1)?
+            .split(' ')
+            .next()
+            .map(str::to_string)
+    };
+    let mut publisher = Client::publish(server.addr, "live", "tk");
+    let publishing = |n| wait_for_log_count(&["publishing", "stream=live/tk"], n, WAIT);
+    let mut owner = worker_of(&publishing(1)[0]).unwrap();
+    let mut next = publish_loops(&mut publisher, &tags, 1, 0);
+    // New publishers take the name over until one lands on the other worker (SO_REUSEPORT
+    // hashes each connection; 1 in 2 per try).
+    let mut tries = 1;
+    let moved = loop {
+        assert!(tries < 40, "every takeover landed on worker {owner}");
+        let newcomer = Client::publish(server.addr, "live", "tk");
+        tries += 1;
+        let worker = worker_of(&publishing(tries)[tries - 1]).unwrap();
+        let crossed = worker != owner;
+        publisher = newcomer;
+        owner = worker;
+        if crossed {
+            break owner.clone();
+        }
+    };
+    // The old owner was told to drop its publisher; the new owner feeds the playlist now.
+    // Publish on past the idle time, so a packager the old owner wrongly marked as unfed
+    // would be freed under the new owner's feet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+    while std::time::Instant::now() < deadline {
+        next = publish_loops(&mut publisher, &tags, 1, next);
+        std::thread::sleep(std::time::Duration::from_millis(200)); // pace the publisher
+    }
+    let (head, body) = get(server.http, "/live/tk.m3u8");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK"),
+        "worker {moved}: {head}"
+    );
+    let playlist = String::from_utf8(body).unwrap();
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+}
