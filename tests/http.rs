@@ -329,3 +329,29 @@ fn an_http_request_head_that_never_completes_is_closed_at_the_deadline() {
     publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
     player.media(1);
 }
+
+#[test]
+fn a_kept_alive_connection_left_idle_is_closed_as_idle_after_its_answer() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.timeouts.handshake_ms = 300;
+    let server = TestServer::start(config);
+    let mut c = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut c,
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    let _ = body_of(&head, &mut c, &mut rest);
+    // Kept alive, then nothing: closed with the idle reason, not as a broken request.
+    let port = format!(":{}", c.local_addr().unwrap().port());
+    let line = common::wait_for_log(&["connection closed", &port]);
+    assert!(
+        line.contains("HTTP connection idle: no request within 300 ms"),
+        "{line}"
+    );
+    let mut after = Vec::new();
+    c.read_to_end(&mut after).unwrap();
+    assert!(after.is_empty(), "closed without another answer");
+}

@@ -520,11 +520,24 @@ impl Worker {
                 conn.opened
             };
             let reason = if !conn.is_established() && now.duration_since(since) > handshake {
-                let what = match conn.proto {
-                    Proto::Rtmp(_) => "handshake",
-                    Proto::Http(_) => "HTTP request head",
-                };
-                Some(format!("{what} not completed within {} ms", t.handshake_ms))
+                Some(match conn.proto {
+                    Proto::Rtmp(_) => {
+                        format!("handshake not completed within {} ms", t.handshake_ms)
+                    }
+                    // Nothing of a next request: a kept-alive connection left idle.
+                    Proto::Http(_) if conn.read_buf.is_empty() => {
+                        format!(
+                            "HTTP connection idle: no request within {} ms",
+                            t.handshake_ms
+                        )
+                    }
+                    Proto::Http(_) => {
+                        format!(
+                            "HTTP request head not completed within {} ms",
+                            t.handshake_ms
+                        )
+                    }
+                })
             } else if !matches!(conn.role, Role::Player(_))
                 && now.duration_since(conn.last_read) > idle
             {
