@@ -293,10 +293,11 @@ impl Worker {
         let Some(packet) = stream.ingest(type_id, timestamp, payload) else {
             return;
         };
+        // Arrival on the wall clock, read once per message: dates HLS/DASH media.
+        let wall = crate::shard::hls::wall_clock_ms();
         if let Source::Local(publisher) = stream.source {
             if let Some(conn) = self.conns.get_mut(publisher) {
                 let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
-                let wall = crate::shard::hls::wall_clock_ms();
                 MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
             }
         }
@@ -317,7 +318,7 @@ impl Worker {
             &packet,
             now,
         );
-        self.hls_package(skey, &packet);
+        self.hls_package(skey, &packet, wall);
     }
 
     /// The stream's local publisher left.

@@ -290,8 +290,8 @@ impl Worker {
         self.hls_broadcast(key);
     }
 
-    /// Owner side: package one packet.
-    pub(super) fn hls_package(&mut self, key: &StreamKey, packet: &Packet) {
+    /// Owner side: package one packet, received at wall clock `wall` (Unix ms).
+    pub(super) fn hls_package(&mut self, key: &StreamKey, packet: &Packet, wall: u64) {
         let Some(seg) = self.packagers.get(key) else {
             return;
         };
@@ -302,7 +302,7 @@ impl Worker {
             self.packagers.remove(key);
             return;
         }
-        let (progress, dash_segments) = packager.push(&frame_of(packet), wall_clock_ms());
+        let (progress, dash_segments) = packager.push(&frame_of(packet), wall);
         if let Ok(p) = &progress {
             self.hls
                 .write_to_disk(key, &packager.hls, p.segments as usize);
