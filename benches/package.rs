@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 use bytes::{BufMut, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rtmp_edge::media::flv::{FlvReader, TAG_AUDIO, TAG_VIDEO};
+use rtmp_edge::media::flv::FlvReader;
 use rtmp_edge::package::{Container, Frame, FrameKind, Segmenter, SegmenterConfig, Tracks};
 
 /// Video bytes per frame at 2.5 Mbit/s and 25 fps.
@@ -35,11 +35,7 @@ fn frames(seconds: u32) -> Vec<Frame> {
     let mut out = Vec::new();
     for k in 0..(seconds * 1000).div_ceil(period) {
         for tag in &src {
-            let kind = match tag.tag_type {
-                TAG_AUDIO => FrameKind::Audio,
-                TAG_VIDEO => FrameKind::Video,
-                _ => FrameKind::Metadata,
-            };
+            let kind = Frame::from_flv_tag(tag).kind;
             // Codec configs and metadata once; coded frames every loop.
             let config = tag.data.len() > 1 && tag.data[1] == 0;
             if k > 0 && (kind == FrameKind::Metadata || config) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bytes::{Bytes, BytesMut};
-use rtmp_edge::media::flv::{FlvReader, TAG_AUDIO, TAG_VIDEO};
+use rtmp_edge::media::flv::FlvReader;
 use rtmp_edge::package::dash::{self, DashTrack};
 use rtmp_edge::package::hls::{self, Availability, BlockingAnswer, Resource};
 use rtmp_edge::package::{
@@ -27,12 +27,7 @@ fn frames(name: &str) -> Vec<Frame> {
     let mut buf = BytesMut::from(&bytes[..]);
     let mut out = Vec::new();
     while let Some(tag) = reader.next_tag(&mut buf).expect("fixture parses") {
-        let kind = match tag.tag_type {
-            TAG_AUDIO => FrameKind::Audio,
-            TAG_VIDEO => FrameKind::Video,
-            _ => FrameKind::Metadata,
-        };
-        out.push(Frame::new(kind, tag.timestamp, tag.data));
+        out.push(Frame::from_flv_tag(&tag));
     }
     out
 }

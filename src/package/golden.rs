@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::hls;
 use super::{Container, Frame, FrameKind, Segmenter, SegmenterConfig, Tracks};
-use crate::media::flv::{FlvReader, TAG_AUDIO, TAG_VIDEO};
+use crate::media::flv::FlvReader;
 
 /// Video bytes per frame at 2.5 Mbit/s and 25 fps (as in the bench).
 const VIDEO_FRAME: usize = 2_500_000 / 8 / 25;
@@ -28,11 +28,7 @@ fn looped(name: &str, times: u32, pad: bool) -> Vec<Frame> {
     let mut out = Vec::new();
     for k in 0..times {
         for tag in &src {
-            let kind = match tag.tag_type {
-                TAG_AUDIO => FrameKind::Audio,
-                TAG_VIDEO => FrameKind::Video,
-                _ => FrameKind::Metadata,
-            };
+            let kind = Frame::from_flv_tag(tag).kind;
             let config = tag.data.len() > 1 && tag.data[1] == 0;
             if k > 0 && (kind == FrameKind::Metadata || config) {
                 continue;

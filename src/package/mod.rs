@@ -82,6 +82,17 @@ impl Frame {
             payload,
         }
     }
+
+    /// The frame an FLV tag carries (type 8 audio, 9 video, anything else metadata).
+    pub fn from_flv_tag(tag: &crate::media::flv::FlvTag) -> Self {
+        use crate::media::flv::{TAG_AUDIO, TAG_VIDEO};
+        let kind = match tag.tag_type {
+            TAG_AUDIO => FrameKind::Audio,
+            TAG_VIDEO => FrameKind::Video,
+            _ => FrameKind::Metadata,
+        };
+        Frame::new(kind, tag.timestamp, tag.data.clone())
+    }
 }
 
 /// Why a frame could not be packaged. Never fatal for the stream: the frame is dropped and

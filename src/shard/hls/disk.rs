@@ -173,7 +173,7 @@ impl HlsShelf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::package::{Frame, FrameKind, SegmenterConfig};
+    use crate::package::{Frame, SegmenterConfig};
 
     #[test]
     fn a_full_disk_queue_drops_files_instead_of_blocking_the_worker() {
@@ -191,12 +191,7 @@ mod tests {
         });
         let mut segments = 0;
         while let Some(tag) = reader.next_tag(&mut buf).unwrap() {
-            let kind = match tag.tag_type {
-                8 => FrameKind::Audio,
-                9 => FrameKind::Video,
-                _ => FrameKind::Metadata,
-            };
-            let frame = Frame::new(kind, tag.timestamp, tag.data.clone());
+            let frame = Frame::from_flv_tag(&tag);
             let progress = seg.push(&frame, 1_700_000_000_000 + u64::from(tag.timestamp));
             segments += progress.map_or(0, |p| p.segments);
         }
