@@ -776,6 +776,18 @@ fn a_message_over_max_message_size_closes_only_that_connection() {
 }
 
 #[test]
+fn a_chunk_size_over_max_chunk_size_closes_only_that_connection() {
+    let mut config = Config::default();
+    config.rtmp.max_chunk_size = 4096;
+    // Set Chunk Size 65536 on csid 2: legal under the spec, over the configured cap.
+    let bytes = [
+        0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, // fmt 0, 4-byte message, type 1, stream 0
+        0x00, 0x01, 0x00, 0x00,
+    ];
+    closes_only_the_offender(config, "bigchunks", &bytes, "chunk size");
+}
+
+#[test]
 fn too_many_chunk_streams_close_only_that_connection() {
     let mut config = Config::default();
     config.rtmp.max_chunk_streams = 8;

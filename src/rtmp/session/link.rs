@@ -11,14 +11,10 @@ use crate::rtmp::command::{self, Command};
 use crate::rtmp::message::{type_id, ControlMessage, UserControl};
 use crate::rtmp::Limits;
 
-/// Largest chunk size a peer may announce under the spec (top bit clear).
-const MAX_LEGAL_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
-
 /// The post-handshake half of a connection.
 pub(crate) struct Link {
     pub(crate) decoder: ChunkDecoder,
     pub(crate) encoder: ChunkEncoder,
-    pub(crate) limits: Limits,
     /// Everything queued for the peer, handed out by `take_transmit`.
     out: BytesMut,
     /// Reused payload buffer for control messages and commands (cold path).
@@ -38,7 +34,6 @@ impl Link {
         Self {
             decoder: ChunkDecoder::new(&limits),
             encoder: ChunkEncoder::new(),
-            limits,
             out: BytesMut::new(),
             scratch: BytesMut::new(),
             bytes_in: 0,
@@ -108,12 +103,7 @@ impl Link {
         let ctrl = ControlMessage::decode(msg.type_id, &msg.payload)?;
         match ctrl {
             ControlMessage::SetChunkSize(size) => {
-                if size == 0 || size > MAX_LEGAL_CHUNK_SIZE {
-                    return Err(SessionError::Chunk(ChunkError::InvalidChunkSize {
-                        size,
-                        max: self.limits.max_chunk_size.min(MAX_LEGAL_CHUNK_SIZE),
-                    }));
-                }
+                // The decoder enforces 1..=min(limit, 0x7FFF_FFFF).
                 self.decoder.set_chunk_size(size)?;
                 tracing::debug!(size, "peer set chunk size");
             }
