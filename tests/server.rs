@@ -447,6 +447,46 @@ fn shutdown_tells_players_the_stream_stopped_and_closes_connections() {
 }
 
 #[test]
+fn at_shutdown_a_player_that_reads_nothing_is_closed_at_the_flush_deadline() {
+    let mut config = Config::default();
+    config.timeouts.shutdown_ms = 300;
+    config.timeouts.slow_player_ms = 60_000;
+    config.workers.socket_send_buffer = 16 * 1024;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "deadline");
+    let mut good = Client::play(server.addr, "live", "deadline");
+    let stuck = Client::play(server.addr, "live", "deadline");
+    // More than the stuck player's socket buffers hold: the rest waits in its queue.
+    for i in 0..40u32 {
+        publisher.send(VIDEO, i * 40, &media::avc_frame(i % 10 == 0, i, 64 * 1024));
+    }
+    good.media(1);
+    let good_port = port_tag(&good);
+    // The reading player reads on while the server shuts down.
+    let reader = std::thread::spawn(move || {
+        good.wait_for(
+            "Play.Stop",
+            |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.Stop"),
+        );
+        good.wait_closed();
+    });
+    let started = Instant::now();
+    server.shutdown();
+    let line = wait_for_log(&["connection closed", &port_tag(&stuck)]);
+    assert!(line.contains("flush deadline passed"), "{line}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "not before the deadline"
+    );
+    // The player that reads was told and closed cleanly.
+    let line = wait_for_log(&["connection closed", &good_port]);
+    assert!(line.contains("server shutting down"), "{line}");
+    reader
+        .join()
+        .expect("the reading player got Play.Stop and the close");
+}
+
+#[test]
 fn a_publisher_that_stops_mid_message_is_closed_after_the_idle_timeout() {
     let mut config = Config::default();
     config.timeouts.idle_ms = 300;
