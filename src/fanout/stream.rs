@@ -52,6 +52,9 @@ pub struct Stream {
     pub players: Vec<usize>,
     /// Owner only: workers with players of this stream, as a bit set.
     pub remote_workers: u64,
+    /// Owner only: subscribed workers whose mailbox overflowed; they get no media but headers
+    /// until the next video keyframe, so their players never see a gap mid-GOP.
+    pub bus_behind: u64,
     chunk_size: u32,
     gop_cache: bool,
     gop_cache_max_bytes: usize,
@@ -77,6 +80,7 @@ impl Stream {
             source: Source::None,
             players: Vec::new(),
             remote_workers: 0,
+            bus_behind: 0,
             chunk_size,
             gop_cache,
             gop_cache_max_bytes,

@@ -301,14 +301,28 @@ impl Worker {
                 MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
             }
         }
+        // Same policy as a slow player's queue: after a drop, a worker skips media to the next
+        // video keyframe (headers always go), and the drop run is logged once.
+        let resumes = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
         for worker in workers_in(stream.remote_workers) {
+            let bit = 1u64 << worker;
+            if stream.bus_behind & bit != 0 {
+                if !(resumes || packet.header) {
+                    continue;
+                }
+                if resumes {
+                    stream.bus_behind &= !bit;
+                }
+            }
             let msg = BusMsg::Media {
                 key: skey.clone(),
                 owner: self.index,
                 packet: packet.clone(),
             };
-            if !self.bus.send(worker, msg) {
-                tracing::warn!(worker = self.index, to = worker, stream = %skey, "bus full: packet dropped");
+            if !self.bus.send(worker, msg) && stream.bus_behind & bit == 0 {
+                stream.bus_behind |= bit;
+                tracing::warn!(worker = self.index, to = worker, stream = %skey,
+                    "bus full: that worker's players skip to the next keyframe");
             }
         }
         deliver(
@@ -504,6 +518,7 @@ impl Worker {
             BusMsg::Unsubscribe { key, from } => {
                 if let Some(stream) = self.streams.get_mut(&key) {
                     stream.remote_workers &= !(1 << from);
+                    stream.bus_behind &= !(1 << from);
                     if stream.is_idle() {
                         self.streams.remove(&key);
                     }
