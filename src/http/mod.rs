@@ -5,6 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::fanout::FlvBody;
+use crate::package::hls::Resource;
 
 /// A request head could not be accepted; each maps to the status answered before closing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,7 +118,7 @@ pub enum Route {
         app: String,
         stream: String,
         rendition: Option<String>,
-        resource: String,
+        resource: Resource,
     },
     NotFound,
 }
@@ -142,57 +143,41 @@ pub fn blocking_params(query: &str) -> Result<Option<(u64, Option<u64>)>, HttpEr
     }
 }
 
+/// `app/stream` split at its last `/`, both non-empty.
+fn app_stream(path: &str) -> Option<(String, String)> {
+    let (app, stream) = path.rsplit_once('/')?;
+    (!app.is_empty() && !stream.is_empty()).then(|| (app.to_string(), stream.to_string()))
+}
+
 /// Maps a path to a route. App and stream names are taken as they are (no decoding beyond
 /// what RTMP stream keys allow).
 pub fn route(path: &str) -> Route {
     let trimmed = path.trim_start_matches('/');
-    if let Some(rest) = trimmed.strip_suffix(".m3u8") {
-        if let Some((app, stream)) = rest.rsplit_once('/') {
-            if !app.is_empty() && !stream.is_empty() {
-                return Route::Playlist {
-                    app: app.to_string(),
-                    stream: stream.to_string(),
-                };
-            }
-        }
+    let named = |suffix: &str| trimmed.strip_suffix(suffix).and_then(app_stream);
+    if let Some((app, stream)) = named(".m3u8") {
+        return Route::Playlist { app, stream };
     }
-    if let Some(rest) = trimmed.strip_suffix(".mpd") {
-        if let Some((app, stream)) = rest.rsplit_once('/') {
-            if !app.is_empty() && !stream.is_empty() {
-                return Route::Manifest {
-                    app: app.to_string(),
-                    stream: stream.to_string(),
-                };
-            }
-        }
+    if let Some((app, stream)) = named(".mpd") {
+        return Route::Manifest { app, stream };
     }
-    if let Some((dir, resource)) = trimmed.rsplit_once('/') {
-        if crate::package::hls::Resource::parse(resource).is_some() {
+    if let Some((dir, name)) = trimmed.rsplit_once('/') {
+        if let Some(resource) = Resource::parse(name) {
             let (dir, rendition) = match dir.rsplit_once('/') {
                 Some((rest, r @ ("video" | "audio"))) => (rest, Some(r.to_string())),
                 _ => (dir, None),
             };
-            if let Some((app, stream)) = dir.rsplit_once('/') {
-                if !app.is_empty() && !stream.is_empty() {
-                    return Route::Segment {
-                        app: app.to_string(),
-                        stream: stream.to_string(),
-                        rendition,
-                        resource: resource.to_string(),
-                    };
-                }
-            }
-        }
-    }
-    if let Some(rest) = trimmed.strip_suffix(".flv") {
-        if let Some((app, stream)) = rest.rsplit_once('/') {
-            if !app.is_empty() && !stream.is_empty() {
-                return Route::Flv {
-                    app: app.to_string(),
-                    stream: stream.to_string(),
+            if let Some((app, stream)) = app_stream(dir) {
+                return Route::Segment {
+                    app,
+                    stream,
+                    rendition,
+                    resource,
                 };
             }
         }
+    }
+    if let Some((app, stream)) = named(".flv") {
+        return Route::Flv { app, stream };
     }
     Route::NotFound
 }
@@ -382,7 +367,7 @@ mod tests {
                 app: "live".into(),
                 stream: "cam1".into(),
                 rendition: None,
-                resource: "seg-12.ts".into()
+                resource: Resource::Segment(12)
             }
         );
         assert_eq!(
@@ -391,7 +376,7 @@ mod tests {
                 app: "live".into(),
                 stream: "cam1".into(),
                 rendition: Some("video".into()),
-                resource: "init-0.mp4".into()
+                resource: Resource::Init(0)
             }
         );
         assert_eq!(

@@ -7,7 +7,6 @@ use super::worker::Worker;
 use crate::fanout::FlvBody;
 use crate::fanout::StreamKey;
 use crate::http::{self, Route};
-use crate::package::hls::Resource;
 
 impl Worker {
     /// Handles what an HTTP connection sent: one or more request heads (keep-alive), or
@@ -97,22 +96,18 @@ impl Worker {
                         stream,
                         rendition,
                         resource,
-                    } => match Resource::parse(&resource) {
-                        None => answer(404, "Not Found", "no such segment\n"),
-                        Some(resource) => {
-                            let skey = StreamKey::new(&app, &stream);
-                            let what = Awaited::Resource {
-                                rendition,
-                                resource,
-                            };
-                            let Some(response) =
-                                self.hls_serve(key, skey, what, keep_alive, head_only)
-                            else {
-                                return;
-                            };
-                            response
-                        }
-                    },
+                    } => {
+                        let skey = StreamKey::new(&app, &stream);
+                        let what = Awaited::Resource {
+                            rendition,
+                            resource,
+                        };
+                        let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
+                        else {
+                            return;
+                        };
+                        response
+                    }
                     Route::Flv { app, stream } => {
                         let skey = StreamKey::new(&app, &stream);
                         if request.method == "HEAD" {

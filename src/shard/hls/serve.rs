@@ -83,7 +83,6 @@ fn resource_response(
     seg: &Segmenter,
     resource: Resource,
     keep_alive: bool,
-    head_only: bool,
     cors: &str,
 ) -> Vec<Bytes> {
     let body = match resource {
@@ -100,11 +99,19 @@ fn resource_response(
         return not_found(keep_alive, cors);
     };
     let head = http::body_head(content_type, body.len(), keep_alive, cors, "max-age=60");
+    vec![head, body]
+}
+
+/// The pieces of an answer as sent for the request's method: for HEAD, the head of the first
+/// piece alone (whatever the status), else every piece.
+pub(in crate::shard) fn for_method(mut pieces: Vec<Bytes>, head_only: bool) -> Vec<Bytes> {
     if head_only {
-        vec![head]
-    } else {
-        vec![head, body]
+        pieces.truncate(1);
+        if let Some(first) = pieces.pop() {
+            pieces.push(http::head_of(first));
+        }
     }
+    pieces
 }
 
 fn not_found(keep_alive: bool, cors: &str) -> Vec<Bytes> {
@@ -127,13 +134,18 @@ impl Worker {
         if !(self.config.http.enabled && self.config.http.hls) {
             return None;
         }
-        let on_demand = self.hls_on_demand();
-        let owner = if on_demand {
-            self.directory.owner(key)
-        } else {
-            None
-        };
-        let seg = match self.hls.get(key) {
+        let known = self.hls.get(key);
+        // The shared directory is asked only when the stream is not being packaged.
+        let fed = known.as_ref().is_some_and(|seg| {
+            let mut p = lock(seg);
+            p.last_used = now;
+            p.feeder.is_some()
+        });
+        if fed || !self.hls_on_demand() {
+            return known;
+        }
+        let owner = self.directory.owner(key);
+        let seg = match known {
             Some(seg) => seg,
             None if owner.is_some() => self.hls.open(key, &self.config.http).0,
             None => return None,
@@ -164,14 +176,23 @@ impl Worker {
         Some(seg)
     }
 
-    /// Answers held requests for `key` that can be answered now.
+    /// Answers held requests for `key` that can be answered now (after the owner's progress).
     pub(in crate::shard) fn hls_progress(&mut self, key: &StreamKey, now: Instant) {
-        if !self.held.iter().any(|h| &h.key == key) {
+        self.answer_held_where(now, |h| &h.key == key);
+    }
+
+    /// Answers held requests whose deadline passed (from the timer tick).
+    pub(in crate::shard) fn hls_expire(&mut self, now: Instant) {
+        self.answer_held_where(now, |_| false);
+    }
+
+    /// Answers the held requests `pick` selects and those past their deadline.
+    fn answer_held_where(&mut self, now: Instant, pick: impl Fn(&HeldRequest) -> bool) {
+        if !self.held.iter().any(|h| pick(h) || now >= h.deadline) {
             return;
         }
-        let held = std::mem::take(&mut self.held);
-        for h in held {
-            if &h.key == key || now >= h.deadline {
+        for h in std::mem::take(&mut self.held) {
+            if pick(&h) || now >= h.deadline {
                 self.answer_held(h, now);
             } else {
                 self.held.push(h);
@@ -179,23 +200,9 @@ impl Worker {
         }
     }
 
-    /// Answers held requests whose deadline passed (from the timer tick).
-    pub(in crate::shard) fn hls_expire(&mut self, now: Instant) {
-        if self.held.iter().any(|h| now >= h.deadline) {
-            let held = std::mem::take(&mut self.held);
-            for h in held {
-                if now >= h.deadline {
-                    self.answer_held(h, now);
-                } else {
-                    self.held.push(h);
-                }
-            }
-        }
-    }
-
     fn answer_held(&mut self, h: HeldRequest, now: Instant) {
         let response = match self.hls.get(&h.key) {
-            Some(seg) => self.answer(&mut lock(&seg), &h.what, h.keep_alive, h.head_only),
+            Some(seg) => self.answer(&mut lock(&seg), &h.what, h.keep_alive),
             None => Answer::Now(self.not_published(h.keep_alive)),
         };
         match response {
@@ -220,16 +227,8 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(conn_key) else {
             return;
         };
-        let mut pieces = response.into_iter();
-        if h.head_only {
-            // A HEAD answer is the head of the first piece, whatever the status.
-            if let Some(first) = pieces.next() {
-                conn.out.push_control(http::head_of(first));
-            }
-        } else {
-            for bytes in pieces {
-                conn.out.push_control(bytes);
-            }
+        for bytes in for_method(response, h.head_only) {
+            conn.out.push_control(bytes);
         }
         conn.proto = Proto::Http(HttpPhase::Request);
         if !keep_alive {
@@ -250,21 +249,8 @@ impl Worker {
     }
 
     /// Answers `what` from `packager` now, or says to wait for the owner's progress.
-    fn answer(
-        &self,
-        packager: &mut Packager,
-        what: &Awaited,
-        keep_alive: bool,
-        head_only: bool,
-    ) -> Answer {
+    fn answer(&self, packager: &mut Packager, what: &Awaited, keep_alive: bool) -> Answer {
         let cors = &self.config.http.cors_allow_origin;
-        let head = |bytes: Bytes| {
-            if head_only {
-                http::head_of(bytes)
-            } else {
-                bytes
-            }
-        };
         match what {
             Awaited::Playlist { stream, block } => {
                 let ready = match block {
@@ -289,11 +275,7 @@ impl Worker {
                 // The rendered playlist is shared: a head per request, no copy of the body.
                 let body = packager.playlist(stream);
                 let head = http::body_head(PLAYLIST_TYPE, body.len(), keep_alive, cors, "no-cache");
-                Answer::Now(if head_only {
-                    vec![head]
-                } else {
-                    vec![head, body]
-                })
+                Answer::Now(vec![head, body])
             }
             Awaited::Resource {
                 rendition,
@@ -309,9 +291,7 @@ impl Worker {
                 {
                     return Answer::Wait;
                 }
-                Answer::Now(resource_response(
-                    seg, *resource, keep_alive, head_only, cors,
-                ))
+                Answer::Now(resource_response(seg, *resource, keep_alive, cors))
             }
             Awaited::Manifest { stream } => {
                 let Some(dash) = packager.dash.as_ref() else {
@@ -342,20 +322,20 @@ impl Worker {
                     });
                 }
                 let mpd = dash::mpd(&tracks, wall_clock_ms());
-                Answer::Now(vec![head(http::body_response(
+                Answer::Now(vec![http::body_response(
                     "application/dash+xml",
                     mpd.as_bytes(),
                     keep_alive,
                     cors,
                     "no-cache",
-                ))])
+                )])
             }
         }
     }
 
     /// Serves an HLS/DASH request for `key` (any worker): the answer now, or `None` when the
-    /// request is held until the owner's packagers make what it asks for (at most three target
-    /// durations, then 503).
+    /// request is held until the owner's packagers make what it asks for (three target
+    /// durations, six for a first request; then 503). HEAD gets the answer's head alone.
     pub(in crate::shard) fn hls_request(
         &mut self,
         conn: usize,
@@ -371,14 +351,11 @@ impl Worker {
         let (answer, live) = {
             let mut packager = lock(&seg);
             let live = packager.feeder.is_some() || packager.start_asked.is_some();
-            (
-                self.answer(&mut packager, &what, keep_alive, head_only),
-                live,
-            )
+            (self.answer(&mut packager, &what, keep_alive), live)
         };
         match answer {
-            Answer::Now(parts) => Some(parts),
-            Answer::Wait if !live => Some(self.not_published(keep_alive)),
+            Answer::Now(parts) => Some(for_method(parts, head_only)),
+            Answer::Wait if !live => Some(for_method(self.not_published(keep_alive), head_only)),
             Answer::Wait => {
                 // A blocking reload or the hinted part waits three target durations (the
                 // LL-HLS rule); a first request waits for a whole segment, which ends at a
