@@ -84,7 +84,7 @@ macro_rules! config_section {
 pub struct Config {
     /// `[rtmp]`: listeners and protocol settings.
     pub rtmp: RtmpConfig,
-    /// `[http]`: HTTP delivery (HTTP-FLV) on the same workers.
+    /// `[http]`: HTTP delivery (HTTP-FLV, HLS, DASH) on the same workers.
     pub http: HttpConfig,
     /// `[workers]`: per-core workers and sockets.
     pub workers: WorkersConfig,
@@ -231,9 +231,10 @@ config_section! {
         /// DIR/app/stream/seg-N.ts, the window only) from a writer thread; empty keeps them in
         /// memory only.
         pub hls_dir: String,
-        /// Package a stream for HLS/DASH only once someone asks for it: the first playlist or
-        /// manifest request starts the packagers from the stream's GOP cache (and is answered
-        /// when the first segment is complete); false packages every stream from its publish.
+        /// Package a stream for HLS/DASH only once someone asks for it: the first HLS or DASH
+        /// request (playlist, manifest or segment) starts the packagers from the stream's GOP
+        /// cache (a playlist or manifest is answered when the first segment is complete);
+        /// false packages every stream from its publish.
         /// Always false with `hls_dir` (files are written whether or not anyone asks).
         pub hls_on_demand: bool,
         /// A stream's packaging stops, and its window of segments is freed, after this many ms

@@ -4,10 +4,14 @@
 //! - [`rtmp`]: the sans-IO RTMP protocol core: handshake, chunk codec, AMF0/AMF3,
 //!   typed messages, commands, and the server/client session state machines.
 //! - [`media`]: FLV tags and codec headers (AVC, HEVC, AV1, VP9, AAC, Opus, Enhanced RTMP).
-//! - [`fanout`]: per-core live streams: registry, encode-once packets, bounded player queues.
+//! - [`fanout`]: per-core live streams: encode-once packets, sources and players, GOP cache,
+//!   bounded player queues.
+//! - [`http`]: sans-IO HTTP/1.1 request heads, routes and response heads.
+//! - [`package`]: sans-IO HLS/DASH packaging: MPEG-TS, CMAF, segmenter, playlists, MPD.
 //! - [`config`]: TOML configuration with embedded defaults.
 //! - [`net`]: the only code that calls accept/read/write.
-//! - [`shard`]: one event loop per core: Poll, Slab of connections, timers, cross-core bus.
+//! - [`shard`]: one event loop per core: Poll, Slab of connections, timers, cross-core bus,
+//!   stream hub, HTTP connections and HLS/DASH serving.
 //!
 //! Call order for a session (see [`rtmp::session`]): feed bytes with `handle_input`, then drain
 //! `poll_event` and `poll_transmit`; answer requests with `accept_*`/`reject_*`.

@@ -1,6 +1,6 @@
-//! HTTP/1.1 on the worker loops, sans-IO: request heads in, response bytes out.
-//! Today it serves live HTTP-FLV (`GET /{app}/{stream}.flv`); HLS and DASH build on the same
-//! request handling.
+//! HTTP/1.1 on the worker loops, sans-IO: request heads in, routes and response heads out
+//! for live HTTP-FLV (`/{app}/{stream}.flv`), HLS (`.m3u8` and its segments and parts) and
+//! DASH (`.mpd`).
 
 use bytes::{Bytes, BytesMut};
 

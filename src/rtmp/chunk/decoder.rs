@@ -37,12 +37,12 @@ use crate::rtmp::Limits;
 /// Largest chunk size the protocol allows (the top bit of Set Chunk Size must be zero).
 pub const MAX_PROTOCOL_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 
-/// Largest assembly buffer allocated before the bytes arrive. Messages up to this size (nearly
-/// every audio and video frame) are assembled in one exact allocation; larger ones grow by
 /// Single-chunk messages shorter than this are copied out of the read buffer rather than
 /// sliced from it (see the module doc).
 pub const SMALL_MESSAGE: usize = 2048;
 
+/// Largest assembly buffer allocated before the bytes arrive. Messages up to this size (nearly
+/// every audio and video frame) are assembled in one exact allocation; larger ones grow by
 /// doubling as their chunks arrive, so a forged length costs us nothing until it is sent.
 pub const ASSEMBLY_PREALLOC: usize = 64 * 1024;
 
