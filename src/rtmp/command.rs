@@ -109,18 +109,12 @@ impl Command {
 
     /// Argument `index` as a string, if it is one.
     pub fn arg_str(&self, index: usize) -> Option<&str> {
-        match self.args.get(index)? {
-            Amf0Value::String(s) | Amf0Value::LongString(s) => Some(s),
-            _ => None,
-        }
+        self.args.get(index)?.as_str()
     }
 
     /// Argument `index` as a number, if it is one.
     pub fn arg_f64(&self, index: usize) -> Option<f64> {
-        match self.args.get(index)? {
-            Amf0Value::Number(n) => Some(*n),
-            _ => None,
-        }
+        self.args.get(index)?.as_f64()
     }
 
     /// Argument `index` as a boolean (numbers count: non-zero is true), if it is one.
@@ -134,7 +128,7 @@ impl Command {
 
     /// The first argument that is an object, for `_result`/`_error`/`onStatus` info objects.
     pub fn info(&self) -> Option<&Amf0Value> {
-        self.args.iter().find(|v| is_object(v))
+        self.args.iter().find(|v| v.properties().is_some())
     }
 }
 
@@ -158,37 +152,14 @@ pub fn decode_values(mut buf: &[u8], max_depth: usize) -> Result<Vec<Amf0Value>,
 /// Most top-level values accepted in one command or data message.
 pub const MAX_VALUES: usize = 64;
 
-fn is_object(value: &Amf0Value) -> bool {
-    matches!(
-        value,
-        Amf0Value::Object(_) | Amf0Value::EcmaArray(_) | Amf0Value::TypedObject { .. }
-    )
-}
-
-/// Property `key` of an object-like value (object, ECMA array, typed object).
-pub fn property<'a>(value: &'a Amf0Value, key: &str) -> Option<&'a Amf0Value> {
-    let props = match value {
-        Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => p,
-        Amf0Value::TypedObject { properties, .. } => properties,
-        _ => return None,
-    };
-    props.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-/// Property `key` as a string.
+/// Property `key` of an object-like value, as a string ([`Amf0Value::get`] + `as_str`).
 pub fn property_str<'a>(value: &'a Amf0Value, key: &str) -> Option<&'a str> {
-    match property(value, key)? {
-        Amf0Value::String(s) | Amf0Value::LongString(s) => Some(s),
-        _ => None,
-    }
+    value.get(key)?.as_str()
 }
 
-/// Property `key` as a number.
+/// Property `key` of an object-like value, as a number.
 pub fn property_f64(value: &Amf0Value, key: &str) -> Option<f64> {
-    match property(value, key)? {
-        Amf0Value::Number(n) => Some(*n),
-        _ => None,
-    }
+    value.get(key)?.as_f64()
 }
 
 /// Replaces an AVM+ switch by the equivalent AMF0 value (recursively).
@@ -257,25 +228,12 @@ pub fn amf3_to_amf0(value: Amf3Value) -> Amf0Value {
     }
 }
 
-fn s(v: &str) -> Amf0Value {
-    Amf0Value::String(v.to_owned())
-}
-
-fn obj(props: &[(&str, Amf0Value)]) -> Amf0Value {
-    Amf0Value::Object(
-        props
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    )
-}
-
 /// The `{level, code, description}` object of onStatus, `_result` and `_error`.
 pub fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
-    obj(&[
-        ("level", s(level)),
-        ("code", s(code)),
-        ("description", s(description)),
+    Amf0Value::object([
+        ("level", Amf0Value::string(level)),
+        ("code", Amf0Value::string(code)),
+        ("description", Amf0Value::string(description)),
     ])
 }
 
@@ -309,14 +267,14 @@ pub fn error(transaction_id: f64, code: &str, description: &str) -> Command {
 pub fn connect_success(transaction_id: f64, object_encoding: f64) -> Command {
     result(
         transaction_id,
-        obj(&[
-            ("fmsVer", s(FMS_VERSION)),
+        Amf0Value::object([
+            ("fmsVer", Amf0Value::string(FMS_VERSION)),
             ("capabilities", Amf0Value::Number(FMS_CAPABILITIES)),
         ]),
-        vec![obj(&[
-            ("level", s("status")),
-            ("code", s("NetConnection.Connect.Success")),
-            ("description", s("Connection succeeded.")),
+        vec![Amf0Value::object([
+            ("level", Amf0Value::string("status")),
+            ("code", Amf0Value::string("NetConnection.Connect.Success")),
+            ("description", Amf0Value::string("Connection succeeded.")),
             ("objectEncoding", Amf0Value::Number(object_encoding)),
         ])],
     )
@@ -346,7 +304,10 @@ pub fn on_fc(name: &str, code: &str, description: &str) -> Command {
         name,
         0.0,
         Amf0Value::Null,
-        vec![obj(&[("code", s(code)), ("description", s(description))])],
+        vec![Amf0Value::object([
+            ("code", Amf0Value::string(code)),
+            ("description", Amf0Value::string(description)),
+        ])],
     )
 }
 
@@ -360,7 +321,7 @@ pub fn encode_data(values: &[Amf0Value], out: &mut BytesMut) {
 /// `|RtmpSampleAccess(true, true)`: lets Flash players read raw audio/video samples.
 pub fn sample_access() -> [Amf0Value; 3] {
     [
-        s("|RtmpSampleAccess"),
+        Amf0Value::string("|RtmpSampleAccess"),
         Amf0Value::Boolean(true),
         Amf0Value::Boolean(true),
     ]
@@ -368,7 +329,10 @@ pub fn sample_access() -> [Amf0Value; 3] {
 
 /// `onStatus({code: NetStream.Data.Start})` as a data message, sent when play starts.
 pub fn data_start() -> [Amf0Value; 2] {
-    [s("onStatus"), obj(&[("code", s("NetStream.Data.Start"))])]
+    [
+        Amf0Value::string("onStatus"),
+        Amf0Value::object([("code", Amf0Value::string("NetStream.Data.Start"))]),
+    ]
 }
 
 /// The connect command a client sends (objectEncoding 0, the capabilities ffmpeg announces).
@@ -376,10 +340,10 @@ pub fn connect(transaction_id: f64, app: &str, flash_ver: &str, tc_url: &str) ->
     Command::new(
         "connect",
         transaction_id,
-        obj(&[
-            ("app", s(app)),
-            ("flashVer", s(flash_ver)),
-            ("tcUrl", s(tc_url)),
+        Amf0Value::object([
+            ("app", Amf0Value::string(app)),
+            ("flashVer", Amf0Value::string(flash_ver)),
+            ("tcUrl", Amf0Value::string(tc_url)),
             ("fpad", Amf0Value::Boolean(false)),
             ("capabilities", Amf0Value::Number(15.0)),
             ("audioCodecs", Amf0Value::Number(4071.0)),

@@ -256,7 +256,12 @@ impl ClientSession {
             let tx = self.transaction_id();
             self.link.send_command(
                 0,
-                &Command::new("FCUnpublish", tx, Amf0Value::Null, vec![str_value(name)]),
+                &Command::new(
+                    "FCUnpublish",
+                    tx,
+                    Amf0Value::Null,
+                    vec![Amf0Value::string(name)],
+                ),
             );
         }
         self.delete_stream(stream_id);
@@ -326,7 +331,7 @@ impl ClientSession {
                 let tx = self.transaction_id();
                 self.link.send_command(
                     0,
-                    &Command::new(cmd, tx, Amf0Value::Null, vec![str_value(name)]),
+                    &Command::new(cmd, tx, Amf0Value::Null, vec![Amf0Value::string(name)]),
                 );
             }
         }
@@ -533,7 +538,7 @@ impl ClientSession {
                         "publish",
                         tx,
                         Amf0Value::Null,
-                        vec![str_value(name), str_value(mode)],
+                        vec![Amf0Value::string(name), Amf0Value::string(mode)],
                     ),
                 );
             }
@@ -551,7 +556,7 @@ impl ClientSession {
                         "play",
                         tx,
                         Amf0Value::Null,
-                        vec![str_value(name), Amf0Value::Number(-2000.0)],
+                        vec![Amf0Value::string(name), Amf0Value::Number(-2000.0)],
                     ),
                 );
             }
@@ -572,8 +577,4 @@ impl ClientSession {
             description: get("description"),
         });
     }
-}
-
-fn str_value(s: &str) -> Amf0Value {
-    Amf0Value::String(s.to_owned())
 }
