@@ -101,7 +101,7 @@ fn write_hls(seg: &Segmenter, dir: &Path, prefix: &str) -> PathBuf {
         }
     }
     let playlist = sub.join("index.m3u8");
-    std::fs::write(&playlist, hls::media_playlist(seg)).unwrap();
+    std::fs::write(&playlist, hls::media_playlist(seg, "")).unwrap();
     playlist
 }
 
@@ -446,9 +446,9 @@ fn playlist_slides_and_old_segments_leave_the_window() {
     let src = looped("h264_aac.flv", 5);
     let half = src.len() / 2;
     run(&mut seg, &src[..half]);
-    let early = hls::media_playlist(&seg);
+    let early = hls::media_playlist(&seg, "");
     run(&mut seg, &src[half..]);
-    let late = hls::media_playlist(&seg);
+    let late = hls::media_playlist(&seg, "");
     check_playlist_rules(&late);
     assert!(media_sequence(&late) > media_sequence(&early));
     assert_eq!(seg.segments().len(), 3);
@@ -547,7 +547,7 @@ fn blocking_reload_answers_exactly_when_the_requested_part_exists() {
         .open_segment()
         .map(|(m, p)| (m, p.len() as u64))
         .unwrap();
-    let text = hls::media_playlist(&seg);
+    let text = hls::media_playlist(&seg, "");
     check_playlist_rules(&text);
     assert!(text.contains(&format!(
         "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-{msn}.{parts}.m4s\""

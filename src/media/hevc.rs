@@ -11,6 +11,8 @@ pub mod nal_type {
     pub const SPS: u8 = 33;
     /// Picture parameter set.
     pub const PPS: u8 = 34;
+    /// Access unit delimiter.
+    pub const AUD: u8 = 35;
     /// Prefix SEI.
     pub const PREFIX_SEI: u8 = 39;
 

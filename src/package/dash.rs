@@ -26,12 +26,7 @@ pub struct DashTrack<'a> {
 pub fn mpd(tracks: &[DashTrack<'_>], now_ms: u64) -> String {
     let target_ms = tracks
         .iter()
-        .map(|t| {
-            t.segmenter
-                .config()
-                .target_duration_ms
-                .max(t.segmenter.max_segment_ms())
-        })
+        .map(|t| t.segmenter.target_ms())
         .max()
         .unwrap_or(2000);
     let finished = !tracks.is_empty() && tracks.iter().all(|t| t.segmenter.is_finished());

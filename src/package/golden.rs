@@ -113,7 +113,7 @@ fn digest(config: SegmenterConfig, inputs: &[Vec<Frame>]) -> String {
     if seg.finish().segments > 0 {
         hash_segment(&mut h, &seg);
     }
-    h.update(hls::media_playlist(&seg));
+    h.update(hls::media_playlist(&seg, ""));
     h.finalize()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -59,13 +59,15 @@ impl Resource {
 /// configured target. A ceiling would turn 2.04 s segments into a 3 s target and make players
 /// reload every 1.5 s instead of every second.
 pub fn target_duration_secs(seg: &Segmenter) -> u64 {
-    let target = u64::from(seg.config().target_duration_ms.max(seg.max_segment_ms()));
+    let target = u64::from(seg.target_ms());
     ((target + 500) / 1000).max(1)
 }
 
 /// Renders the media playlist. With LL-HLS parts configured it carries EXT-X-SERVER-CONTROL,
-/// EXT-X-PART-INF, the parts of the last three target durations and a preload hint.
-pub fn media_playlist(seg: &Segmenter) -> String {
+/// EXT-X-PART-INF, the parts of the last three target durations and a preload hint. Every
+/// URI is written behind `prefix` (e.g. `"{stream}/"` for a playlist served as
+/// `/{app}/{stream}.m3u8`).
+pub fn media_playlist(seg: &Segmenter, prefix: &str) -> String {
     let cfg = seg.config();
     let container = cfg.container;
     let target = target_duration_secs(seg);
@@ -107,7 +109,7 @@ pub fn media_playlist(seg: &Segmenter) -> String {
         if container == Container::Fmp4 && last_init != Some(init) {
             let _ = writeln!(
                 out,
-                "#EXT-X-MAP:URI=\"{}\"",
+                "#EXT-X-MAP:URI=\"{prefix}{}\"",
                 Resource::Init(init).uri(container)
             );
             last_init = Some(init);
@@ -119,12 +121,20 @@ pub fn media_playlist(seg: &Segmenter) -> String {
         write_head(&mut out, s.init_id, s.discontinuity, s.program_date_time_ms);
         if cfg.part_target_ms.is_some() && total - elapsed < 3 * target * 1000 {
             for (i, p) in s.parts.iter().enumerate() {
-                write_part(&mut out, container, s.msn, i, p.duration_ms, p.independent);
+                write_part(
+                    &mut out,
+                    prefix,
+                    container,
+                    s.msn,
+                    i,
+                    p.duration_ms,
+                    p.independent,
+                );
             }
         }
         let _ = write!(
             out,
-            "#EXTINF:{},\n{}\n",
+            "#EXTINF:{},\n{prefix}{}\n",
             secs(s.duration_ms),
             Resource::Segment(s.msn).uri(container)
         );
@@ -140,21 +150,37 @@ pub fn media_playlist(seg: &Segmenter) -> String {
             write_head(&mut out, init, disc, pdt);
         }
         for (i, p) in parts.iter().enumerate() {
-            write_part(&mut out, container, msn, i, p.duration_ms, p.independent);
+            write_part(
+                &mut out,
+                prefix,
+                container,
+                msn,
+                i,
+                p.duration_ms,
+                p.independent,
+            );
         }
         let _ = writeln!(
             out,
-            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{prefix}{}\"",
             Resource::Part(msn, parts.len()).uri(container)
         );
     }
     out
 }
 
-fn write_part(out: &mut String, c: Container, msn: u64, i: usize, ms: u32, independent: bool) {
+fn write_part(
+    out: &mut String,
+    prefix: &str,
+    c: Container,
+    msn: u64,
+    i: usize,
+    ms: u32,
+    independent: bool,
+) {
     let _ = writeln!(
         out,
-        "#EXT-X-PART:DURATION={},URI=\"{}\"{}",
+        "#EXT-X-PART:DURATION={},URI=\"{prefix}{}\"{}",
         secs(ms),
         Resource::Part(msn, i).uri(c),
         if independent { ",INDEPENDENT=YES" } else { "" }

@@ -33,7 +33,7 @@
 //!     seg.push(&frame, 1_700_000_000_000 + u64::from(i) * 23).unwrap();
 //! }
 //! seg.flush();
-//! let playlist = rtmp_edge::package::hls::media_playlist(&seg);
+//! let playlist = rtmp_edge::package::hls::media_playlist(&seg, "");
 //! assert!(playlist.contains("#EXTINF:2.001,") && playlist.contains("seg-0.ts"));
 //! ```
 

@@ -438,9 +438,16 @@ impl Segmenter {
         self.next_msn
     }
 
-    /// The longest segment ever completed, milliseconds (drives EXT-X-TARGETDURATION).
+    /// The longest segment ever completed, milliseconds.
     pub fn max_segment_ms(&self) -> u32 {
         self.max_segment_ms
+    }
+
+    /// The target segment duration players are told, ms: the configured target, or the
+    /// longest segment when a late keyframe made one longer (HLS EXT-X-TARGETDURATION, DASH
+    /// maxSegmentDuration).
+    pub fn target_ms(&self) -> u32 {
+        self.config.target_duration_ms.max(self.max_segment_ms)
     }
 
     /// Codec configuration of the video track, once known.

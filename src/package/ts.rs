@@ -9,7 +9,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::codec::{AudioConfig, Sample, VideoConfig, VideoFormat};
-use crate::media::avc;
+use crate::media::{avc, hevc};
 
 /// TS packet size.
 pub const PACKET_LEN: usize = 188;
@@ -138,7 +138,7 @@ impl TsMuxer {
         let (header, header_len) = pes_header(0xe0, pts, Some(dts), 0);
         let (aud, aud_type): (&[u8], u8) = match cfg.format {
             VideoFormat::H264 => (&H264_AUD, avc::nal_type::AUD),
-            VideoFormat::H265 => (&H265_AUD, 35),
+            VideoFormat::H265 => (&H265_AUD, hevc::nal_type::AUD),
         };
         let sets: &[u8] = if s.keyframe { &cfg.parameter_sets } else { &[] };
         // The NAL units that go out (an AUD of the source is replaced by ours), each behind
@@ -147,13 +147,11 @@ impl TsMuxer {
             avc::nal_units(&s.data, cfg.nal_length_size)
                 .map_while(Result::ok)
                 .filter(move |nal| {
-                    nal.first().is_some_and(|&h| {
-                        let ty = match cfg.format {
-                            VideoFormat::H264 => h & 0x1f,
-                            VideoFormat::H265 => (h >> 1) & 0x3f,
-                        };
-                        ty != aud_type
-                    })
+                    let ty = match cfg.format {
+                        VideoFormat::H264 => nal.first().map(|h| h & 0x1f),
+                        VideoFormat::H265 => hevc::nal_type::of(nal),
+                    };
+                    ty.is_some_and(|ty| ty != aud_type)
                 })
         };
         let len = header_len + aud.len() + sets.len() + nals().map(|n| 4 + n.len()).sum::<usize>();

@@ -58,24 +58,9 @@ impl HeldRequest {
     }
 }
 
-/// The media playlist with URIs made relative to `/{app}/{stream}.m3u8`: `{stream}/seg-N.ts`.
+/// The media playlist with URIs relative to `/{app}/{stream}.m3u8`: `{stream}/seg-N.ts`.
 pub(super) fn playlist_for(seg: &Segmenter, stream: &str) -> Bytes {
-    let text = hls::media_playlist(seg);
-    let prefix = format!("{stream}/");
-    let mut out = String::with_capacity(text.len() + 64 * prefix.len());
-    for line in text.lines() {
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with('#') {
-            out.push_str(&line.replace("URI=\"", &format!("URI=\"{prefix}")));
-        } else {
-            out.push_str(&prefix);
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    Bytes::from(out)
+    Bytes::from(hls::media_playlist(seg, &format!("{stream}/")))
 }
 
 /// A segment, part or init segment of `seg` as a head plus the shared bytes, or 404.
