@@ -5,7 +5,7 @@ use super::cursor::BitReader;
 use super::MediaError;
 
 /// Sampling rates by samplingFrequencyIndex; 13 and 14 are reserved, 15 means explicit.
-const SAMPLE_RATES: [u32; 13] = [
+pub(crate) const SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 

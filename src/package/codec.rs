@@ -8,6 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::{Frame, FrameKind, PackageError};
 use crate::media::aac::AacConfig;
 use crate::media::avc::{self, AvcConfig};
+use crate::media::cursor::BitReader;
 use crate::media::hevc::HevcConfig;
 use crate::media::{
     parse_audio_tag, parse_video_tag, AudioCodec, AudioPacketType, VideoCodec, VideoFrameType,
@@ -280,12 +281,10 @@ pub fn audio_config(specific_config: Bytes) -> Result<AudioConfig, PackageError>
 }
 
 fn nearest_rate_index(rate: u32) -> u8 {
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
+    use crate::media::aac::SAMPLE_RATES;
     let mut best = 0;
-    for (i, r) in RATES.iter().enumerate() {
-        if r.abs_diff(rate) < RATES[best].abs_diff(rate) {
+    for (i, r) in SAMPLE_RATES.iter().enumerate() {
+        if r.abs_diff(rate) < SAMPLE_RATES[best].abs_diff(rate) {
             best = i;
         }
     }
@@ -295,83 +294,47 @@ fn nearest_rate_index(rate: u32) -> u8 {
 /// Reads pic_width/height_in_luma_samples (minus the conformance window) from an HEVC SPS.
 fn hevc_sps_size(nal: &[u8]) -> Option<(u32, u32)> {
     let rbsp = avc::unescape_rbsp(nal.get(2..)?);
-    let mut r = Bits {
-        data: &rbsp,
-        pos: 0,
-    };
-    r.bits(4)?; // sps_video_parameter_set_id
-    let max_sub_layers_minus1 = r.bits(3)?;
-    r.bits(1)?; // temporal_id_nesting
-                // profile_tier_level(1, max_sub_layers_minus1)
-    r.bits(2 + 1 + 5 + 32 + 4 + 43 + 1 + 8)?;
+    let mut r = BitReader::new(&rbsp, "HEVC SPS");
+    r.skip(4).ok()?; // sps_video_parameter_set_id
+    let max_sub_layers_minus1 = r.bits(3).ok()?;
+    r.skip(1).ok()?; // temporal_id_nesting
+                     // profile_tier_level(1, max_sub_layers_minus1)
+    r.skip(2 + 1 + 5 + 32 + 4 + 43 + 1 + 8).ok()?;
     let mut sub_profile = [false; 8];
     let mut sub_level = [false; 8];
     for i in 0..max_sub_layers_minus1 as usize {
-        sub_profile[i] = r.bits(1)? == 1;
-        sub_level[i] = r.bits(1)? == 1;
+        sub_profile[i] = r.flag().ok()?;
+        sub_level[i] = r.flag().ok()?;
     }
     if max_sub_layers_minus1 > 0 {
-        for _ in max_sub_layers_minus1..8 {
-            r.bits(2)?;
-        }
+        r.skip(2 * (8 - max_sub_layers_minus1 as usize)).ok()?;
     }
     for i in 0..max_sub_layers_minus1 as usize {
         if sub_profile[i] {
-            r.bits(88)?;
+            r.skip(88).ok()?;
         }
         if sub_level[i] {
-            r.bits(8)?;
+            r.skip(8).ok()?;
         }
     }
-    r.ue()?; // sps_seq_parameter_set_id
-    let chroma = r.ue()?;
+    r.ue().ok()?; // sps_seq_parameter_set_id
+    let chroma = r.ue().ok()?;
     if chroma == 3 {
-        r.bits(1)?;
+        r.skip(1).ok()?;
     }
-    let mut width = r.ue()?;
-    let mut height = r.ue()?;
-    if r.bits(1)? == 1 {
+    let mut width = r.ue().ok()?;
+    let mut height = r.ue().ok()?;
+    if r.flag().ok()? {
         let (sub_w, sub_h) = match chroma {
             1 => (2, 2),
             2 => (2, 1),
             _ => (1, 1),
         };
-        let (l, rt, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        let (l, rt, t, b) = (r.ue().ok()?, r.ue().ok()?, r.ue().ok()?, r.ue().ok()?);
         width = width.checked_sub(sub_w * (l + rt))?;
         height = height.checked_sub(sub_h * (t + b))?;
     }
     Some((width, height))
-}
-
-/// A minimal bit reader for [`hevc_sps_size`] (None = ran out of bits).
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn bits(&mut self, n: u32) -> Option<u64> {
-        let mut v = 0u64;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            let bit = (byte >> (7 - self.pos % 8)) & 1;
-            v = (v << 1) | u64::from(bit);
-            self.pos += 1;
-        }
-        Some(v)
-    }
-
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bits(1)? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        let rest = self.bits(zeros)?;
-        u32::try_from((1u64 << zeros) - 1 + rest).ok()
-    }
 }
 
 #[cfg(test)]
