@@ -11,5 +11,5 @@ mod stream;
 
 pub use clock::Rebaser;
 pub use packet::{MediaKind, Packet, SHARED_STREAM_ID};
-pub use queue::{FlvBody, FlvFraming, OutItem, PlayerQueue, PushOutcome};
+pub use queue::{FlvBody, FlvFraming, FlvFramings, OutItem, PlayerQueue, PushOutcome};
 pub use stream::{Source, Stream, StreamKey};

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -17,7 +18,7 @@ pub enum OutItem {
     Media(Packet),
     /// A shared media packet as an FLV tag (HTTP-FLV): the tag header, PreviousTagSize and
     /// any chunk framing are written around the shared payload.
-    Flv(Packet, FlvFraming),
+    Flv(Packet, Arc<FlvFraming>),
 }
 
 /// How an HTTP-FLV response body is delimited.
@@ -27,6 +28,20 @@ pub enum FlvBody {
     Chunked,
     /// HTTP/1.0: the body ends when the connection closes.
     UntilClose,
+}
+
+/// The FLV framings of one packet, built on first use and shared by all its HTTP-FLV viewers
+/// (one per body kind), so a viewer costs a reference count, not a framing.
+#[derive(Debug, Default)]
+pub struct FlvFramings([Option<Arc<FlvFraming>>; 2]);
+
+impl FlvFramings {
+    /// The framing of `packet` for bodies delimited as `body`.
+    pub fn get(&mut self, packet: &Packet, body: FlvBody) -> Arc<FlvFraming> {
+        let slot = &mut self.0[usize::from(body == FlvBody::Chunked)];
+        slot.get_or_insert_with(|| Arc::new(FlvFraming::new(packet, body)))
+            .clone()
+    }
 }
 
 /// Most bytes written around an FLV tag's payload: a chunk-size line (8 hex digits + CRLF),
@@ -165,10 +180,10 @@ impl PlayerQueue {
         self.push_item(OutItem::Media(packet), header, keyframe)
     }
 
-    /// Queues a media packet as an FLV tag (HTTP-FLV viewers), with the same drop policy.
-    pub fn push_flv(&mut self, packet: Packet, body: FlvBody) -> PushOutcome {
+    /// Queues a media packet as an FLV tag (HTTP-FLV viewers) with its shared `framing`
+    /// ([`FlvFramings::get`]), under the same drop policy.
+    pub fn push_flv(&mut self, packet: Packet, framing: Arc<FlvFraming>) -> PushOutcome {
         let (header, keyframe) = (packet.header, packet.keyframe);
-        let framing = FlvFraming::new(&packet, body);
         self.push_item(OutItem::Flv(packet, framing), header, keyframe)
     }
 
@@ -335,7 +350,14 @@ mod tests {
     fn a_chunked_flv_tag_is_one_chunk_with_its_size_in_hex() {
         for len in [0usize, 1, 0x0f - 15, 0x10 - 15, 1000, 0xff_ffff] {
             let mut q = PlayerQueue::new(usize::MAX);
-            q.push_flv(packet(len, true, false), FlvBody::Chunked);
+            let p = packet(len, true, false);
+            let mut framings = FlvFramings::default();
+            let framing = framings.get(&p, FlvBody::Chunked);
+            assert!(
+                Arc::ptr_eq(&framing, &framings.get(&p, FlvBody::Chunked)),
+                "built once"
+            );
+            q.push_flv(p, framing);
             let out = written(&q);
             assert_eq!(out.len(), q.queued_bytes());
             let line_end = out.windows(2).position(|w| w == b"\r\n").unwrap();
@@ -345,7 +367,11 @@ mod tests {
             assert_eq!(data.len(), 11 + len + 4 + 2);
             assert_eq!(&data[data.len() - 2..], b"\r\n");
             let mut plain = PlayerQueue::new(usize::MAX);
-            plain.push_flv(packet(len, true, false), FlvBody::UntilClose);
+            let p = packet(len, true, false);
+            plain.push_flv(
+                p.clone(),
+                FlvFramings::default().get(&p, FlvBody::UntilClose),
+            );
             assert_eq!(
                 written(&plain),
                 data[..data.len() - 2],

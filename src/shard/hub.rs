@@ -7,7 +7,9 @@ use super::bus::BusMsg;
 use super::conn::{Conn, MediaOffset, Player, Role};
 use super::directory::Claim;
 use super::worker::{workers_in, Worker};
-use crate::fanout::{FlvBody, Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey};
+use crate::fanout::{
+    FlvBody, FlvFramings, Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey,
+};
 use crate::rtmp::session::ServerSession;
 use slab::Slab;
 
@@ -170,7 +172,7 @@ impl Worker {
             return;
         };
         for packet in stream.fast_start() {
-            push_to_player(out, player, packet);
+            push_to_player(out, player, packet, &mut FlvFramings::default());
         }
         if !stream.starts_on_keyframe() {
             conn.out.wait_for_keyframe();
@@ -601,6 +603,7 @@ fn push_to_player(
     out: &mut PlayerQueue,
     player: &mut Player,
     packet: &Packet,
+    flv: &mut FlvFramings,
 ) -> Option<PushOutcome> {
     use crate::fanout::MediaKind;
     let wanted = match packet.kind {
@@ -626,7 +629,8 @@ fn push_to_player(
         packet.keyframe = true;
     }
     let outcome = if let Some(body) = player.flv {
-        out.push_flv(packet, body)
+        let framing = flv.get(&packet, body);
+        out.push_flv(packet, framing)
     } else if player.stream_id == crate::fanout::SHARED_STREAM_ID {
         out.push_media(packet)
     } else {
@@ -644,6 +648,7 @@ pub(super) fn deliver(
     packet: &Packet,
     now: Instant,
 ) {
+    let mut flv = FlvFramings::default();
     for &key in players {
         let Some(conn) = conns.get_mut(key) else {
             continue;
@@ -659,7 +664,7 @@ pub(super) fn deliver(
         if !player.primed {
             continue;
         }
-        if let Some(PushOutcome::Overflowed) = push_to_player(out, player, packet) {
+        if let Some(PushOutcome::Overflowed) = push_to_player(out, player, packet, &mut flv) {
             tracing::debug!(conn = *id, stream = %player.key, queued = out.queued_bytes(),
                 "player behind: dropping to the next keyframe");
             stalled_since.get_or_insert(now);
