@@ -65,6 +65,8 @@ pub struct Worker {
     pub(super) scratch: Box<[u8]>,
     /// Connections with unread input left after their budget.
     pub(super) read_again: Vec<usize>,
+    /// The write list's spare (see `flush`).
+    write_spare: Vec<usize>,
     /// Connections with queued output to flush this wake-up.
     pub(super) write_list: Vec<usize>,
     /// Players with media queued, flushed every `write_coalesce_ms` (at once when 0).
@@ -136,6 +138,7 @@ impl Worker {
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
             read_again: Vec::new(),
+            write_spare: Vec::new(),
             write_list: Vec::new(),
             media_list: Vec::new(),
             next_media_flush: Instant::now(),
@@ -152,6 +155,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut mail = VecDeque::new();
+        let mut readable: Vec<usize> = Vec::new();
         let mut next_tick = Instant::now() + TICK;
         loop {
             let busy =
@@ -171,7 +175,9 @@ impl Worker {
                 }
             }
             let now = Instant::now();
-            let mut readable = std::mem::take(&mut self.read_again);
+            // Reused across wake-ups (no allocation per loop): this wake-up's readable keys.
+            readable.clear();
+            readable.append(&mut self.read_again);
             let mut mail_waiting = false;
             for event in events.iter() {
                 match event.token() {
@@ -198,7 +204,7 @@ impl Worker {
             }
             readable.sort_unstable();
             readable.dedup();
-            for key in readable {
+            for key in readable.drain(..) {
                 self.read(key, now);
             }
             if !self.media_list.is_empty() && now >= self.next_media_flush {
@@ -468,8 +474,10 @@ impl Worker {
     /// Writes every connection on the write list (one vectored pass each, budgeted).
     fn flush(&mut self, now: Instant) {
         let budget = self.config.workers.write_budget_bytes;
-        let list = std::mem::take(&mut self.write_list);
-        for key in list {
+        // Swap in the spare list, so both keep their capacity across wake-ups.
+        let mut list = std::mem::take(&mut self.write_spare);
+        std::mem::swap(&mut list, &mut self.write_list);
+        for key in list.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -495,6 +503,7 @@ impl Worker {
                 Err(e) => self.close(key, format!("write error: {e}"), now),
             }
         }
+        self.write_spare = list;
     }
 
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
