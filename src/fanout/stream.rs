@@ -172,9 +172,4 @@ impl Stream {
     pub fn is_idle(&self) -> bool {
         self.source == Source::None && self.players.is_empty() && self.remote_workers == 0
     }
-
-    /// Bytes held by the fast-start cache (all shared with the packets in flight).
-    pub fn cached_bytes(&self) -> usize {
-        self.fast_start().map(Packet::wire_len).sum()
-    }
 }

@@ -68,16 +68,21 @@ pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Reque
     let http10 = req.version == Some(0);
     let mut keep_alive = !http10;
     let mut has_body = false;
+    // Only the three headers acted on are looked at; no copy of any value.
+    let has = |value: &[u8], word: &str| {
+        value
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    };
     for h in req.headers.iter() {
-        let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
         if h.name.eq_ignore_ascii_case("connection") {
-            if value.contains("close") {
+            if has(h.value, "close") {
                 keep_alive = false;
-            } else if value.contains("keep-alive") {
+            } else if has(h.value, "keep-alive") {
                 keep_alive = true;
             }
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            has_body = value.trim() != "0";
+            has_body = h.value.trim_ascii() != b"0";
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             has_body = true;
         }
