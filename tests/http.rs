@@ -355,3 +355,31 @@ fn a_kept_alive_connection_left_idle_is_closed_as_idle_after_its_answer() {
     c.read_to_end(&mut after).unwrap();
     assert!(after.is_empty(), "closed without another answer");
 }
+
+#[test]
+fn a_request_head_over_the_configured_max_request_bytes_is_431_and_closed_alone() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.http.max_request_bytes = 512;
+    let server = TestServer::start(config);
+    let mut big = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let filler = "x".repeat(600);
+    let head = request(
+        &mut big,
+        &format!("GET /nothing HTTP/1.1\r\nHost: x\r\nX-Fill: {filler}\r\n\r\n"),
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+    let port = format!(":{}", big.local_addr().unwrap().port());
+    let line = common::wait_for_log(&["connection closed", &port]);
+    assert!(line.contains("larger than 512 bytes"), "{line}");
+    // A request under the limit on another connection is answered as usual.
+    let mut small = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut small,
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+}
