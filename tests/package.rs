@@ -6,6 +6,10 @@
 //! tools/fixtures/make_media_fixtures.sh: it reads Enhanced FLV); ffprobe is Debian's.
 //! Either missing fails the tests with a message saying how to install it.
 
+#[path = "common/tools.rs"]
+#[allow(dead_code)]
+mod tools;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,27 +40,14 @@ fn fixture_path(name: &str) -> String {
     format!("{}/tests/fixtures/media/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn ffmpeg() -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_string(),
-        _ => panic!(
-            "FAIL: a recent ffmpeg is required (python3 -m pip install imageio-ffmpeg); \
-             these tests verify packaging with a real decoder and do not skip"
-        ),
-    }
+/// The recent ffmpeg (imageio-ffmpeg), looked up once per test binary; fails if missing.
+fn ffmpeg() -> &'static Path {
+    static FFMPEG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FFMPEG.get_or_init(tools::modern_ffmpeg)
 }
 
-fn ffprobe() -> &'static str {
-    match Command::new("ffprobe").arg("-version").output() {
-        Ok(o) if o.status.success() => "ffprobe",
-        _ => panic!("FAIL: ffprobe is required (apt-get install ffmpeg); the tests do not skip"),
-    }
+fn ffprobe() -> PathBuf {
+    tools::tool("ffprobe")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
