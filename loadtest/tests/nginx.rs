@@ -174,7 +174,8 @@ fn players_receive_stamped_frames_from_nginx_without_errors() {
         "nginx starts players on a keyframe"
     );
     assert!(f(&r, &["window", "throughput_mbit_s"]) > 5.0 * 0.5, "{r:#}");
-    assert!(f(&r, &["server", "cpu_seconds"]) >= 0.0);
+    // The server was sampled (a lightly loaded nginx may round to zero 10 ms ticks).
+    assert!(r["server"]["cpu_seconds"].is_f64(), "{r:#}");
     assert!(r["server"]["rss_end_kb"].as_u64().unwrap() > 0);
 }
 
