@@ -64,7 +64,8 @@ fn page_server() -> (Guard, String) {
             std::time::Instant::now() < deadline,
             "page server did not start"
         );
-        std::thread::yield_now();
+        // Poll the port (no event to wait on from another process), without spinning a core.
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     (Guard(child), format!("http://127.0.0.1:{port}/"))
 }
