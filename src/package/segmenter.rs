@@ -13,8 +13,8 @@
 //! With LL-HLS parts, each completed part is also copied out while it is still in cache, so
 //! readers can have it before its segment completes; the segment then replaces those copies
 //! with slices of itself. Buffers of segments leaving the window and of replaced part copies
-//! are reused instead of freed, so a warm segmenter neither allocates nor page-faults fresh
-//! memory.
+//! are reused instead of freed, so a warm segmenter allocates no media buffers and touches no
+//! fresh memory (small per-segment bookkeeping vectors are still allocated).
 
 use std::collections::VecDeque;
 
