@@ -366,20 +366,7 @@ impl Worker {
     pub(super) fn resubscribe(&mut self, skey: &StreamKey, worker: usize) {
         match self.directory.subscribe(skey, worker) {
             Some(owner) if owner == worker => {}
-            Some(owner) if owner == self.index => {
-                if let Some(stream) = self.streams.get_mut(skey) {
-                    stream.remote_workers |= 1 << worker;
-                }
-                let snapshot = self.snapshot(skey);
-                self.bus.send(
-                    worker,
-                    BusMsg::Started {
-                        key: skey.clone(),
-                        owner,
-                        snapshot,
-                    },
-                );
-            }
+            Some(owner) if owner == self.index => self.serve_subscriber(skey, worker),
             Some(owner) => {
                 self.bus.send(
                     owner,
@@ -391,6 +378,21 @@ impl Worker {
             }
             None => {}
         }
+    }
+
+    /// Owner side: worker `worker` has players of `skey`: it gets every packet from now on,
+    /// starting with the fast-start cache.
+    fn serve_subscriber(&mut self, skey: &StreamKey, worker: usize) {
+        if let Some(stream) = self.streams.get_mut(skey) {
+            stream.remote_workers |= 1 << worker;
+        }
+        let snapshot = self.snapshot(skey);
+        let msg = BusMsg::Started {
+            key: skey.clone(),
+            owner: self.index,
+            snapshot,
+        };
+        self.bus.send(worker, msg);
     }
 
     pub(super) fn snapshot(&self, skey: &StreamKey) -> Vec<Packet> {
@@ -501,18 +503,7 @@ impl Worker {
                     Some(Source::Local(_))
                 );
                 if owned {
-                    if let Some(stream) = self.streams.get_mut(&key) {
-                        stream.remote_workers |= 1 << from;
-                    }
-                    let snapshot = self.snapshot(&key);
-                    self.bus.send(
-                        from,
-                        BusMsg::Started {
-                            key,
-                            owner: index,
-                            snapshot,
-                        },
-                    );
+                    self.serve_subscriber(&key, from);
                 } else {
                     self.resubscribe(&key, from);
                 }
