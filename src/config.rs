@@ -285,14 +285,15 @@ impl Config {
         })
     }
 
-    /// Reads and parses a TOML file, as [`from_toml_str`](Self::from_toml_str) does.
-    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    /// Reads and parses a TOML file, as [`from_toml_str`](Self::from_toml_str) does; the text
+    /// comes back too, to point validation errors at their line.
+    pub fn load(path: impl AsRef<Path>) -> Result<(Config, String), ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml_str(&text)
+        Ok((Self::from_toml_str(&text)?, text))
     }
 
     /// Checks every value against the range this server accepts, and `workers.cores` against

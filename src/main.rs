@@ -96,21 +96,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 fn effective_config(cli: &Cli, file: Option<&Path>) -> Result<Config, Failure> {
     let (mut config, text) = match file {
         None => (Config::default(), None),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                Failure::Config(
-                    ConfigError::Unreadable {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                    .to_string(),
-                )
-            })?;
-            let config = Config::from_toml_str(&text).map_err(|error| {
-                Failure::Config(format!("invalid config file {}: {error}", path.display()))
-            })?;
-            (config, Some(text))
-        }
+        Some(path) => match Config::load(path) {
+            Ok((config, text)) => (config, Some(text)),
+            Err(e @ ConfigError::Unreadable { .. }) => return Err(Failure::Config(e.to_string())),
+            Err(e) => {
+                return Err(Failure::Config(format!(
+                    "invalid config file {}: {e}",
+                    path.display()
+                )))
+            }
+        },
     };
 
     if !cli.listen.is_empty() {

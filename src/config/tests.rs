@@ -472,7 +472,12 @@ fn load_reads_a_file_and_names_a_missing_one() {
     let loaded = Config::load(&path);
     let missing = Config::load(dir.join("missing.toml"));
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(loaded.unwrap().timeouts.idle_ms, 1234);
+    let (config, text) = loaded.unwrap();
+    assert_eq!(config.timeouts.idle_ms, 1234);
+    assert!(
+        text.contains("idle_ms = 1234"),
+        "the text comes back for error positions"
+    );
     let error = missing.unwrap_err();
     assert!(matches!(error, ConfigError::Unreadable { .. }), "{error:?}");
     assert!(error.to_string().contains("missing.toml"), "{error}");
