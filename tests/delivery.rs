@@ -10,14 +10,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::tools::{modern_ffmpeg, tool, Dir};
-use common::{wait_for_log, wait_for_log_count, TestServer, WAIT};
+use common::{fixture_tags, wait_for_log, wait_for_log_count, TestServer, WAIT};
 use rtmp_edge::config::Config;
 
 const FPS: usize = 25;
@@ -259,21 +259,11 @@ fn config(fmp4: bool) -> Config {
     config
 }
 
+/// `GET path`, which must answer 200.
 fn get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head")
-        + 4;
-    let head = String::from_utf8_lossy(&all[..end]).into_owned();
+    let (head, body) = common::get(addr, path);
     assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    (head, all[end..].to_vec())
+    (head, body)
 }
 
 /// Publishes `source` as live/`name` (as fast as ffmpeg reads it) and waits until the server
@@ -593,21 +583,6 @@ fn a_video_only_h264_stream_is_delivered_in_every_format() {
 #[test]
 fn an_enhanced_rtmp_hevc_and_aac_stream_is_delivered_in_every_format() {
     deliver(Shape::HevcAac, "hevc");
-}
-
-fn fixture_tags() -> Vec<rtmp_edge::media::flv::FlvTag> {
-    let data = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/media/h264_aac.flv"
-    ))
-    .unwrap();
-    let mut buf = bytes::BytesMut::from(&data[..]);
-    let mut reader = rtmp_edge::media::flv::FlvReader::new();
-    let mut tags = Vec::new();
-    while let Some(tag) = reader.next_tag(&mut buf).unwrap() {
-        tags.push(tag);
-    }
-    tags
 }
 
 #[test]

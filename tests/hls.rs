@@ -7,9 +7,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
-use bytes::BytesMut;
-use common::{wait_for_log, wait_for_log_count, Client, TestServer, WAIT};
-use rtmp_edge::media::flv::{FlvReader, FlvTag};
+use common::{
+    fixture_tags, get, read_response, send_get, wait_for_log, wait_for_log_count, Client,
+    TestServer, WAIT,
+};
+use rtmp_edge::media::flv::FlvTag;
 
 /// The default config, but every stream is packaged from its publish rather than on demand,
 /// so everything a test publishes is in the window.
@@ -17,21 +19,6 @@ fn eager() -> rtmp_edge::config::Config {
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_on_demand = false;
     config
-}
-
-fn fixture_tags() -> Vec<FlvTag> {
-    let data = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/media/h264_aac.flv"
-    ))
-    .unwrap();
-    let mut buf = BytesMut::from(&data[..]);
-    let mut reader = FlvReader::new();
-    let mut tags = Vec::new();
-    while let Some(tag) = reader.next_tag(&mut buf).unwrap() {
-        tags.push(tag);
-    }
-    tags
 }
 
 /// Publishes the fixture `loops` times back to back with continuous timestamps, starting
@@ -52,11 +39,6 @@ fn publish_loops(p: &mut Client, tags: &[FlvTag], loops: u32, offset_ms: u32) ->
         }
     }
     offset_ms + loops * span
-}
-
-/// `GET path` on a new connection: the response head and body.
-fn get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
-    read_response(&mut send_get(addr, path))
 }
 
 #[test]
@@ -326,15 +308,6 @@ fn preload_hint(playlist: &str) -> String {
         .to_string()
 }
 
-/// Sends `GET path` on a new connection without reading the answer.
-fn send_get(addr: std::net::SocketAddr, path: &str) -> TcpStream {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    c
-}
-
 /// Asserts nothing arrives on `c` for 300 ms (the request is being held).
 fn assert_held(c: &mut TcpStream, what: &str) {
     c.set_read_timeout(Some(std::time::Duration::from_millis(300)))
@@ -342,21 +315,6 @@ fn assert_held(c: &mut TcpStream, what: &str) {
     let mut probe = [0u8; 1];
     assert!(c.read(&mut probe).is_err(), "{what} was answered at once");
     c.set_read_timeout(Some(WAIT)).unwrap();
-}
-
-/// Reads a whole `Connection: close` response: head text and body.
-fn read_response(c: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head")
-        + 4;
-    (
-        String::from_utf8_lossy(&all[..end]).into_owned(),
-        all[end..].to_vec(),
-    )
 }
 
 #[test]

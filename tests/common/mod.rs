@@ -331,3 +331,48 @@ pub mod media {
         v
     }
 }
+
+/// The tags of the H.264 + AAC fixture FLV (`tests/fixtures/media/h264_aac.flv`).
+pub fn fixture_tags() -> Vec<rtmp_edge::media::flv::FlvTag> {
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/media/h264_aac.flv"
+    ))
+    .unwrap();
+    let mut buf = BytesMut::from(&data[..]);
+    let mut reader = rtmp_edge::media::flv::FlvReader::new();
+    let mut tags = Vec::new();
+    while let Some(tag) = reader.next_tag(&mut buf).unwrap() {
+        tags.push(tag);
+    }
+    tags
+}
+
+/// Sends `GET path` with `Connection: close` on a new connection, without reading the answer.
+pub fn send_get(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    c
+}
+
+/// Reads a whole `Connection: close` response: head text and body.
+pub fn read_response(c: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    (
+        String::from_utf8_lossy(&all[..end]).into_owned(),
+        all[end..].to_vec(),
+    )
+}
+
+/// `GET path` on a new connection: the response head and body.
+pub fn get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    read_response(&mut send_get(addr, path))
+}
