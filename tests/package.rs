@@ -521,12 +521,12 @@ fn audio_only_and_video_only_streams_are_segmented() {
     }
 }
 
-#[test]
-fn blocking_reload_answers_exactly_when_the_requested_part_exists() {
+/// An LL-HLS fMP4 segmenter (1 s segments, 200 ms parts) fed with the looped fixture until a
+/// segment is complete and the open one has a part; the input and how much of it was fed.
+fn live_ll_hls_segmenter() -> (Segmenter, Vec<Frame>, usize) {
     let mut seg = Segmenter::new(config(Container::Fmp4, Tracks::All, 1000, Some(200)));
     let src = looped("h264_aac.flv", 2);
     let mut i = 0;
-    // Run until the open segment has at least one part and a completed segment exists.
     while seg.segments().len() == 0 || seg.open_segment().map_or(true, |(_, p)| p.is_empty()) {
         let f = &src[i];
         let _: Progress = seg
@@ -534,6 +534,12 @@ fn blocking_reload_answers_exactly_when_the_requested_part_exists() {
             .unwrap();
         i += 1;
     }
+    (seg, src, i)
+}
+
+#[test]
+fn blocking_reload_answers_exactly_when_the_requested_part_exists() {
+    let (mut seg, src, mut i) = live_ll_hls_segmenter();
     let (msn, parts) = seg
         .open_segment()
         .map(|(m, p)| (m, p.len() as u64))
@@ -600,16 +606,7 @@ fn blocking_reload_answers_exactly_when_the_requested_part_exists() {
 
 #[test]
 fn only_the_hinted_part_is_worth_waiting_for() {
-    let mut seg = Segmenter::new(config(Container::Fmp4, Tracks::All, 1000, Some(200)));
-    let src = looped("h264_aac.flv", 2);
-    let mut i = 0;
-    while seg.segments().len() == 0 || seg.open_segment().map_or(true, |(_, p)| p.is_empty()) {
-        let f = &src[i];
-        let _: Progress = seg
-            .push(f, WALL_CLOCK_START + u64::from(f.timestamp))
-            .unwrap();
-        i += 1;
-    }
+    let (mut seg, src, mut i) = live_ll_hls_segmenter();
     let (msn, parts) = seg.open_segment().map(|(m, p)| (m, p.len())).unwrap();
     let hint = Resource::Part(msn, parts);
     assert_eq!(hls::availability(&seg, hint), Availability::Pending);
