@@ -24,11 +24,16 @@ pub enum ReadOutcome {
 /// appending what arrived to the connection's `buf`. Reading through one shared scratch
 /// buffer means an idle connection holds no read buffer of its own: a player that only sends
 /// a few acknowledgements costs a few bytes, not a 16 KiB buffer.
+///
+/// A short read is taken as drained (saving a WouldBlock syscall per wake-up) unless
+/// `peer_closed`: once the poller has reported the peer's FIN or RST, no further readiness
+/// edge will come, so the pass reads on until it sees the EOF (or the error) itself.
 pub fn read_some(
     stream: &mut impl Read,
     scratch: &mut [u8],
     buf: &mut BytesMut,
     budget: usize,
+    peer_closed: bool,
 ) -> io::Result<ReadOutcome> {
     let mut total = 0;
     loop {
@@ -40,7 +45,7 @@ pub fn read_some(
             Ok(n) => {
                 buf.extend_from_slice(&scratch[..n]);
                 total += n;
-                if n < scratch.len() {
+                if n < scratch.len() && !peer_closed {
                     // A short read almost always means the socket is drained; the next
                     // readiness event will say if more arrives (saves a WouldBlock syscall).
                     return Ok(ReadOutcome::Drained { bytes: total });
@@ -96,5 +101,59 @@ pub fn write_queue(
                 _ => return Err(e),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that sent `data` and then closed: reads hand out the data, then EOF.
+    fn closed_after(data: &[u8]) -> io::Cursor<Vec<u8>> {
+        io::Cursor::new(data.to_vec())
+    }
+
+    #[test]
+    fn a_short_read_counts_as_drained_while_the_peer_is_open() {
+        let mut scratch = [0u8; 64];
+        let mut buf = BytesMut::new();
+        let outcome = read_some(
+            &mut closed_after(b"hello"),
+            &mut scratch,
+            &mut buf,
+            1024,
+            false,
+        );
+        assert_eq!(outcome.unwrap(), ReadOutcome::Drained { bytes: 5 });
+        assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn after_the_peer_closed_a_short_read_reads_on_to_the_eof() {
+        let mut scratch = [0u8; 64];
+        let mut buf = BytesMut::new();
+        let outcome = read_some(
+            &mut closed_after(b"hello"),
+            &mut scratch,
+            &mut buf,
+            1024,
+            true,
+        );
+        assert_eq!(outcome.unwrap(), ReadOutcome::Closed { bytes: 5 });
+        assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn the_budget_stops_a_pass_before_the_eof() {
+        let mut scratch = [0u8; 4];
+        let mut buf = BytesMut::new();
+        let outcome = read_some(
+            &mut closed_after(b"abcdefgh"),
+            &mut scratch,
+            &mut buf,
+            8,
+            true,
+        );
+        assert_eq!(outcome.unwrap(), ReadOutcome::Budget { bytes: 8 });
     }
 }

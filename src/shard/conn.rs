@@ -84,6 +84,8 @@ pub struct Conn {
     pub write_listed: bool,
     /// The socket said WouldBlock: don't write again before a writable event.
     pub write_blocked: bool,
+    /// The poller reported the peer's FIN or RST: reads go on to the EOF (no edge will come).
+    pub peer_closed: bool,
 }
 
 /// See [`Conn::media_offset`].

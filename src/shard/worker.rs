@@ -184,6 +184,11 @@ impl Worker {
                     WAKER_TOKEN => mail_waiting = true,
                     Token(t) if t >= LISTENER_BASE => self.accept_again = true,
                     Token(key) => {
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.peer_closed = true;
+                            }
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             readable.push(key);
                         }
@@ -317,6 +322,7 @@ impl Worker {
             last_stream: None,
             write_listed: false,
             write_blocked: false,
+            peer_closed: false,
         });
         tracing::debug!(worker = self.index, conn = id, %peer, "connection accepted");
     }
@@ -357,6 +363,7 @@ impl Worker {
             &mut self.scratch,
             &mut conn.read_buf,
             budget,
+            conn.peer_closed,
         );
         let (bytes, more, eof) = match outcome {
             Ok(ReadOutcome::Drained { bytes }) => (bytes, false, false),
