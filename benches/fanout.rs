@@ -5,8 +5,15 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rtmp_edge::fanout::{PlayerQueue, Stream, StreamKey};
+use rtmp_edge::fanout::{PlayerQueue, Stream, StreamKey, StreamSettings};
 use rtmp_edge::shard::{Bus, BusMsg};
+
+const SETTINGS: StreamSettings = StreamSettings {
+    chunk_size: 4096,
+    gop_cache: true,
+    gop_cache_max_bytes: 64 << 20,
+    max_header_bytes: 256 << 10,
+};
 
 fn frame(len: usize) -> Bytes {
     let mut v = vec![0x27, 0x01, 0, 0, 0];
@@ -19,14 +26,17 @@ fn to_local_players(c: &mut Criterion) {
     for players in [1usize, 100, 1000, 10_000] {
         group.throughput(Throughput::Elements(players as u64));
         group.bench_with_input(BenchmarkId::new("players", players), &players, |b, &n| {
-            let mut stream = Stream::new(StreamKey::new("live", "bench"), 4096, true, 64 << 20);
+            let mut stream = Stream::new(StreamKey::new("live", "bench"), SETTINGS);
             let mut queues: Vec<PlayerQueue> =
                 (0..n).map(|_| PlayerQueue::new(usize::MAX)).collect();
             let payload = frame(10_000);
             let mut ts = 0u32;
             b.iter(|| {
                 ts = ts.wrapping_add(40);
-                let packet = stream.ingest(9, ts, payload.clone()).expect("video packet");
+                let packet = stream
+                    .ingest(9, ts, payload.clone())
+                    .unwrap()
+                    .expect("video packet");
                 for q in queues.iter_mut() {
                     black_box(q.push_media(packet.clone()));
                 }
@@ -52,14 +62,17 @@ fn to_other_workers(c: &mut Criterion) {
                 .map(|p| mio::Waker::new(p.registry(), mio::Token(0)).unwrap())
                 .collect();
             let bus = Bus::new(wakers);
-            let mut stream = Stream::new(StreamKey::new("live", "bench"), 4096, true, 64 << 20);
+            let mut stream = Stream::new(StreamKey::new("live", "bench"), SETTINGS);
             let key = StreamKey::new("live", "bench");
             let payload = frame(10_000);
             let mut drained = std::collections::VecDeque::new();
             let mut ts = 0u32;
             b.iter(|| {
                 ts = ts.wrapping_add(40);
-                let packet = stream.ingest(9, ts, payload.clone()).expect("video packet");
+                let packet = stream
+                    .ingest(9, ts, payload.clone())
+                    .unwrap()
+                    .expect("video packet");
                 for w in 1..=k {
                     bus.send(
                         w,

@@ -185,6 +185,9 @@ config_section! {
         /// Bytes queued for one player before it starts losing frames up to the next keyframe.
         /// At least 65536.
         pub player_queue_bytes: usize,
+        /// Largest sequence header or metadata message a publisher may send; a larger one
+        /// closes the publisher. Headers reach every player whatever its queue holds. Must be > 0.
+        pub max_header_bytes: usize,
     }
 }
 
@@ -375,6 +378,7 @@ impl Config {
             "streams.gop_cache_max_bytes",
             as_u64(streams.gop_cache_max_bytes),
         )?;
+        positive("streams.max_header_bytes", as_u64(streams.max_header_bytes))?;
         if streams.player_queue_bytes < MIN_PLAYER_QUEUE_BYTES {
             return Err(ConfigError::BelowMinimum {
                 key: "streams.player_queue_bytes",
@@ -653,6 +657,7 @@ impl Default for StreamsConfig {
             wait_for_publisher: true,
             keep_players_on_unpublish: true,
             player_queue_bytes: 2 * 1024 * 1024,
+            max_header_bytes: 256 * 1024,
         }
     }
 }

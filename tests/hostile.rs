@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{media, Client, TestServer, WAIT};
 use rtmp_edge::config::Config;
+use rtmp_edge::rtmp::session::ClientEvent;
 
 const VIDEO: u8 = 9;
 const AUDIO: u8 = 8;
@@ -109,5 +110,106 @@ fn a_reset_connection_ends_its_session_at_once() {
         assert!(started.elapsed() < WAIT);
     }
     Client::publish(server.addr, "live", "reset");
+    bystander.check();
+}
+
+/// Resident memory of this process (the in-process server's with it), from /proc.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kb * 1024
+}
+
+/// `@setDataFrame onMetaData {pad: "xxx…"}` of about `len` bytes.
+fn metadata_of(len: usize, fill: u8) -> Vec<u8> {
+    let mut v = Vec::new();
+    for s in ["@setDataFrame", "onMetaData"] {
+        v.push(0x02);
+        v.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        v.extend_from_slice(s.as_bytes());
+    }
+    v.extend_from_slice(&[0x08, 0, 0, 0, 1]);
+    v.extend_from_slice(&3u16.to_be_bytes());
+    v.extend_from_slice(b"pad");
+    v.push(0x0c); // long string
+    v.extend_from_slice(&(len as u32).to_be_bytes());
+    v.resize(v.len() + len, fill);
+    v.extend_from_slice(&[0, 0, 9]);
+    v
+}
+
+/// A player that never reads: a tiny receive buffer, and nothing read after play started.
+fn stuck_player(server: &TestServer, name: &str) -> Client {
+    let stuck = Client::play(server.addr, "live", name);
+    socket2::SockRef::from(&stuck.stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    stuck
+}
+
+#[test]
+fn repeated_metadata_for_a_player_that_never_reads_stays_bounded() {
+    let mut config = Config::default();
+    config.timeouts.slow_player_ms = 120_000;
+    config.timeouts.idle_ms = 120_000;
+    let server = TestServer::start(config);
+    let mut bystander = Bystander::start(&server, "bystander");
+    let mut publisher = Client::publish(server.addr, "live", "meta");
+    let _stuck = stuck_player(&server, "meta");
+    // One reading player on the same stream: once it has the last message, so has the server.
+    let mut watcher = Client::play(server.addr, "live", "meta");
+    let before = rss_bytes();
+    const ROUNDS: u16 = 500;
+    for round in 0..ROUNDS {
+        let fill = (round % 251) as u8;
+        let meta = metadata_of(200_000, fill);
+        publisher.send(DATA, 0, &meta);
+        // The reader keeps up (it gets the latest, or a later one replaced it).
+        watcher.wait_for("this round's metadata", |e| {
+            matches!(e, ClientEvent::Media { type_id: DATA, payload, .. }
+                if payload.len() > 4 && payload[payload.len() - 4] == fill)
+        });
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 24 << 20,
+        "{ROUNDS} × 200 KB of metadata for a stuck player grew RSS by {} MB",
+        grown >> 20
+    );
+    bystander.check();
+}
+
+#[test]
+fn metadata_over_max_header_bytes_closes_only_that_publisher() {
+    let server = TestServer::with_defaults();
+    let mut bystander = Bystander::start(&server, "bystander");
+    let mut publisher = Client::publish(server.addr, "live", "huge");
+    let mut player = Client::play(server.addr, "live", "huge");
+    let tag = port_tag(&publisher);
+    publisher.send(DATA, 0, &metadata_of(1 << 20, 7));
+    publisher.wait_closed();
+    let line = common::wait_for_log(&["connection closed", &tag]);
+    assert!(
+        line.contains("metadata header of")
+            && line.contains("exceeds streams.max_header_bytes (262144)"),
+        "{line}"
+    );
+    // The player saw no part of it, and the name is free for a well-behaved publisher.
+    let mut again = Client::publish(server.addr, "live", "huge");
+    again.send(DATA, 0, &media::set_data_frame());
+    let got = player.wait_for("the next publisher's metadata", |e| {
+        matches!(e, ClientEvent::Media { type_id: DATA, .. })
+    });
+    let ClientEvent::Media { payload, .. } = got else {
+        unreachable!()
+    };
+    assert!(
+        payload.len() < 1000,
+        "got the small metadata, not the huge one"
+    );
     bystander.check();
 }

@@ -12,4 +12,4 @@ mod stream;
 pub use clock::Rebaser;
 pub use packet::{MediaKind, Packet, SHARED_STREAM_ID};
 pub use queue::{FlvBody, FlvFraming, FlvFramings, OutItem, PlayerQueue, PushOutcome};
-pub use stream::{Source, Stream, StreamKey};
+pub use stream::{IngestError, Source, Stream, StreamKey, StreamSettings};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::packet::Packet;
+use super::packet::{MediaKind, Packet};
 
 /// One entry of a player's queue.
 #[derive(Debug, Clone)]
@@ -116,6 +116,14 @@ impl OutItem {
             OutItem::Media(p) | OutItem::Flv(p, _) => !p.header,
         }
     }
+
+    /// The header kind this item carries, if it is a sequence header or metadata.
+    fn header_kind(&self) -> Option<MediaKind> {
+        match self {
+            OutItem::Control(_) => None,
+            OutItem::Media(p) | OutItem::Flv(p, _) => p.header.then_some(p.kind),
+        }
+    }
 }
 
 /// Queue slots a drained queue keeps.
@@ -134,8 +142,14 @@ pub enum PushOutcome {
 /// Bounded queue of what to write to one connection.
 ///
 /// Invariants: `queued_bytes` is the unwritten bytes of all items; only the head may be
-/// partly written (`head_offset`); headers and control bytes are never dropped; a dropped
-/// run of media always ends at a keyframe, so a player never gets half a GOP.
+/// partly written (`head_offset`); control bytes are never dropped; a dropped run of media
+/// always ends at a keyframe, so a player never gets half a GOP.
+///
+/// Headers (sequence headers and metadata) bypass the limit but never pile up: a new one
+/// replaces an unsent one of its kind, so the queue holds at most the limit plus the latest
+/// header of each kind (and whatever the player's own session says). A replaced audio or
+/// video header means the player is far behind, and the frames queued for it described the
+/// old configuration: they go too and the player resumes at the next keyframe.
 #[derive(Debug)]
 pub struct PlayerQueue {
     items: VecDeque<OutItem>,
@@ -190,6 +204,7 @@ impl PlayerQueue {
     fn push_item(&mut self, item: OutItem, header: bool, keyframe: bool) -> PushOutcome {
         let len = item.wire_len();
         if header {
+            self.replace_unsent_header(&item);
             self.queued_bytes += len;
             self.items.push_back(item);
             return PushOutcome::Queued;
@@ -215,6 +230,27 @@ impl PlayerQueue {
         self.queued_bytes += len;
         self.items.push_back(item);
         outcome
+    }
+
+    /// Removes an unsent header of `item`'s kind; see the type's doc.
+    fn replace_unsent_header(&mut self, item: &OutItem) {
+        let kind = item.header_kind();
+        let started = usize::from(self.head_offset > 0);
+        let Some(at) = self
+            .items
+            .iter()
+            .skip(started)
+            .position(|queued| queued.header_kind() == kind)
+        else {
+            return;
+        };
+        if let Some(old) = self.items.remove(at + started) {
+            self.queued_bytes -= old.wire_len();
+        }
+        if kind != Some(MediaKind::Data) {
+            self.drop_unstarted_media();
+            self.waiting_for_keyframe = true;
+        }
     }
 
     /// Removes every non-header media item that has not started going out.
@@ -326,7 +362,6 @@ impl PlayerQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fanout::packet::MediaKind;
     use crate::rtmp::chunk::EncodedMessage;
 
     fn packet(len: usize, keyframe: bool, header: bool) -> Packet {
@@ -453,6 +488,66 @@ mod tests {
         assert_eq!(q.push_media(packet(10, false, false)), PushOutcome::Dropped);
         assert_eq!(q.push_media(packet(10, true, false)), PushOutcome::Queued);
         assert_eq!(q.push_media(packet(10, false, false)), PushOutcome::Queued);
+    }
+
+    fn metadata(len: usize) -> Packet {
+        Packet {
+            kind: MediaKind::Data,
+            ..packet(len, false, true)
+        }
+    }
+
+    #[test]
+    fn a_new_header_replaces_an_unsent_one_of_its_kind() {
+        let mut q = PlayerQueue::new(64 * 1024);
+        for _ in 0..1000 {
+            q.push_media(metadata(100_000));
+            q.push_media(packet(1000, false, true));
+        }
+        let one_each = metadata(100_000).wire_len() + packet(1000, false, true).wire_len();
+        assert_eq!(
+            q.queued_bytes(),
+            one_each,
+            "the latest metadata and video header"
+        );
+        assert_eq!(q.items.len(), 2);
+    }
+
+    #[test]
+    fn a_header_being_written_is_kept_and_the_next_one_queues_behind_it() {
+        let mut q = PlayerQueue::new(64 * 1024);
+        q.push_media(metadata(10_000));
+        q.consume(10);
+        q.push_media(metadata(10_000));
+        q.push_media(metadata(10_000));
+        assert_eq!(q.items.len(), 2, "the started one and the latest");
+        assert_eq!(q.queued_bytes(), 2 * metadata(10_000).wire_len() - 10);
+    }
+
+    #[test]
+    fn a_replaced_video_header_takes_the_frames_queued_behind_it() {
+        let mut q = PlayerQueue::new(1 << 20);
+        let audio = Packet {
+            kind: MediaKind::Audio,
+            ..packet(50, false, true)
+        };
+        q.push_media(audio.clone());
+        q.push_media(packet(100, false, true));
+        q.push_media(packet(3000, true, false));
+        q.push_media(packet(3000, false, false));
+        q.push_media(packet(120, false, true));
+        assert_eq!(
+            q.items.len(),
+            2,
+            "the audio header and the new video header"
+        );
+        assert_eq!(
+            q.queued_bytes(),
+            audio.wire_len() + packet(120, false, true).wire_len()
+        );
+        assert_eq!(q.dropped_frames(), 2);
+        assert_eq!(q.push_media(packet(10, false, false)), PushOutcome::Dropped);
+        assert_eq!(q.push_media(packet(10, true, false)), PushOutcome::Queued);
     }
 
     #[test]

@@ -42,6 +42,32 @@ pub enum Source {
     Remote(usize),
 }
 
+/// How a stream encodes and caches what its publisher sends.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    /// Outbound chunk size every player of the stream shares.
+    pub chunk_size: u32,
+    /// Keep the GOP since the last keyframe for late joiners.
+    pub gop_cache: bool,
+    /// Past this many bytes the GOP cache is dropped until the next keyframe.
+    pub gop_cache_max_bytes: usize,
+    /// Largest sequence header or metadata message accepted from a publisher.
+    pub max_header_bytes: usize,
+}
+
+/// Why a publisher's message is refused (the publisher is closed for it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Headers are queued for every player whatever its queue holds and kept for late
+    /// joiners, so their size is capped.
+    #[error("{kind} header of {len} bytes exceeds streams.max_header_bytes ({max})")]
+    HeaderTooLarge {
+        kind: &'static str,
+        len: usize,
+        max: usize,
+    },
+}
+
 /// A live stream as one worker sees it: the owner's copy (fed by the publisher) or a mirror
 /// (fed by the owner over the bus). Both keep their own fast-start cache.
 #[derive(Debug)]
@@ -55,9 +81,7 @@ pub struct Stream {
     /// Owner only: subscribed workers whose mailbox overflowed; they get no media but headers
     /// until the next video keyframe, so their players never see a gap mid-GOP.
     pub bus_behind: u64,
-    chunk_size: u32,
-    gop_cache: bool,
-    gop_cache_max_bytes: usize,
+    settings: StreamSettings,
     metadata: Option<Packet>,
     video_header: Option<Packet>,
     audio_header: Option<Packet>,
@@ -68,22 +92,15 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// An unpublished stream whose media will be encoded at `chunk_size`.
-    pub fn new(
-        key: StreamKey,
-        chunk_size: u32,
-        gop_cache: bool,
-        gop_cache_max_bytes: usize,
-    ) -> Self {
+    /// An unpublished stream.
+    pub fn new(key: StreamKey, settings: StreamSettings) -> Self {
         Self {
             key,
             source: Source::None,
             players: Vec::new(),
             remote_workers: 0,
             bus_behind: 0,
-            chunk_size,
-            gop_cache,
-            gop_cache_max_bytes,
+            settings,
             metadata: None,
             video_header: None,
             audio_header: None,
@@ -95,8 +112,14 @@ impl Stream {
     }
 
     /// Owner side: turns one publisher message into a shared packet (monotonic timestamp,
-    /// encoded once) and caches it. `None` for message types that are not forwarded.
-    pub fn ingest(&mut self, type_id: u8, timestamp: u32, payload: Bytes) -> Option<Packet> {
+    /// encoded once) and caches it. `None` for message types that are not forwarded; an error
+    /// (nothing cached) for a header over the size cap.
+    pub fn ingest(
+        &mut self,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+    ) -> Result<Option<Packet>, IngestError> {
         use crate::rtmp::message::type_id as t;
         let ts = match type_id {
             t::AUDIO | t::VIDEO => self.clock.rebase(timestamp),
@@ -105,9 +128,27 @@ impl Stream {
         if type_id == t::VIDEO {
             self.video_seen = true;
         }
-        let packet = Packet::encode(type_id, ts, payload, self.chunk_size, self.video_seen)?;
+        let len = payload.len();
+        let Some(packet) = Packet::encode(
+            type_id,
+            ts,
+            payload,
+            self.settings.chunk_size,
+            self.video_seen,
+        ) else {
+            return Ok(None);
+        };
+        let max = self.settings.max_header_bytes;
+        if packet.header && len > max {
+            let kind = match packet.kind {
+                MediaKind::Video => "video sequence",
+                MediaKind::Audio => "audio sequence",
+                MediaKind::Data => "metadata",
+            };
+            return Err(IngestError::HeaderTooLarge { kind, len, max });
+        }
         self.remember(&packet);
-        Some(packet)
+        Ok(Some(packet))
     }
 
     /// Updates the fast-start cache with a packet (owner and mirrors alike).
@@ -124,7 +165,7 @@ impl Stream {
         if packet.kind == MediaKind::Video {
             self.video_seen = true;
         }
-        if !self.gop_cache || packet.kind == MediaKind::Data {
+        if !self.settings.gop_cache || packet.kind == MediaKind::Data {
             return;
         }
         if packet.keyframe && (packet.kind == MediaKind::Video || !self.video_seen) {
@@ -135,7 +176,7 @@ impl Stream {
         }
         self.gop_bytes += packet.wire_len();
         self.gop.push(packet.clone());
-        if self.gop_bytes > self.gop_cache_max_bytes {
+        if self.gop_bytes > self.settings.gop_cache_max_bytes {
             self.gop.clear();
             self.gop_bytes = 0;
         }

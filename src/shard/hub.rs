@@ -8,7 +8,8 @@ use super::conn::{Conn, MediaOffset, Player, Role};
 use super::directory::Claim;
 use super::worker::{workers_in, Worker};
 use crate::fanout::{
-    FlvBody, FlvFramings, Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey,
+    FlvBody, FlvFramings, IngestError, Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey,
+    StreamSettings,
 };
 use crate::rtmp::session::ServerSession;
 use slab::Slab;
@@ -19,12 +20,13 @@ const ALREADY_HAS_A_STREAM: &str = "connection already has a stream";
 impl Worker {
     pub(super) fn new_stream(&self, key: StreamKey) -> Stream {
         let s = &self.config.streams;
-        Stream::new(
-            key,
-            self.config.rtmp.chunk_size,
-            s.gop_cache,
-            s.gop_cache_max_bytes,
-        )
+        let settings = StreamSettings {
+            chunk_size: self.config.rtmp.chunk_size,
+            gop_cache: s.gop_cache,
+            gop_cache_max_bytes: s.gop_cache_max_bytes,
+            max_header_bytes: s.max_header_bytes,
+        };
+        Stream::new(key, settings)
     }
 
     /// The app of an RTMP connection asking to publish or play; `None`, after answering with
@@ -288,12 +290,12 @@ impl Worker {
         timestamp: u32,
         payload: bytes::Bytes,
         now: Instant,
-    ) {
+    ) -> Result<(), IngestError> {
         let Some(stream) = self.streams.get_mut(skey) else {
-            return;
+            return Ok(());
         };
-        let Some(packet) = stream.ingest(type_id, timestamp, payload) else {
-            return;
+        let Some(packet) = stream.ingest(type_id, timestamp, payload)? else {
+            return Ok(());
         };
         // Arrival on the wall clock, read once per message: dates HLS/DASH media.
         let wall = crate::shard::hls::wall_clock_ms();
@@ -335,6 +337,7 @@ impl Worker {
             now,
         );
         self.hls_package(skey, &packet, wall);
+        Ok(())
     }
 
     /// The stream's local publisher left.

@@ -435,7 +435,9 @@ impl Worker {
                     return;
                 };
                 let skey = skey.clone();
-                self.ingest(&skey, type_id, timestamp, payload, now);
+                if let Err(e) = self.ingest(&skey, type_id, timestamp, payload, now) {
+                    self.close(key, format!("publisher refused: {e}"), now);
+                }
             }
             ServerEvent::Unpublished { .. } => {
                 if let Some(conn) = self.conns.get_mut(key) {
