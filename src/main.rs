@@ -3,7 +3,7 @@
 //! Exit codes: 0 clean shutdown (or `--print-config` / `--check-config` success); 1 the server
 //! could not run (e.g. a port in use); 2 bad flags or a bad configuration.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -171,6 +171,9 @@ fn init_logging(config: &Config) -> Result<(), Failure> {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(rtmp_edge::logging::EscapedFields)
+        // Colour for a person at a terminal; plain text for files, pipes and collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init()
         .map_err(|error| Failure::Run(anyhow::anyhow!("cannot start logging: {error}")))

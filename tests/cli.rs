@@ -220,7 +220,7 @@ fn start_server() -> (
             "2",
         ])
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR")
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -231,12 +231,14 @@ fn start_server() -> (
             .next()
             .expect("server exited before listening")
             .unwrap();
+        // Logs into a pipe are plain text: no colour escapes.
+        assert!(
+            !line.contains('\u{1b}'),
+            "ANSI escapes in piped logs: {line:?}"
+        );
         if line.contains("listening for RTMP") {
             let addr = line.split("addr=").nth(1).unwrap();
-            let addr: String = addr
-                .chars()
-                .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
-                .collect();
+            let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
             break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
         }
     };

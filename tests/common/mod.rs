@@ -42,6 +42,7 @@ fn logs() -> &'static LogBuffer {
         tracing_subscriber::fmt()
             .with_env_filter("rtmp_edge=debug")
             .with_ansi(false)
+            .fmt_fields(rtmp_edge::logging::EscapedFields)
             .with_writer(move || writer.clone())
             .init();
         buffer
