@@ -213,3 +213,98 @@ fn metadata_over_max_header_bytes_closes_only_that_publisher() {
     );
     bystander.check();
 }
+
+#[test]
+fn newlines_and_escape_bytes_in_names_cannot_forge_log_lines() {
+    let server = TestServer::with_defaults();
+    let mut bystander = Bystander::start(&server, "bystander");
+    let name = "cam\nERROR forged line\r\u{1b}[31m role=admin";
+    let app = "live\r\nERROR forged app";
+    let mut p = Client::publish(server.addr, app, name);
+    let tag = port_tag(&p);
+    p.send(VIDEO, 0, &media::avc_frame(true, 1, 100));
+    drop(p);
+    let closed = common::wait_for_log(&["connection closed", &tag]);
+    assert!(
+        closed.contains(
+            r#"stream="live\r\nERROR forged app/cam\nERROR forged line\r\u{1b}[31m role=admin""#
+        ),
+        "{closed}"
+    );
+    let publishing = common::wait_for_log(&["publishing", &tag]);
+    assert!(
+        publishing.contains(r#"\nERROR forged line\r\u{1b}[31m role=admin""#),
+        "{publishing}"
+    );
+    let connect = common::wait_for_log(&["connect", &tag, "tc_url="]);
+    assert!(
+        connect.contains(r#"app="live\r\nERROR forged app""#),
+        "{connect}"
+    );
+    for line in common::log_lines_with(&["forged"]) {
+        assert!(!line.starts_with("ERROR forged"), "a forged line: {line:?}");
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\r'),
+            "raw bytes: {line:?}"
+        );
+    }
+    bystander.check();
+}
+
+#[test]
+fn memory_held_for_stuck_players_goes_back_when_they_leave() {
+    let mut config = Config::default();
+    config.timeouts.slow_player_ms = 120_000;
+    config.timeouts.idle_ms = 120_000;
+    let server = TestServer::start(config);
+    let mut bystander = Bystander::start(&server, "bystander");
+    let before = rss_bytes();
+    const STREAMS: u32 = 16;
+    let mut pairs = Vec::new();
+    for s in 0..STREAMS {
+        let name = format!("peak{s}");
+        let publisher = Client::publish(server.addr, "live", &name);
+        let stuck = stuck_player(&server, &name);
+        pairs.push((publisher, stuck));
+    }
+    // Fill every stuck player's queue to its 2 MB limit with distinct frames.
+    for seq in 0..150u32 {
+        for (publisher, _) in &mut pairs {
+            publisher.send(
+                VIDEO,
+                seq * 40,
+                &media::avc_frame(seq % 50 == 0, seq, 20_000),
+            );
+        }
+    }
+    bystander.check();
+    let peak = rss_bytes();
+    let tags: Vec<String> = pairs
+        .iter()
+        .map(|(p, s)| format!("{}|{}", port_tag(p), port_tag(s)))
+        .collect();
+    drop(pairs);
+    for tag in &tags {
+        for t in tag.split('|') {
+            common::wait_for_log(&["connection closed", t]);
+        }
+    }
+    bystander.check();
+    // The worker gives freed pages back on a tick after the closes: the first trim that
+    // finds only the bystander's two connections left.
+    common::wait_for_log(&["free heap memory returned", "connections=2 "]);
+    let after = rss_bytes();
+    eprintln!(
+        "RSS before {} MB, peak {} MB, after {} MB",
+        before >> 20,
+        peak >> 20,
+        after >> 20
+    );
+    assert!(peak > before + (16 << 20), "the peak held the queued media");
+    assert!(
+        after < before + (8 << 20),
+        "RSS after everyone left: {} MB over the start (peak {} MB over)",
+        after.saturating_sub(before) >> 20,
+        peak.saturating_sub(before) >> 20
+    );
+}

@@ -8,6 +8,7 @@ mod directory;
 mod hls;
 mod http;
 mod hub;
+mod memory;
 mod worker;
 
 use std::io;

@@ -20,6 +20,7 @@ use super::bus::Bus;
 use super::conn::{Conn, HttpPhase, Proto, Role};
 use super::directory::Directory;
 use super::hls::{HeldRequest, HlsShelf, SharedSegmenter};
+use super::memory::Trim;
 use crate::config::Config;
 use crate::fanout::{PlayerQueue, Source, Stream, StreamKey};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
@@ -77,6 +78,8 @@ pub struct Worker {
     pub(super) next_conn: u64,
     pub(super) rng: u64,
     pub(super) shutdown_deadline: Option<Instant>,
+    /// Gives freed memory back to the OS after connections close.
+    trim: Trim,
 }
 
 /// Splits `bits` into worker indexes.
@@ -147,6 +150,7 @@ impl Worker {
             next_conn: 0,
             rng: seed ^ ((index as u64 + 1) << 32) | 1,
             shutdown_deadline: None,
+            trim: Trim::new(Instant::now()),
             config,
         })
     }
@@ -580,6 +584,13 @@ impl Worker {
         for (key, reason) in expired {
             self.close(key, reason, now);
         }
+        if self.trim.on_tick(now) {
+            tracing::debug!(
+                connections = self.conns.len(),
+                worker = self.index,
+                "free heap memory returned to the OS"
+            );
+        }
         if let Some(deadline) = self.shutdown_deadline {
             if now >= deadline {
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -624,6 +635,7 @@ impl Worker {
             return;
         };
         self.held.retain(|h| h.conn() != key);
+        self.trim.freed();
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(count) = self.per_ip.get_mut(&conn.peer.ip()) {
             *count -= 1;
