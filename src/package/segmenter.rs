@@ -139,10 +139,20 @@ enum Muxer {
     Fmp4(Fmp4Muxer),
 }
 
+/// Largest backward step of the input taken as interleaving rather than a jump (ms).
+const MAX_BACKWARD_MS: i64 = 1000;
+/// Largest forward step of the input taken as continuous rather than a jump (ms).
+const MAX_FORWARD_MS: i64 = 10_000;
+
 /// Extends u32 millisecond timestamps past the wrap and shifts them after discontinuities.
 #[derive(Debug, Default)]
 struct Timeline {
-    last_in: Option<u64>,
+    /// The last input extended to 64 bits. It may be negative (after a jump back past the
+    /// start); clamping it would lose its low 32 bits and every later distance with them.
+    last_in: Option<i64>,
+    /// The last forward step of the input (ms): an unsignalled jump lands this far after the
+    /// latest output, so the frame before it keeps a duration.
+    last_step: i64,
     offset: i64,
     end_out: u64,
     reset: bool,
@@ -151,22 +161,26 @@ struct Timeline {
 impl Timeline {
     fn map(&mut self, ts: u32) -> u64 {
         let ext = match self.last_in {
-            None => u64::from(ts),
+            None => i64::from(ts),
             // The signed 32-bit distance from the previous timestamp handles the wrap.
-            Some(last) => {
-                (last as i64 + i64::from(ts.wrapping_sub(last as u32) as i32)).max(0) as u64
-            }
+            Some(last) => last + i64::from(ts.wrapping_sub(last as u32) as i32),
         };
-        // A jump backwards of more than a second is a discontinuity the caller did not signal.
-        if self.last_in.is_some_and(|last| ext + 1000 < last) {
-            self.reset = true;
-        }
+        // A jump back by more than a second or forward by more than ten is a discontinuity the
+        // caller did not signal: output time continues where it stopped. (A jump of exactly
+        // 2^31 ms has a distance of -2^31: backwards.)
+        let step = self.last_in.map_or(0, |last| ext - last);
         if self.reset {
-            self.offset = self.end_out as i64 - ext as i64;
-            self.reset = false;
+            // Signalled: `end_out` already includes the duration of the last sample.
+            self.offset = self.end_out as i64 - ext;
+        } else if !(-MAX_BACKWARD_MS..=MAX_FORWARD_MS).contains(&step) {
+            self.offset = self.end_out as i64 + self.last_step - ext;
         }
+        if (1..=MAX_FORWARD_MS).contains(&step) {
+            self.last_step = step;
+        }
+        self.reset = false;
         self.last_in = Some(ext);
-        (ext as i64 + self.offset).max(0) as u64
+        (ext + self.offset).max(0) as u64
     }
 }
 
@@ -812,6 +826,36 @@ mod tests {
         let b = t.map(0);
         let c = t.map(40);
         assert_eq!((b - a, c - b), (40, 40));
+    }
+
+    #[test]
+    fn segments_keep_coming_after_a_timestamp_jump_of_half_the_u32_range() {
+        for jump in [1u32 << 31, (1 << 31) - 1, (1 << 31) + 1] {
+            let mut s = segmenter(None);
+            let mut ts = 0u32;
+            // 8 s at 25 fps, a keyframe every second, the clock jumping at the fifth second.
+            for i in 0..200u32 {
+                if i == 100 {
+                    ts = ts.wrapping_add(jump);
+                }
+                let _ = s.push(&video(ts, i % 25 == 0), 0).unwrap();
+                ts = ts.wrapping_add(40);
+            }
+            assert_eq!(
+                s.next_msn(),
+                8,
+                "a segment per keyframe after a jump of {jump}"
+            );
+            let mut end = s.segments().next().unwrap().start_ms;
+            for g in s.segments() {
+                assert_eq!(
+                    g.start_ms, end,
+                    "the output timeline has no gap (jump {jump})"
+                );
+                assert!((960..=1000).contains(&g.duration_ms), "{g:?}");
+                end = g.start_ms + u64::from(g.duration_ms);
+            }
+        }
     }
 
     #[test]
