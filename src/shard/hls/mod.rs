@@ -27,7 +27,8 @@ use super::worker::Worker;
 use crate::config::HttpConfig;
 use crate::fanout::{MediaKind, Packet, Source, StreamKey};
 use crate::package::{
-    Container, Frame, FrameKind, PackageError, Progress, Segmenter, SegmenterConfig, Tracks,
+    CapReason, Container, Frame, FrameKind, PackageError, Progress, SegmentCap, Segmenter,
+    SegmenterConfig, Tracks,
 };
 
 pub use disk::{spawn_disk_writer, DiskWrite};
@@ -58,13 +59,13 @@ pub struct DashPackagers {
 
 impl Packager {
     /// Pushes one frame, received at wall clock `wall` (Unix ms), to every segmenter; the HLS
-    /// progress, plus whether a DASH segment completed.
-    fn push(&mut self, frame: &Frame, wall: u64) -> (Result<Progress, PackageError>, bool) {
+    /// progress, plus the DASH segmenter's that took the frame.
+    fn push(&mut self, frame: &Frame, wall: u64) -> (Result<Progress, PackageError>, Progress) {
         let progress = self.hls.push(frame, wall);
         if matches!(&progress, Ok(p) if p.parts > 0 || p.segments > 0) {
             self.playlist = None;
         }
-        let mut dash_segments = false;
+        let mut dash_progress = Progress::default();
         if let Some(dash) = self.dash.as_mut() {
             let target = match frame.kind {
                 FrameKind::Video => Some(&mut dash.video),
@@ -73,12 +74,12 @@ impl Packager {
             };
             if let Some(target) = target {
                 match target.push(frame, wall) {
-                    Ok(p) => dash_segments = p.segments > 0,
+                    Ok(p) => dash_progress = p,
                     Err(e) => tracing::debug!(error = %e, "DASH packaging skipped a frame"),
                 }
             }
         }
-        (progress, dash_segments)
+        (progress, dash_progress)
     }
 
     /// The HLS media playlist of `stream` (its URIs under `{stream}/`), rendered once per
@@ -150,6 +151,8 @@ impl HlsShelf {
             target_duration_ms: config.hls_segment_ms,
             part_target_ms: (config.hls_part_ms > 0).then_some(config.hls_part_ms),
             window: config.hls_window,
+            segment_cap_ms: config.hls_max_segment_ms,
+            segment_cap_bytes: config.hls_max_segment_bytes,
             ..SegmenterConfig::default()
         });
         let dash_segmenter = |tracks| {
@@ -159,6 +162,8 @@ impl HlsShelf {
                 target_duration_ms: config.hls_segment_ms,
                 part_target_ms: None,
                 window: config.hls_window,
+                segment_cap_ms: config.hls_max_segment_ms,
+                segment_cap_bytes: config.hls_max_segment_bytes,
             })
         };
         let dash = config.dash.then(|| DashPackagers {
@@ -190,6 +195,23 @@ impl HlsShelf {
         });
         gone
     }
+}
+
+/// Warns that a segment of `key` reached a cap (once per cut: a stream that stops sending
+/// keyframes warns once, then its video is dropped quietly until the next keyframe).
+fn warn_capped(worker: usize, key: &StreamKey, rendition: &'static str, cap: &SegmentCap) {
+    let (limit, value) = match cap.reason {
+        CapReason::Duration { cap_ms } => ("http.hls_max_segment_ms", u64::from(cap_ms)),
+        CapReason::Bytes { cap_bytes } => ("http.hls_max_segment_bytes", cap_bytes as u64),
+    };
+    let action = if cap.dropping {
+        "segment closed, media dropped until the next video keyframe"
+    } else {
+        "segment cut at a keyframe before its target duration"
+    };
+    tracing::warn!(worker, stream = ?key.as_str(), rendition, limit, cap = value,
+        segment_ms = cap.segment_ms, segment_bytes = cap.segment_bytes, action,
+        "HLS/DASH segment reached its cap");
 }
 
 fn frame_of(packet: &Packet) -> Frame {
@@ -302,12 +324,23 @@ impl Worker {
             self.packagers.remove(key);
             return;
         }
-        let (progress, dash_segments) = packager.push(&frame_of(packet), wall);
+        let (progress, dash) = packager.push(&frame_of(packet), wall);
         if let Ok(p) = &progress {
             self.hls
                 .write_to_disk(key, &packager.hls, p.segments as usize);
         }
         drop(packager);
+        if let Some(cap) = progress.as_ref().ok().and_then(|p| p.capped.as_ref()) {
+            warn_capped(self.index, key, "hls", cap);
+        }
+        if let Some(cap) = &dash.capped {
+            let rendition = match packet.kind {
+                MediaKind::Audio => "dash audio",
+                _ => "dash video",
+            };
+            warn_capped(self.index, key, rendition, cap);
+        }
+        let dash_segments = dash.segments > 0;
         match progress {
             Ok(p) if p.parts > 0 || p.segments > 0 || dash_segments => self.hls_broadcast(key),
             Ok(_) => {}
