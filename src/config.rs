@@ -250,7 +250,8 @@ config_section! {
         /// Always false with `hls_dir` (files are written whether or not anyone asks).
         pub hls_on_demand: bool,
         /// A stream's packaging stops, and its window of segments is freed, after this many ms
-        /// with no HTTP request for it (or after its publisher left); the next request starts
+        /// with no HTTP request for it; a stream whose publisher left keeps its final playlist
+        /// this long after it left, however often it is asked for. The next request starts
         /// afresh.
         pub hls_idle_ms: u64,
     }

@@ -437,10 +437,15 @@ impl Segmenter {
     }
 
     /// Ends the stream: flushes, and playlists get EXT-X-ENDLIST (a DASH MPD turns static)
-    /// until the next frame arrives.
+    /// until the next frame arrives. The buffers kept for the next segments are freed: only
+    /// the window (and the init segments it needs) stays.
     pub fn finish(&mut self) -> Progress {
         let progress = self.flush();
         self.finished = true;
+        self.out = BytesMut::new();
+        self.spare = Vec::new();
+        self.spare_parts = Vec::new();
+        self.preroll_audio = Vec::new();
         progress
     }
 
@@ -494,6 +499,13 @@ impl Segmenter {
     /// Media bytes (sample payloads) in the open segment so far; 0 when none is open.
     pub fn open_segment_bytes(&self) -> usize {
         self.open.as_ref().map_or(0, |o| o.bytes)
+    }
+
+    /// Buffer capacity held beyond the window's segments: the output buffer's free room and
+    /// the allocations kept for reuse.
+    pub fn spare_capacity(&self) -> usize {
+        let spare = self.spare.iter().chain(&self.spare_parts);
+        self.out.capacity() + spare.map(BytesMut::capacity).sum::<usize>()
     }
 
     /// Media sequence number the next segment to open will get.
@@ -1083,6 +1095,21 @@ mod tests {
         assert!(s
             .segments()
             .all(|g| g.duration_ms == 200 && !g.discontinuity));
+    }
+
+    #[test]
+    fn finish_frees_the_buffers_kept_for_the_next_segments() {
+        let mut s = segmenter(Some(300));
+        for i in 0..300u32 {
+            let _ = s.push(&big_video(i * 40, i % 25 == 0, 5_000), 0).unwrap();
+        }
+        assert!(
+            s.spare_capacity() > 0,
+            "a live segmenter keeps buffers for reuse"
+        );
+        let _ = s.finish();
+        assert_eq!(s.spare_capacity(), 0);
+        assert_eq!(s.segments().len(), 6, "the window stays for late viewers");
     }
 
     #[test]

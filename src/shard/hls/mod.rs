@@ -44,6 +44,9 @@ pub struct Packager {
     feeder: Option<usize>,
     /// The last HTTP request for the stream, or when feeding stopped: idle entries are freed.
     last_used: Instant,
+    /// When feeding stopped (unpublish, or no requests on demand). The entry is freed
+    /// `http.hls_idle_ms` later however often its final playlist is asked for.
+    stopped: Option<Instant>,
     /// When a worker last asked the owner to start feeding it (on-demand packaging).
     start_asked: Option<Instant>,
     /// The HLS playlist as served, rendered once per change of the segmenter and shared by
@@ -175,6 +178,7 @@ impl HlsShelf {
             dash,
             feeder: None,
             last_used: Instant::now(),
+            stopped: None,
             start_asked: None,
             playlist: None,
         }));
@@ -182,12 +186,15 @@ impl HlsShelf {
         (seg, false)
     }
 
-    /// Forgets every stream nobody feeds and nobody asked for within `idle`; returns them.
+    /// Forgets every stream nobody feeds and that nobody asked for within `idle`, or whose
+    /// feeding stopped `idle` ago; returns them.
     fn evict_idle(&self, now: Instant, idle: Duration) -> Vec<StreamKey> {
         let mut gone = Vec::new();
         lock(&self.streams).retain(|key, seg| {
             let p = lock(seg);
-            let keep = p.feeder.is_some() || now.saturating_duration_since(p.last_used) < idle;
+            let within = |t: Instant| now.saturating_duration_since(t) < idle;
+            let keep =
+                p.feeder.is_some() || (within(p.last_used) && p.stopped.map_or(true, within));
             if !keep {
                 gone.push(key.clone());
             }
@@ -284,6 +291,7 @@ impl Worker {
                     .write_to_disk(key, &packager.hls, closed.segments as usize);
             }
             packager.feeder = Some(self.index);
+            packager.stopped = None;
             packager.start_asked = None;
             packager.last_used = now;
             // Cached packets arrived before now: date each by the publisher's media clock
@@ -371,6 +379,7 @@ impl Worker {
             self.hls
                 .write_to_disk(key, &packager.hls, closed.segments.max(1) as usize);
             packager.feeder = None;
+            packager.stopped = Some(now);
             packager.last_used = now;
         }
         self.hls_broadcast(key);
@@ -392,7 +401,9 @@ impl Worker {
             // starts them again.
             for key in stale {
                 if let Some(seg) = self.packagers.remove(&key) {
-                    lock(&seg).feeder = None;
+                    let mut packager = lock(&seg);
+                    packager.feeder = None;
+                    packager.stopped = Some(now);
                 }
                 tracing::info!(worker = self.index, stream = %key, idle_ms = idle.as_millis() as u64,
                     "HLS/DASH packaging stopped: no HTTP request");
@@ -412,5 +423,51 @@ impl Worker {
                 .send(worker, BusMsg::HlsProgress { key: key.clone() });
         }
         self.hls_progress(key, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_stream_is_freed_after_the_idle_time_however_often_it_is_asked_for() {
+        let shelf = HlsShelf::new(None);
+        let key = StreamKey::new("live", "ended");
+        let (seg, _) = shelf.open(&key, &HttpConfig::default());
+        let idle = Duration::from_secs(30);
+        let t0 = Instant::now();
+        lock(&seg).stopped = Some(t0);
+        // A viewer keeps polling the final playlist.
+        for s in [1, 10, 29] {
+            lock(&seg).last_used = t0 + Duration::from_secs(s);
+            assert!(shelf
+                .evict_idle(t0 + Duration::from_secs(s), idle)
+                .is_empty());
+        }
+        lock(&seg).last_used = t0 + Duration::from_secs(30);
+        assert_eq!(
+            shelf.evict_idle(t0 + idle, idle),
+            std::slice::from_ref(&key)
+        );
+        assert!(shelf.get(&key).is_none());
+        drop(shelf);
+        assert_eq!(
+            Arc::strong_count(&seg),
+            1,
+            "nothing else keeps the packagers alive"
+        );
+    }
+
+    #[test]
+    fn a_fed_stream_is_never_freed() {
+        let shelf = HlsShelf::new(None);
+        let key = StreamKey::new("live", "fed");
+        let (seg, _) = shelf.open(&key, &HttpConfig::default());
+        let t0 = Instant::now();
+        lock(&seg).feeder = Some(0);
+        assert!(shelf
+            .evict_idle(t0 + Duration::from_secs(3600), Duration::from_secs(30))
+            .is_empty());
     }
 }
