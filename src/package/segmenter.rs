@@ -17,6 +17,7 @@
 //! with slices of itself. Buffers of segments leaving the window and of replaced part copies
 //! are reused instead of freed, so a warm segmenter allocates no media buffers and touches no
 //! fresh memory (small per-segment bookkeeping vectors are still allocated).
+//! [`Segmenter::finish`] frees them: a finished segmenter holds its window only.
 
 use std::collections::VecDeque;
 
