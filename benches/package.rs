@@ -64,6 +64,7 @@ fn segmenter(container: Container, tracks: Tracks, part: Option<u32>) -> Segment
         target_duration_ms: 2000,
         part_target_ms: part,
         window: 6,
+        ..SegmenterConfig::default()
     })
 }
 

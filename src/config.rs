@@ -109,6 +109,8 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 1_000_000;
 pub const MAX_WORKERS: usize = 1024;
 /// The smallest per-player queue accepted: below this even one keyframe rarely fits.
 pub const MIN_PLAYER_QUEUE_BYTES: usize = 64 * 1024;
+/// The smallest `http.hls_max_segment_bytes` accepted: below it a few keyframes would trip it.
+pub const MIN_SEGMENT_CAP_BYTES: usize = 1024 * 1024;
 
 config_section! {
     /// RTMP listener and protocol settings.
@@ -227,6 +229,16 @@ config_section! {
         pub hls_part_ms: u32,
         /// Completed segments kept in the playlist window (in memory, shared by all viewers).
         pub hls_window: usize,
+        /// Longest an HLS/DASH segment may grow, in ms, when no keyframe comes to end it. Past
+        /// it the segment is closed and media is dropped until the next video keyframe, which
+        /// starts the next segment after a discontinuity (a warning names the stream). At least
+        /// twice `hls_segment_ms`; the default leaves room for 10 s keyframe intervals at 24 fps.
+        pub hls_max_segment_ms: u32,
+        /// Most media bytes an HLS/DASH segment may hold; past it the segment is cut the same
+        /// way (at a keyframe if one arrives there, else closed with media dropped until the
+        /// next video keyframe). Bounds a stream's memory to roughly this times (window + 1) per
+        /// rendition. At least 1 MiB.
+        pub hls_max_segment_bytes: usize,
         /// Also package every stream for DASH at `/{app}/{stream}.mpd` (video-only and
         /// audio-only fMP4 with the same segment duration and window as HLS).
         pub dash: bool,
@@ -241,7 +253,8 @@ config_section! {
         /// Always false with `hls_dir` (files are written whether or not anyone asks).
         pub hls_on_demand: bool,
         /// A stream's packaging stops, and its window of segments is freed, after this many ms
-        /// with no HTTP request for it (or after its publisher left); the next request starts
+        /// with no HTTP request for it; a stream whose publisher left keeps its final playlist
+        /// this long after it left, however often it is asked for. The next request starts
         /// afresh.
         pub hls_idle_ms: u64,
     }
@@ -402,6 +415,21 @@ impl Config {
             (http.hls_segment_ms - 1).into(),
         )?;
         positive("http.hls_window", as_u64(http.hls_window))?;
+        let min_cap_ms = 2 * u64::from(http.hls_segment_ms);
+        if u64::from(http.hls_max_segment_ms) < min_cap_ms {
+            return Err(ConfigError::BelowMinimum {
+                key: "http.hls_max_segment_ms",
+                value: http.hls_max_segment_ms.into(),
+                min: min_cap_ms,
+            });
+        }
+        if http.hls_max_segment_bytes < MIN_SEGMENT_CAP_BYTES {
+            return Err(ConfigError::BelowMinimum {
+                key: "http.hls_max_segment_bytes",
+                value: as_u64(http.hls_max_segment_bytes),
+                min: as_u64(MIN_SEGMENT_CAP_BYTES),
+            });
+        }
         let min_idle = 3 * u64::from(http.hls_segment_ms);
         if http.hls_idle_ms < min_idle {
             return Err(ConfigError::BelowMinimum {
@@ -602,6 +630,8 @@ impl Default for HttpConfig {
             hls_segment_ms: 2000,
             hls_part_ms: 500,
             hls_window: 6,
+            hls_max_segment_ms: 20_000,
+            hls_max_segment_bytes: 64 * 1024 * 1024,
             dash: true,
             hls_dir: String::new(),
             hls_on_demand: true,

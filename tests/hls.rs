@@ -669,3 +669,75 @@ fn a_takeover_from_another_worker_keeps_the_new_publishers_playlist_alive() {
     assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
     assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
 }
+
+/// This process's resident set size, bytes (the server runs in-process).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+#[test]
+fn a_stream_without_keyframes_keeps_bounded_segments_and_a_bystander_plays_on() {
+    use common::media;
+    let mut config = eager();
+    config.http.hls_max_segment_bytes = rtmp_edge::config::MIN_SEGMENT_CAP_BYTES;
+    config.streams.gop_cache_max_bytes = 1024 * 1024;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut watcher = Client::play(server.addr, "live", "bystander");
+    let mut bystander = Client::publish(server.addr, "live", "bystander");
+    let next = publish_loops(&mut bystander, &tags, 1, 0);
+    watcher.media(tags.len());
+    let rss_before = rss_bytes();
+
+    // One keyframe, then 192 MB of inter frames (30 s at 25 fps), then a keyframe again.
+    let mut hostile = Client::publish(server.addr, "live", "nokey");
+    hostile.send(9, 0, &media::avc_header());
+    hostile.send(9, 0, &media::avc_frame(true, 0, 1000));
+    let frame = 256 * 1024;
+    for i in 1..=768u32 {
+        hostile.send(9, i * 40, &media::avc_frame(false, i, frame));
+    }
+    for i in 769..=780u32 {
+        hostile.send(9, i * 40, &media::avc_frame(i == 769, i, 1000));
+    }
+    hostile.session.stop();
+    hostile.flush();
+    wait_for_log(&["unpublished", "stream=live/nokey"]);
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(
+        grown < 64 << 20,
+        "192 MB without keyframes grew the process by {} MB",
+        grown >> 20
+    );
+
+    let warnings = common::log_lines_with(&[
+        "segment reached its cap",
+        "stream=\"live/nokey\"",
+        "rendition=\"hls\"",
+    ]);
+    assert_eq!(warnings.len(), 1, "one warning for the run: {warnings:?}");
+    assert!(warnings[0].contains("limit=\"http.hls_max_segment_bytes\""));
+    let (head, body) = get(server.http, "/live/nokey.m3u8");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let playlist = String::from_utf8(body).unwrap();
+    let after_run = playlist
+        .split("#EXT-X-DISCONTINUITY\n")
+        .nth(1)
+        .unwrap_or_else(|| {
+            panic!("the keyframe after the run starts a discontinuity:\n{playlist}")
+        });
+    assert!(after_run.contains("nokey/seg-1.ts"), "{playlist}");
+    assert!(playlist.contains("nokey/seg-0.ts") && playlist.ends_with("#EXT-X-ENDLIST\n"));
+
+    // The bystander was packaged all along and still is.
+    publish_loops(&mut bystander, &tags, 2, next);
+    watcher.media(2 * (tags.len() - 3));
+    let (head, body) = get(server.http, "/live/bystander.m3u8");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let playlist = String::from_utf8(body).unwrap();
+    assert!(playlist.contains("bystander/seg-1.ts"), "{playlist}");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+}

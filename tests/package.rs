@@ -74,6 +74,7 @@ fn config(container: Container, tracks: Tracks, target: u32, part: Option<u32>) 
         target_duration_ms: target,
         part_target_ms: part,
         window: 100,
+        ..SegmenterConfig::default()
     }
 }
 

@@ -218,7 +218,18 @@ fn rejects_hls_timings_that_cannot_work() {
         rejected_key(|c| c.http.max_request_bytes = 0),
         "http.max_request_bytes"
     );
+    // A segment cap must leave room for a keyframe arriving after the target.
+    assert_eq!(
+        rejected_key(|c| c.http.hls_max_segment_ms = 2 * c.http.hls_segment_ms - 1),
+        "http.hls_max_segment_ms"
+    );
+    assert_eq!(
+        rejected_key(|c| c.http.hls_max_segment_bytes = MIN_SEGMENT_CAP_BYTES - 1),
+        "http.hls_max_segment_bytes"
+    );
     let mut config = Config::default();
+    config.http.hls_max_segment_ms = 2 * config.http.hls_segment_ms;
+    config.http.hls_max_segment_bytes = MIN_SEGMENT_CAP_BYTES;
     config.http.hls_part_ms = 0;
     config.http.hls_idle_ms = 3 * u64::from(config.http.hls_segment_ms);
     config.validate_with_cores(CORES).unwrap();

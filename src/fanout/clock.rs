@@ -108,6 +108,16 @@ mod tests {
     }
 
     #[test]
+    fn a_jump_of_half_the_u32_range_continues_just_after_the_latest_timestamp() {
+        // The signed distance of a +2^31 jump is -2^31: a jump either way, never continuous.
+        let mut r = Rebaser::default();
+        r.rebase(0);
+        r.rebase(1000);
+        assert_eq!(r.rebase(1000 + (1 << 31)), 1020);
+        assert_eq!(r.rebase(1040 + (1 << 31)), 1060);
+    }
+
+    #[test]
     fn republish_continues_the_timeline() {
         let mut r = Rebaser::default();
         r.rebase(0);

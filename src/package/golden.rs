@@ -58,6 +58,7 @@ fn configs() -> Vec<(&'static str, SegmenterConfig)> {
         target_duration_ms: 2000,
         part_target_ms: part,
         window: 1000,
+        ..SegmenterConfig::default()
     };
     vec![
         ("hls_ts", c(Container::Ts, Tracks::All, None)),

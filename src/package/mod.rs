@@ -49,7 +49,9 @@ mod golden;
 
 use bytes::Bytes;
 
-pub use segmenter::{Container, Part, Progress, Segment, Segmenter, SegmenterConfig, Tracks};
+pub use segmenter::{
+    CapReason, Container, Part, Progress, Segment, SegmentCap, Segmenter, SegmenterConfig, Tracks,
+};
 
 /// What a [`Frame`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

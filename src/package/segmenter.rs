@@ -5,7 +5,9 @@
 //! A sample is committed when the next sample of its track arrives (that fixes its duration).
 //! The lead track (video when the stream has video, else audio) decides cuts: a segment ends
 //! at the first lead keyframe at or after the target duration; a part ends at a lead frame
-//! boundary before it would outgrow the part target. Segment bytes are the concatenation of
+//! boundary before it would outgrow the part target. A segment that reaches its duration or
+//! byte cap is cut anyway (see [`SegmentCap`]), so a stream without keyframes cannot grow one
+//! without bound. Segment bytes are the concatenation of
 //! their parts, built once; the parts are then re-sliced out of it, so nothing is held twice.
 //!
 //! Buffers: the muxers write the open segment into one output buffer, sized at the segment's
@@ -15,6 +17,7 @@
 //! with slices of itself. Buffers of segments leaving the window and of replaced part copies
 //! are reused instead of freed, so a warm segmenter allocates no media buffers and touches no
 //! fresh memory (small per-segment bookkeeping vectors are still allocated).
+//! [`Segmenter::finish`] frees them: a finished segmenter holds its window only.
 
 use std::collections::VecDeque;
 
@@ -58,6 +61,11 @@ pub struct SegmenterConfig {
     pub part_target_ms: Option<u32>,
     /// Completed segments kept in the window.
     pub window: usize,
+    /// Longest a segment may grow (ms) when no keyframe comes to end it: past it the segment
+    /// is cut (see [`SegmentCap`]).
+    pub segment_cap_ms: u32,
+    /// Most media bytes (sample payloads) a segment may hold before it is cut the same way.
+    pub segment_cap_bytes: usize,
 }
 
 impl Default for SegmenterConfig {
@@ -68,6 +76,8 @@ impl Default for SegmenterConfig {
             target_duration_ms: 2000,
             part_target_ms: None,
             window: 6,
+            segment_cap_ms: 20_000,
+            segment_cap_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -114,6 +124,36 @@ pub struct Progress {
     pub parts: u32,
     /// Segments completed.
     pub segments: u32,
+    /// A segment reached a cap and was cut early: worth a warning (once per cut).
+    pub capped: Option<SegmentCap>,
+}
+
+/// A segment that reached [`SegmenterConfig::segment_cap_ms`] or
+/// [`SegmenterConfig::segment_cap_bytes`] (a stream without keyframes, or a hostile one).
+///
+/// Where the frame that crossed the cap is a safe place to start a segment (a lead keyframe,
+/// or any frame of an audio-only rendition), the segment is cut there. Otherwise the segment
+/// is closed where it stands and the lead track's frames are dropped until its next keyframe,
+/// which opens the next segment with a discontinuity (the media in between is missing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentCap {
+    /// Which cap was reached.
+    pub reason: CapReason,
+    /// The segment's duration when it was cut (ms).
+    pub segment_ms: u64,
+    /// The media bytes it held.
+    pub segment_bytes: usize,
+    /// True when frames are dropped until the next keyframe; false when cut at a keyframe.
+    pub dropping: bool,
+}
+
+/// Which segment cap was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapReason {
+    /// [`SegmenterConfig::segment_cap_ms`], with its value.
+    Duration { cap_ms: u32 },
+    /// [`SegmenterConfig::segment_cap_bytes`], with its value.
+    Bytes { cap_bytes: usize },
 }
 
 /// The segment being built.
@@ -131,6 +171,8 @@ struct OpenSegment {
     part_start_ms: u64,
     part_video: Vec<Sample>,
     part_audio: Vec<Sample>,
+    /// Media bytes committed to the segment so far (sample payloads).
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -139,10 +181,20 @@ enum Muxer {
     Fmp4(Fmp4Muxer),
 }
 
+/// Largest backward step of the input taken as interleaving rather than a jump (ms).
+const MAX_BACKWARD_MS: i64 = 1000;
+/// Largest forward step of the input taken as continuous rather than a jump (ms).
+const MAX_FORWARD_MS: i64 = 10_000;
+
 /// Extends u32 millisecond timestamps past the wrap and shifts them after discontinuities.
 #[derive(Debug, Default)]
 struct Timeline {
-    last_in: Option<u64>,
+    /// The last input extended to 64 bits. It may be negative (after a jump back past the
+    /// start); clamping it would lose its low 32 bits and every later distance with them.
+    last_in: Option<i64>,
+    /// The last forward step of the input (ms): an unsignalled jump lands this far after the
+    /// latest output, so the frame before it keeps a duration.
+    last_step: i64,
     offset: i64,
     end_out: u64,
     reset: bool,
@@ -151,22 +203,26 @@ struct Timeline {
 impl Timeline {
     fn map(&mut self, ts: u32) -> u64 {
         let ext = match self.last_in {
-            None => u64::from(ts),
+            None => i64::from(ts),
             // The signed 32-bit distance from the previous timestamp handles the wrap.
-            Some(last) => {
-                (last as i64 + i64::from(ts.wrapping_sub(last as u32) as i32)).max(0) as u64
-            }
+            Some(last) => last + i64::from(ts.wrapping_sub(last as u32) as i32),
         };
-        // A jump backwards of more than a second is a discontinuity the caller did not signal.
-        if self.last_in.is_some_and(|last| ext + 1000 < last) {
-            self.reset = true;
-        }
+        // A jump back by more than a second or forward by more than ten is a discontinuity the
+        // caller did not signal: output time continues where it stopped. (A jump of exactly
+        // 2^31 ms has a distance of -2^31: backwards.)
+        let step = self.last_in.map_or(0, |last| ext - last);
         if self.reset {
-            self.offset = self.end_out as i64 - ext as i64;
-            self.reset = false;
+            // Signalled: `end_out` already includes the duration of the last sample.
+            self.offset = self.end_out as i64 - ext;
+        } else if !(-MAX_BACKWARD_MS..=MAX_FORWARD_MS).contains(&step) {
+            self.offset = self.end_out as i64 + self.last_step - ext;
         }
+        if (1..=MAX_FORWARD_MS).contains(&step) {
+            self.last_step = step;
+        }
+        self.reset = false;
         self.last_in = Some(ext);
-        (ext as i64 + self.offset).max(0) as u64
+        (ext + self.offset).max(0) as u64
     }
 }
 
@@ -311,6 +367,7 @@ impl Segmenter {
                     self.last_video_delta = prev.duration;
                     self.commit_video(prev);
                 }
+                self.enforce_caps(dts, keyframe, &mut progress);
                 self.lead_arrives(dts, keyframe, self.last_video_delta, &mut progress);
                 self.pending_video = Some(sample);
             }
@@ -331,6 +388,8 @@ impl Segmenter {
                     self.last_audio_delta = prev.duration;
                     self.commit_audio(prev);
                 }
+                // Audio frames are safe cut points only when audio leads.
+                self.enforce_caps(dts, !self.video_leads(), &mut progress);
                 if !self.video_leads() {
                     self.lead_arrives(dts, true, self.last_audio_delta, &mut progress);
                 }
@@ -379,10 +438,15 @@ impl Segmenter {
     }
 
     /// Ends the stream: flushes, and playlists get EXT-X-ENDLIST (a DASH MPD turns static)
-    /// until the next frame arrives.
+    /// until the next frame arrives. The buffers kept for the next segments are freed: only
+    /// the window (and the init segments it needs) stays.
     pub fn finish(&mut self) -> Progress {
         let progress = self.flush();
         self.finished = true;
+        self.out = BytesMut::new();
+        self.spare = Vec::new();
+        self.spare_parts = Vec::new();
+        self.preroll_audio = Vec::new();
         progress
     }
 
@@ -431,6 +495,18 @@ impl Segmenter {
         self.open
             .as_ref()
             .map(|o| (o.init_id, o.discontinuity, o.program_date_time_ms))
+    }
+
+    /// Media bytes (sample payloads) in the open segment so far; 0 when none is open.
+    pub fn open_segment_bytes(&self) -> usize {
+        self.open.as_ref().map_or(0, |o| o.bytes)
+    }
+
+    /// Buffer capacity held beyond the window's segments: the output buffer's free room and
+    /// the allocations kept for reuse.
+    pub fn spare_capacity(&self) -> usize {
+        let spare = self.spare.iter().chain(&self.spare_parts);
+        self.out.capacity() + spare.map(BytesMut::capacity).sum::<usize>()
     }
 
     /// Media sequence number the next segment to open will get.
@@ -488,6 +564,7 @@ impl Segmenter {
 
     fn commit_video(&mut self, s: Sample) {
         if let Some(open) = &mut self.open {
+            open.bytes += s.data.len();
             open.part_video.push(s);
         }
         // Video before the first keyframe cannot be decoded: dropped.
@@ -495,7 +572,10 @@ impl Segmenter {
 
     fn commit_audio(&mut self, s: Sample) {
         match &mut self.open {
-            Some(open) => open.part_audio.push(s),
+            Some(open) => {
+                open.bytes += s.data.len();
+                open.part_audio.push(s);
+            }
             None => {
                 // Audio ahead of the first keyframe joins the first segment (bounded).
                 if self.preroll_audio.len() >= 256 {
@@ -503,6 +583,40 @@ impl Segmenter {
                 }
                 self.preroll_audio.push(s);
             }
+        }
+    }
+
+    /// A sample arrives at `t` (not yet committed; `safe_cut`: a segment may start with it):
+    /// cuts the open segment if it reached a cap, so it never grows without bound.
+    fn enforce_caps(&mut self, t: u64, safe_cut: bool, progress: &mut Progress) {
+        let Some(open) = &self.open else { return };
+        let segment_ms = t.saturating_sub(open.start_ms);
+        if safe_cut && segment_ms >= u64::from(self.config.target_duration_ms) {
+            return; // the ordinary cut at the target ends it here
+        }
+        let reason = if segment_ms >= u64::from(self.config.segment_cap_ms) {
+            CapReason::Duration {
+                cap_ms: self.config.segment_cap_ms,
+            }
+        } else if open.bytes >= self.config.segment_cap_bytes {
+            CapReason::Bytes {
+                cap_bytes: self.config.segment_cap_bytes,
+            }
+        } else {
+            return;
+        };
+        progress.capped = Some(SegmentCap {
+            reason,
+            segment_ms,
+            segment_bytes: open.bytes,
+            dropping: !safe_cut,
+        });
+        self.close_segment(t, progress);
+        if safe_cut {
+            self.open_segment_at(t);
+        } else {
+            // With no segment open, lead frames are dropped until a keyframe opens the next.
+            self.discontinuity_pending = true;
         }
     }
 
@@ -550,6 +664,7 @@ impl Segmenter {
         self.size_output();
         let mut part_audio = std::mem::take(&mut self.preroll_audio);
         part_audio.retain(|s| s.dts + 1000 >= t);
+        let bytes = part_audio.iter().map(|s| s.data.len()).sum();
         self.open = Some(OpenSegment {
             msn: self.next_msn,
             start_ms: t,
@@ -562,6 +677,7 @@ impl Segmenter {
             part_start_ms: t,
             part_video: Vec::new(),
             part_audio,
+            bytes,
         });
         self.next_msn += 1;
     }
@@ -752,6 +868,27 @@ mod tests {
         Frame::new(FrameKind::Video, ts, Bytes::from(p))
     }
 
+    /// A video frame of `len` bytes of NAL unit.
+    fn big_video(ts: u32, key: bool, len: usize) -> Frame {
+        let mut p = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        p.extend_from_slice(&(len as u32).to_be_bytes());
+        p.push(if key { 0x65 } else { 0x41 });
+        p.resize(9 + len, 0x88);
+        Frame::new(FrameKind::Video, ts, Bytes::from(p))
+    }
+
+    fn capped_segmenter(cap_ms: u32, cap_bytes: usize, part: Option<u32>) -> Segmenter {
+        let mut s = Segmenter::new(SegmenterConfig {
+            target_duration_ms: 1000,
+            part_target_ms: part,
+            segment_cap_ms: cap_ms,
+            segment_cap_bytes: cap_bytes,
+            ..Default::default()
+        });
+        let _ = s.push(&avc_header(), 0).unwrap();
+        s
+    }
+
     fn segmenter(part: Option<u32>) -> Segmenter {
         let mut s = Segmenter::new(SegmenterConfig {
             target_duration_ms: 1000,
@@ -815,6 +952,36 @@ mod tests {
     }
 
     #[test]
+    fn segments_keep_coming_after_a_timestamp_jump_of_half_the_u32_range() {
+        for jump in [1u32 << 31, (1 << 31) - 1, (1 << 31) + 1] {
+            let mut s = segmenter(None);
+            let mut ts = 0u32;
+            // 8 s at 25 fps, a keyframe every second, the clock jumping at the fifth second.
+            for i in 0..200u32 {
+                if i == 100 {
+                    ts = ts.wrapping_add(jump);
+                }
+                let _ = s.push(&video(ts, i % 25 == 0), 0).unwrap();
+                ts = ts.wrapping_add(40);
+            }
+            assert_eq!(
+                s.next_msn(),
+                8,
+                "a segment per keyframe after a jump of {jump}"
+            );
+            let mut end = s.segments().next().unwrap().start_ms;
+            for g in s.segments() {
+                assert_eq!(
+                    g.start_ms, end,
+                    "the output timeline has no gap (jump {jump})"
+                );
+                assert!((960..=1000).contains(&g.duration_ms), "{g:?}");
+                end = g.start_ms + u64::from(g.duration_ms);
+            }
+        }
+    }
+
+    #[test]
     fn a_backwards_jump_continues_the_output_timeline() {
         let mut t = Timeline::default();
         t.map(5000);
@@ -853,6 +1020,97 @@ mod tests {
                 assert_eq!(part, part_copy, "a held part is never reused");
             }
         }
+    }
+
+    #[test]
+    fn a_segment_without_keyframes_closes_at_the_duration_cap_and_resumes_at_a_keyframe() {
+        for part in [None, Some(300)] {
+            let mut s = capped_segmenter(4000, usize::MAX, part);
+            let mut caps = Vec::new();
+            // A keyframe, then 10 s of inter frames; keyframes again from 10 s on.
+            for i in 0..300u32 {
+                let key = i == 0 || (i >= 250 && i % 25 == 0);
+                let p = s.push(&video(i * 40, key), 0).unwrap();
+                caps.extend(p.capped);
+                if (100..250).contains(&i) {
+                    assert_eq!(
+                        s.open_segment(),
+                        None,
+                        "inter frames past the cap are dropped"
+                    );
+                }
+            }
+            assert_eq!(
+                caps,
+                [SegmentCap {
+                    reason: CapReason::Duration { cap_ms: 4000 },
+                    segment_ms: 4000,
+                    segment_bytes: 100 * 6, // frames 0..=99: NAL length + 2 bytes each
+                    dropping: true,
+                }],
+                "one report for the whole run ({part:?})"
+            );
+            let segs: Vec<_> = s.segments().map(|g| (g.start_ms, g.duration_ms)).collect();
+            assert_eq!(segs, [(0, 4000), (10_000, 1000)]);
+            let resumed = s.segment(1).unwrap();
+            assert!(resumed.discontinuity && resumed.parts[0].independent);
+        }
+    }
+
+    #[test]
+    fn a_segment_over_the_byte_cap_is_closed_and_memory_stays_bounded() {
+        const CAP: usize = 256 * 1024;
+        let mut s = capped_segmenter(u32::MAX, CAP, Some(300));
+        let mut caps = 0;
+        // 40 MB of inter frames after one keyframe, all at the same timestamp: no duration
+        // ever passes, only bytes.
+        for i in 0..4000u32 {
+            let p = s.push(&big_video(0, i == 0, 10_000), 0).unwrap();
+            caps += usize::from(p.capped.is_some());
+            assert!(s.open_segment_bytes() <= CAP + 10_009);
+        }
+        assert_eq!(caps, 1, "one report for the whole run");
+        let seg = s.segments().next().expect("the capped segment completed");
+        assert!(seg.data.len() < 2 * CAP, "{} bytes", seg.data.len());
+    }
+
+    #[test]
+    fn a_keyframe_past_the_byte_cap_cuts_before_the_target_without_dropping() {
+        let mut s = capped_segmenter(u32::MAX, 64 * 1024, None);
+        let mut caps = Vec::new();
+        // 25 fps, a keyframe every 5 frames: a 62 kB keyframe and four 1 kB frames stay under
+        // the cap, which the next keyframe finds reached.
+        for i in 0..50u32 {
+            let len = if i % 5 == 0 { 62_000 } else { 1_000 };
+            let p = s.push(&big_video(i * 40, i % 5 == 0, len), 0).unwrap();
+            caps.extend(p.capped);
+        }
+        assert!(caps
+            .iter()
+            .all(|c| !c.dropping && c.segment_bytes >= 64 * 1024));
+        assert_eq!(
+            s.next_msn(),
+            10,
+            "a segment per GOP, although the target is 1 s"
+        );
+        assert!(s
+            .segments()
+            .all(|g| g.duration_ms == 200 && !g.discontinuity));
+    }
+
+    #[test]
+    fn finish_frees_the_buffers_kept_for_the_next_segments() {
+        let mut s = segmenter(Some(300));
+        for i in 0..300u32 {
+            let _ = s.push(&big_video(i * 40, i % 25 == 0, 5_000), 0).unwrap();
+        }
+        assert!(
+            s.spare_capacity() > 0,
+            "a live segmenter keeps buffers for reuse"
+        );
+        let _ = s.finish();
+        assert_eq!(s.spare_capacity(), 0);
+        assert_eq!(s.segments().len(), 6, "the window stays for late viewers");
     }
 
     #[test]

@@ -27,7 +27,8 @@ use super::worker::Worker;
 use crate::config::HttpConfig;
 use crate::fanout::{MediaKind, Packet, Source, StreamKey};
 use crate::package::{
-    Container, Frame, FrameKind, PackageError, Progress, Segmenter, SegmenterConfig, Tracks,
+    CapReason, Container, Frame, FrameKind, PackageError, Progress, SegmentCap, Segmenter,
+    SegmenterConfig, Tracks,
 };
 
 pub use disk::{spawn_disk_writer, DiskWrite};
@@ -43,6 +44,9 @@ pub struct Packager {
     feeder: Option<usize>,
     /// The last HTTP request for the stream, or when feeding stopped: idle entries are freed.
     last_used: Instant,
+    /// When feeding stopped (unpublish, or no requests on demand). The entry is freed
+    /// `http.hls_idle_ms` later however often its final playlist is asked for.
+    stopped: Option<Instant>,
     /// When a worker last asked the owner to start feeding it (on-demand packaging).
     start_asked: Option<Instant>,
     /// The HLS playlist as served, rendered once per change of the segmenter and shared by
@@ -58,13 +62,13 @@ pub struct DashPackagers {
 
 impl Packager {
     /// Pushes one frame, received at wall clock `wall` (Unix ms), to every segmenter; the HLS
-    /// progress, plus whether a DASH segment completed.
-    fn push(&mut self, frame: &Frame, wall: u64) -> (Result<Progress, PackageError>, bool) {
+    /// progress, plus the DASH segmenter's that took the frame.
+    fn push(&mut self, frame: &Frame, wall: u64) -> (Result<Progress, PackageError>, Progress) {
         let progress = self.hls.push(frame, wall);
         if matches!(&progress, Ok(p) if p.parts > 0 || p.segments > 0) {
             self.playlist = None;
         }
-        let mut dash_segments = false;
+        let mut dash_progress = Progress::default();
         if let Some(dash) = self.dash.as_mut() {
             let target = match frame.kind {
                 FrameKind::Video => Some(&mut dash.video),
@@ -73,12 +77,12 @@ impl Packager {
             };
             if let Some(target) = target {
                 match target.push(frame, wall) {
-                    Ok(p) => dash_segments = p.segments > 0,
+                    Ok(p) => dash_progress = p,
                     Err(e) => tracing::debug!(error = %e, "DASH packaging skipped a frame"),
                 }
             }
         }
-        (progress, dash_segments)
+        (progress, dash_progress)
     }
 
     /// The HLS media playlist of `stream` (its URIs under `{stream}/`), rendered once per
@@ -150,6 +154,8 @@ impl HlsShelf {
             target_duration_ms: config.hls_segment_ms,
             part_target_ms: (config.hls_part_ms > 0).then_some(config.hls_part_ms),
             window: config.hls_window,
+            segment_cap_ms: config.hls_max_segment_ms,
+            segment_cap_bytes: config.hls_max_segment_bytes,
             ..SegmenterConfig::default()
         });
         let dash_segmenter = |tracks| {
@@ -159,6 +165,8 @@ impl HlsShelf {
                 target_duration_ms: config.hls_segment_ms,
                 part_target_ms: None,
                 window: config.hls_window,
+                segment_cap_ms: config.hls_max_segment_ms,
+                segment_cap_bytes: config.hls_max_segment_bytes,
             })
         };
         let dash = config.dash.then(|| DashPackagers {
@@ -170,6 +178,7 @@ impl HlsShelf {
             dash,
             feeder: None,
             last_used: Instant::now(),
+            stopped: None,
             start_asked: None,
             playlist: None,
         }));
@@ -177,12 +186,15 @@ impl HlsShelf {
         (seg, false)
     }
 
-    /// Forgets every stream nobody feeds and nobody asked for within `idle`; returns them.
+    /// Forgets every stream nobody feeds and that nobody asked for within `idle`, or whose
+    /// feeding stopped `idle` ago; returns them.
     fn evict_idle(&self, now: Instant, idle: Duration) -> Vec<StreamKey> {
         let mut gone = Vec::new();
         lock(&self.streams).retain(|key, seg| {
             let p = lock(seg);
-            let keep = p.feeder.is_some() || now.saturating_duration_since(p.last_used) < idle;
+            let within = |t: Instant| now.saturating_duration_since(t) < idle;
+            let keep =
+                p.feeder.is_some() || (within(p.last_used) && p.stopped.map_or(true, within));
             if !keep {
                 gone.push(key.clone());
             }
@@ -190,6 +202,23 @@ impl HlsShelf {
         });
         gone
     }
+}
+
+/// Warns that a segment of `key` reached a cap (once per cut: a stream that stops sending
+/// keyframes warns once, then its video is dropped quietly until the next keyframe).
+fn warn_capped(worker: usize, key: &StreamKey, rendition: &'static str, cap: &SegmentCap) {
+    let (limit, value) = match cap.reason {
+        CapReason::Duration { cap_ms } => ("http.hls_max_segment_ms", u64::from(cap_ms)),
+        CapReason::Bytes { cap_bytes } => ("http.hls_max_segment_bytes", cap_bytes as u64),
+    };
+    let action = if cap.dropping {
+        "segment closed, media dropped until the next video keyframe"
+    } else {
+        "segment cut at a keyframe before its target duration"
+    };
+    tracing::warn!(worker, stream = ?key.as_str(), rendition, limit, cap = value,
+        segment_ms = cap.segment_ms, segment_bytes = cap.segment_bytes, action,
+        "HLS/DASH segment reached its cap");
 }
 
 fn frame_of(packet: &Packet) -> Frame {
@@ -262,6 +291,7 @@ impl Worker {
                     .write_to_disk(key, &packager.hls, closed.segments as usize);
             }
             packager.feeder = Some(self.index);
+            packager.stopped = None;
             packager.start_asked = None;
             packager.last_used = now;
             // Cached packets arrived before now: date each by the publisher's media clock
@@ -302,12 +332,23 @@ impl Worker {
             self.packagers.remove(key);
             return;
         }
-        let (progress, dash_segments) = packager.push(&frame_of(packet), wall);
+        let (progress, dash) = packager.push(&frame_of(packet), wall);
         if let Ok(p) = &progress {
             self.hls
                 .write_to_disk(key, &packager.hls, p.segments as usize);
         }
         drop(packager);
+        if let Some(cap) = progress.as_ref().ok().and_then(|p| p.capped.as_ref()) {
+            warn_capped(self.index, key, "hls", cap);
+        }
+        if let Some(cap) = &dash.capped {
+            let rendition = match packet.kind {
+                MediaKind::Audio => "dash audio",
+                _ => "dash video",
+            };
+            warn_capped(self.index, key, rendition, cap);
+        }
+        let dash_segments = dash.segments > 0;
         match progress {
             Ok(p) if p.parts > 0 || p.segments > 0 || dash_segments => self.hls_broadcast(key),
             Ok(_) => {}
@@ -338,6 +379,7 @@ impl Worker {
             self.hls
                 .write_to_disk(key, &packager.hls, closed.segments.max(1) as usize);
             packager.feeder = None;
+            packager.stopped = Some(now);
             packager.last_used = now;
         }
         self.hls_broadcast(key);
@@ -359,7 +401,9 @@ impl Worker {
             // starts them again.
             for key in stale {
                 if let Some(seg) = self.packagers.remove(&key) {
-                    lock(&seg).feeder = None;
+                    let mut packager = lock(&seg);
+                    packager.feeder = None;
+                    packager.stopped = Some(now);
                 }
                 tracing::info!(worker = self.index, stream = %key, idle_ms = idle.as_millis() as u64,
                     "HLS/DASH packaging stopped: no HTTP request");
@@ -379,5 +423,51 @@ impl Worker {
                 .send(worker, BusMsg::HlsProgress { key: key.clone() });
         }
         self.hls_progress(key, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_stream_is_freed_after_the_idle_time_however_often_it_is_asked_for() {
+        let shelf = HlsShelf::new(None);
+        let key = StreamKey::new("live", "ended");
+        let (seg, _) = shelf.open(&key, &HttpConfig::default());
+        let idle = Duration::from_secs(30);
+        let t0 = Instant::now();
+        lock(&seg).stopped = Some(t0);
+        // A viewer keeps polling the final playlist.
+        for s in [1, 10, 29] {
+            lock(&seg).last_used = t0 + Duration::from_secs(s);
+            assert!(shelf
+                .evict_idle(t0 + Duration::from_secs(s), idle)
+                .is_empty());
+        }
+        lock(&seg).last_used = t0 + Duration::from_secs(30);
+        assert_eq!(
+            shelf.evict_idle(t0 + idle, idle),
+            std::slice::from_ref(&key)
+        );
+        assert!(shelf.get(&key).is_none());
+        drop(shelf);
+        assert_eq!(
+            Arc::strong_count(&seg),
+            1,
+            "nothing else keeps the packagers alive"
+        );
+    }
+
+    #[test]
+    fn a_fed_stream_is_never_freed() {
+        let shelf = HlsShelf::new(None);
+        let key = StreamKey::new("live", "fed");
+        let (seg, _) = shelf.open(&key, &HttpConfig::default());
+        let t0 = Instant::now();
+        lock(&seg).feeder = Some(0);
+        assert!(shelf
+            .evict_idle(t0 + Duration::from_secs(3600), Duration::from_secs(30))
+            .is_empty());
     }
 }
