@@ -715,7 +715,7 @@ fn a_stream_without_keyframes_keeps_bounded_segments_and_a_bystander_plays_on() 
 
     let warnings = common::log_lines_with(&[
         "segment reached its cap",
-        "stream=\"live/nokey\"",
+        "stream=live/nokey ",
         "rendition=\"hls\"",
     ]);
     assert_eq!(warnings.len(), 1, "one warning for the run: {warnings:?}");

@@ -216,7 +216,7 @@ fn warn_capped(worker: usize, key: &StreamKey, rendition: &'static str, cap: &Se
     } else {
         "segment cut at a keyframe before its target duration"
     };
-    tracing::warn!(worker, stream = ?key.as_str(), rendition, limit, cap = value,
+    tracing::warn!(worker, stream = %key, rendition, limit, cap = value,
         segment_ms = cap.segment_ms, segment_bytes = cap.segment_bytes, action,
         "HLS/DASH segment reached its cap");
 }
