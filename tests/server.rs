@@ -460,7 +460,14 @@ fn at_shutdown_a_player_that_reads_nothing_is_closed_at_the_flush_deadline() {
     for i in 0..40u32 {
         publisher.send(VIDEO, i * 40, &media::avc_frame(i % 10 == 0, i, 64 * 1024));
     }
-    good.media(1);
+    // A last small keyframe: once the reading player has it, the server has ingested every
+    // frame and the stuck player's queue holds what its socket did not take.
+    let last = media::avc_frame(true, 1000, 100);
+    publisher.send(VIDEO, 40 * 40, &last);
+    good.wait_for(
+        "the last frame",
+        |e| matches!(e, ClientEvent::Media { payload, .. } if payload.as_ref() == last.as_slice()),
+    );
     let good_port = port_tag(&good);
     // The reading player reads on while the server shuts down.
     let reader = std::thread::spawn(move || {
