@@ -5,11 +5,13 @@
 //! The runtime (`shard`) owns sockets and calls in here; nothing here reads a clock or a socket.
 
 mod clock;
+mod conn_key;
 mod packet;
 mod queue;
 mod stream;
 
 pub use clock::Rebaser;
+pub use conn_key::ConnKey;
 pub use packet::{MediaKind, Packet, SHARED_STREAM_ID};
 pub use queue::{FlvBody, FlvFraming, FlvFramings, OutItem, PlayerQueue, PushOutcome};
 pub use stream::{IngestError, Source, Stream, StreamKey, StreamSettings};

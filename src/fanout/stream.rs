@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::clock::Rebaser;
+use super::conn_key::ConnKey;
 use super::packet::{MediaKind, Packet};
 
 /// A stream's name: `app/name`. Cloning is a refcount increment.
@@ -36,8 +37,8 @@ impl fmt::Display for StreamKey {
 pub enum Source {
     /// Not published (players wait).
     None,
-    /// A publisher connection on this worker (slab key).
-    Local(usize),
+    /// A publisher connection on this worker.
+    Local(ConnKey),
     /// The worker that owns the stream sends it over the bus.
     Remote(usize),
 }
@@ -74,8 +75,8 @@ pub enum IngestError {
 pub struct Stream {
     pub key: StreamKey,
     pub source: Source,
-    /// Players on this worker (connection slab keys).
-    pub players: Vec<usize>,
+    /// Players on this worker.
+    pub players: Vec<ConnKey>,
     /// Owner only: workers with players of this stream, as a bit set.
     pub remote_workers: u64,
     /// Owner only: subscribed workers whose mailbox overflowed; they get no media but headers

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use mio::net::TcpStream;
 
-use crate::fanout::{FlvBody, PlayerQueue, StreamKey};
+use crate::fanout::{ConnKey, FlvBody, PlayerQueue, StreamKey};
 use crate::rtmp::session::ServerSession;
 
 /// What a connection does.
@@ -60,6 +60,8 @@ pub enum HttpPhase {
 pub struct Conn {
     /// Unique within its worker (logs always name the worker too).
     pub id: u64,
+    /// Its slot and generation: how streams, lists and held requests refer to it.
+    pub key: ConnKey,
     pub peer: SocketAddr,
     pub socket: TcpStream,
     pub proto: Proto,
@@ -120,6 +122,39 @@ impl MediaOffset {
 const CHUNKED_END: &[u8] = b"0\r\n\r\n";
 
 impl Conn {
+    /// A connection just accepted, speaking `proto`, writing through `out`.
+    pub fn new(
+        id: u64,
+        key: ConnKey,
+        peer: SocketAddr,
+        socket: TcpStream,
+        proto: Proto,
+        out: PlayerQueue,
+        now: Instant,
+    ) -> Self {
+        Self {
+            id,
+            key,
+            peer,
+            socket,
+            proto,
+            read_buf: BytesMut::new(),
+            out,
+            role: Role::Pending,
+            opened: now,
+            last_read: now,
+            media_offset: None,
+            stalled_since: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            closing: None,
+            last_stream: None,
+            write_listed: false,
+            write_blocked: false,
+            peer_closed: false,
+        }
+    }
+
     /// Tells a player its stream stopped for good: NetStream.Play.Stop for RTMP, the end of
     /// the body for a chunked HTTP-FLV viewer.
     pub fn stop_playing(&mut self) {
@@ -154,10 +189,10 @@ impl Conn {
     }
 
     /// Puts the connection on `write_list` if it has output and the socket can take it.
-    pub fn schedule_write(&mut self, key: usize, write_list: &mut Vec<usize>) {
+    pub fn schedule_write(&mut self, write_list: &mut Vec<ConnKey>) {
         if !self.write_listed && !self.write_blocked && !self.out.is_empty() {
             self.write_listed = true;
-            write_list.push(key);
+            write_list.push(self.key);
         }
     }
 

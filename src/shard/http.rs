@@ -5,13 +5,13 @@ use super::conn::{HttpPhase, Proto};
 use super::hls::Awaited;
 use super::worker::Worker;
 use crate::fanout::FlvBody;
-use crate::fanout::StreamKey;
+use crate::fanout::{ConnKey, StreamKey};
 use crate::http::{self, Route};
 
 impl Worker {
     /// Handles what an HTTP connection sent: one or more request heads (keep-alive), or
     /// nothing at all once it streams.
-    pub(super) fn http_input(&mut self, key: usize) {
+    pub(super) fn http_input(&mut self, key: ConnKey) {
         let max = self.config.http.max_request_bytes;
         let cors = self.config.http.cors_allow_origin.clone();
         loop {
@@ -41,7 +41,7 @@ impl Worker {
                     ));
                     conn.closing = Some(format!("bad HTTP request: {e}"));
                     conn.read_buf.clear();
-                    conn.schedule_write(key, &mut self.write_list);
+                    conn.schedule_write(&mut self.write_list);
                     return;
                 }
             };
@@ -126,7 +126,7 @@ impl Worker {
                             conn.out.push_control(http::flv_stream_head(&cors, body));
                             conn.proto = Proto::Http(HttpPhase::Streaming);
                             conn.read_buf.clear();
-                            conn.schedule_write(key, &mut self.write_list);
+                            conn.schedule_write(&mut self.write_list);
                             self.attach_player(key, skey, 0, Some(body));
                             return;
                         }
@@ -145,7 +145,7 @@ impl Worker {
                 conn.closing = Some(format!("HTTP {} {} answered", request.method, request.path));
                 conn.read_buf.clear();
             }
-            conn.schedule_write(key, &mut self.write_list);
+            conn.schedule_write(&mut self.write_list);
         }
     }
 
@@ -153,7 +153,7 @@ impl Worker {
     /// one, or marks the connection held and returns `None`.
     fn hls_serve(
         &mut self,
-        key: usize,
+        key: ConnKey,
         skey: StreamKey,
         what: Awaited,
         keep_alive: bool,

@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use super::bus::BusMsg;
 use super::conn::{Conn, MediaOffset, Player, Role};
+use super::conns::Conns;
 use super::directory::Claim;
 use super::worker::{workers_in, Worker};
 use crate::fanout::{
-    FlvBody, FlvFramings, IngestError, Packet, PlayerQueue, PushOutcome, Source, Stream, StreamKey,
-    StreamSettings,
+    ConnKey, FlvBody, FlvFramings, IngestError, Packet, PlayerQueue, PushOutcome, Source, Stream,
+    StreamKey, StreamSettings,
 };
 use crate::rtmp::session::ServerSession;
-use slab::Slab;
 
 /// Why a second publish or play on one connection is refused.
 const ALREADY_HAS_A_STREAM: &str = "connection already has a stream";
@@ -33,7 +33,7 @@ impl Worker {
     /// `reject`, when the connection already has a stream (one stream per connection).
     fn stream_request(
         &mut self,
-        key: usize,
+        key: ConnKey,
         reject: impl FnOnce(&mut ServerSession),
     ) -> Option<String> {
         let conn = self.conns.get_mut(key)?;
@@ -47,7 +47,7 @@ impl Worker {
         None
     }
 
-    pub(super) fn publish(&mut self, key: usize, stream_id: u32, name: &str, now: Instant) {
+    pub(super) fn publish(&mut self, key: ConnKey, stream_id: u32, name: &str, now: Instant) {
         let Some(app) = self.stream_request(key, |session| {
             session.reject_publish(
                 stream_id,
@@ -123,7 +123,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn reject_publish(&mut self, key: usize, stream_id: u32, skey: &StreamKey) {
+    pub(super) fn reject_publish(&mut self, key: ConnKey, stream_id: u32, skey: &StreamKey) {
         if let Some(conn) = self.conns.get_mut(key) {
             tracing::info!(worker = self.index, conn = conn.id, peer = %conn.peer, stream = %skey,
                 "publish rejected: stream already published");
@@ -140,7 +140,7 @@ impl Worker {
 
     /// A player (re)starts receiving a stream that just went live: tell it, and give it the
     /// fast-start cache unless it already has this publish's media.
-    pub(super) fn start_player(&mut self, key: usize, notify: bool) {
+    pub(super) fn start_player(&mut self, key: ConnKey, notify: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -179,10 +179,10 @@ impl Worker {
         if !stream.starts_on_keyframe() {
             conn.out.wait_for_keyframe();
         }
-        conn.schedule_write(key, &mut self.write_list);
+        conn.schedule_write(&mut self.write_list);
     }
 
-    pub(super) fn play(&mut self, key: usize, stream_id: u32, name: &str) {
+    pub(super) fn play(&mut self, key: ConnKey, stream_id: u32, name: &str) {
         let Some(app) = self.stream_request(key, |session| {
             session.reject_play(stream_id, "NetStream.Play.Failed", ALREADY_HAS_A_STREAM)
         }) else {
@@ -247,7 +247,7 @@ impl Worker {
     /// fast-start cache now if the stream is live, else when it starts.
     pub(super) fn attach_player(
         &mut self,
-        key: usize,
+        key: ConnKey,
         skey: StreamKey,
         stream_id: u32,
         flv: Option<FlvBody>,
@@ -409,7 +409,7 @@ impl Worker {
     pub(super) fn players_lost_source(
         &mut self,
         skey: &StreamKey,
-        players: &[usize],
+        players: &[ConnKey],
         now: Instant,
     ) {
         let keep = self.config.streams.keep_players_on_unpublish;
@@ -466,7 +466,7 @@ impl Worker {
     }
 
     /// A player leaves `skey` (stop or close).
-    pub(super) fn leave(&mut self, key: usize, skey: &StreamKey) {
+    pub(super) fn leave(&mut self, key: ConnKey, skey: &StreamKey) {
         let index = self.index;
         let Some(stream) = self.streams.get_mut(skey) else {
             return;
@@ -636,9 +636,9 @@ fn push_to_player(
 
 /// The fan-out hot path: one packet into every local player's queue.
 pub(super) fn deliver(
-    conns: &mut Slab<Conn>,
-    write_list: &mut Vec<usize>,
-    players: &[usize],
+    conns: &mut Conns,
+    write_list: &mut Vec<ConnKey>,
+    players: &[ConnKey],
     packet: &Packet,
     now: Instant,
 ) {
@@ -663,6 +663,6 @@ pub(super) fn deliver(
                 "player behind: dropping to the next keyframe");
             stalled_since.get_or_insert(now);
         }
-        conn.schedule_write(key, write_list);
+        conn.schedule_write(write_list);
     }
 }

@@ -4,6 +4,7 @@
 
 mod bus;
 mod conn;
+mod conns;
 mod directory;
 mod hls;
 mod http;

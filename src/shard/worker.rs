@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
 
 use super::bus::Bus;
 use super::conn::{Conn, HttpPhase, Proto, Role};
+use super::conns::Conns;
 use super::directory::Directory;
 use super::hls::{HeldRequest, HlsShelf, SharedSegmenter};
 use super::memory::Trim;
 use crate::config::Config;
-use crate::fanout::{PlayerQueue, Source, Stream, StreamKey};
+use crate::fanout::{ConnKey, PlayerQueue, Source, Stream, StreamKey};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
@@ -46,7 +46,7 @@ pub struct Worker {
     pub(super) poll: Poll,
     /// Listening sockets, each flagged true when it serves HTTP.
     pub(super) listeners: Vec<(TcpListener, bool)>,
-    pub(super) conns: Slab<Conn>,
+    pub(super) conns: Conns,
     pub(super) streams: HashMap<StreamKey, Stream>,
     pub(super) per_ip: HashMap<IpAddr, usize>,
     pub(super) bus: Arc<Bus>,
@@ -65,13 +65,13 @@ pub struct Worker {
     /// Every read lands here first, so idle connections hold no read buffer.
     pub(super) scratch: Box<[u8]>,
     /// Connections with unread input left after their budget.
-    pub(super) read_again: Vec<usize>,
+    pub(super) read_again: Vec<ConnKey>,
     /// The write list's spare (see `flush`).
-    write_spare: Vec<usize>,
+    write_spare: Vec<ConnKey>,
     /// Connections with queued output to flush this wake-up.
-    pub(super) write_list: Vec<usize>,
+    pub(super) write_list: Vec<ConnKey>,
     /// Players with media queued, flushed every `write_coalesce_ms` (at once when 0).
-    pub(super) media_list: Vec<usize>,
+    pub(super) media_list: Vec<ConnKey>,
     pub(super) next_media_flush: Instant,
     pub(super) accept_again: bool,
     pub(super) started: Instant,
@@ -128,7 +128,7 @@ impl Worker {
             index,
             poll,
             listeners,
-            conns: Slab::with_capacity(config.workers.max_connections),
+            conns: Conns::with_capacity(config.workers.max_connections),
             streams: HashMap::new(),
             per_ip: HashMap::new(),
             bus,
@@ -159,7 +159,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut mail = VecDeque::new();
-        let mut readable: Vec<usize> = Vec::new();
+        let mut readable: Vec<ConnKey> = Vec::new();
         let mut next_tick = Instant::now() + TICK;
         loop {
             let busy =
@@ -187,7 +187,11 @@ impl Worker {
                 match event.token() {
                     WAKER_TOKEN => mail_waiting = true,
                     Token(t) if t >= LISTENER_BASE => self.accept_again = true,
-                    Token(key) => {
+                    Token(index) => {
+                        // The event names the slot; it concerns whoever holds it now.
+                        let Some(key) = self.conns.key_at(index) else {
+                            continue;
+                        };
                         if event.is_read_closed() || event.is_error() {
                             if let Some(conn) = self.conns.get_mut(key) {
                                 conn.peer_closed = true;
@@ -276,11 +280,10 @@ impl Worker {
         if let Err(e) = self.socket_options.apply(&socket) {
             tracing::warn!(worker = self.index, %peer, error = %e, "cannot set socket options");
         }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let index = self.conns.next_index();
         if let Err(e) = self.poll.registry().register(
             &mut socket,
-            Token(key),
+            Token(index),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             tracing::warn!(worker = self.index, %peer, error = %e, "cannot register connection");
@@ -300,49 +303,37 @@ impl Worker {
         let id = self.next_conn;
         self.next_conn += 1;
         *self.per_ip.entry(ip).or_insert(0) += 1;
-        entry.insert(Conn {
-            id,
-            peer,
-            socket,
-            proto: if http {
-                Proto::Http(HttpPhase::Request)
-            } else {
-                Proto::Rtmp(Box::new(ServerSession::new(
-                    self.session_config.clone(),
-                    &random,
-                    epoch,
-                )))
-            },
-            read_buf: BytesMut::new(),
-            out: PlayerQueue::new(self.config.streams.player_queue_bytes),
-            role: Role::Pending,
-            opened: now,
-            last_read: now,
-            media_offset: None,
-            stalled_since: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            closing: None,
-            last_stream: None,
-            write_listed: false,
-            write_blocked: false,
-            peer_closed: false,
-        });
+        let proto = if http {
+            Proto::Http(HttpPhase::Request)
+        } else {
+            Proto::Rtmp(Box::new(ServerSession::new(
+                self.session_config.clone(),
+                &random,
+                epoch,
+            )))
+        };
+        let key = ConnKey {
+            index: index as u32,
+            generation: id as u32,
+        };
+        let queue = PlayerQueue::new(self.config.streams.player_queue_bytes);
+        self.conns
+            .insert(Conn::new(id, key, peer, socket, proto, queue, now));
         tracing::debug!(worker = self.index, conn = id, %peer, "connection accepted");
     }
 
-    fn mark_writable(&mut self, key: usize) {
+    fn mark_writable(&mut self, key: ConnKey) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.write_blocked = false;
             if conn.out.is_empty() {
                 conn.stalled_since = None;
             }
-            conn.schedule_write(key, &mut self.write_list);
+            conn.schedule_write(&mut self.write_list);
         }
     }
 
     /// Moves the session's pending bytes into the connection's queue.
-    pub(super) fn pump(&mut self, key: usize) {
+    pub(super) fn pump(&mut self, key: ConnKey) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -351,10 +342,10 @@ impl Worker {
                 conn.out.push_control(bytes);
             }
         }
-        conn.schedule_write(key, &mut self.write_list);
+        conn.schedule_write(&mut self.write_list);
     }
 
-    fn read(&mut self, key: usize, now: Instant) {
+    fn read(&mut self, key: ConnKey, now: Instant) {
         let budget = self.config.workers.read_budget_bytes;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -412,7 +403,7 @@ impl Worker {
         }
     }
 
-    fn on_event(&mut self, key: usize, event: ServerEvent, now: Instant) {
+    fn on_event(&mut self, key: ConnKey, event: ServerEvent, now: Instant) {
         match event {
             ServerEvent::ConnectRequested { app, tc_url } => {
                 if let Some(conn) = self.conns.get_mut(key) {
@@ -593,8 +584,7 @@ impl Worker {
         }
         if let Some(deadline) = self.shutdown_deadline {
             if now >= deadline {
-                let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-                for key in keys {
+                for key in self.conns.keys() {
                     self.close(
                         key,
                         "server shut down (flush deadline passed)".to_string(),
@@ -613,8 +603,7 @@ impl Worker {
         for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
+        for key in self.conns.keys() {
             if let Some(conn) = self.conns.get_mut(key) {
                 if conn.closing.is_none() {
                     conn.stop_playing(); // once: a player already told is flushing
@@ -630,8 +619,8 @@ impl Worker {
     }
 
     /// Closes a connection now, logging why, and detaches it from its stream.
-    pub(super) fn close(&mut self, key: usize, reason: String, now: Instant) {
-        let Some(mut conn) = self.conns.try_remove(key) else {
+    pub(super) fn close(&mut self, key: ConnKey, reason: String, now: Instant) {
+        let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
         self.held.retain(|h| h.conn() != key);

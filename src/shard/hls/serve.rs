@@ -10,7 +10,7 @@ use super::super::bus::BusMsg;
 use super::super::conn::{HttpPhase, Proto};
 use super::super::worker::Worker;
 use super::{lock, wall_clock_ms, Packager, SharedSegmenter};
-use crate::fanout::StreamKey;
+use crate::fanout::{ConnKey, StreamKey};
 use crate::http;
 use crate::package::dash::{self, DashTrack};
 use crate::package::hls::{self, Availability, BlockingAnswer, Resource};
@@ -19,7 +19,7 @@ use crate::package::{Container, Segmenter};
 /// An HLS request held open: a blocking playlist reload waiting for a part or segment, or a
 /// request for the part the playlist's preload hint names.
 pub struct HeldRequest {
-    conn: usize,
+    conn: ConnKey,
     key: StreamKey,
     what: Awaited,
     keep_alive: bool,
@@ -53,7 +53,7 @@ enum Answer {
 
 impl HeldRequest {
     /// The connection waiting.
-    pub fn conn(&self) -> usize {
+    pub fn conn(&self) -> ConnKey {
         self.conn
     }
 }
@@ -219,7 +219,7 @@ impl Worker {
         if !keep_alive {
             conn.closing = Some("HTTP response sent".to_string());
         }
-        conn.schedule_write(conn_key, &mut self.write_list);
+        conn.schedule_write(&mut self.write_list);
         self.http_input(conn_key);
     }
 
@@ -323,7 +323,7 @@ impl Worker {
     /// durations, six for a first request; then 503). HEAD gets the answer's head alone.
     pub(in crate::shard) fn hls_request(
         &mut self,
-        conn: usize,
+        conn: ConnKey,
         key: StreamKey,
         what: Awaited,
         keep_alive: bool,
