@@ -210,7 +210,8 @@ config_section! {
         pub enabled: bool,
         /// Addresses to listen on; each worker binds each with SO_REUSEPORT.
         pub listen: Vec<SocketAddr>,
-        /// Largest request head accepted, in bytes (431 past it).
+        /// Largest request head accepted, in bytes (431 past it, as for a head of more than 100
+        /// header fields).
         pub max_request_bytes: usize,
         /// Access-Control-Allow-Origin sent with every response; empty sends none.
         pub cors_allow_origin: String,

@@ -383,3 +383,42 @@ fn a_request_head_over_the_configured_max_request_bytes_is_431_and_closed_alone(
     );
     assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
 }
+
+#[test]
+fn a_head_with_many_headers_is_served_and_one_past_the_cap_is_431_and_closed_alone() {
+    let server = TestServer::with_defaults();
+    let headers = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("X-Proxy-{i}: hop\r\n"))
+            .collect::<String>()
+    };
+    // What browsers send behind a few proxies: 60 headers, well over the old cap of 32.
+    let mut c = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut c,
+        &format!("GET /nothing HTTP/1.1\r\nHost: x\r\n{}\r\n", headers(59)),
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    let _ = body_of(&head, &mut c, &mut rest);
+    // Past the cap (100 headers): 431, and only that connection is closed, with the reason.
+    let mut many = TcpStream::connect(server.http).unwrap();
+    let mut rest_many = BytesMut::new();
+    let head = request(
+        &mut many,
+        &format!("GET /nothing HTTP/1.1\r\nHost: x\r\n{}\r\n", headers(100)),
+        &mut rest_many,
+    );
+    assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+    let port = format!(":{}", many.local_addr().unwrap().port());
+    let line = common::wait_for_log(&["connection closed", &port]);
+    assert!(line.contains("more than 100 header fields"), "{line}");
+    // The first connection, kept alive, carries on.
+    let head = request(
+        &mut c,
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+}

@@ -12,6 +12,8 @@ use crate::package::hls::Resource;
 pub enum HttpError {
     #[error("request head larger than {limit} bytes")]
     HeadTooLarge { limit: usize },
+    #[error("request head with more than {limit} header fields")]
+    TooManyHeaders { limit: usize },
     #[error("malformed request: {0}")]
     Malformed(String),
 }
@@ -20,7 +22,9 @@ impl HttpError {
     /// The status line answered for this error.
     pub fn status(&self) -> (u16, &'static str) {
         match self {
-            HttpError::HeadTooLarge { .. } => (431, "Request Header Fields Too Large"),
+            HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => {
+                (431, "Request Header Fields Too Large")
+            }
             HttpError::Malformed(_) => (400, "Bad Request"),
         }
     }
@@ -41,16 +45,18 @@ pub struct Request {
     pub http10: bool,
 }
 
-/// Most headers parsed in one request.
-const MAX_HEADERS: usize = 32;
+/// Most header fields accepted in one request head (431 past it). Browsers behind a few
+/// proxies send 30 to 60 (cookies, `Forwarded`/`X-Forwarded-*`, `Sec-*`, tracing headers).
+pub const MAX_HEADERS: usize = 100;
 
 /// Parses a request head from the front of `buf`, consuming it. `Ok(None)`: incomplete.
 pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Request>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req
-        .parse(buf)
-        .map_err(|e| HttpError::Malformed(e.to_string()))?;
+    let status = req.parse(buf).map_err(|e| match e {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders { limit: MAX_HEADERS },
+        e => HttpError::Malformed(e.to_string()),
+    })?;
     let len = match status {
         httparse::Status::Partial => {
             if buf.len() > max_head {
@@ -340,6 +346,18 @@ mod tests {
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
         assert_eq!(parse(&big), Err(HttpError::HeadTooLarge { limit: 8192 }));
         assert_eq!(HttpError::HeadTooLarge { limit: 1 }.status().0, 431);
+    }
+
+    #[test]
+    fn accepts_the_header_cap_and_answers_431_one_past_it() {
+        let head = |n: usize| {
+            let fields: String = (0..n).map(|i| format!("X-{i}: v\r\n")).collect();
+            format!("GET / HTTP/1.1\r\n{fields}\r\n")
+        };
+        assert!(parse(&head(MAX_HEADERS)).unwrap().is_some());
+        let err = parse(&head(MAX_HEADERS + 1)).unwrap_err();
+        assert_eq!(err, HttpError::TooManyHeaders { limit: MAX_HEADERS });
+        assert_eq!(err.status().0, 431);
     }
 
     #[test]
