@@ -669,3 +669,42 @@ fn a_takeover_from_another_worker_keeps_the_new_publishers_playlist_alive() {
     assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
     assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
 }
+
+/// A stream name with `%`, a space, non-ASCII and `:` (which would read as a URI scheme).
+const ODD_NAME: &str = "café 100% a:b";
+const ODD_NAME_ENCODED: &str = "caf%C3%A9%20100%25%20a%3Ab";
+
+#[test]
+fn a_stream_name_needing_percent_encoding_is_served_and_its_playlists_link_back_to_it() {
+    let (server, _publisher) = serve_fixture(rtmp_edge::config::Config::default(), ODD_NAME, 3);
+    let (head, body) = get(server.http, &format!("/live/{ODD_NAME_ENCODED}.m3u8"));
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let playlist = String::from_utf8(body).unwrap();
+    let segment = playlist
+        .lines()
+        .find(|l| l.contains("seg-") && !l.starts_with('#'))
+        .expect("a segment URI")
+        .to_string();
+    assert!(
+        segment.starts_with(&format!("{ODD_NAME_ENCODED}/seg-")),
+        "segment URIs are percent-encoded: {playlist}"
+    );
+    let (head, ts) = get(server.http, &format!("/live/{segment}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(ts[0], 0x47, "MPEG-TS");
+    let part = preload_hint(&playlist);
+    assert!(part.starts_with(ODD_NAME_ENCODED), "{playlist}");
+    let (head, body) = get(server.http, &format!("/live/{ODD_NAME_ENCODED}.mpd"));
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let mpd = String::from_utf8(body).unwrap();
+    assert!(
+        mpd.contains(&format!("\"{ODD_NAME_ENCODED}/video/init-")),
+        "{mpd}"
+    );
+    let (head, init) = get(
+        server.http,
+        &format!("/live/{ODD_NAME_ENCODED}/video/init-0.mp4"),
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(&init[4..8], b"ftyp");
+}
