@@ -228,9 +228,10 @@ config_section! {
         /// Also package every stream for DASH at `/{app}/{stream}.mpd` (video-only and
         /// audio-only fMP4 with the same segment duration and window as HLS).
         pub dash: bool,
-        /// Also write HLS segments and playlists under this directory (DIR/app/stream.m3u8,
-        /// DIR/app/stream/seg-N.ts, the window only) from a writer thread; empty keeps them in
-        /// memory only.
+        /// Also write HLS segments and playlists under this directory from a writer thread, one
+        /// directory per stream: DIR/app/stream/index.m3u8 and DIR/app/stream/seg-N.ts (the
+        /// window only). App and stream names are percent-encoded there as in URLs (a leading
+        /// `.` too, and a `/` inside the app). Empty keeps them in memory only.
         pub hls_dir: String,
         /// Package a stream for HLS/DASH only once someone asks for it: the first HLS or DASH
         /// request (playlist, manifest or segment) starts the packagers from the stream's GOP

@@ -275,25 +275,23 @@ fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
     wait_for_log(&["unpublished", "stream=live/disk"]);
     // Shutdown joins the disk writer after the workers, so every queued file is written.
     server.shutdown();
-    let playlist = std::fs::read_to_string(dir.join("live/disk.m3u8")).expect("playlist on disk");
+    let playlist =
+        std::fs::read_to_string(dir.join("live/disk/index.m3u8")).expect("playlist on disk");
     assert!(!playlist.contains("#EXT-X-PART"), "{playlist}");
     assert!(
         playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
         "the ended stream's playlist on disk is final:\n{playlist}"
     );
-    let segments: Vec<&str> = playlist
-        .lines()
-        .filter(|l| l.starts_with("disk/seg-"))
-        .collect();
+    let segments: Vec<&str> = playlist.lines().filter(|l| l.starts_with("seg-")).collect();
     assert!(!segments.is_empty(), "{playlist}");
     for s in &segments {
-        let bytes = std::fs::read(dir.join("live").join(s)).expect("segment on disk");
+        let bytes = std::fs::read(dir.join("live/disk").join(s)).expect("segment on disk");
         assert_eq!(bytes[0], 0x47, "{s} is MPEG-TS");
     }
     let on_disk = std::fs::read_dir(dir.join("live/disk")).unwrap().count();
     assert!(
         on_disk <= segments.len() + 1,
-        "segments that left the window are removed: {on_disk} files"
+        "segments that left the window are removed: {on_disk} files with the playlist"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -707,4 +705,96 @@ fn a_stream_name_needing_percent_encoding_is_served_and_its_playlists_link_back_
     );
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(&init[4..8], b"ftyp");
+}
+
+/// Every file under `dir`, recursively, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+/// Publishes `loops` of the fixture as `app`/`name`, returning once a player has seen it all.
+fn publish_fixture(server: &TestServer, app: &str, name: &str, loops: u32) -> Client {
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, app, name);
+    let mut watcher = Client::play(server.addr, app, name);
+    publish_loops(&mut publisher, &tags, loops, 0);
+    watcher.media(tags.len() + (loops as usize - 1) * (tags.len() - 3));
+    publisher
+}
+
+#[test]
+fn hls_dir_gives_every_stream_its_own_directory_whatever_its_name() {
+    let base = std::env::temp_dir().join(format!("rtmp-edge-hls-names-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let dir = base.join("hls");
+    let mut config = eager();
+    config.http.hls_dir = dir.display().to_string();
+    // (app, stream) and the directory its index.m3u8 and segments go to: names that shared a
+    // playlist (`with_extension`), a directory that shadowed a playlist, a `.tmp` that
+    // blocked another stream's write, names that were not written at all, and names that
+    // would leave the directory.
+    let streams = [
+        ("live", "cam", "live/cam"),
+        ("live", "cam.hd", "live/cam.hd"),
+        ("live", "cam.sd", "live/cam.sd"),
+        ("live", "cam.tmp", "live/cam.tmp"),
+        ("live", "plain", "live/plain"),
+        ("live", "plain.m3u8", "live/plain.m3u8"),
+        ("live", "a b%", "live/a%20b%25"),
+        ("live", "a b%25", "live/a%20b%2525"),
+        ("live", "café", "live/caf%C3%A9"),
+        ("live", "..", "live/%2E."),
+        ("live", ".hidden", "live/%2Ehidden"),
+        ("../up", "x", "%2E.%2Fup/x"),
+        ("live/sub", "cam", "live%2Fsub/cam"),
+    ];
+    let server = TestServer::start(config);
+    let publishers: Vec<Client> = streams
+        .iter()
+        .map(|(app, name, _)| publish_fixture(&server, app, name, 2))
+        .collect();
+    // Shutdown ends the streams (their final playlists go to disk) and joins the disk writer
+    // after the workers, so every queued file is written.
+    server.shutdown();
+    drop(publishers);
+    let top: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(top, ["hls"], "nothing is written outside hls_dir");
+    let files = files_under(&dir);
+    for (app, name, rel) in streams {
+        let playlist = std::fs::read_to_string(dir.join(rel).join("index.m3u8"))
+            .unwrap_or_else(|e| panic!("{app}/{name}: {rel}/index.m3u8: {e}; files: {files:?}"));
+        assert!(
+            playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
+            "{playlist}"
+        );
+        let segments: Vec<&str> = playlist.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(!segments.is_empty(), "{playlist}");
+        for s in segments {
+            assert!(s.starts_with("seg-"), "URIs relative to the playlist: {s}");
+            let bytes = std::fs::read(dir.join(rel).join(s)).expect("segment on disk");
+            assert_eq!(bytes[0], 0x47, "{rel}/{s} is MPEG-TS");
+        }
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "tmp")),
+        "no temporary file is left: {files:?}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }
