@@ -233,6 +233,9 @@ config_section! {
         /// window only). App and stream names are percent-encoded there as in URLs (a leading
         /// `.` too, and a `/` inside the app). Empty keeps them in memory only.
         pub hls_dir: String,
+        /// Keep a stream's directory in `hls_dir` when its publisher leaves (its playlist then
+        /// ends with EXT-X-ENDLIST); false removes the stream's files at unpublish.
+        pub hls_dir_keep: bool,
         /// Package a stream for HLS/DASH only once someone asks for it: the first HLS or DASH
         /// request (playlist, manifest or segment) starts the packagers from the stream's GOP
         /// cache (a playlist or manifest is answered when the first segment is complete);
@@ -602,6 +605,7 @@ impl Default for HttpConfig {
             hls_window: 6,
             dash: true,
             hls_dir: String::new(),
+            hls_dir_keep: false,
             hls_on_demand: true,
             hls_idle_ms: 30_000,
         }

@@ -269,6 +269,7 @@ fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_dir = dir.display().to_string();
+    config.http.hls_dir_keep = true;
     config.http.hls_window = 2;
     let (server, publisher) = serve_fixture(config, "disk", 6);
     drop(publisher);
@@ -741,6 +742,7 @@ fn hls_dir_gives_every_stream_its_own_directory_whatever_its_name() {
     let dir = base.join("hls");
     let mut config = eager();
     config.http.hls_dir = dir.display().to_string();
+    config.http.hls_dir_keep = true;
     // (app, stream) and the directory its index.m3u8 and segments go to: names that shared a
     // playlist (`with_extension`), a directory that shadowed a playlist, a `.tmp` that
     // blocked another stream's write, names that were not written at all, and names that
@@ -797,4 +799,50 @@ fn hls_dir_gives_every_stream_its_own_directory_whatever_its_name() {
         "no temporary file is left: {files:?}"
     );
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Waits until the disk writer has written `stream`'s playlist in the test directory `tag`
+/// once more than `before` times; the writer works in order, so every file queued before
+/// is done too.
+fn wait_for_disk_playlist(tag: &str, stream: &str, before: usize) {
+    let file = format!("{stream}/index.m3u8");
+    wait_for_log_count(&["HLS file written", tag, &file], before + 1, WAIT);
+}
+
+#[test]
+fn hls_dir_files_of_a_stream_go_when_its_publisher_leaves_and_come_back_on_republish() {
+    let tag = format!("rtmp-edge-hls-gone-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = eager();
+    config.http.hls_dir = dir.display().to_string();
+    let server = TestServer::start(config);
+    let publisher = publish_fixture(&server, "live", "gone", 2);
+    let stream_dir = dir.join("live/gone");
+    // A second stream published after it: once its playlist is on disk, so is everything
+    // queued for the first.
+    let _first = publish_fixture(&server, "live", "sentinel-1", 2);
+    wait_for_disk_playlist(&tag, "sentinel-1", 0);
+    assert!(stream_dir.join("index.m3u8").exists(), "written while live");
+    drop(publisher);
+    wait_for_log(&["unpublished", "stream=live/gone"]);
+    let _second = publish_fixture(&server, "live", "sentinel-2", 2);
+    wait_for_disk_playlist(&tag, "sentinel-2", 0);
+    assert!(
+        !stream_dir.exists(),
+        "the stream's files went with its publisher: {:?}",
+        std::fs::read_dir(&stream_dir).map(|d| d.count())
+    );
+    // Republished: the playlist continues (a discontinuity), and every segment it lists is
+    // on disk again, the ones from before the discontinuity too.
+    let _again = publish_fixture(&server, "live", "gone", 2);
+    let _third = publish_fixture(&server, "live", "sentinel-3", 2);
+    wait_for_disk_playlist(&tag, "sentinel-3", 0);
+    let playlist = std::fs::read_to_string(stream_dir.join("index.m3u8")).unwrap();
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    for s in playlist.lines().filter(|l| l.starts_with("seg-")) {
+        assert!(stream_dir.join(s).exists(), "{s} listed but not on disk");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,8 @@
 //! serves them by (`seg-N.ts`, `init-N.mp4`), so a file server over `hls_dir` serves
 //! `/{app}/{stream}/seg-N.ts` as the edge does. App and stream names come from clients: each
 //! is one directory name, percent-encoded ([`dir_name`]), so no two streams share a file and
-//! no name leads out of `hls_dir`.
+//! no name leads out of `hls_dir`. The directory goes when the publisher leaves, unless
+//! `http.hls_dir_keep`.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
@@ -26,6 +27,9 @@ pub enum DiskWrite {
     Write { path: PathBuf, data: Bytes },
     /// Remove a segment that left the window.
     Remove { path: PathBuf },
+    /// Remove a stream's directory and all in it (its publisher left), then its app's
+    /// directory if that is left empty.
+    RemoveStream { dir: PathBuf },
 }
 
 /// Files waiting for the disk writer; past this, writes are dropped with a warning rather than
@@ -51,6 +55,7 @@ pub fn spawn_disk_writer(dir: &Path) -> std::io::Result<(SyncSender<DiskWrite>, 
                         (path, write_atomically(path, data, seq as u64))
                     }
                     DiskWrite::Remove { path } => (path, remove_file(path)),
+                    DiskWrite::RemoveStream { dir } => (dir, remove_stream_dir(dir)),
                 };
                 match result {
                     Ok(()) => tracing::debug!(path = ?path, "HLS file written or removed"),
@@ -66,6 +71,17 @@ fn remove_file(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+fn remove_stream_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    if let Some(app_dir) = dir.parent() {
+        let _ = std::fs::remove_dir(app_dir); // only if empty: other streams of the app stay
+    }
+    Ok(())
 }
 
 /// Writes `data` to a temporary file beside `path`, then renames it over `path`. The
@@ -189,6 +205,21 @@ impl HlsShelf {
             tracing::warn!(stream = ?key.as_str(), dropped, total, "HLS disk writer is behind: files not written");
         }
         dropped
+    }
+}
+
+impl HlsShelf {
+    /// Queues the removal of `key`'s directory, when its publisher left and
+    /// `http.hls_dir_keep` is off. Never blocks: when the writer is behind, the files stay,
+    /// with a warning.
+    pub(super) fn remove_from_disk(&self, key: &StreamKey) {
+        let (Some((dir, sender)), Some(relative)) = (&self.disk, stream_dir(key)) else {
+            return;
+        };
+        let dir = dir.join(relative);
+        if sender.try_send(DiskWrite::RemoveStream { dir }).is_err() {
+            tracing::warn!(stream = ?key.as_str(), "HLS disk writer is behind: the stream's files stay on disk");
+        }
     }
 }
 
