@@ -215,7 +215,8 @@ config_section! {
         pub enabled: bool,
         /// Addresses to listen on; each worker binds each with SO_REUSEPORT.
         pub listen: Vec<SocketAddr>,
-        /// Largest request head accepted, in bytes (431 past it).
+        /// Largest request head accepted, in bytes (431 past it, as for a head of more than 100
+        /// header fields).
         pub max_request_bytes: usize,
         /// Access-Control-Allow-Origin sent with every response; empty sends none.
         pub cors_allow_origin: String,
@@ -242,10 +243,14 @@ config_section! {
         /// Also package every stream for DASH at `/{app}/{stream}.mpd` (video-only and
         /// audio-only fMP4 with the same segment duration and window as HLS).
         pub dash: bool,
-        /// Also write HLS segments and playlists under this directory (DIR/app/stream.m3u8,
-        /// DIR/app/stream/seg-N.ts, the window only) from a writer thread; empty keeps them in
-        /// memory only.
+        /// Also write HLS segments and playlists under this directory from a writer thread, one
+        /// directory per stream: DIR/app/stream/index.m3u8 and DIR/app/stream/seg-N.ts (the
+        /// window only). App and stream names are percent-encoded there as in URLs (a leading
+        /// `.` too, and a `/` inside the app). Empty keeps them in memory only.
         pub hls_dir: String,
+        /// Keep a stream's directory in `hls_dir` when its publisher leaves (its playlist then
+        /// ends with EXT-X-ENDLIST); false removes the stream's files at unpublish.
+        pub hls_dir_keep: bool,
         /// Package a stream for HLS/DASH only once someone asks for it: the first HLS or DASH
         /// request (playlist, manifest or segment) starts the packagers from the stream's GOP
         /// cache (a playlist or manifest is answered when the first segment is complete);
@@ -634,6 +639,7 @@ impl Default for HttpConfig {
             hls_max_segment_bytes: 64 * 1024 * 1024,
             dash: true,
             hls_dir: String::new(),
+            hls_dir_keep: false,
             hls_on_demand: true,
             hls_idle_ms: 30_000,
         }

@@ -269,31 +269,30 @@ fn hls_dir_gets_the_window_of_segments_and_a_playlist_without_parts() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = rtmp_edge::config::Config::default();
     config.http.hls_dir = dir.display().to_string();
+    config.http.hls_dir_keep = true;
     config.http.hls_window = 2;
     let (server, publisher) = serve_fixture(config, "disk", 6);
     drop(publisher);
     wait_for_log(&["unpublished", "stream=live/disk"]);
     // Shutdown joins the disk writer after the workers, so every queued file is written.
     server.shutdown();
-    let playlist = std::fs::read_to_string(dir.join("live/disk.m3u8")).expect("playlist on disk");
+    let playlist =
+        std::fs::read_to_string(dir.join("live/disk/index.m3u8")).expect("playlist on disk");
     assert!(!playlist.contains("#EXT-X-PART"), "{playlist}");
     assert!(
         playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
         "the ended stream's playlist on disk is final:\n{playlist}"
     );
-    let segments: Vec<&str> = playlist
-        .lines()
-        .filter(|l| l.starts_with("disk/seg-"))
-        .collect();
+    let segments: Vec<&str> = playlist.lines().filter(|l| l.starts_with("seg-")).collect();
     assert!(!segments.is_empty(), "{playlist}");
     for s in &segments {
-        let bytes = std::fs::read(dir.join("live").join(s)).expect("segment on disk");
+        let bytes = std::fs::read(dir.join("live/disk").join(s)).expect("segment on disk");
         assert_eq!(bytes[0], 0x47, "{s} is MPEG-TS");
     }
     let on_disk = std::fs::read_dir(dir.join("live/disk")).unwrap().count();
     assert!(
         on_disk <= segments.len() + 1,
-        "segments that left the window are removed: {on_disk} files"
+        "segments that left the window are removed: {on_disk} files with the playlist"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -740,4 +739,182 @@ fn a_stream_without_keyframes_keeps_bounded_segments_and_a_bystander_plays_on() 
     let playlist = String::from_utf8(body).unwrap();
     assert!(playlist.contains("bystander/seg-1.ts"), "{playlist}");
     assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+}
+
+/// A stream name with `%`, a space, non-ASCII and `:` (which would read as a URI scheme).
+const ODD_NAME: &str = "café 100% a:b";
+const ODD_NAME_ENCODED: &str = "caf%C3%A9%20100%25%20a%3Ab";
+
+#[test]
+fn a_stream_name_needing_percent_encoding_is_served_and_its_playlists_link_back_to_it() {
+    let (server, _publisher) = serve_fixture(rtmp_edge::config::Config::default(), ODD_NAME, 3);
+    let (head, body) = get(server.http, &format!("/live/{ODD_NAME_ENCODED}.m3u8"));
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let playlist = String::from_utf8(body).unwrap();
+    let segment = playlist
+        .lines()
+        .find(|l| l.contains("seg-") && !l.starts_with('#'))
+        .expect("a segment URI")
+        .to_string();
+    assert!(
+        segment.starts_with(&format!("{ODD_NAME_ENCODED}/seg-")),
+        "segment URIs are percent-encoded: {playlist}"
+    );
+    let (head, ts) = get(server.http, &format!("/live/{segment}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(ts[0], 0x47, "MPEG-TS");
+    let part = preload_hint(&playlist);
+    assert!(part.starts_with(ODD_NAME_ENCODED), "{playlist}");
+    let (head, body) = get(server.http, &format!("/live/{ODD_NAME_ENCODED}.mpd"));
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let mpd = String::from_utf8(body).unwrap();
+    assert!(
+        mpd.contains(&format!("\"{ODD_NAME_ENCODED}/video/init-")),
+        "{mpd}"
+    );
+    let (head, init) = get(
+        server.http,
+        &format!("/live/{ODD_NAME_ENCODED}/video/init-0.mp4"),
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(&init[4..8], b"ftyp");
+}
+
+/// Every file under `dir`, recursively, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+/// Publishes `loops` of the fixture as `app`/`name`, returning once a player has seen it all.
+fn publish_fixture(server: &TestServer, app: &str, name: &str, loops: u32) -> Client {
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, app, name);
+    let mut watcher = Client::play(server.addr, app, name);
+    publish_loops(&mut publisher, &tags, loops, 0);
+    watcher.media(tags.len() + (loops as usize - 1) * (tags.len() - 3));
+    publisher
+}
+
+#[test]
+fn hls_dir_gives_every_stream_its_own_directory_whatever_its_name() {
+    let base = std::env::temp_dir().join(format!("rtmp-edge-hls-names-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let dir = base.join("hls");
+    let mut config = eager();
+    config.http.hls_dir = dir.display().to_string();
+    config.http.hls_dir_keep = true;
+    // (app, stream) and the directory its index.m3u8 and segments go to: names that shared a
+    // playlist (`with_extension`), a directory that shadowed a playlist, a `.tmp` that
+    // blocked another stream's write, names that were not written at all, and names that
+    // would leave the directory.
+    let streams = [
+        ("live", "cam", "live/cam"),
+        ("live", "cam.hd", "live/cam.hd"),
+        ("live", "cam.sd", "live/cam.sd"),
+        ("live", "cam.tmp", "live/cam.tmp"),
+        ("live", "plain", "live/plain"),
+        ("live", "plain.m3u8", "live/plain.m3u8"),
+        ("live", "a b%", "live/a%20b%25"),
+        ("live", "a b%25", "live/a%20b%2525"),
+        ("live", "café", "live/caf%C3%A9"),
+        ("live", "..", "live/%2E."),
+        ("live", ".hidden", "live/%2Ehidden"),
+        ("../up", "x", "%2E.%2Fup/x"),
+        ("live/sub", "cam", "live%2Fsub/cam"),
+    ];
+    let server = TestServer::start(config);
+    let publishers: Vec<Client> = streams
+        .iter()
+        .map(|(app, name, _)| publish_fixture(&server, app, name, 2))
+        .collect();
+    // Shutdown ends the streams (their final playlists go to disk) and joins the disk writer
+    // after the workers, so every queued file is written.
+    server.shutdown();
+    drop(publishers);
+    let top: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(top, ["hls"], "nothing is written outside hls_dir");
+    let files = files_under(&dir);
+    for (app, name, rel) in streams {
+        let playlist = std::fs::read_to_string(dir.join(rel).join("index.m3u8"))
+            .unwrap_or_else(|e| panic!("{app}/{name}: {rel}/index.m3u8: {e}; files: {files:?}"));
+        assert!(
+            playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
+            "{playlist}"
+        );
+        let segments: Vec<&str> = playlist.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(!segments.is_empty(), "{playlist}");
+        for s in segments {
+            assert!(s.starts_with("seg-"), "URIs relative to the playlist: {s}");
+            let bytes = std::fs::read(dir.join(rel).join(s)).expect("segment on disk");
+            assert_eq!(bytes[0], 0x47, "{rel}/{s} is MPEG-TS");
+        }
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "tmp")),
+        "no temporary file is left: {files:?}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Waits until the disk writer has written `stream`'s playlist in the test directory `tag`
+/// once more than `before` times; the writer works in order, so every file queued before
+/// is done too.
+fn wait_for_disk_playlist(tag: &str, stream: &str, before: usize) {
+    let file = format!("{stream}/index.m3u8");
+    wait_for_log_count(&["HLS file written", tag, &file], before + 1, WAIT);
+}
+
+#[test]
+fn hls_dir_files_of_a_stream_go_when_its_publisher_leaves_and_come_back_on_republish() {
+    let tag = format!("rtmp-edge-hls-gone-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = eager();
+    config.http.hls_dir = dir.display().to_string();
+    let server = TestServer::start(config);
+    let publisher = publish_fixture(&server, "live", "gone", 2);
+    let stream_dir = dir.join("live/gone");
+    // A second stream published after it: once its playlist is on disk, so is everything
+    // queued for the first.
+    let _first = publish_fixture(&server, "live", "sentinel-1", 2);
+    wait_for_disk_playlist(&tag, "sentinel-1", 0);
+    assert!(stream_dir.join("index.m3u8").exists(), "written while live");
+    drop(publisher);
+    wait_for_log(&["unpublished", "stream=live/gone"]);
+    let _second = publish_fixture(&server, "live", "sentinel-2", 2);
+    wait_for_disk_playlist(&tag, "sentinel-2", 0);
+    assert!(
+        !stream_dir.exists(),
+        "the stream's files went with its publisher: {:?}",
+        std::fs::read_dir(&stream_dir).map(|d| d.count())
+    );
+    // Republished: the playlist continues (a discontinuity), and every segment it lists is
+    // on disk again, the ones from before the discontinuity too.
+    let _again = publish_fixture(&server, "live", "gone", 2);
+    let _third = publish_fixture(&server, "live", "sentinel-3", 2);
+    wait_for_disk_playlist(&tag, "sentinel-3", 0);
+    let playlist = std::fs::read_to_string(stream_dir.join("index.m3u8")).unwrap();
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    for s in playlist.lines().filter(|l| l.starts_with("seg-")) {
+        assert!(stream_dir.join(s).exists(), "{s} listed but not on disk");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

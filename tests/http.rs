@@ -383,3 +383,102 @@ fn a_request_head_over_the_configured_max_request_bytes_is_431_and_closed_alone(
     );
     assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
 }
+
+#[test]
+fn a_head_with_many_headers_is_served_and_one_past_the_cap_is_431_and_closed_alone() {
+    let server = TestServer::with_defaults();
+    let headers = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("X-Proxy-{i}: hop\r\n"))
+            .collect::<String>()
+    };
+    // What browsers send behind a few proxies: 60 headers, well over the old cap of 32.
+    let mut c = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut c,
+        &format!("GET /nothing HTTP/1.1\r\nHost: x\r\n{}\r\n", headers(59)),
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    let _ = body_of(&head, &mut c, &mut rest);
+    // Past the cap (100 headers): 431, and only that connection is closed, with the reason.
+    let mut many = TcpStream::connect(server.http).unwrap();
+    let mut rest_many = BytesMut::new();
+    let head = request(
+        &mut many,
+        &format!("GET /nothing HTTP/1.1\r\nHost: x\r\n{}\r\n", headers(100)),
+        &mut rest_many,
+    );
+    assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+    let port = format!(":{}", many.local_addr().unwrap().port());
+    let line = common::wait_for_log(&["connection closed", &port]);
+    assert!(line.contains("more than 100 header fields"), "{line}");
+    // The first connection, kept alive, carries on.
+    let head = request(
+        &mut c,
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+}
+
+#[test]
+fn paths_with_bad_percent_encodings_are_400_and_closed_while_others_carry_on() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.streams.wait_for_publisher = false;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "ok");
+    let mut player = Client::play(server.addr, "live", "ok");
+    for (path, reason) in [
+        ("/live/a%2Fb.flv", "'/' or NUL"),
+        ("/live/a%00b.m3u8", "'/' or NUL"),
+        ("/live/%zz.flv", "invalid percent-encoding"),
+        ("/live/a%2.mpd", "invalid percent-encoding"),
+        ("/live/%C3.m3u8", "not UTF-8"),
+        ("/live/../ok.flv", "dot segment"),
+        ("/live/%2e%2E/ok/seg-0.ts", "dot segment"),
+    ] {
+        let mut c = TcpStream::connect(server.http).unwrap();
+        let port = format!(":{}", c.local_addr().unwrap().port());
+        let mut rest = BytesMut::new();
+        let head = request(
+            &mut c,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            &mut rest,
+        );
+        assert!(head.starts_with("HTTP/1.1 400 "), "{path} → {head}");
+        let line = common::wait_for_log(&["connection closed", &port]);
+        assert!(
+            line.contains("bad HTTP request path") && line.contains(reason),
+            "{path}: {line}"
+        );
+    }
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
+    player.media(1);
+}
+
+#[test]
+fn an_http_flv_path_is_percent_decoded_to_the_rtmp_stream_name() {
+    let mut config = rtmp_edge::config::Config::default();
+    config.streams.wait_for_publisher = false;
+    let server = TestServer::start(config);
+    let name = "café 100% a:b";
+    let mut publisher = Client::publish(server.addr, "live", name);
+    let mut viewer = TcpStream::connect(server.http).unwrap();
+    let mut rest = BytesMut::new();
+    let head = request(
+        &mut viewer,
+        "GET /live/caf%C3%A9%20100%25%20a%3Ab.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut rest,
+    );
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    publisher.send(VIDEO, 0, &media::avc_header());
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 7, 64));
+    let chunks = read_chunks(&mut viewer, &mut rest, 2);
+    assert_eq!(&chunks[0][..3], b"FLV", "the FLV file header, then tags");
+    assert_eq!(
+        chunks[1][0], VIDEO,
+        "the publisher's video reaches the viewer"
+    );
+}

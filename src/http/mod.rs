@@ -12,15 +12,36 @@ use crate::package::hls::Resource;
 pub enum HttpError {
     #[error("request head larger than {limit} bytes")]
     HeadTooLarge { limit: usize },
+    #[error("request head with more than {limit} header fields")]
+    TooManyHeaders { limit: usize },
     #[error("malformed request: {0}")]
     Malformed(String),
+}
+
+/// A request path that cannot name a stream; answered 400 (and the connection closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A `%` not followed by two hex digits.
+    #[error("invalid percent-encoding")]
+    InvalidPercentEncoding,
+    /// A segment decodes to bytes that are not UTF-8 (stream names are UTF-8 strings).
+    #[error("a decoded segment is not UTF-8")]
+    NotUtf8,
+    /// `%2F` or `%00`: a name cannot hold a path separator or NUL.
+    #[error("a segment decodes to '/' or NUL")]
+    SeparatorOrNul,
+    /// A `.` or `..` segment (also as `%2E`): browsers resolve these before sending.
+    #[error("a dot segment ('.' or '..')")]
+    DotSegment,
 }
 
 impl HttpError {
     /// The status line answered for this error.
     pub fn status(&self) -> (u16, &'static str) {
         match self {
-            HttpError::HeadTooLarge { .. } => (431, "Request Header Fields Too Large"),
+            HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => {
+                (431, "Request Header Fields Too Large")
+            }
             HttpError::Malformed(_) => (400, "Bad Request"),
         }
     }
@@ -41,16 +62,18 @@ pub struct Request {
     pub http10: bool,
 }
 
-/// Most headers parsed in one request.
-const MAX_HEADERS: usize = 32;
+/// Most header fields accepted in one request head (431 past it). Browsers behind a few
+/// proxies send 30 to 60 (cookies, `Forwarded`/`X-Forwarded-*`, `Sec-*`, tracing headers).
+pub const MAX_HEADERS: usize = 100;
 
 /// Parses a request head from the front of `buf`, consuming it. `Ok(None)`: incomplete.
 pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Request>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req
-        .parse(buf)
-        .map_err(|e| HttpError::Malformed(e.to_string()))?;
+    let status = req.parse(buf).map_err(|e| match e {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders { limit: MAX_HEADERS },
+        e => HttpError::Malformed(e.to_string()),
+    })?;
     let len = match status {
         httparse::Status::Partial => {
             if buf.len() > max_head {
@@ -148,15 +171,83 @@ pub fn blocking_params(query: &str) -> Result<Option<(u64, Option<u64>)>, HttpEr
     }
 }
 
+/// Percent-decodes one path segment (no `/` in it). `+` is a plus sign in paths.
+fn decode_segment(raw: &str) -> Result<String, PathError> {
+    if !raw.contains('%') {
+        return Ok(raw.to_string());
+    }
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex);
+            let lo = bytes.get(i + 2).copied().and_then(hex);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::InvalidPercentEncoding);
+            };
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+}
+
+/// The request path with each `/`-separated segment percent-decoded and joined again by `/`
+/// (so a `/` in the result is always a separator): the names a stream is published under.
+pub fn decode_path(path: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(path.len());
+    for (i, raw) in path.split('/').enumerate() {
+        let segment = decode_segment(raw)?;
+        if segment.contains(['/', '\0']) {
+            return Err(PathError::SeparatorOrNul);
+        }
+        if segment == "." || segment == ".." {
+            return Err(PathError::DotSegment);
+        }
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(&segment);
+    }
+    Ok(out)
+}
+
+/// `name` as one path segment of a URI: every byte but the unreserved ones (RFC 3986 letters,
+/// digits, `-._~`) percent-encoded. Playlists and manifests write stream names this way so a
+/// player following their relative URIs comes back to the same stream (and no name can read
+/// as a scheme, a query, an XML or attribute delimiter, or a DASH `$` template).
+pub fn encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &b in name.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `app/stream` split at its last `/`, both non-empty.
 fn app_stream(path: &str) -> Option<(String, String)> {
     let (app, stream) = path.rsplit_once('/')?;
     (!app.is_empty() && !stream.is_empty()).then(|| (app.to_string(), stream.to_string()))
 }
 
-/// Maps a path to a route. App and stream names are taken as they are (no decoding beyond
-/// what RTMP stream keys allow).
-pub fn route(path: &str) -> Route {
+/// Maps a request path to a route. Each segment is percent-decoded first ([`decode_path`]), so
+/// `/live/caf%C3%A9.flv` is stream `café` of app `live`, as an RTMP publisher names it.
+pub fn route(path: &str) -> Result<Route, PathError> {
+    let decoded = decode_path(path)?;
+    Ok(route_decoded(&decoded))
+}
+
+/// Maps a decoded path (every `/` a separator) to a route.
+fn route_decoded(path: &str) -> Route {
     let trimmed = path.trim_start_matches('/');
     let named = |suffix: &str| trimmed.strip_suffix(suffix).and_then(app_stream);
     if let Some((app, stream)) = named(".m3u8") {
@@ -294,6 +385,10 @@ pub fn flv_stream_head(cors: &str, body: FlvBody) -> Bytes {
 mod tests {
     use super::*;
 
+    fn routed(path: &str) -> Route {
+        route(path).unwrap()
+    }
+
     fn parse(text: &str) -> Result<Option<Request>, HttpError> {
         parse_request(&mut BytesMut::from(text.as_bytes()), 8192)
     }
@@ -343,31 +438,43 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_header_cap_and_answers_431_one_past_it() {
+        let head = |n: usize| {
+            let fields: String = (0..n).map(|i| format!("X-{i}: v\r\n")).collect();
+            format!("GET / HTTP/1.1\r\n{fields}\r\n")
+        };
+        assert!(parse(&head(MAX_HEADERS)).unwrap().is_some());
+        let err = parse(&head(MAX_HEADERS + 1)).unwrap_err();
+        assert_eq!(err, HttpError::TooManyHeaders { limit: MAX_HEADERS });
+        assert_eq!(err.status().0, 431);
+    }
+
+    #[test]
     fn routes_flv_paths() {
         assert_eq!(
-            route("/live/cam1.flv"),
+            routed("/live/cam1.flv"),
             Route::Flv {
                 app: "live".into(),
                 stream: "cam1".into()
             }
         );
         assert_eq!(
-            route("/a/b/c.flv"),
+            routed("/a/b/c.flv"),
             Route::Flv {
                 app: "a/b".into(),
                 stream: "c".into()
             }
         );
-        assert_eq!(route("/cam1.flv"), Route::NotFound);
+        assert_eq!(routed("/cam1.flv"), Route::NotFound);
         assert_eq!(
-            route("/live/cam1.m3u8"),
+            routed("/live/cam1.m3u8"),
             Route::Playlist {
                 app: "live".into(),
                 stream: "cam1".into()
             }
         );
         assert_eq!(
-            route("/live/cam1/seg-12.ts"),
+            routed("/live/cam1/seg-12.ts"),
             Route::Segment {
                 app: "live".into(),
                 stream: "cam1".into(),
@@ -376,7 +483,7 @@ mod tests {
             }
         );
         assert_eq!(
-            route("/live/cam1/video/init-0.mp4"),
+            routed("/live/cam1/video/init-0.mp4"),
             Route::Segment {
                 app: "live".into(),
                 stream: "cam1".into(),
@@ -385,19 +492,89 @@ mod tests {
             }
         );
         assert_eq!(
-            route("/live/cam1.mpd"),
+            routed("/live/cam1.mpd"),
             Route::Manifest {
                 app: "live".into(),
                 stream: "cam1".into()
             }
         );
-        assert_eq!(route("/live/cam1/other.txt"), Route::NotFound);
+        assert_eq!(routed("/live/cam1/other.txt"), Route::NotFound);
         assert_eq!(
             blocking_params("_HLS_msn=4&_HLS_part=2"),
             Ok(Some((4, Some(2))))
         );
         assert_eq!(blocking_params("x=1"), Ok(None));
         assert!(blocking_params("_HLS_part=2").is_err());
+    }
+
+    #[test]
+    fn route_percent_decodes_each_segment_to_the_published_name() {
+        assert_eq!(
+            routed("/live/caf%C3%A9%20100%25%2Bx+y.flv"),
+            Route::Flv {
+                app: "live".into(),
+                stream: "café 100%+x+y".into()
+            }
+        );
+        assert_eq!(
+            routed("/l%69ve/a%3Fb/video/init-0.mp4"),
+            Route::Segment {
+                app: "live".into(),
+                stream: "a?b".into(),
+                rendition: Some("video".into()),
+                resource: Resource::Init(0)
+            }
+        );
+        // An encoded suffix is the suffix (RFC 3986: %2E is `.`).
+        assert_eq!(
+            routed("/live/cam%2Em3u8"),
+            Route::Playlist {
+                app: "live".into(),
+                stream: "cam".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_paths_that_cannot_name_a_stream() {
+        for (path, err) in [
+            ("/live/a%2Fb.flv", PathError::SeparatorOrNul),
+            ("/live/a%2fb.flv", PathError::SeparatorOrNul),
+            ("/live/a%00.flv", PathError::SeparatorOrNul),
+            ("/live/%zz.flv", PathError::InvalidPercentEncoding),
+            ("/live/a%2.flv", PathError::InvalidPercentEncoding),
+            ("/live/a%", PathError::InvalidPercentEncoding),
+            ("/live/%FF.flv", PathError::NotUtf8),
+            ("/live/../x.flv", PathError::DotSegment),
+            ("/live/./x.flv", PathError::DotSegment),
+            ("/live/%2e%2E/x/seg-1.ts", PathError::DotSegment),
+        ] {
+            assert_eq!(route(path), Err(err), "{path}");
+        }
+    }
+
+    #[test]
+    fn encoded_names_decode_back_to_themselves() {
+        let names = [
+            "cam",
+            "café 100%",
+            "a:b",
+            "a\"b&c<$x$>#?",
+            "日本",
+            "-._~",
+            "+",
+        ];
+        for name in names {
+            let encoded = encode_segment(name);
+            assert!(
+                encoded
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+                "{encoded}"
+            );
+            assert_eq!(decode_path(&encoded).as_deref(), Ok(name));
+        }
+        assert_eq!(encode_segment("café 1"), "caf%C3%A9%201");
     }
 
     #[test]

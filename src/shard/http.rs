@@ -65,7 +65,32 @@ impl Worker {
                     "only GET, HEAD and OPTIONS are served\n",
                 )
             } else {
-                match http::route(&request.path) {
+                let route = match http::route(&request.path) {
+                    Ok(route) => route,
+                    Err(e) => {
+                        let Some(conn) = self.conns.get_mut(key) else {
+                            return;
+                        };
+                        let response = http::simple_response(
+                            400,
+                            "Bad Request",
+                            &format!("{e}\n"),
+                            false,
+                            &cors,
+                        );
+                        conn.out.push_control(if head_only {
+                            http::head_of(response)
+                        } else {
+                            response
+                        });
+                        conn.closing =
+                            Some(format!("bad HTTP request path {:?}: {e}", request.path));
+                        conn.read_buf.clear();
+                        conn.schedule_write(&mut self.write_list);
+                        return;
+                    }
+                };
+                match route {
                     Route::NotFound => answer(404, "Not Found", "no such resource\n"),
                     Route::Playlist { app, stream } => {
                         match http::blocking_params(&request.query) {
@@ -142,7 +167,10 @@ impl Worker {
                 response
             });
             if !keep_alive {
-                conn.closing = Some(format!("HTTP {} {} answered", request.method, request.path));
+                conn.closing = Some(format!(
+                    "HTTP {} {:?} answered",
+                    request.method, request.path
+                ));
                 conn.read_buf.clear();
             }
             conn.schedule_write(&mut self.write_list);

@@ -282,13 +282,14 @@ impl Worker {
             let mut packager = lock(&seg);
             if existed && packager.hls.next_msn() > 0 {
                 packager.playlist = None;
-                let closed = packager.hls.discontinuity();
+                let _ = packager.hls.discontinuity();
                 if let Some(dash) = packager.dash.as_mut() {
                     let _ = dash.video.discontinuity();
                     let _ = dash.audio.discontinuity();
                 }
-                self.hls
-                    .write_to_disk(key, &packager.hls, closed.segments as usize);
+                // The whole window: without `hls_dir_keep` its files left with the publisher.
+                let window = packager.hls.segments().len();
+                self.hls.write_to_disk(key, &packager.hls, window);
             }
             packager.feeder = Some(self.index);
             packager.stopped = None;
@@ -359,7 +360,8 @@ impl Worker {
     }
 
     /// Owner side: the publisher left; complete the open segment and end the presentation
-    /// (EXT-X-ENDLIST, a static MPD); the window stays served until idle.
+    /// (EXT-X-ENDLIST, a static MPD); the window stays served until idle. Its files in
+    /// `http.hls_dir` go now unless `http.hls_dir_keep`.
     pub(super) fn hls_unpublish(&mut self, key: &StreamKey, now: Instant) {
         let Some(seg) = self.packagers.remove(key) else {
             return;
@@ -375,9 +377,13 @@ impl Worker {
                 let _ = dash.video.finish();
                 let _ = dash.audio.finish();
             }
-            // At least the playlist, now ending with EXT-X-ENDLIST, goes to disk again.
-            self.hls
-                .write_to_disk(key, &packager.hls, closed.segments.max(1) as usize);
+            if self.config.http.hls_dir_keep {
+                // At least the playlist, now ending with EXT-X-ENDLIST, goes to disk again.
+                self.hls
+                    .write_to_disk(key, &packager.hls, closed.segments.max(1) as usize);
+            } else {
+                self.hls.remove_from_disk(key);
+            }
             packager.feeder = None;
             packager.stopped = Some(now);
             packager.last_used = now;

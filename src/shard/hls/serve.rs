@@ -58,9 +58,11 @@ impl HeldRequest {
     }
 }
 
-/// The media playlist with URIs relative to `/{app}/{stream}.m3u8`: `{stream}/seg-N.ts`.
+/// The media playlist with URIs relative to `/{app}/{stream}.m3u8`: `{stream}/seg-N.ts`, the
+/// name percent-encoded so a player resolving them requests the same stream.
 pub(super) fn playlist_for(seg: &Segmenter, stream: &str) -> Bytes {
-    Bytes::from(hls::media_playlist(seg, &format!("{stream}/")))
+    let prefix = format!("{}/", http::encode_segment(stream));
+    Bytes::from(hls::media_playlist(seg, &prefix))
 }
 
 /// A segment, part or init segment of `seg` as a head plus the shared bytes, or 404.
@@ -291,6 +293,7 @@ impl Worker {
                 if !packager.dash_ready() {
                     return Answer::Wait;
                 }
+                let stream = http::encode_segment(stream);
                 let video_prefix = format!("{stream}/video/");
                 let audio_prefix = format!("{stream}/audio/");
                 let mut tracks = Vec::with_capacity(2);
