@@ -95,6 +95,33 @@ fn late_joiner_starts_with_metadata_headers_and_the_gop_from_its_keyframe() {
 }
 
 #[test]
+fn a_late_joiner_gets_headers_and_metadata_stamped_at_its_first_frame() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "restamp");
+    let mut early = Client::play(server.addr, "live", "restamp");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 50, 0);
+    publish_gop(&mut publisher, 2000, 5, 100);
+    early.media(3 + 110);
+    let mut late = Client::play(server.addr, "live", "restamp");
+    let got = late.media(3 + 10);
+    assert_eq!(
+        got[3].2.as_ref(),
+        media::avc_frame(true, 100, 3000).as_slice()
+    );
+    let stamps: Vec<u32> = got.iter().map(|m| m.1).collect();
+    assert_eq!(
+        &stamps[..4],
+        &[2000; 4],
+        "metadata and both headers carry the first frame's time: {stamps:?}"
+    );
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1] && w[1] - w[0] <= 40),
+        "no jump or step back at the start: {stamps:?}"
+    );
+}
+
+#[test]
 fn a_token_on_the_app_or_the_key_does_not_change_the_stream_name() {
     let server = TestServer::with_defaults();
     let mut player = Client::play(server.addr, "live", "demo");

@@ -288,6 +288,19 @@ impl EncodedMessage {
         )
     }
 
+    /// The same message at another timestamp (a cached header re-sent to a late joiner at
+    /// its start time): new headers, same payload.
+    pub fn with_timestamp(&self, timestamp: u32) -> Self {
+        Self::new(
+            self.inner.csid,
+            timestamp,
+            self.inner.type_id,
+            self.inner.stream_id,
+            self.inner.payload.clone(),
+            self.inner.chunk_size,
+        )
+    }
+
     /// Bytes on the wire.
     pub fn wire_len(&self) -> usize {
         wire_len(
