@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long)]
     no_http: bool,
 
-    /// Run N workers instead of workers.count (0: one per available core).
+    /// Run N workers instead of workers.count (0: one per available core; at most 64).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }
