@@ -105,8 +105,10 @@ pub const MAX_CHUNK_SIZE: u32 = 0xFF_FFFF;
 pub const PROTOCOL_MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 /// Most connections one worker may be configured to hold.
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 1_000_000;
-/// Most workers that may be configured.
-pub const MAX_WORKERS: usize = 1024;
+/// Most workers that may run: the bus addresses workers as bits of a `u64`
+/// (`fanout::Stream::remote_workers`). `workers.count` and `workers.cores` are validated
+/// against it, and one worker per available core stops at it.
+pub const MAX_WORKERS: usize = 64;
 /// The smallest per-player queue accepted: below this even one keyframe rarely fits.
 pub const MIN_PLAYER_QUEUE_BYTES: usize = 64 * 1024;
 /// The smallest `http.hls_max_segment_bytes` accepted: below it a few keyframes would trip it.
@@ -140,10 +142,10 @@ config_section! {
 config_section! {
     /// Per-core workers and sockets.
     pub struct WorkersConfig in "workers" {
-        /// Number of workers; 0 means one per available core. At most 1024.
+        /// Number of workers; 0 means one per available core (at most 64). Range 0..=64.
         pub count: usize,
-        /// Exact cores to pin workers to (overrides `count` when not empty).
-        /// Each must be a core this process may run on.
+        /// Exact cores to pin workers to (overrides `count` when not empty), one worker each.
+        /// Each must be a core this process may run on; at most 64 entries.
         pub cores: Vec<usize>,
         /// Pin each worker thread to a core.
         pub pin: bool,
@@ -362,12 +364,13 @@ impl Config {
             0,
             as_u64(MAX_WORKERS),
         )?;
-        in_range(
-            "workers.cores",
-            as_u64(workers.cores.len()),
-            0,
-            as_u64(MAX_WORKERS),
-        )?;
+        if workers.cores.len() > MAX_WORKERS {
+            return Err(ConfigError::TooManyEntries {
+                key: "workers.cores",
+                len: workers.cores.len(),
+                max: MAX_WORKERS,
+            });
+        }
         if let Some(&core) = workers.cores.iter().find(|c| !available.contains(c)) {
             return Err(ConfigError::CoreNotAvailable {
                 key: "workers.cores",
@@ -478,7 +481,7 @@ impl Config {
             return vec![None; workers.count.max(1)];
         } else {
             let count = if workers.count == 0 {
-                available.len()
+                available.len().min(MAX_WORKERS)
             } else {
                 workers.count
             };

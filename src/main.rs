@@ -13,7 +13,7 @@ use clap::Parser;
 use rtmp_edge::config::{self, Config, ConfigError};
 use tracing_subscriber::EnvFilter;
 
-/// A per-core RTMP edge server: ingest, zero-copy fan-out, edge relay.
+/// A per-core RTMP server: ingest, zero-copy fan-out to RTMP, HTTP-FLV, HLS and DASH players.
 ///
 /// Configuration comes from the embedded defaults, then the --config file, then the flags
 /// below; docs/CONFIG.md describes every key.
@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long)]
     no_http: bool,
 
-    /// Run N workers instead of workers.count (0: one per available core).
+    /// Run N workers instead of workers.count (0: one per available core; at most 64).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }

@@ -176,6 +176,37 @@ fn a_bad_workers_flag_exits_2_naming_the_flag_and_key() {
 }
 
 #[test]
+fn more_workers_than_the_server_runs_exit_2_naming_the_key() {
+    let output = rtmp_edge(&["--workers", "100", "--print-config"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("--workers") && err.contains("`workers.count`"),
+        "{err}"
+    );
+
+    let dir = TempDir::new("too-many-workers");
+    let path = dir.file("many.toml", "[workers]\ncount = 100\n");
+    let output = rtmp_edge(&["--check-config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("`workers.count`"),
+        "{}",
+        stderr(&output)
+    );
+
+    let cores = vec!["0"; 65].join(", ");
+    let path = dir.file("cores.toml", &format!("[workers]\ncores = [{cores}]\n"));
+    let output = rtmp_edge(&["--check-config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("`workers.cores`") && err.contains("65"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_malformed_listen_flag_exits_2() {
     let output = rtmp_edge(&["--listen", "nowhere", "--print-config"]);
     assert_eq!(output.status.code(), Some(2));

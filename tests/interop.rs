@@ -496,6 +496,64 @@ fn an_ffmpeg_publisher_that_leaves_and_returns_reaches_the_waiting_player() {
     server.shutdown();
 }
 
+/// Video frames (not sequence headers) `player` gets until the publisher leaves.
+fn frames_until_unpublish(player: &mut Client) -> usize {
+    let mut frames = 0;
+    loop {
+        match player.wait_for("media or unpublish", |e| {
+            matches!(e, ClientEvent::Media { .. })
+                || matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.UnpublishNotify")
+        }) {
+            ClientEvent::Media { type_id: 9, payload, .. } if payload.len() > 5 && payload[1] == 1 => {
+                frames += 1;
+            }
+            ClientEvent::Status { .. } => return frames,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn ffmpeg_publishing_with_a_token_on_the_app_or_the_key_reaches_players_of_the_plain_name() {
+    let ffmpeg = tool("ffmpeg");
+    let dir = Dir::new("token");
+    let source = h264_source(&dir, "src.flv", "testsrc");
+    let server = TestServer::with_defaults();
+    let port = server.addr.port();
+    let mut on_app = Client::play(server.addr, "live", "onapp");
+    let mut on_key = Client::play(server.addr, "live", "onkey");
+    // libavformat splits the first as app `live?token=..` + playpath `onapp`, the second as
+    // app `live` + playpath `onkey?token=..`.
+    let mut publishers = [
+        ffmpeg_publish(
+            &dir,
+            &ffmpeg,
+            &source,
+            &format!("rtmp://127.0.0.1:{port}/live?token=app-s3cret/onapp"),
+            "token-on-app",
+        ),
+        ffmpeg_publish(
+            &dir,
+            &ffmpeg,
+            &source,
+            &format!("rtmp://127.0.0.1:{port}/live/onkey?token=key-s3cret"),
+            "token-on-key",
+        ),
+    ];
+    for p in publishers.iter_mut() {
+        assert!(p.wait(PUBLISH_LIMIT).success(), "{}", p.output());
+    }
+    assert_eq!(frames_until_unpublish(&mut on_app), FPS * SECONDS);
+    assert_eq!(frames_until_unpublish(&mut on_key), FPS * SECONDS);
+    server.shutdown();
+    let logs = common::log_lines_with(&[""]).join("\n");
+    assert!(
+        logs.contains("stream=live/onapp") && logs.contains("stream=live/onkey"),
+        "streams named without the query:\n{logs}"
+    );
+    assert!(!logs.contains("s3cret"), "a token in the logs:\n{logs}");
+}
+
 #[test]
 fn tshark_dissects_a_captured_session_with_no_malformed_packets() {
     let (ffmpeg, tshark) = (tool("ffmpeg"), tool("tshark"));

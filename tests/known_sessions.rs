@@ -85,7 +85,7 @@ fn media_line(audio: usize, video: usize, data: usize) -> String {
 
 fn describe(event: &ServerEvent) -> String {
     match event {
-        ServerEvent::ConnectRequested { app, tc_url } => format!("connect app={app} tcUrl={tc_url}"),
+        ServerEvent::ConnectRequested { app, tc_url, .. } => format!("connect app={app} tcUrl={tc_url}"),
         ServerEvent::PublishRequested {
             stream_id,
             name,

@@ -95,6 +95,53 @@ fn late_joiner_starts_with_metadata_headers_and_the_gop_from_its_keyframe() {
 }
 
 #[test]
+fn a_late_joiner_gets_headers_and_metadata_stamped_at_its_first_frame() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "restamp");
+    let mut early = Client::play(server.addr, "live", "restamp");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 50, 0);
+    publish_gop(&mut publisher, 2000, 5, 100);
+    early.media(3 + 110);
+    let mut late = Client::play(server.addr, "live", "restamp");
+    let got = late.media(3 + 10);
+    assert_eq!(
+        got[3].2.as_ref(),
+        media::avc_frame(true, 100, 3000).as_slice()
+    );
+    let stamps: Vec<u32> = got.iter().map(|m| m.1).collect();
+    assert_eq!(
+        &stamps[..4],
+        &[2000; 4],
+        "metadata and both headers carry the first frame's time: {stamps:?}"
+    );
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1] && w[1] - w[0] <= 40),
+        "no jump or step back at the start: {stamps:?}"
+    );
+}
+
+#[test]
+fn a_token_on_the_app_or_the_key_does_not_change_the_stream_name() {
+    let server = TestServer::with_defaults();
+    let mut player = Client::play(server.addr, "live", "demo");
+    let mut publisher = Client::publish(server.addr, "live?token=app-s3cret", "demo");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 2, 0);
+    let got = player.media(3 + 4);
+    assert_eq!(got[1].2.as_ref(), media::avc_header().as_slice());
+    assert_eq!(
+        got[3].2.as_ref(),
+        media::avc_frame(true, 0, 3000).as_slice()
+    );
+    let mut keyed = Client::play(server.addr, "live?token=app-s3cret", "demo?sig=key-s3cret");
+    assert_eq!(keyed.media(3)[1].2.as_ref(), media::avc_header().as_slice());
+    common::wait_for_log(&["playing", "stream=live/demo", &port_tag(&keyed)]);
+    let logs = common::log_lines_with(&[""]).join("\n");
+    assert!(!logs.contains("s3cret"), "a token in the logs:\n{logs}");
+}
+
+#[test]
 fn without_gop_cache_a_late_joiner_waits_for_the_next_keyframe() {
     let mut config = Config::default();
     config.streams.gop_cache = false;

@@ -171,6 +171,7 @@ fn a_publish_session_reports_connect_publish_media_and_unpublish_in_order() {
         vec![
             ServerEvent::ConnectRequested {
                 app: "live".into(),
+                query: String::new(),
                 tc_url: "rtmp://127.0.0.1/live".into()
             },
             ServerEvent::PublishRequested {
@@ -628,6 +629,7 @@ fn an_amf3_connect_is_understood_and_its_object_encoding_echoed() {
         raw.server.poll_event(),
         Some(ServerEvent::ConnectRequested {
             app: "live".into(),
+            query: String::new(),
             tc_url: "rtmp://127.0.0.1/live".into()
         })
     );
@@ -782,8 +784,10 @@ fn feed_ffmpeg_publish(piece: usize) -> Vec<ServerEvent> {
 fn a_real_ffmpeg_publish_yields_connect_publish_metadata_and_sequence_header() {
     let events = feed_ffmpeg_publish(FFMPEG_PUBLISH.len());
     match &events[0] {
-        ServerEvent::ConnectRequested { app, tc_url } => {
+        ServerEvent::ConnectRequested { app, query, tc_url } => {
             assert_eq!(app, "live");
+            assert_eq!(query, "");
+            let tc_url = tc_url.as_str();
             assert!(tc_url.starts_with("rtmp://127.0.0.1:") && tc_url.ends_with("/live"));
         }
         other => panic!("first event {other:?}"),
@@ -927,21 +931,53 @@ fn a_client_using_the_digest_handshake_publishes_like_any_other() {
 }
 
 #[test]
-fn an_app_with_a_trailing_slash_and_a_query_keeps_both_parts() {
+fn an_app_query_is_split_off_the_app_and_kept_for_the_decision() {
     let mut raw = Raw::new();
     raw.command(
         0,
-        &command::connect(1.0, "live/?token=s3cret", "FMLE/3.0", "rtmp://h/live"),
+        &command::connect(
+            1.0,
+            "live/?token=s3cret",
+            "FMLE/3.0",
+            "rtmp://h/live/?token=s3cret",
+        ),
     )
     .expect("connect");
     assert_eq!(
         raw.server.poll_event(),
         Some(ServerEvent::ConnectRequested {
-            app: "live?token=s3cret".into(),
-            tc_url: "rtmp://h/live".into()
+            app: "live".into(),
+            query: "token=s3cret".into(),
+            tc_url: "rtmp://h/live/?token=s3cret".into()
         })
     );
-    assert_eq!(raw.server.app(), Some("live?token=s3cret"));
+    assert_eq!(raw.server.app(), Some("live"));
+    assert_eq!(raw.server.app_query(), "token=s3cret");
+}
+
+#[test]
+fn a_query_on_the_tc_url_only_is_the_app_query() {
+    let mut raw = Raw::new();
+    raw.command(
+        0,
+        &command::connect(1.0, "live", "FMLE/3.0", "rtmp://h/live?sig=abc&exp=9"),
+    )
+    .expect("connect");
+    match raw.server.poll_event() {
+        Some(ServerEvent::ConnectRequested { app, query, tc_url }) => {
+            assert_eq!(app, "live");
+            assert_eq!(query, "sig=abc&exp=9");
+            assert_eq!(tc_url.as_str(), "rtmp://h/live?sig=abc&exp=9");
+            assert_eq!(
+                format!("{tc_url} {tc_url:?}"),
+                "rtmp://h/live?sig=***&exp=*** \"rtmp://h/live?sig=***&exp=***\"",
+                "the tcUrl logs redacted"
+            );
+        }
+        other => panic!("expected ConnectRequested, got {other:?}"),
+    }
+    assert_eq!(raw.server.app(), Some("live"));
+    assert_eq!(raw.server.app_query(), "sig=abc&exp=9");
 }
 
 // ---- every NetConnection/NetStream command, byte-shaped the way real clients send it ----

@@ -63,6 +63,16 @@ pub enum ConfigError {
         /// The key path.
         key: &'static str,
     },
+    /// A list holds more entries than this server can use.
+    #[error("`{key}` lists {len} entries: at most {max} are allowed")]
+    TooManyEntries {
+        /// The key path.
+        key: &'static str,
+        /// How many entries it lists.
+        len: usize,
+        /// Most entries accepted.
+        max: usize,
+    },
     /// The same listen address appears twice.
     #[error("`{key}` lists {addr} twice")]
     DuplicateListenAddress {
@@ -118,6 +128,7 @@ impl ConfigError {
             | Self::BelowMinimum { key, .. }
             | Self::MustBePositive { key }
             | Self::MustNotBeEmpty { key }
+            | Self::TooManyEntries { key, .. }
             | Self::DuplicateListenAddress { key, .. }
             | Self::CoreNotAvailable { key, .. }
             | Self::InvalidLogFilter { key, .. } => Some(key),

@@ -139,6 +139,43 @@ fn rejects_more_workers_than_the_cap() {
 }
 
 #[test]
+fn the_worker_cap_is_what_the_bus_can_address() {
+    assert_eq!(MAX_WORKERS, 64, "workers are bits of a u64 on the bus");
+    assert_eq!(rejected_key(|c| c.workers.count = 100), "workers.count");
+    let mut config = Config::default();
+    config.workers.count = MAX_WORKERS;
+    config.validate_with_cores(CORES).expect("64 workers run");
+}
+
+#[test]
+fn rejects_a_cores_list_longer_than_the_worker_cap() {
+    let mut config = Config::default();
+    config.workers.cores = vec![1; MAX_WORKERS + 1];
+    let error = config.validate_with_cores(CORES).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ConfigError::TooManyEntries {
+                key: "workers.cores",
+                len: 65,
+                max: 64
+            }
+        ),
+        "{error:?}"
+    );
+    config.workers.cores = vec![1; MAX_WORKERS];
+    config.validate_with_cores(CORES).expect("64 entries run");
+}
+
+#[test]
+fn one_worker_per_core_stops_at_the_worker_cap() {
+    let many: Vec<usize> = (0..100).collect();
+    let cores = Config::default().worker_cores_with(&many);
+    assert_eq!(cores.len(), MAX_WORKERS);
+    assert_eq!(cores[63], Some(63));
+}
+
+#[test]
 fn rejects_a_core_this_process_cannot_run_on() {
     let mut config = Config::default();
     config.workers.cores = vec![1, 4];

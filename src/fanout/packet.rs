@@ -85,6 +85,19 @@ impl Packet {
         })
     }
 
+    /// This packet stamped at `timestamp`: a re-headed copy of the small chunk header, the
+    /// payload shared (a plain clone when the timestamp is already that).
+    pub fn restamped(&self, timestamp: u32) -> Self {
+        if timestamp == self.timestamp {
+            return self.clone();
+        }
+        Self {
+            wire: self.wire.with_timestamp(timestamp),
+            timestamp,
+            ..self.clone()
+        }
+    }
+
     /// Bytes on the wire.
     pub fn wire_len(&self) -> usize {
         self.wire.wire_len()

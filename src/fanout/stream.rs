@@ -89,6 +89,9 @@ pub struct Stream {
     gop: Vec<Packet>,
     gop_bytes: usize,
     video_seen: bool,
+    /// The latest timestamp of a packet remembered: fast start stamps headers with it when
+    /// no GOP is cached.
+    latest: u32,
     clock: Rebaser,
 }
 
@@ -108,6 +111,7 @@ impl Stream {
             gop: Vec::new(),
             gop_bytes: 0,
             video_seen: false,
+            latest: 0,
             clock: Rebaser::default(),
         }
     }
@@ -154,6 +158,10 @@ impl Stream {
 
     /// Updates the fast-start cache with a packet (owner and mirrors alike).
     pub fn remember(&mut self, packet: &Packet) {
+        // Timestamps are monotonic (rebased) but wrap after 49.7 days.
+        if packet.timestamp.wrapping_sub(self.latest) as i32 > 0 {
+            self.latest = packet.timestamp;
+        }
         if packet.header {
             let slot = match packet.kind {
                 MediaKind::Video => &mut self.video_header,
@@ -185,12 +193,19 @@ impl Stream {
 
     /// What a player joining now gets first: metadata, sequence headers, then the GOP since the
     /// last keyframe (empty when the cache is off or holds no keyframe yet).
-    pub fn fast_start(&self) -> impl Iterator<Item = &Packet> {
+    ///
+    /// Metadata and headers keep the time they were published at (often 0) in the cache, but a
+    /// joiner gets them stamped with the first cached frame's timestamp (or, with no GOP, the
+    /// latest one seen), so its timeline starts where the media does instead of jumping from
+    /// 0 to the GOP: a re-headed copy, the payload shared.
+    pub fn fast_start(&self) -> impl Iterator<Item = Packet> + '_ {
+        let start = self.gop.first().map_or(self.latest, |p| p.timestamp);
         self.metadata
             .iter()
             .chain(self.video_header.iter())
             .chain(self.audio_header.iter())
-            .chain(self.gop.iter())
+            .map(move |p| p.restamped(start))
+            .chain(self.gop.iter().cloned())
     }
 
     /// True when the cache starts on a keyframe, so a joiner needs no wait.
@@ -213,5 +228,94 @@ impl Stream {
     /// Nobody publishes, plays or subscribes here: the entry can go.
     pub fn is_idle(&self) -> bool {
         self.source == Source::None && self.players.is_empty() && self.remote_workers == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::rtmp::message::type_id::{AUDIO, DATA_AMF0, VIDEO};
+
+    fn stream(gop_cache: bool) -> Stream {
+        let settings = StreamSettings {
+            chunk_size: 4096,
+            gop_cache,
+            gop_cache_max_bytes: 1 << 20,
+            max_header_bytes: 1 << 16,
+        };
+        Stream::new(StreamKey::new("live", "s"), settings)
+    }
+
+    fn metadata() -> Bytes {
+        let mut v = vec![0x02, 0x00, 0x0a];
+        v.extend_from_slice(b"onMetaData");
+        v.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0, 9]);
+        Bytes::from(v)
+    }
+
+    /// Metadata and both sequence headers at 0, then video frames every 40 ms from 0 with a
+    /// keyframe at each of `keyframes_at`, up to `until`.
+    fn publish(s: &mut Stream, keyframes_at: &[u32], until: u32) {
+        s.ingest(DATA_AMF0, 0, metadata()).unwrap();
+        s.ingest(VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2]))
+            .unwrap();
+        s.ingest(AUDIO, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10]))
+            .unwrap();
+        for ts in (0..=until).step_by(40) {
+            let first = if keyframes_at.contains(&ts) {
+                0x17
+            } else {
+                0x27
+            };
+            s.ingest(VIDEO, ts, Bytes::from(vec![first, 1, 0, 0, 0, 9, 9]))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn fast_start_stamps_metadata_and_headers_with_the_first_cached_frame() {
+        let mut s = stream(true);
+        publish(&mut s, &[0, 2000], 2400);
+        let cached: Vec<Packet> = [&s.metadata, &s.video_header, &s.audio_header]
+            .iter()
+            .map(|p| (*p).clone().expect("cached"))
+            .collect();
+        let start: Vec<Packet> = s.fast_start().collect();
+        assert_eq!(start.len(), 3 + 11);
+        assert_eq!(start[3].timestamp, 2000, "the GOP starts at its keyframe");
+        for (sent, kept) in start.iter().zip(&cached) {
+            assert_eq!((sent.timestamp, sent.wire.timestamp()), (2000, 2000));
+            assert_eq!(kept.timestamp, 0, "the cache keeps the published time");
+            assert_eq!(
+                sent.wire.payload().as_ptr(),
+                kept.wire.payload().as_ptr(),
+                "the payload is shared, only the chunk header is new"
+            );
+        }
+        let stamps: Vec<u32> = start.iter().map(|p| p.timestamp).collect();
+        assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    }
+
+    #[test]
+    fn without_a_gop_fast_start_stamps_headers_with_the_latest_timestamp() {
+        let mut s = stream(false);
+        publish(&mut s, &[0], 1000);
+        let stamps: Vec<u32> = s.fast_start().map(|p| p.wire.timestamp()).collect();
+        assert_eq!(stamps, [1000; 3]);
+    }
+
+    #[test]
+    fn fast_start_at_the_published_time_copies_nothing() {
+        let mut s = stream(true);
+        publish(&mut s, &[0], 80);
+        let start: Vec<Packet> = s.fast_start().collect();
+        assert_eq!(start[0].timestamp, 0);
+        let kept = s.video_header.as_ref().unwrap();
+        assert!(
+            std::ptr::eq(start[1].wire.header(), kept.wire.header()),
+            "an unchanged header is the cached message itself"
+        );
     }
 }

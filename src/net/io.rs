@@ -22,8 +22,8 @@ pub enum ReadOutcome {
 
 /// Reads until WouldBlock, EOF or `budget` bytes, through the worker's `scratch` buffer,
 /// appending what arrived to the connection's `buf`. Reading through one shared scratch
-/// buffer means an idle connection holds no read buffer of its own: a player that only sends
-/// a few acknowledgements costs a few bytes, not a 16 KiB buffer.
+/// buffer means `buf` only ever holds bytes that arrived (a partial chunk, say), never a
+/// read-sized reservation: a player that only sends a few acknowledgements costs a few bytes.
 ///
 /// A short read is taken as drained (saving a WouldBlock syscall per wake-up) unless
 /// `peer_closed`: once the poller has reported the peer's FIN or RST, no further readiness

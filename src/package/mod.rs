@@ -18,8 +18,9 @@
 //! - [`dash`]: the dynamic MPD over fMP4 segmenters.
 //!
 //! Call order, per stream: [`Segmenter::push`] every frame (sequence headers included) with the
-//! wall clock; [`Segmenter::discontinuity`] when the publisher changes; [`Segmenter::flush`] on
-//! unpublish. After each push, answer held requests with [`hls::blocking_reload`] and serve
+//! wall clock; [`Segmenter::discontinuity`] when the publisher changes; [`Segmenter::finish`]
+//! on unpublish (it flushes the open segment and ends the playlists; [`Segmenter::flush`]
+//! alone only closes the open segment). After each push, answer held requests with [`hls::blocking_reload`] and serve
 //! [`hls::media_playlist`], [`Segmenter::segment`], [`Segmenter::part`], [`Segmenter::init`].
 //!
 //! ```

@@ -174,7 +174,7 @@ impl Worker {
             return;
         };
         for packet in stream.fast_start() {
-            push_to_player(out, player, packet, &mut FlvFramings::default());
+            push_to_player(out, player, &packet, &mut FlvFramings::default());
         }
         if !stream.starts_on_keyframe() {
             conn.out.wait_for_keyframe();
@@ -401,7 +401,7 @@ impl Worker {
     pub(super) fn snapshot(&self, skey: &StreamKey) -> Vec<Packet> {
         self.streams
             .get(skey)
-            .map(|s| s.fast_start().cloned().collect())
+            .map(|s| s.fast_start().collect())
             .unwrap_or_default()
     }
 

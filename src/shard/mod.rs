@@ -22,7 +22,7 @@ use mio::{Poll, Waker};
 pub use bus::{Bus, BusMsg};
 pub use directory::{Claim, Directory};
 
-use crate::config::Config;
+use crate::config::{Config, MAX_WORKERS};
 use worker::{Worker, WAKER_TOKEN};
 
 /// A running server: its bound addresses, and a way to stop it.
@@ -40,7 +40,15 @@ impl Server {
     /// starts one pinned worker thread per configured core.
     pub fn start(config: Config) -> io::Result<Self> {
         let cores = config.worker_cores();
-        let workers = cores.len().clamp(1, 64);
+        let workers = cores.len().max(1);
+        if workers > MAX_WORKERS {
+            // `Config::validate` refuses such a config; one that skipped it must not run with
+            // fewer workers than it asked for in silence (the bus addresses workers as u64 bits).
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{workers} workers configured (`workers.count`/`workers.cores`): at most {MAX_WORKERS}"),
+            ));
+        }
         let rtmp = crate::net::bind_all(&config.rtmp.listen, workers)?;
         let http = if config.http.enabled {
             Some(crate::net::bind_all(&config.http.listen, workers)?)

@@ -405,7 +405,7 @@ impl Worker {
 
     fn on_event(&mut self, key: ConnKey, event: ServerEvent, now: Instant) {
         match event {
-            ServerEvent::ConnectRequested { app, tc_url } => {
+            ServerEvent::ConnectRequested { app, tc_url, .. } => {
                 if let Some(conn) = self.conns.get_mut(key) {
                     tracing::debug!(worker = self.index, conn = conn.id, peer = %conn.peer, %app, %tc_url, "connect");
                     if let Some(session) = conn.rtmp() {

@@ -185,6 +185,30 @@ fn with_stream_id_rewrites_the_header_and_shares_the_payload() {
 }
 
 #[test]
+fn with_timestamp_rewrites_both_headers_and_shares_the_payload() {
+    let m = EncodedMessage::new(6, 0, 9, 1, Bytes::from(vec![1u8; 300]), 128);
+    for ts in [2020, 0xFFFF_FFF0] {
+        let n = m.with_timestamp(ts);
+        assert_eq!(n.payload().as_ptr(), m.payload().as_ptr());
+        assert_eq!(
+            (n.stream_id(), n.type_id(), n.csid(), n.chunk_size()),
+            (1, 9, 6, 128)
+        );
+        let mut wire = BytesMut::new();
+        n.write_to(&mut wire);
+        let mut d = ChunkDecoder::new(&Limits::default());
+        d.set_chunk_size(128).unwrap();
+        let raw = d.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(raw.timestamp, ts);
+        assert_eq!(raw.payload, m.payload());
+        assert!(
+            wire.is_empty(),
+            "continuations carry the new extended timestamp"
+        );
+    }
+}
+
+#[test]
 fn cloning_an_encoded_message_shares_the_payload() {
     let m = EncodedMessage::new(6, 40, 9, 1, Bytes::from(vec![1u8; 300]), 128);
     let c = m.clone();

@@ -1,5 +1,5 @@
-//! The client role: connect, createStream, publish or play. Used by the load generator, the
-//! tests, and the edge relay.
+//! The client role: connect, createStream, publish or play. Used by the load generator and the
+//! tests (no relay to an origin is built yet).
 
 use std::collections::VecDeque;
 

@@ -16,6 +16,9 @@ pub mod server;
 pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use server::{ServerConfig, ServerEvent, ServerSession};
 
+use std::borrow::Cow;
+use std::fmt;
+
 use crate::rtmp::amf0::AmfError;
 use crate::rtmp::chunk::ChunkError;
 use crate::rtmp::handshake::HandshakeError;
@@ -60,7 +63,7 @@ pub enum SessionError {
 }
 
 /// Splits `name?query` into `("name", "query")`; the query is empty when there is none.
-/// Used for publish/play names and for apps such as `live?token=x`.
+/// Used for publish/play names, apps such as `live?token=x` and tcUrls.
 pub fn split_query(name: &str) -> (&str, &str) {
     match name.split_once('?') {
         Some((n, q)) => (n, q),
@@ -68,14 +71,96 @@ pub fn split_query(name: &str) -> (&str, &str) {
     }
 }
 
+/// `name?query` with every query value replaced by `***` (`live?token=***&x=***`), for logs:
+/// query strings carry tokens and signatures. Without a query, `name` as it is.
+pub fn redact_query(name: &str) -> Cow<'_, str> {
+    let (base, query) = split_query(name);
+    if !name.contains('?') {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    out.push_str(base);
+    out.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((key, _)) => {
+                out.push_str(key);
+                out.push_str("=***");
+            }
+            None if pair.is_empty() => {}
+            None => out.push_str("***"),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A string from a client that may carry a secret in its query, such as the tcUrl
+/// `rtmp://host/live?token=abc`. `Display` and `Debug` show it through [`redact_query`], so it
+/// can be logged as it is; [`as_str`](Self::as_str) gives it in clear, for the accept/reject
+/// decision only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    /// The value in clear: never log it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Sensitive {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Sensitive {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl fmt::Display for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_query(&self.0))
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*redact_query(&self.0), f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_query;
+    use super::{redact_query, split_query, Sensitive};
 
     #[test]
     fn splits_a_name_from_its_query() {
         assert_eq!(split_query("key?token=1&x=2"), ("key", "token=1&x=2"));
         assert_eq!(split_query("key"), ("key", ""));
         assert_eq!(split_query("?a"), ("", "a"));
+    }
+
+    #[test]
+    fn redacts_every_query_value_and_keeps_the_rest() {
+        assert_eq!(
+            redact_query("rtmp://h:1935/live?token=abc&sig=x%3D&flag"),
+            "rtmp://h:1935/live?token=***&sig=***&***"
+        );
+        assert_eq!(redact_query("rtmp://h/live?"), "rtmp://h/live?");
+        assert_eq!(redact_query("rtmp://h/live"), "rtmp://h/live");
+    }
+
+    #[test]
+    fn a_sensitive_value_prints_redacted_and_reads_in_clear() {
+        let url = Sensitive::from("rtmp://h/live?token=s3cret");
+        assert_eq!(url.to_string(), "rtmp://h/live?token=***");
+        assert_eq!(format!("{url:?}"), "\"rtmp://h/live?token=***\"");
+        assert_eq!(url.as_str(), "rtmp://h/live?token=s3cret");
     }
 }

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::link::Link;
 use super::payload::{self, SubMessage};
-use super::{split_query, PublishMode, SessionError};
+use super::{split_query, PublishMode, Sensitive, SessionError};
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::RawMessage;
 use crate::rtmp::command::{self, Command, CommandError};
@@ -42,16 +42,25 @@ impl Default for ServerConfig {
 /// What the client asked for or did. Requests wait for `accept_*`/`reject_*`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
-    /// `connect`: answer with `accept_connect` or `reject_connect`.
-    ConnectRequested { app: String, tc_url: String },
-    /// `publish`: answer with `accept_publish` or `reject_publish`.
+    /// `connect`: answer with `accept_connect` or `reject_connect`. `app` is without its
+    /// query string (`live` for `live?token=abc`, so stream names do not depend on it);
+    /// `query` is that query, or the tcUrl's when the app has none (empty when neither has
+    /// one). Never log `query`; `tc_url` logs redacted.
+    ConnectRequested {
+        app: String,
+        query: String,
+        tc_url: Sensitive,
+    },
+    /// `publish`: answer with `accept_publish` or `reject_publish`. `name` is the stream key
+    /// without its query string (`demo` for `demo?sig=..`), `query` that query (never log it).
     PublishRequested {
         stream_id: u32,
         name: String,
         query: String,
         mode: PublishMode,
     },
-    /// `play`/`play2`: answer with `accept_play` or `reject_play`.
+    /// `play`/`play2`: answer with `accept_play` or `reject_play`. `name` and `query` as for
+    /// `PublishRequested`.
     PlayRequested {
         stream_id: u32,
         name: String,
@@ -191,6 +200,8 @@ pub struct ServerSession {
     link: Link,
     events: VecDeque<ServerEvent>,
     app: Option<String>,
+    /// The query string that came with the app (or the tcUrl): for auth, never for naming.
+    app_query: String,
     streams: Vec<(u32, NetStream)>,
     next_stream_id: u32,
     /// The client sent FCPublish: answer onFCPublish when publishing starts.
@@ -215,6 +226,7 @@ impl ServerSession {
             config,
             events: VecDeque::new(),
             app: None,
+            app_query: String::new(),
             streams: Vec::new(),
             next_stream_id: 1,
             fc_publish: false,
@@ -266,9 +278,16 @@ impl ServerSession {
         !matches!(self.phase, Phase::Handshaking(_))
     }
 
-    /// The app from `connect`, once requested.
+    /// The app from `connect`, once requested, without its query string or a trailing `/`:
+    /// streams are named `app/name` from it.
     pub fn app(&self) -> Option<&str> {
         self.app.as_deref()
+    }
+
+    /// The query string that came with `connect` (from the app, else from the tcUrl), for the
+    /// accept/reject decision; empty when there was none. Never log it.
+    pub fn app_query(&self) -> &str {
+        &self.app_query
     }
 
     /// The outbound chunk size in force (media must be encoded at this size).
@@ -639,25 +658,29 @@ impl ServerSession {
     }
 
     fn connect(&mut self, cmd: Command) {
+        // OBS and ffmpeg put a token on the server URL (`rtmp://host/live?token=abc`): the app
+        // arrives as `live?token=abc` and the tcUrl ends with the same query. Some clients send
+        // it on the tcUrl only.
         let raw_app = command::property_str(&cmd.object, "app").unwrap_or_default();
-        let (app, query) = split_query(raw_app);
-        let app = app.trim_end_matches('/');
-        let app = if query.is_empty() {
-            app.to_owned()
+        let tc_url = command::property_str(&cmd.object, "tcUrl").unwrap_or_default();
+        let (app, app_query) = split_query(raw_app);
+        let query = if app_query.is_empty() {
+            split_query(tc_url).1
         } else {
-            format!("{app}?{query}")
+            app_query
         };
-        let tc_url = command::property_str(&cmd.object, "tcUrl")
-            .unwrap_or_default()
-            .to_owned();
+        let app = app.trim_end_matches('/').to_owned();
+        let query = query.to_owned();
+        let tc_url = Sensitive::from(tc_url);
         let object_encoding = command::property_f64(&cmd.object, "objectEncoding").unwrap_or(0.0);
         self.app = Some(app.clone());
+        self.app_query = query.clone();
         self.phase = Phase::ConnectPending {
             transaction_id: cmd.transaction_id,
             object_encoding,
         };
         self.events
-            .push_back(ServerEvent::ConnectRequested { app, tc_url });
+            .push_back(ServerEvent::ConnectRequested { app, query, tc_url });
     }
 
     fn empty_result(&mut self, tx: f64) {
