@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rtmp_edge::fanout::{PlayerQueue, Stream, StreamKey, StreamSettings};
+use rtmp_edge::fanout::{Mail, PlayerQueue, Stream, StreamKey, StreamSettings};
 use rtmp_edge::shard::{Bus, BusMsg};
 
 const SETTINGS: StreamSettings = StreamSettings {
@@ -76,11 +76,11 @@ fn to_other_workers(c: &mut Criterion) {
                 for w in 1..=k {
                     bus.send(
                         w,
-                        BusMsg::Media {
+                        BusMsg::Hub(Mail::Media {
                             key: key.clone(),
                             owner: 0,
                             packet: packet.clone(),
-                        },
+                        }),
                     );
                 }
                 for w in 1..=k {

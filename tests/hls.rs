@@ -599,7 +599,7 @@ fn first_requests_on_every_worker_start_the_owners_packaging_once() {
             .map(str::to_string)
     };
     let owner = worker_of(&wait_for_log(&["publishing", "stream=live/multi"])).unwrap();
-    let served: Vec<String> = wait_for_log_count(&["role=\"pending\"", "reason=\"HTTP "], 12, WAIT)
+    let served: Vec<String> = wait_for_log_count(&["connection closed", "reason=\"HTTP "], 12, WAIT)
         .iter()
         .filter_map(worker_of)
         .collect();

@@ -6,12 +6,18 @@
 
 mod clock;
 mod conn_key;
+mod directory;
+mod hub;
 mod packet;
+mod player;
 mod queue;
 mod stream;
 
 pub use clock::Rebaser;
 pub use conn_key::ConnKey;
+pub use directory::{Claim, Directory};
+pub use hub::{Action, Close, Door, Hub, HubSettings, Mail, Notice};
 pub use packet::{MediaKind, Packet, SHARED_STREAM_ID};
+pub use player::Player;
 pub use queue::{FlvBody, FlvFraming, FlvFramings, OutItem, PlayerQueue, PushOutcome};
 pub use stream::{IngestError, Source, Stream, StreamKey, StreamSettings};

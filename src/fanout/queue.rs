@@ -279,6 +279,15 @@ impl PlayerQueue {
         self.queued_bytes
     }
 
+    /// Takes every queued item out, as if all were written (in-memory tests read what a
+    /// player was sent this way).
+    #[cfg(test)]
+    pub(crate) fn take_all(&mut self) -> Vec<OutItem> {
+        self.queued_bytes = 0;
+        self.head_offset = 0;
+        self.items.drain(..).collect()
+    }
+
     /// Nothing left to write.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()

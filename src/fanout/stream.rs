@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::clock::Rebaser;
 use super::conn_key::ConnKey;
 use super::packet::{MediaKind, Packet};
+use super::player::Player;
 
 /// A stream's name: `app/name`. Cloning is a refcount increment.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -76,7 +77,7 @@ pub struct Stream {
     pub key: StreamKey,
     pub source: Source,
     /// Players on this worker.
-    pub players: Vec<ConnKey>,
+    pub players: Vec<Player>,
     /// Owner only: workers with players of this stream, as a bit set.
     pub remote_workers: u64,
     /// Owner only: subscribed workers whose mailbox overflowed; they get no media but headers
@@ -206,6 +207,14 @@ impl Stream {
             .chain(self.audio_header.iter())
             .map(move |p| p.restamped(start))
             .chain(self.gop.iter().cloned())
+    }
+
+    /// Something is cached for a joiner (a mirror that has it is live).
+    pub fn has_fast_start(&self) -> bool {
+        self.metadata.is_some()
+            || self.video_header.is_some()
+            || self.audio_header.is_some()
+            || !self.gop.is_empty()
     }
 
     /// True when the cache starts on a keyframe, so a joiner needs no wait.

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use mio::Waker;
 
-use crate::fanout::{Packet, StreamKey};
+use crate::fanout::{Mail, StreamKey};
 
 /// Most messages waiting in one mailbox; past it media is dropped (never headers).
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -15,26 +15,8 @@ const MAILBOX_CAPACITY: usize = 65_536;
 /// What workers tell each other.
 #[derive(Debug)]
 pub enum BusMsg {
-    /// To an owner: worker `from` has players for `key`.
-    Subscribe { key: StreamKey, from: usize },
-    /// To an owner: worker `from` has no players for `key` any more.
-    Unsubscribe { key: StreamKey, from: usize },
-    /// To a subscriber: `owner` publishes `key`; `snapshot` is its fast-start cache.
-    Started {
-        key: StreamKey,
-        owner: usize,
-        snapshot: Vec<Packet>,
-    },
-    /// To a subscriber: a packet of `key` from `owner`.
-    Media {
-        key: StreamKey,
-        owner: usize,
-        packet: Packet,
-    },
-    /// To a subscriber: `owner`'s publisher of `key` left.
-    Unpublished { key: StreamKey, owner: usize },
-    /// To an owner: a publisher elsewhere took `key` over; drop yours.
-    KickPublisher { key: StreamKey },
+    /// Between the workers' stream hubs.
+    Hub(Mail),
     /// From an owner to every worker: `key`'s HLS packager completed a part or segment.
     HlsProgress { key: StreamKey },
     /// To an owner: a viewer asked for `key` over HLS or DASH; start packaging it.
@@ -82,7 +64,7 @@ impl Bus {
         let was_empty = {
             let mut queue = mailbox.queue.lock().unwrap_or_else(|p| p.into_inner());
             if queue.len() >= MAILBOX_CAPACITY {
-                if let BusMsg::Media { packet, .. } = &msg {
+                if let BusMsg::Hub(Mail::Media { packet, .. }) = &msg {
                     if !packet.header {
                         return false;
                     }

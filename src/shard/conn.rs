@@ -9,34 +9,17 @@ use mio::net::TcpStream;
 use crate::fanout::{ConnKey, FlvBody, PlayerQueue, StreamKey};
 use crate::rtmp::session::ServerSession;
 
-/// What a connection does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a connection does (the hub keeps which stream and how; this is for the worker's
+/// timers, buffers and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Handshaking, connecting, or connected without a stream.
     Pending,
-    Publisher {
-        key: StreamKey,
-        stream_id: u32,
+    Publisher,
+    /// A player; HTTP-FLV viewers have their body kind.
+    Player {
+        flv: Option<FlvBody>,
     },
-    Player(Player),
-}
-
-/// A playing connection's per-player state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Player {
-    pub key: StreamKey,
-    pub stream_id: u32,
-    pub audio: bool,
-    pub video: bool,
-    pub paused: bool,
-    /// receiveVideo(true) after receiveVideo(false): video is skipped until its next
-    /// keyframe while audio flows on.
-    pub video_waits_keyframe: bool,
-    /// Got the fast-start cache for the current publish (else waits for the next start).
-    pub primed: bool,
-    /// An HTTP-FLV viewer (and how its body is delimited): media goes out as FLV tags, and
-    /// there is no session to notify.
-    pub flv: Option<FlvBody>,
 }
 
 /// The protocol a connection speaks.
@@ -88,6 +71,9 @@ pub struct Conn {
     pub write_blocked: bool,
     /// The poller reported the peer's FIN or RST: reads go on to the EOF (no edge will come).
     pub peer_closed: bool,
+    /// The log envelope: every line about this connection is logged inside it, so each
+    /// carries `peer worker conn` and, once known, `stream role`.
+    pub span: tracing::Span,
 }
 
 /// See [`Conn::media_offset`].
@@ -118,9 +104,6 @@ impl MediaOffset {
     }
 }
 
-/// The last chunk of a chunked HTTP body.
-const CHUNKED_END: &[u8] = b"0\r\n\r\n";
-
 impl Conn {
     /// A connection just accepted, speaking `proto`, writing through `out`.
     pub fn new(
@@ -131,6 +114,7 @@ impl Conn {
         proto: Proto,
         out: PlayerQueue,
         now: Instant,
+        span: tracing::Span,
     ) -> Self {
         Self {
             id,
@@ -152,22 +136,7 @@ impl Conn {
             write_listed: false,
             write_blocked: false,
             peer_closed: false,
-        }
-    }
-
-    /// Tells a player its stream stopped for good: NetStream.Play.Stop for RTMP, the end of
-    /// the body for a chunked HTTP-FLV viewer.
-    pub fn stop_playing(&mut self) {
-        let Role::Player(player) = &self.role else {
-            return;
-        };
-        let (stream_id, flv) = (player.stream_id, player.flv);
-        if flv == Some(FlvBody::Chunked) {
-            self.out
-                .push_control(bytes::Bytes::from_static(CHUNKED_END));
-        }
-        if let Some(session) = self.rtmp() {
-            session.notify_stopped(stream_id);
+            span,
         }
     }
 
@@ -196,21 +165,27 @@ impl Conn {
         }
     }
 
-    /// Takes a role, remembering it for the close log.
-    pub fn set_role(&mut self, role: Role) {
-        self.last_stream = match &role {
-            Role::Publisher { key, .. } => Some((key.clone(), "publisher")),
-            Role::Player(p) => Some((
-                p.key.clone(),
-                if p.flv.is_some() {
-                    "http-flv"
-                } else {
-                    "player"
-                },
-            )),
-            Role::Pending => self.last_stream.take(),
+    /// Takes a role in stream `key`, remembering both for the close log.
+    pub fn set_role(&mut self, role: Role, key: StreamKey) {
+        let name = match role {
+            Role::Publisher => "publisher",
+            Role::Player { flv: Some(_) } => "http-flv",
+            Role::Player { flv: None } => "player",
+            Role::Pending => "pending",
         };
+        self.span.record("stream", tracing::field::display(&key));
+        self.span.record("role", name);
+        self.last_stream = Some((key, name));
         self.role = role;
+    }
+
+    /// Moves the RTMP session's pending bytes into the output queue.
+    pub fn pump_session(&mut self) {
+        if let Proto::Rtmp(session) = &mut self.proto {
+            while let Some(bytes) = session.poll_transmit() {
+                self.out.push_control(bytes);
+            }
+        }
     }
 
     /// `app/stream` this connection has (or last had), or `-`.
@@ -218,12 +193,5 @@ impl Conn {
         self.last_stream
             .as_ref()
             .map_or("-", |(key, _)| key.as_str())
-    }
-
-    /// `publisher` or `player` (what it is or last was), else `pending`.
-    pub fn role_name(&self) -> &'static str {
-        self.last_stream
-            .as_ref()
-            .map_or("pending", |(_, role)| role)
     }
 }

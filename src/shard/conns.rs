@@ -103,6 +103,7 @@ mod tests {
             proto,
             PlayerQueue::new(1 << 16),
             Instant::now(),
+            tracing::Span::none(),
         )
     }
 

@@ -1,6 +1,8 @@
 //! HTTP connections on a worker: request heads, errors, and live HTTP-FLV viewers (which join
 //! the stream hub as players whose media goes out as FLV tags).
 
+use std::time::Instant;
+
 use super::conn::{HttpPhase, Proto};
 use super::hls::Awaited;
 use super::worker::Worker;
@@ -11,7 +13,7 @@ use crate::http::{self, Route};
 impl Worker {
     /// Handles what an HTTP connection sent: one or more request heads (keep-alive), or
     /// nothing at all once it streams.
-    pub(super) fn http_input(&mut self, key: ConnKey) {
+    pub(super) fn http_input(&mut self, key: ConnKey, now: Instant) {
         let max = self.config.http.max_request_bytes;
         let cors = self.config.http.cors_allow_origin.clone();
         loop {
@@ -137,7 +139,8 @@ impl Worker {
                         let skey = StreamKey::new(&app, &stream);
                         if request.method == "HEAD" {
                             answer(200, "OK", "")
-                        } else if !self.open_stream(&skey) {
+                        } else if !self.hub.open(&skey) {
+                            self.apply_hub(now);
                             answer(404, "Not Found", "stream is not published\n")
                         } else {
                             let Some(conn) = self.conns.get_mut(key) else {
@@ -152,7 +155,9 @@ impl Worker {
                             conn.proto = Proto::Http(HttpPhase::Streaming);
                             conn.read_buf.clear();
                             conn.schedule_write(&mut self.write_list);
-                            self.attach_player(key, skey, 0, Some(body));
+                            let (hub, mut door) = self.door(now);
+                            hub.attach(key, 0, skey, Some(body), &mut door);
+                            self.apply_hub(now);
                             return;
                         }
                     }

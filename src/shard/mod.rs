@@ -5,10 +5,9 @@
 mod bus;
 mod conn;
 mod conns;
-mod directory;
+mod door;
 mod hls;
 mod http;
-mod hub;
 mod memory;
 mod worker;
 
@@ -20,7 +19,6 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 
 pub use bus::{Bus, BusMsg};
-pub use directory::{Claim, Directory};
 
 use crate::config::{Config, MAX_WORKERS};
 use worker::{Worker, WAKER_TOKEN};
@@ -68,7 +66,7 @@ impl Server {
             polls.push(poll);
         }
         let bus = Arc::new(Bus::new(wakers));
-        let directory = Arc::new(Directory::default());
+        let directory = Arc::new(crate::fanout::Directory::default());
         let mut disk_writer = None;
         let disk = if config.http.enabled && config.http.hls && !config.http.hls_dir.is_empty() {
             let dir = std::path::PathBuf::from(&config.http.hls_dir);

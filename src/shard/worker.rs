@@ -16,13 +16,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::bus::Bus;
-use super::conn::{Conn, HttpPhase, Proto, Role};
+use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
 use super::conns::Conns;
-use super::directory::Directory;
 use super::hls::{HeldRequest, HlsShelf, SharedSegmenter};
 use super::memory::Trim;
 use crate::config::Config;
-use crate::fanout::{ConnKey, PlayerQueue, Source, Stream, StreamKey};
+use crate::fanout::{ConnKey, Directory, Hub, HubSettings, PlayerQueue, StreamKey, StreamSettings};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
@@ -47,7 +46,8 @@ pub struct Worker {
     /// Listening sockets, each flagged true when it serves HTTP.
     pub(super) listeners: Vec<(TcpListener, bool)>,
     pub(super) conns: Conns,
-    pub(super) streams: HashMap<StreamKey, Stream>,
+    /// The streams published and played here (sans-IO; applied through `door.rs`).
+    pub(super) hub: Hub,
     pub(super) per_ip: HashMap<IpAddr, usize>,
     pub(super) bus: Arc<Bus>,
     pub(super) directory: Arc<Directory>,
@@ -82,18 +82,6 @@ pub struct Worker {
     trim: Trim,
 }
 
-/// Splits `bits` into worker indexes.
-pub(super) fn workers_in(mut bits: u64) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if bits == 0 {
-            return None;
-        }
-        let i = bits.trailing_zeros() as usize;
-        bits &= bits - 1;
-        Some(i)
-    })
-}
-
 impl Worker {
     /// A worker around an existing Poll (whose waker is already on the bus) and its listeners.
     pub fn new(
@@ -120,6 +108,19 @@ impl Worker {
             recv_buffer: config.workers.socket_recv_buffer,
             send_buffer: config.workers.socket_send_buffer,
         };
+        let streams = &config.streams;
+        let settings = HubSettings {
+            stream: StreamSettings {
+                chunk_size: config.rtmp.chunk_size,
+                gop_cache: streams.gop_cache,
+                gop_cache_max_bytes: streams.gop_cache_max_bytes,
+                max_header_bytes: streams.max_header_bytes,
+            },
+            publish_takeover: streams.publish_takeover,
+            wait_for_publisher: streams.wait_for_publisher,
+            keep_players_on_unpublish: streams.keep_players_on_unpublish,
+        };
+        let hub = Hub::new(index, settings, directory.clone());
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -129,7 +130,7 @@ impl Worker {
             poll,
             listeners,
             conns: Conns::with_capacity(config.workers.max_connections),
-            streams: HashMap::new(),
+            hub,
             per_ip: HashMap::new(),
             bus,
             directory,
@@ -211,6 +212,7 @@ impl Worker {
                 while let Some(msg) = mail.pop_front() {
                     self.on_bus(msg, now);
                 }
+                self.apply_hub(now);
             }
             if self.accept_again && self.shutdown_deadline.is_none() {
                 self.accept(now);
@@ -317,9 +319,12 @@ impl Worker {
             generation: id as u32,
         };
         let queue = PlayerQueue::new(self.config.streams.player_queue_bytes);
+        // Peer first: tests and greps find a connection by `:port `.
+        let span = tracing::info_span!("conn", %peer, worker = self.index, conn = id,
+            stream = tracing::field::Empty, role = tracing::field::Empty);
+        span.in_scope(|| tracing::debug!("connection accepted"));
         self.conns
-            .insert(Conn::new(id, key, peer, socket, proto, queue, now));
-        tracing::debug!(worker = self.index, conn = id, %peer, "connection accepted");
+            .insert(Conn::new(id, key, peer, socket, proto, queue, now, span));
     }
 
     fn mark_writable(&mut self, key: ConnKey) {
@@ -337,11 +342,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if let Proto::Rtmp(session) = &mut conn.proto {
-            while let Some(bytes) = session.poll_transmit() {
-                conn.out.push_control(bytes);
-            }
-        }
+        conn.pump_session();
         conn.schedule_write(&mut self.write_list);
     }
 
@@ -353,6 +354,8 @@ impl Worker {
         if conn.closing.is_some() {
             return;
         }
+        let span = conn.span.clone();
+        let _envelope = span.enter();
         let outcome = read_some(
             &mut conn.socket,
             &mut self.scratch,
@@ -378,7 +381,7 @@ impl Worker {
             Proto::Http(_) => Ok(()),
         };
         if matches!(conn.proto, Proto::Http(_)) {
-            self.http_input(key);
+            self.http_input(key, now);
         } else {
             self.pump(key);
             while let Some(event) = self.conns.get_mut(key).and_then(|c| c.rtmp()?.poll_event()) {
@@ -388,7 +391,7 @@ impl Worker {
         }
         if let Some(conn) = self.conns.get_mut(key) {
             // Publishers keep their buffer (they read all the time); others give it back.
-            let publisher = matches!(conn.role, Role::Publisher { .. });
+            let publisher = conn.role == Role::Publisher;
             if !publisher && conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER
             {
                 conn.read_buf = BytesMut::new();
@@ -407,7 +410,7 @@ impl Worker {
         match event {
             ServerEvent::ConnectRequested { app, tc_url, .. } => {
                 if let Some(conn) = self.conns.get_mut(key) {
-                    tracing::debug!(worker = self.index, conn = conn.id, peer = %conn.peer, %app, %tc_url, "connect");
+                    tracing::debug!(%app, %tc_url, "connect");
                     if let Some(session) = conn.rtmp() {
                         session.accept_connect();
                     }
@@ -415,63 +418,77 @@ impl Worker {
             }
             ServerEvent::PublishRequested {
                 stream_id, name, ..
-            } => self.publish(key, stream_id, &name, now),
+            } => {
+                let Some(stream) = self.stream_named(key, &name) else {
+                    return;
+                };
+                let (hub, mut door) = self.door(now);
+                hub.publish(key, stream_id, stream, &mut door);
+            }
             ServerEvent::PlayRequested {
                 stream_id, name, ..
-            } => self.play(key, stream_id, &name),
+            } => {
+                let Some(stream) = self.stream_named(key, &name) else {
+                    return;
+                };
+                let (hub, mut door) = self.door(now);
+                hub.play(key, stream_id, stream, &mut door);
+            }
             ServerEvent::Media {
                 type_id,
                 timestamp,
                 payload,
                 ..
             } => {
-                let Some(Role::Publisher { key: skey, .. }) = self.conns.get(key).map(|c| &c.role)
-                else {
-                    return;
-                };
-                let skey = skey.clone();
-                if let Err(e) = self.ingest(&skey, type_id, timestamp, payload, now) {
-                    self.close(key, format!("publisher refused: {e}"), now);
+                let (hub, mut door) = self.door(now);
+                match hub.ingest(key, type_id, timestamp, payload, &mut door) {
+                    Ok(Some(packet)) => self.packaged(key, &packet, now),
+                    Ok(None) => {}
+                    Err(e) => self.close(key, format!("publisher refused: {e}"), now),
                 }
             }
             ServerEvent::Unpublished { .. } => {
                 if let Some(conn) = self.conns.get_mut(key) {
-                    if let Role::Publisher { key: skey, .. } =
-                        std::mem::replace(&mut conn.role, Role::Pending)
-                    {
-                        self.unpublish(&skey, now);
-                    }
+                    conn.role = Role::Pending;
                 }
+                let (hub, mut door) = self.door(now);
+                hub.unpublish(key, &mut door);
             }
             ServerEvent::PlayStopped { .. } => {
                 if let Some(conn) = self.conns.get_mut(key) {
-                    if let Role::Player(player) = std::mem::replace(&mut conn.role, Role::Pending) {
-                        self.leave(key, &player.key);
-                    }
+                    conn.role = Role::Pending;
                 }
+                self.hub.stop(key);
             }
             ServerEvent::Paused { paused, .. } => {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    if let Role::Player(player) = &mut conn.role {
-                        player.paused = paused;
-                        if !paused {
-                            conn.out.wait_for_keyframe();
-                        }
-                    }
-                }
+                let (hub, mut door) = self.door(now);
+                hub.pause(key, paused, &mut door);
             }
             ServerEvent::ReceiveChanged { audio, video, .. } => {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    if let Role::Player(player) = &mut conn.role {
-                        player.audio = audio.unwrap_or(player.audio);
-                        if let Some(video) = video {
-                            // Only video waits for its keyframe: audio is not cut.
-                            player.video_waits_keyframe |= video && !player.video;
-                            player.video = video;
-                        }
-                    }
-                }
+                self.hub.receive(key, audio, video);
             }
+        }
+        self.apply_hub(now);
+    }
+
+    /// The stream an RTMP connection's publish or play of `name` names (in its app).
+    fn stream_named(&mut self, key: ConnKey, name: &str) -> Option<StreamKey> {
+        let session = self.conns.get_mut(key)?.rtmp()?;
+        Some(StreamKey::new(session.app().unwrap_or_default(), name))
+    }
+
+    /// Publisher media the hub took: dates it against the publisher's clock and hands it to
+    /// HLS/DASH packaging.
+    fn packaged(&mut self, key: ConnKey, packet: &crate::fanout::Packet, now: Instant) {
+        // Arrival on the wall clock, read once per message: dates HLS/DASH media.
+        let wall = crate::shard::hls::wall_clock_ms();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
+        MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
+        if let Some(stream) = self.hub.published_by(key).cloned() {
+            self.hls_package(&stream, packet, wall);
         }
     }
 
@@ -551,7 +568,7 @@ impl Worker {
                         )
                     }
                 })
-            } else if !matches!(conn.role, Role::Player(_))
+            } else if !matches!(conn.role, Role::Player { .. })
                 && now.duration_since(conn.last_read) > idle
             {
                 Some(format!("idle: nothing received for {} ms", t.idle_ms))
@@ -603,14 +620,13 @@ impl Worker {
         for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+        // Every player is told its stream stopped (once: one already closing was told).
+        let (hub, mut door) = self.door(now);
+        hub.shutdown(&mut door);
         for key in self.conns.keys() {
             if let Some(conn) = self.conns.get_mut(key) {
-                if conn.closing.is_none() {
-                    conn.stop_playing(); // once: a player already told is flushing
-                }
                 conn.closing = Some("server shutting down".to_string());
             }
-            self.pump(key);
             if self.conns.get(key).is_some_and(|c| c.out.is_empty()) {
                 self.close(key, "server shutting down".to_string(), now);
             }
@@ -632,26 +648,17 @@ impl Worker {
                 self.per_ip.remove(&conn.peer.ip());
             }
         }
+        let span = conn.span.clone();
+        let _envelope = span.enter();
         tracing::info!(
-            worker = self.index,
-            conn = conn.id,
-            peer = %conn.peer,
-            stream = conn.stream_name(),
-            role = conn.role_name(),
             bytes_in = conn.bytes_in,
             bytes_out = conn.bytes_out,
             duration_ms = now.duration_since(conn.opened).as_millis() as u64,
             %reason,
             "connection closed"
         );
-        match std::mem::replace(&mut conn.role, Role::Pending) {
-            Role::Publisher { key: skey, .. } => {
-                if self.streams.get(&skey).map(|s| s.source) == Some(Source::Local(key)) {
-                    self.unpublish(&skey, now);
-                }
-            }
-            Role::Player(player) => self.leave(key, &player.key),
-            Role::Pending => {}
-        }
+        let (hub, mut door) = self.door(now);
+        hub.gone(key, &mut door);
+        self.apply_hub(now);
     }
 }

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use super::bus::BusMsg;
 use super::worker::Worker;
 use crate::config::HttpConfig;
-use crate::fanout::{MediaKind, Packet, Source, StreamKey};
+use crate::fanout::{MediaKind, Packet, StreamKey};
 use crate::package::{
     CapReason, Container, Frame, FrameKind, PackageError, Progress, SegmentCap, Segmenter,
     SegmenterConfig, Tracks,
@@ -267,16 +267,13 @@ impl Worker {
     /// GOP so far) so the open segment starts at its keyframe. After an earlier publish the
     /// playlist continues with a discontinuity.
     pub(super) fn hls_start(&mut self, key: &StreamKey, now: Instant) {
-        if self.packagers.contains_key(key)
-            || !(self.config.http.enabled && self.config.http.hls)
-            || !matches!(
-                self.streams.get(key).map(|s| s.source),
-                Some(Source::Local(_))
-            )
-        {
+        if self.packagers.contains_key(key) || !(self.config.http.enabled && self.config.http.hls) {
             return;
         }
-        let seed = self.snapshot(key);
+        let Some(publisher) = self.hub.publisher(key) else {
+            return;
+        };
+        let seed = self.hub.snapshot(key);
         let (seg, existed) = self.hls.open(key, &self.config.http);
         {
             let mut packager = lock(&seg);
@@ -298,12 +295,7 @@ impl Worker {
             // Cached packets arrived before now: date each by the publisher's media clock
             // (its least delayed message since the last keyframe), or failing that by its age
             // behind the newest. One late message must not shift every program date time.
-            let offset = match self.streams.get(key).map(|s| s.source) {
-                Some(Source::Local(publisher)) => {
-                    self.conns.get(publisher).and_then(|c| c.media_offset)
-                }
-                _ => None,
-            };
+            let offset = self.conns.get(publisher).and_then(|c| c.media_offset);
             let newest = seed.last().map_or(0, |p| p.timestamp);
             let now_ms = wall_clock_ms();
             for packet in &seed {

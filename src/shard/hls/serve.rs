@@ -193,7 +193,7 @@ impl Worker {
             None => Answer::Now(self.not_published(h.keep_alive)),
         };
         match response {
-            Answer::Now(parts) => self.finish_http_response(&h, parts),
+            Answer::Now(parts) => self.finish_http_response(&h, parts, now),
             Answer::Wait if now >= h.deadline => {
                 let late = http::simple_response(
                     503,
@@ -202,14 +202,14 @@ impl Worker {
                     h.keep_alive,
                     &self.config.http.cors_allow_origin,
                 );
-                self.finish_http_response(&h, vec![late])
+                self.finish_http_response(&h, vec![late], now)
             }
             Answer::Wait => self.held.push(h),
         }
     }
 
     /// Queues a response on an HTTP connection that was held, then resumes reading it.
-    fn finish_http_response(&mut self, h: &HeldRequest, response: Vec<Bytes>) {
+    fn finish_http_response(&mut self, h: &HeldRequest, response: Vec<Bytes>, now: Instant) {
         let (conn_key, keep_alive) = (h.conn, h.keep_alive);
         let Some(conn) = self.conns.get_mut(conn_key) else {
             return;
@@ -222,7 +222,7 @@ impl Worker {
             conn.closing = Some("HTTP response sent".to_string());
         }
         conn.schedule_write(&mut self.write_list);
-        self.http_input(conn_key);
+        self.http_input(conn_key, now);
     }
 
     fn not_published(&self, keep_alive: bool) -> Vec<Bytes> {

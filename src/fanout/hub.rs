@@ -1,0 +1,816 @@
+//! The stream hub of one worker, as a sans-IO state machine: who publishes and who plays
+//! which stream here, the fast-start caches, players waiting for a publisher, and the
+//! mirrors of streams owned by other workers.
+//!
+//! # Doors
+//!
+//! Inputs are method calls, each with the [`Door`] to the worker's connections:
+//! [`publish`](Hub::publish), [`play`](Hub::play) / [`open`](Hub::open) +
+//! [`attach`](Hub::attach), [`ingest`](Hub::ingest), [`unpublish`](Hub::unpublish),
+//! [`stop`](Hub::stop), [`pause`](Hub::pause), [`receive`](Hub::receive),
+//! [`gone`](Hub::gone), [`on_mail`](Hub::on_mail), [`mailbox_full`](Hub::mailbox_full) and
+//! [`shutdown`](Hub::shutdown). Nothing here reads a clock, touches a socket or a thread.
+//!
+//! A connection's session answers and its media share one ordered output queue, so the hub
+//! writes both through the door as it goes ([`Door::notify`], [`Door::write`]): a player
+//! told `Play.PublishNotify` gets it before the fast-start cache that follows. Everything
+//! that can wait comes back as an [`Action`] from [`poll_action`](Hub::poll_action), to be
+//! applied in order after the input: mail for other workers, connections to close,
+//! packaging to start or finish.
+//!
+//! # Across workers
+//!
+//! A stream is owned by the worker of its publisher (the shared [`Directory`] records which).
+//! A worker with players of a stream owned elsewhere keeps a mirror and subscribes
+//! ([`Mail::Subscribe`]); the owner answers with [`Mail::Started`] (the fast-start cache)
+//! and then sends each packet once per subscribed worker ([`Mail::Media`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::conn_key::ConnKey;
+use super::directory::{Claim, Directory};
+use super::packet::{MediaKind, Packet};
+use super::player::Player;
+use super::queue::{FlvBody, FlvFramings, PlayerQueue, PushOutcome};
+use super::stream::{IngestError, Source, Stream, StreamKey, StreamSettings};
+
+/// How the hub treats publishers and players (the `[streams]` config).
+#[derive(Debug, Clone, Copy)]
+pub struct HubSettings {
+    pub stream: StreamSettings,
+    /// A second publisher of a name takes over (else it is refused with BadName).
+    pub publish_takeover: bool,
+    /// A player of a stream not yet published waits for it (else it is refused).
+    pub wait_for_publisher: bool,
+    /// Players stay when the publisher leaves and get the republished stream.
+    pub keep_players_on_unpublish: bool,
+}
+
+/// The worker's side of the hub: its connections' sessions and output queues.
+pub trait Door {
+    /// Runs `write` on `conn`'s output queue and schedules the connection for writing (and,
+    /// when the queue fell behind, for the slow-player clock). `None`: `conn` has gone.
+    fn write<R>(&mut self, conn: ConnKey, write: impl FnOnce(&mut PlayerQueue) -> R) -> Option<R>;
+    /// Tells `conn`'s session (or HTTP response) `notice`, now, ahead of what follows.
+    fn notify(&mut self, conn: ConnKey, notice: Notice);
+    /// `conn`'s queue overflowed: it is behind (the slow-player clock starts).
+    fn behind(&mut self, conn: ConnKey);
+}
+
+/// What a connection is told, in order with its media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `NetStream.Publish.Start`: `conn` publishes `key`.
+    PublishAccepted { stream_id: u32, key: StreamKey },
+    /// The publish is refused with this onStatus.
+    PublishRejected {
+        stream_id: u32,
+        code: &'static str,
+        description: &'static str,
+    },
+    /// `conn` plays `key` (RTMP: `NetStream.Play.Start`; HTTP-FLV: its body streams).
+    Playing {
+        stream_id: u32,
+        key: StreamKey,
+        flv: Option<FlvBody>,
+    },
+    /// The play is refused with this onStatus.
+    PlayRejected {
+        stream_id: u32,
+        code: &'static str,
+        description: &'static str,
+    },
+    /// The stream is live again: StreamBegin, `NetStream.Play.PublishNotify`.
+    Republished { stream_id: u32 },
+    /// The publisher left; the player waits: StreamEOF, `NetStream.Play.UnpublishNotify`.
+    Unpublished { stream_id: u32 },
+    /// The stream is over for this player: `NetStream.Play.Stop`, or the end of a chunked
+    /// HTTP-FLV body.
+    Stopped { stream_id: u32 },
+}
+
+/// Mail between the hubs of different workers (over the bus).
+#[derive(Debug)]
+pub enum Mail {
+    /// Worker `from` has players of `key`.
+    Subscribe { key: StreamKey, from: usize },
+    /// Worker `from` has no players of `key` any more.
+    Unsubscribe { key: StreamKey, from: usize },
+    /// The owner serves `key` from now on; `snapshot` is its fast-start cache.
+    Started {
+        key: StreamKey,
+        owner: usize,
+        snapshot: Vec<Packet>,
+    },
+    /// One packet of `key`, from its owner.
+    Media {
+        key: StreamKey,
+        owner: usize,
+        packet: Packet,
+    },
+    /// `key`'s publisher on `owner` left.
+    Unpublished { key: StreamKey, owner: usize },
+    /// A publisher on another worker took `key` over: close ours.
+    KickPublisher { key: StreamKey },
+}
+
+/// Why the hub closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// A new publisher of the same stream on this worker took over.
+    TakenOver,
+    /// A new publisher of the same stream on another worker took over.
+    TakenOverElsewhere,
+    /// The publisher left and players are not kept (`keep_players_on_unpublish = false`).
+    StreamEnded,
+}
+
+/// What the worker applies after an input, in order.
+#[derive(Debug)]
+pub enum Action {
+    /// Put `mail` in worker `to`'s mailbox; call [`Hub::mailbox_full`] if it is full.
+    Send { to: usize, mail: Mail },
+    /// Close `conn`: at once, or once its queue is written (`after_flush`).
+    Close {
+        conn: ConnKey,
+        reason: Close,
+        after_flush: bool,
+    },
+    /// `key` started publishing here (HLS/DASH packaging may start).
+    Published { key: StreamKey },
+    /// `key`'s publisher here left (packaging finishes the presentation).
+    Unpublished { key: StreamKey },
+}
+
+/// Which stream a connection publishes or plays here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Member {
+    Publisher { key: StreamKey },
+    Player { key: StreamKey },
+}
+
+/// Why a second publish or play on one connection is refused.
+const ALREADY_HAS_A_STREAM: &str = "connection already has a stream";
+
+/// Splits `bits` into worker indexes.
+pub fn workers_in(mut bits: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if bits == 0 {
+            return None;
+        }
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        Some(i)
+    })
+}
+
+/// One worker's streams; see the module doc.
+pub struct Hub {
+    /// This worker's index (its bit in the directory and on the bus).
+    me: usize,
+    settings: HubSettings,
+    directory: Arc<Directory>,
+    streams: HashMap<StreamKey, Stream>,
+    members: HashMap<ConnKey, Member>,
+    actions: VecDeque<Action>,
+}
+
+impl Hub {
+    /// The hub of worker `me`, sharing `directory` with the other workers' hubs.
+    pub fn new(me: usize, settings: HubSettings, directory: Arc<Directory>) -> Self {
+        Self {
+            me,
+            settings,
+            directory,
+            streams: HashMap::new(),
+            members: HashMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The next thing to apply after an input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    fn send(&mut self, to: usize, mail: Mail) {
+        self.actions.push_back(Action::Send { to, mail });
+    }
+
+    fn new_stream(&self, key: StreamKey) -> Stream {
+        Stream::new(key, self.settings.stream)
+    }
+
+    /// The stream `key` as this worker has it (owned or mirrored), if any.
+    pub fn stream(&self, key: &StreamKey) -> Option<&Stream> {
+        self.streams.get(key)
+    }
+
+    /// The connection publishing `key` here, if it is published on this worker.
+    pub fn publisher(&self, key: &StreamKey) -> Option<ConnKey> {
+        match self.streams.get(key)?.source {
+            Source::Local(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// The stream `conn` publishes here.
+    pub fn published_by(&self, conn: ConnKey) -> Option<&StreamKey> {
+        match self.members.get(&conn)? {
+            Member::Publisher { key } => Some(key),
+            Member::Player { .. } => None,
+        }
+    }
+
+    /// The fast-start cache of `key`: what a new player or packager starts with.
+    pub fn snapshot(&self, key: &StreamKey) -> Vec<Packet> {
+        self.streams
+            .get(key)
+            .map(|s| s.fast_start().collect())
+            .unwrap_or_default()
+    }
+
+    /// Streams with an entry here (owned, mirrored or waited for).
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// `conn` asks to publish `key` on message stream `stream_id`.
+    pub fn publish(&mut self, conn: ConnKey, stream_id: u32, key: StreamKey, door: &mut impl Door) {
+        if self.members.contains_key(&conn) {
+            door.notify(
+                conn,
+                Notice::PublishRejected {
+                    stream_id,
+                    code: "NetStream.Publish.BadConnection",
+                    description: ALREADY_HAS_A_STREAM,
+                },
+            );
+            return;
+        }
+        let takeover = self.settings.publish_takeover;
+        if let Some(other) = self.publisher(&key) {
+            if !takeover {
+                self.reject_publish(conn, stream_id, &key, door);
+                return;
+            }
+            // The old publisher's stream ends (its players are told) before the new one
+            // starts it again.
+            self.members.remove(&other);
+            self.stream_unpublished(&key, door);
+            self.actions.push_back(Action::Close {
+                conn: other,
+                reason: Close::TakenOver,
+                after_flush: false,
+            });
+        }
+        let waiters = match self.directory.claim(&key, self.me, takeover) {
+            Claim::InUse { .. } => {
+                self.reject_publish(conn, stream_id, &key, door);
+                return;
+            }
+            Claim::Granted { waiters } => waiters,
+            Claim::TakenOver { previous, waiters } => {
+                self.send(previous, Mail::KickPublisher { key: key.clone() });
+                waiters
+            }
+        };
+        let me = self.me;
+        let mut stream = self
+            .streams
+            .remove(&key)
+            .unwrap_or_else(|| self.new_stream(key.clone()));
+        if let Source::Remote(_) = stream.source {
+            // Our players were fed from elsewhere: the new source starts a new timeline here.
+            stream.unpublish();
+        }
+        stream.source = Source::Local(conn);
+        stream.remote_workers |= waiters;
+        self.streams.insert(key.clone(), stream);
+        for worker in workers_in(waiters) {
+            let mail = Mail::Started {
+                key: key.clone(),
+                owner: me,
+                snapshot: Vec::new(),
+            };
+            self.send(worker, mail);
+        }
+        self.members
+            .insert(conn, Member::Publisher { key: key.clone() });
+        door.notify(
+            conn,
+            Notice::PublishAccepted {
+                stream_id,
+                key: key.clone(),
+            },
+        );
+        // Logged in the connection's envelope, which names the stream and role by now.
+        tracing::info!("publishing");
+        self.actions
+            .push_back(Action::Published { key: key.clone() });
+        self.start_players(&key, true, door);
+    }
+
+    fn reject_publish(&self, conn: ConnKey, stream_id: u32, key: &StreamKey, door: &mut impl Door) {
+        tracing::info!(stream = %key, "publish rejected: stream already published");
+        door.notify(
+            conn,
+            Notice::PublishRejected {
+                stream_id,
+                code: "NetStream.Publish.BadName",
+                description: "stream is already being published",
+            },
+        );
+    }
+
+    /// An RTMP player `conn` asks to play `key` on message stream `stream_id`.
+    pub fn play(&mut self, conn: ConnKey, stream_id: u32, key: StreamKey, door: &mut impl Door) {
+        if self.members.contains_key(&conn) {
+            let notice = Notice::PlayRejected {
+                stream_id,
+                code: "NetStream.Play.Failed",
+                description: ALREADY_HAS_A_STREAM,
+            };
+            door.notify(conn, notice);
+            return;
+        }
+        if !self.open(&key) {
+            let notice = Notice::PlayRejected {
+                stream_id,
+                code: "NetStream.Play.StreamNotFound",
+                description: "stream is not published",
+            };
+            door.notify(conn, notice);
+            return;
+        }
+        self.attach(conn, stream_id, key, None, door);
+    }
+
+    /// Makes sure this worker has an entry for `key`: subscribed to its owner elsewhere, or
+    /// waiting for a publisher. False (and nothing kept) when it is not published and players
+    /// are configured not to wait. Call before [`attach`](Self::attach).
+    pub fn open(&mut self, key: &StreamKey) -> bool {
+        let me = self.me;
+        let mut stream = self
+            .streams
+            .remove(key)
+            .unwrap_or_else(|| self.new_stream(key.clone()));
+        if stream.source == Source::None && stream.players.is_empty() {
+            match self.directory.subscribe(key, me) {
+                Some(owner) if owner != me => {
+                    stream.source = Source::Remote(owner);
+                    self.send(
+                        owner,
+                        Mail::Subscribe {
+                            key: key.clone(),
+                            from: me,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        if stream.source == Source::None && !self.settings.wait_for_publisher {
+            if stream.is_idle() {
+                self.directory.unsubscribe(key, me);
+            } else {
+                self.streams.insert(key.clone(), stream);
+            }
+            return false;
+        }
+        self.streams.insert(key.clone(), stream);
+        true
+    }
+
+    /// Adds player `conn` (RTMP, or HTTP-FLV with `flv`) to a stream [`open`](Self::open)
+    /// said it may play: it gets the fast-start cache now if the stream is live, else when it
+    /// starts.
+    pub fn attach(
+        &mut self,
+        conn: ConnKey,
+        stream_id: u32,
+        key: StreamKey,
+        flv: Option<FlvBody>,
+        door: &mut impl Door,
+    ) {
+        let Some(stream) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let live = match stream.source {
+            Source::Local(_) => true,
+            Source::Remote(_) => stream.has_fast_start(),
+            Source::None => false,
+        };
+        stream.players.push(Player::new(conn, stream_id, flv));
+        self.members
+            .insert(conn, Member::Player { key: key.clone() });
+        door.notify(
+            conn,
+            Notice::Playing {
+                stream_id,
+                key: key.clone(),
+                flv,
+            },
+        );
+        tracing::info!(live, "playing");
+        if live {
+            self.start_player(&key, conn, false, door);
+        }
+    }
+
+    /// Primes every unprimed player of `key` (the stream just went live here).
+    fn start_players(&mut self, key: &StreamKey, notify: bool, door: &mut impl Door) {
+        let players: Vec<ConnKey> = match self.streams.get(key) {
+            Some(stream) => stream.players.iter().map(|p| p.conn).collect(),
+            None => return,
+        };
+        for conn in players {
+            self.start_player(key, conn, notify, door);
+        }
+    }
+
+    /// A player (re)starts receiving a stream that is live: tell it (`notify`), and give it
+    /// the fast-start cache unless it already has this publish's media.
+    fn start_player(&mut self, key: &StreamKey, conn: ConnKey, notify: bool, door: &mut impl Door) {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        let Some(index) = stream.players.iter().position(|p| p.conn == conn) else {
+            return;
+        };
+        if stream.players[index].primed {
+            return;
+        }
+        stream.players[index].primed = true;
+        if notify {
+            let stream_id = stream.players[index].stream_id;
+            door.notify(conn, Notice::Republished { stream_id });
+        }
+        let waits = !stream.starts_on_keyframe();
+        let cache: Vec<Packet> = stream.fast_start().collect();
+        let player = &mut stream.players[index];
+        door.write(conn, |out| {
+            for packet in &cache {
+                // Framings are shared per packet (between players), so one each here.
+                player.push(out, packet, &mut FlvFramings::default());
+            }
+            if waits {
+                out.wait_for_keyframe();
+            }
+        });
+    }
+
+    /// Publisher media from `conn`: encoded once, cached, fanned out to local players and
+    /// subscribed workers. The packet, for packaging; `None` when not forwarded.
+    pub fn ingest(
+        &mut self,
+        conn: ConnKey,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+        door: &mut impl Door,
+    ) -> Result<Option<Packet>, IngestError> {
+        let Some(Member::Publisher { key }) = self.members.get(&conn) else {
+            return Ok(None);
+        };
+        let Some(stream) = self.streams.get_mut(key) else {
+            return Ok(None);
+        };
+        let Some(packet) = stream.ingest(type_id, timestamp, payload)? else {
+            return Ok(None);
+        };
+        // Same policy as a slow player's queue: after a drop, a worker skips media to the next
+        // video keyframe (headers always go).
+        let resumes = packet.keyframe && packet.kind == MediaKind::Video;
+        for worker in workers_in(stream.remote_workers) {
+            let bit = 1u64 << worker;
+            if stream.bus_behind & bit != 0 {
+                if !(resumes || packet.header) {
+                    continue;
+                }
+                if resumes {
+                    stream.bus_behind &= !bit;
+                }
+            }
+            let mail = Mail::Media {
+                key: key.clone(),
+                owner: self.me,
+                packet: packet.clone(),
+            };
+            self.actions.push_back(Action::Send { to: worker, mail });
+        }
+        deliver(&mut stream.players, &packet, door);
+        Ok(Some(packet))
+    }
+
+    /// Worker `to`'s mailbox refused media of `key`: its players skip to the next keyframe.
+    pub fn mailbox_full(&mut self, to: usize, key: &StreamKey) {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        let bit = 1u64 << to;
+        if stream.bus_behind & bit == 0 {
+            stream.bus_behind |= bit;
+            tracing::warn!(worker = self.me, to, stream = %key,
+                "bus full: that worker's players skip to the next keyframe");
+        }
+    }
+
+    /// Publisher `conn` stopped publishing (FCUnpublish/deleteStream) but stays connected.
+    pub fn unpublish(&mut self, conn: ConnKey, door: &mut impl Door) {
+        if let Some(Member::Publisher { key }) = self.members.remove(&conn) {
+            if self.publisher(&key) == Some(conn) {
+                self.stream_unpublished(&key, door);
+            }
+        }
+    }
+
+    /// Player `conn` stopped playing (closeStream/deleteStream) but stays connected.
+    pub fn stop(&mut self, conn: ConnKey) {
+        if let Some(Member::Player { key }) = self.members.remove(&conn) {
+            self.leave(conn, &key);
+        }
+    }
+
+    /// Player `conn` paused (`true`) or resumed; on resume it starts at the next keyframe.
+    pub fn pause(&mut self, conn: ConnKey, paused: bool, door: &mut impl Door) {
+        if let Some(player) = self.player_mut(conn) {
+            player.paused = paused;
+            if !paused {
+                door.write(conn, PlayerQueue::wait_for_keyframe);
+            }
+        }
+    }
+
+    /// Player `conn` turned audio or video on or off (receiveAudio/receiveVideo).
+    pub fn receive(&mut self, conn: ConnKey, audio: Option<bool>, video: Option<bool>) {
+        if let Some(player) = self.player_mut(conn) {
+            player.audio = audio.unwrap_or(player.audio);
+            if let Some(video) = video {
+                // Only video waits for its keyframe: audio is not cut.
+                player.video_waits_keyframe |= video && !player.video;
+                player.video = video;
+            }
+        }
+    }
+
+    fn player_mut(&mut self, conn: ConnKey) -> Option<&mut Player> {
+        let Some(Member::Player { key }) = self.members.get(&conn) else {
+            return None;
+        };
+        self.streams
+            .get_mut(key)?
+            .players
+            .iter_mut()
+            .find(|p| p.conn == conn)
+    }
+
+    /// Connection `conn` closed: it leaves whatever it published or played.
+    pub fn gone(&mut self, conn: ConnKey, door: &mut impl Door) {
+        match self.members.remove(&conn) {
+            Some(Member::Publisher { key }) if self.publisher(&key) == Some(conn) => {
+                self.stream_unpublished(&key, door);
+            }
+            Some(Member::Player { key }) => self.leave(conn, &key),
+            Some(Member::Publisher { .. }) | None => {}
+        }
+    }
+
+    /// Server shutdown: every player is told its stream stopped.
+    pub fn shutdown(&mut self, door: &mut impl Door) {
+        for stream in self.streams.values() {
+            for player in &stream.players {
+                let stream_id = player.stream_id;
+                door.notify(player.conn, Notice::Stopped { stream_id });
+            }
+        }
+    }
+
+    /// The stream's local publisher left.
+    fn stream_unpublished(&mut self, key: &StreamKey, door: &mut impl Door) {
+        let me = self.me;
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        stream.unpublish();
+        let remote = std::mem::take(&mut stream.remote_workers);
+        stream.bus_behind = 0;
+        let players = stream.players.len();
+        self.directory.release(key, me);
+        self.actions
+            .push_back(Action::Unpublished { key: key.clone() });
+        for worker in workers_in(remote) {
+            let mail = Mail::Unpublished {
+                key: key.clone(),
+                owner: me,
+            };
+            self.send(worker, mail);
+            self.resubscribe(key, worker);
+        }
+        tracing::info!(worker = me, stream = %key, players, "unpublished");
+        self.players_lost_source(key, door);
+    }
+
+    /// Points worker `worker`'s interest in `key` at the current owner (or records it as
+    /// waiting).
+    fn resubscribe(&mut self, key: &StreamKey, worker: usize) {
+        match self.directory.subscribe(key, worker) {
+            Some(owner) if owner == worker => {}
+            Some(owner) if owner == self.me => self.serve_subscriber(key, worker),
+            Some(owner) => {
+                let mail = Mail::Subscribe {
+                    key: key.clone(),
+                    from: worker,
+                };
+                self.send(owner, mail);
+            }
+            None => {}
+        }
+    }
+
+    /// Owner side: worker `worker` has players of `key`: it gets every packet from now on,
+    /// starting with the fast-start cache.
+    fn serve_subscriber(&mut self, key: &StreamKey, worker: usize) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.remote_workers |= 1 << worker;
+        }
+        let mail = Mail::Started {
+            key: key.clone(),
+            owner: self.me,
+            snapshot: self.snapshot(key),
+        };
+        self.send(worker, mail);
+    }
+
+    /// Local players of `key` lost their source: tell them, keep them waiting or stop them.
+    fn players_lost_source(&mut self, key: &StreamKey, door: &mut impl Door) {
+        let keep = self.settings.keep_players_on_unpublish;
+        let me = self.me;
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        for player in &mut stream.players {
+            player.primed = false;
+            let stream_id = player.stream_id;
+            if keep {
+                door.notify(player.conn, Notice::Unpublished { stream_id });
+            } else {
+                door.notify(player.conn, Notice::Stopped { stream_id });
+                self.members.remove(&player.conn);
+                self.actions.push_back(Action::Close {
+                    conn: player.conn,
+                    reason: Close::StreamEnded,
+                    after_flush: true,
+                });
+            }
+        }
+        if !keep {
+            stream.players.clear();
+        }
+        if stream.players.is_empty() {
+            if stream.is_idle() {
+                self.streams.remove(key);
+            }
+            return;
+        }
+        match self.directory.subscribe(key, me) {
+            Some(owner) if owner != me => {
+                stream.source = Source::Remote(owner);
+                let mail = Mail::Subscribe {
+                    key: key.clone(),
+                    from: me,
+                };
+                self.send(owner, mail);
+            }
+            _ => stream.source = Source::None,
+        }
+    }
+
+    /// Player `conn` leaves `key` (stop or close).
+    fn leave(&mut self, conn: ConnKey, key: &StreamKey) {
+        let me = self.me;
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        stream.players.retain(|p| p.conn != conn);
+        if !stream.players.is_empty() {
+            return;
+        }
+        match stream.source {
+            Source::Remote(owner) => {
+                self.directory.unsubscribe(key, me);
+                self.streams.remove(key);
+                let mail = Mail::Unsubscribe {
+                    key: key.clone(),
+                    from: me,
+                };
+                self.send(owner, mail);
+            }
+            Source::None => {
+                self.directory.unsubscribe(key, me);
+                if stream.is_idle() {
+                    self.streams.remove(key);
+                }
+            }
+            Source::Local(_) => {}
+        }
+    }
+
+    /// Mail from another worker's hub.
+    pub fn on_mail(&mut self, mail: Mail, door: &mut impl Door) {
+        let me = self.me;
+        match mail {
+            Mail::Subscribe { key, from } => {
+                if self.publisher(&key).is_some() {
+                    self.serve_subscriber(&key, from);
+                } else {
+                    self.resubscribe(&key, from);
+                }
+            }
+            Mail::Unsubscribe { key, from } => {
+                if let Some(stream) = self.streams.get_mut(&key) {
+                    stream.remote_workers &= !(1 << from);
+                    stream.bus_behind &= !(1 << from);
+                    if stream.is_idle() {
+                        self.streams.remove(&key);
+                    }
+                }
+            }
+            Mail::Started {
+                key,
+                owner,
+                snapshot,
+            } => {
+                let Some(stream) = self.streams.get_mut(&key).filter(|s| !s.players.is_empty())
+                else {
+                    self.directory.unsubscribe(&key, me);
+                    self.send(owner, Mail::Unsubscribe { key, from: me });
+                    return;
+                };
+                if stream.source != Source::Remote(owner) {
+                    stream.unpublish();
+                }
+                stream.source = Source::Remote(owner);
+                for packet in &snapshot {
+                    stream.remember(packet);
+                }
+                self.start_players(&key, true, door);
+            }
+            Mail::Media { key, owner, packet } => {
+                let Some(stream) = self.streams.get_mut(&key) else {
+                    return;
+                };
+                if stream.source != Source::Remote(owner) {
+                    return;
+                }
+                stream.remember(&packet);
+                deliver(&mut stream.players, &packet, door);
+            }
+            Mail::Unpublished { key, owner } => {
+                let Some(stream) = self.streams.get_mut(&key) else {
+                    return;
+                };
+                if stream.source != Source::Remote(owner) {
+                    return;
+                }
+                stream.unpublish();
+                self.players_lost_source(&key, door);
+            }
+            Mail::KickPublisher { key } => {
+                if let Some(publisher) = self.publisher(&key) {
+                    // Its stream ends here (the directory already names the new owner, which
+                    // the local players now subscribe to).
+                    self.members.remove(&publisher);
+                    self.stream_unpublished(&key, door);
+                    self.actions.push_back(Action::Close {
+                        conn: publisher,
+                        reason: Close::TakenOverElsewhere,
+                        after_flush: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The fan-out hot path: one packet into every primed local player's queue.
+fn deliver(players: &mut [Player], packet: &Packet, door: &mut impl Door) {
+    let mut flv = FlvFramings::default();
+    for player in players {
+        if !player.primed {
+            continue;
+        }
+        let outcome = door.write(player.conn, |out| player.push(out, packet, &mut flv));
+        if let Some(Some(PushOutcome::Overflowed)) = outcome {
+            door.behind(player.conn);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

@@ -1,0 +1,187 @@
+//! The worker's side of the hub: the [`Door`] through which the sans-IO [`Hub`] reaches
+//! connections (sessions and output queues), and the application of the hub's actions.
+//!
+//! [`Hub`]: crate::fanout::Hub
+
+use std::time::Instant;
+
+use super::bus::BusMsg;
+use super::conn::{Conn, Role};
+use super::conns::Conns;
+use super::worker::Worker;
+use crate::fanout::{Action, Close, ConnKey, Door, FlvBody, Mail, Notice, PlayerQueue};
+
+/// The last chunk of a chunked HTTP body.
+const CHUNKED_END: &[u8] = b"0\r\n\r\n";
+
+/// The hub's view of one worker's connections during one input.
+pub(super) struct WorkerDoor<'a> {
+    pub conns: &'a mut Conns,
+    /// Session answers are written this wake-up.
+    pub write_list: &'a mut Vec<ConnKey>,
+    /// Media is written at the next media flush (`workers.write_coalesce_ms`).
+    pub media_list: &'a mut Vec<ConnKey>,
+    pub now: Instant,
+}
+
+impl Door for WorkerDoor<'_> {
+    fn write<R>(&mut self, key: ConnKey, write: impl FnOnce(&mut PlayerQueue) -> R) -> Option<R> {
+        let conn = self.conns.get_mut(key)?;
+        let result = write(&mut conn.out);
+        conn.schedule_write(self.media_list);
+        Some(result)
+    }
+
+    fn notify(&mut self, key: ConnKey, notice: Notice) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        tell(conn, notice);
+        conn.pump_session();
+        conn.schedule_write(self.write_list);
+    }
+
+    fn behind(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            tracing::debug!(
+                conn = conn.id,
+                stream = conn.stream_name(),
+                queued = conn.out.queued_bytes(),
+                "player behind: dropping to the next keyframe"
+            );
+            conn.stalled_since.get_or_insert(self.now);
+        }
+    }
+}
+
+/// Applies `notice` to `conn`'s session (or HTTP-FLV body) and its role.
+fn tell(conn: &mut Conn, notice: Notice) {
+    match notice {
+        Notice::PublishAccepted { stream_id, key } => {
+            if let Some(session) = conn.rtmp() {
+                session.accept_publish(stream_id);
+            }
+            conn.set_role(Role::Publisher, key);
+        }
+        Notice::PublishRejected {
+            stream_id,
+            code,
+            description,
+        } => {
+            if let Some(session) = conn.rtmp() {
+                session.reject_publish(stream_id, code, description);
+            }
+        }
+        Notice::Playing {
+            stream_id,
+            key,
+            flv,
+        } => {
+            if let Some(session) = conn.rtmp() {
+                session.accept_play(stream_id);
+            }
+            conn.set_role(Role::Player { flv }, key);
+        }
+        Notice::PlayRejected {
+            stream_id,
+            code,
+            description,
+        } => {
+            if let Some(session) = conn.rtmp() {
+                session.reject_play(stream_id, code, description);
+            }
+        }
+        Notice::Republished { stream_id } => {
+            if let Some(session) = conn.rtmp() {
+                session.notify_republished(stream_id);
+            }
+        }
+        Notice::Unpublished { stream_id } => {
+            if let Some(session) = conn.rtmp() {
+                session.notify_unpublished(stream_id);
+            }
+        }
+        Notice::Stopped { stream_id } => {
+            if conn.closing.is_some() {
+                return; // told already: it is flushing its last bytes
+            }
+            if conn.role
+                == (Role::Player {
+                    flv: Some(FlvBody::Chunked),
+                })
+            {
+                conn.out
+                    .push_control(bytes::Bytes::from_static(CHUNKED_END));
+            }
+            if let Some(session) = conn.rtmp() {
+                session.notify_stopped(stream_id);
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// The door for one hub input.
+    pub(super) fn door(&mut self, now: Instant) -> (&mut crate::fanout::Hub, WorkerDoor<'_>) {
+        let door = WorkerDoor {
+            conns: &mut self.conns,
+            write_list: &mut self.write_list,
+            media_list: &mut self.media_list,
+            now,
+        };
+        (&mut self.hub, door)
+    }
+
+    /// Applies the hub's actions, in order, until it has none.
+    pub(super) fn apply_hub(&mut self, now: Instant) {
+        while let Some(action) = self.hub.poll_action() {
+            match action {
+                Action::Send { to, mail } => {
+                    let media = match &mail {
+                        Mail::Media { key, .. } => Some(key.clone()),
+                        _ => None,
+                    };
+                    if !self.bus.send(to, BusMsg::Hub(mail)) {
+                        if let Some(key) = media {
+                            self.hub.mailbox_full(to, &key);
+                        }
+                    }
+                }
+                Action::Close {
+                    conn,
+                    reason,
+                    after_flush,
+                } => {
+                    let reason = match reason {
+                        Close::TakenOver => "publisher taken over by a new publisher",
+                        Close::TakenOverElsewhere => "publisher taken over on another worker",
+                        Close::StreamEnded => "stream ended",
+                    };
+                    let flushed = self.conns.get_mut(conn).is_some_and(|c| {
+                        c.closing = Some(reason.to_string());
+                        c.out.is_empty()
+                    });
+                    if !after_flush || flushed {
+                        self.close(conn, reason.to_string(), now);
+                    }
+                }
+                Action::Published { key } => self.hls_publish(&key, now),
+                Action::Unpublished { key } => self.hls_unpublish(&key, now),
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// One message from another worker.
+    pub(super) fn on_bus(&mut self, msg: BusMsg, now: Instant) {
+        match msg {
+            BusMsg::Hub(mail) => {
+                let (hub, mut door) = self.door(now);
+                hub.on_mail(mail, &mut door);
+            }
+            BusMsg::HlsProgress { key } => self.hls_progress(&key, now),
+            BusMsg::HlsStart { key } => self.hls_start(&key, now),
+        }
+    }
+}
