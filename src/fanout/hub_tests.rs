@@ -630,7 +630,7 @@ fn one_connection_gets_one_stream() {
 fn an_oversized_header_is_refused_and_not_cached() {
     let mut c = Cluster::new(1, settings());
     let publisher = c.publish(0, "a");
-    let huge = Bytes::from(vec![0x17u8, 0x00, 0, 0, 0].repeat(20_000));
+    let huge = Bytes::from([0x17u8, 0x00, 0, 0, 0].repeat(20_000));
     let err = c.hubs[0]
         .ingest(publisher, VIDEO, 0, huge, &mut c.conns[0])
         .unwrap_err();
