@@ -599,10 +599,11 @@ fn first_requests_on_every_worker_start_the_owners_packaging_once() {
             .map(str::to_string)
     };
     let owner = worker_of(&wait_for_log(&["publishing", "stream=live/multi"])).unwrap();
-    let served: Vec<String> = wait_for_log_count(&["connection closed", "reason=\"HTTP "], 12, WAIT)
-        .iter()
-        .filter_map(worker_of)
-        .collect();
+    let served: Vec<String> =
+        wait_for_log_count(&["connection closed", "reason=\"HTTP "], 12, WAIT)
+            .iter()
+            .filter_map(worker_of)
+            .collect();
     // 12 connections all hashed to the owner: 1 run in 4096.
     assert!(
         served.iter().any(|w| *w != owner),

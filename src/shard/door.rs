@@ -165,8 +165,14 @@ impl Worker {
                         self.close(conn, reason.to_string(), now);
                     }
                 }
-                Action::Published { key } => self.hls_publish(&key, now),
-                Action::Unpublished { key } => self.hls_unpublish(&key, now),
+                Action::Published { key } => {
+                    self.packaging.publish(&key, now);
+                    self.apply_packaging(now);
+                }
+                Action::Unpublished { key } => {
+                    self.packaging.unpublish(&key, now);
+                    self.apply_packaging(now);
+                }
             }
         }
     }
@@ -180,8 +186,11 @@ impl Worker {
                 let (hub, mut door) = self.door(now);
                 hub.on_mail(mail, &mut door);
             }
-            BusMsg::HlsProgress { key } => self.hls_progress(&key, now),
-            BusMsg::HlsStart { key } => self.hls_start(&key, now),
+            BusMsg::HlsProgress { key } => {
+                self.packaging.progress(&key, now);
+                self.apply_packaging(now);
+            }
+            BusMsg::HlsStart { key } => self.start_packaging(&key, now),
         }
     }
 }

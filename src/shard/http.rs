@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
+use super::bus::BusMsg;
 use super::conn::{HttpPhase, Proto};
-use super::hls::Awaited;
+use super::hls::{Awaited, PackagingAction};
 use super::worker::Worker;
 use crate::fanout::FlvBody;
 use crate::fanout::{ConnKey, StreamKey};
@@ -192,7 +193,11 @@ impl Worker {
         keep_alive: bool,
         head_only: bool,
     ) -> Option<bytes::Bytes> {
-        let answer = self.hls_request(key, skey, what, keep_alive, head_only);
+        let now = Instant::now();
+        let answer = self
+            .packaging
+            .request(key, skey, what, keep_alive, head_only, now);
+        self.apply_packaging(now);
         let conn = self.conns.get_mut(key)?;
         let Some(mut parts) = answer else {
             conn.proto = Proto::Http(HttpPhase::Held);
@@ -203,5 +208,58 @@ impl Worker {
             conn.out.push_control(part);
         }
         Some(last)
+    }
+}
+
+impl Worker {
+    /// Starts packaging `key` if it is published here, from its fast-start cache dated by the
+    /// publisher's media clock.
+    pub(super) fn start_packaging(&mut self, key: &StreamKey, now: Instant) {
+        let Some(publisher) = self.hub.publisher(key) else {
+            return;
+        };
+        let seed = self.hub.snapshot(key);
+        let offset = self.conns.get(publisher).and_then(|c| c.media_offset);
+        let wall = super::hls::wall_clock_ms();
+        self.packaging
+            .start(key, seed, offset.map(|o| o.ms), wall, now);
+        self.apply_packaging(now);
+    }
+
+    /// Applies what packaging asks, in order, until it asks nothing more.
+    pub(super) fn apply_packaging(&mut self, now: Instant) {
+        while let Some(action) = self.packaging.poll_action() {
+            match action {
+                PackagingAction::Answer {
+                    conn,
+                    pieces,
+                    keep_alive,
+                } => {
+                    let Some(c) = self.conns.get_mut(conn) else {
+                        continue;
+                    };
+                    for bytes in pieces {
+                        c.out.push_control(bytes);
+                    }
+                    c.proto = Proto::Http(HttpPhase::Request);
+                    if !keep_alive {
+                        c.closing = Some("HTTP response sent".to_string());
+                    }
+                    c.schedule_write(&mut self.write_list);
+                    // Requests pipelined behind the held one.
+                    self.http_input(conn, now);
+                }
+                PackagingAction::Progress { key } => {
+                    for worker in (0..self.bus.workers()).filter(|&w| w != self.index) {
+                        self.bus
+                            .send(worker, BusMsg::HlsProgress { key: key.clone() });
+                    }
+                }
+                PackagingAction::AskOwner { owner, key } => {
+                    self.bus.send(owner, BusMsg::HlsStart { key });
+                }
+                PackagingAction::Start { key } => self.start_packaging(&key, now),
+            }
+        }
     }
 }

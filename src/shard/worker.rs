@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::bus::Bus;
 use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
 use super::conns::Conns;
-use super::hls::{HeldRequest, HlsShelf, SharedSegmenter};
+use super::hls::{HlsShelf, Packaging};
 use super::memory::Trim;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, HubSettings, PlayerQueue, StreamKey, StreamSettings};
@@ -50,15 +50,8 @@ pub struct Worker {
     pub(super) hub: Hub,
     pub(super) per_ip: HashMap<IpAddr, usize>,
     pub(super) bus: Arc<Bus>,
-    pub(super) directory: Arc<Directory>,
-    /// HLS packagers of every stream, shared by all workers.
-    pub(super) hls: Arc<HlsShelf>,
-    /// Packagers of the streams published on this worker.
-    pub(super) packagers: HashMap<StreamKey, SharedSegmenter>,
-    /// Blocking playlist requests held open.
-    pub(super) held: Vec<HeldRequest>,
-    /// When idle HLS/DASH packaging was last swept (once a second).
-    pub(super) hls_swept: Instant,
+    /// HLS/DASH: packaging the streams published here, serving and holding requests.
+    pub(super) packaging: Packaging,
     pub(super) config: Arc<Config>,
     pub(super) session_config: ServerConfig,
     pub(super) socket_options: SocketOptions,
@@ -133,11 +126,7 @@ impl Worker {
             hub,
             per_ip: HashMap::new(),
             bus,
-            directory,
-            hls,
-            packagers: HashMap::new(),
-            held: Vec::new(),
-            hls_swept: Instant::now(),
+            packaging: Packaging::new(index, config.http.clone(), hls, directory, Instant::now()),
             session_config,
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
@@ -488,7 +477,8 @@ impl Worker {
         let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
         MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
         if let Some(stream) = self.hub.published_by(key).cloned() {
-            self.hls_package(&stream, packet, wall);
+            self.packaging.package(&stream, packet, wall, now);
+            self.apply_packaging(now);
         }
     }
 
@@ -529,11 +519,8 @@ impl Worker {
 
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
     fn tick(&mut self, now: Instant) -> bool {
-        self.hls_expire(now);
-        if now.saturating_duration_since(self.hls_swept) >= Duration::from_secs(1) {
-            self.hls_swept = now;
-            self.hls_sweep(now);
-        }
+        self.packaging.tick(now);
+        self.apply_packaging(now);
         if self.bus.is_shutting_down() && self.shutdown_deadline.is_none() {
             self.begin_shutdown(now);
         }
@@ -639,7 +626,7 @@ impl Worker {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
-        self.held.retain(|h| h.conn() != key);
+        self.packaging.gone(key);
         self.trim.freed();
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(count) = self.per_ip.get_mut(&conn.peer.ip()) {

@@ -22,10 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::bus::BusMsg;
-use super::worker::Worker;
 use crate::config::HttpConfig;
-use crate::fanout::{MediaKind, Packet, StreamKey};
+use crate::fanout::{ConnKey, Directory, MediaKind, Packet, StreamKey};
 use crate::package::{
     CapReason, Container, Frame, FrameKind, PackageError, Progress, SegmentCap, Segmenter,
     SegmenterConfig, Tracks,
@@ -230,35 +228,118 @@ fn frame_of(packet: &Packet) -> Frame {
     Frame::new(kind, packet.timestamp, packet.wire.payload().clone())
 }
 
-pub(super) fn wall_clock_ms() -> u64 {
+/// Unix time in ms: dates HLS/DASH media (program date times, the MPD's UTCTiming).
+pub(in crate::shard) fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-impl Worker {
+/// What the worker does for its packaging, in order, after an input.
+#[derive(Debug)]
+pub enum PackagingAction {
+    /// Answer `conn`'s held request with `pieces`, then go on reading its next request.
+    Answer {
+        conn: ConnKey,
+        pieces: Vec<Bytes>,
+        keep_alive: bool,
+    },
+    /// Tell every other worker that `key`'s packagers made a part or segment.
+    Progress { key: StreamKey },
+    /// Ask `owner`, which publishes `key`, to package it (a request on demand).
+    AskOwner { owner: usize, key: StreamKey },
+    /// Start packaging `key` here: the worker has its fast-start cache ([`Packaging::start`]).
+    Start { key: StreamKey },
+}
+
+/// One worker's side of HLS/DASH: feeding the packagers of streams published here, serving
+/// requests for any stream from the shared shelf, holding requests until what they ask for
+/// exists, and starting packaging on demand. The worker drives it with inputs (`publish`,
+/// `start`, `package`, `unpublish`, `request`, `progress`, `gone`, `tick`) and applies the
+/// [`PackagingAction`]s it returns from `poll_action`; it owns no socket.
+pub struct Packaging {
+    me: usize,
+    http: HttpConfig,
+    shelf: Arc<HlsShelf>,
+    directory: Arc<Directory>,
+    /// Packagers of the streams published on this worker.
+    packagers: HashMap<StreamKey, SharedSegmenter>,
+    /// Requests held open.
+    held: Vec<HeldRequest>,
+    /// When idle packaging was last swept (once a second).
+    swept: Instant,
+    actions: std::collections::VecDeque<PackagingAction>,
+}
+
+impl Packaging {
+    /// Worker `me`'s packaging, on the shared `shelf`.
+    pub fn new(
+        me: usize,
+        http: HttpConfig,
+        shelf: Arc<HlsShelf>,
+        directory: Arc<Directory>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            me,
+            http,
+            shelf,
+            directory,
+            packagers: HashMap::new(),
+            held: Vec::new(),
+            swept: now,
+            actions: Default::default(),
+        }
+    }
+
+    /// The next action to apply.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<PackagingAction> {
+        self.actions.pop_front()
+    }
+
     /// Streams are packaged only once requested (`http.hls_on_demand`, never with `hls_dir`).
     fn hls_on_demand(&self) -> bool {
-        self.config.http.hls_on_demand && self.config.http.hls_dir.is_empty()
+        self.http.hls_on_demand && self.http.hls_dir.is_empty()
     }
 
     fn hls_idle(&self) -> Duration {
-        Duration::from_millis(self.config.http.hls_idle_ms)
+        Duration::from_millis(self.http.hls_idle_ms)
+    }
+
+    fn enabled(&self) -> bool {
+        self.http.enabled && self.http.hls
+    }
+
+    /// Connection `conn` closed: its held requests go.
+    pub fn gone(&mut self, conn: ConnKey) {
+        self.held.retain(|h| h.conn() != conn);
+    }
+
+    /// From the timer: answers held requests past their deadline; once a second, stops idle
+    /// packaging and frees ended windows.
+    pub fn tick(&mut self, now: Instant) {
+        self.expire(now);
+        if now.saturating_duration_since(self.swept) >= Duration::from_secs(1) {
+            self.swept = now;
+            self.sweep(now);
+        }
     }
 
     /// Owner side: a stream starts publishing here. Packaged at once unless on demand, where
     /// only a stream with recent viewers (a republish) continues its packaging.
-    pub(super) fn hls_publish(&mut self, key: &StreamKey, now: Instant) {
-        if !(self.config.http.enabled && self.config.http.hls) {
+    pub fn publish(&mut self, key: &StreamKey, now: Instant) {
+        if !self.enabled() {
             return;
         }
         let wanted = !self.hls_on_demand()
-            || self.hls.get(key).is_some_and(|seg| {
+            || self.shelf.get(key).is_some_and(|seg| {
                 now.saturating_duration_since(lock(&seg).last_used) < self.hls_idle()
             });
         if wanted {
-            self.hls_start(key, now);
+            self.actions
+                .push_back(PackagingAction::Start { key: key.clone() });
         }
     }
 
@@ -266,15 +347,21 @@ impl Worker {
     /// demand), seeded with the stream's fast-start cache (metadata, sequence headers and the
     /// GOP so far) so the open segment starts at its keyframe. After an earlier publish the
     /// playlist continues with a discontinuity.
-    pub(super) fn hls_start(&mut self, key: &StreamKey, now: Instant) {
-        if self.packagers.contains_key(key) || !(self.config.http.enabled && self.config.http.hls) {
+    ///
+    /// `seed` is the stream's fast-start cache; `offset_ms` the publisher's media clock against
+    /// the wall clock (arrival Unix ms − timestamp), when known; `wall_ms` the time now.
+    pub fn start(
+        &mut self,
+        key: &StreamKey,
+        seed: Vec<Packet>,
+        offset_ms: Option<i64>,
+        wall_ms: u64,
+        now: Instant,
+    ) {
+        if self.packagers.contains_key(key) || !self.enabled() {
             return;
         }
-        let Some(publisher) = self.hub.publisher(key) else {
-            return;
-        };
-        let seed = self.hub.snapshot(key);
-        let (seg, existed) = self.hls.open(key, &self.config.http);
+        let (seg, existed) = self.shelf.open(key, &self.http);
         {
             let mut packager = lock(&seg);
             if existed && packager.hls.next_msn() > 0 {
@@ -286,21 +373,20 @@ impl Worker {
                 }
                 // The whole window: without `hls_dir_keep` its files left with the publisher.
                 let window = packager.hls.segments().len();
-                self.hls.write_to_disk(key, &packager.hls, window);
+                self.shelf.write_to_disk(key, &packager.hls, window);
             }
-            packager.feeder = Some(self.index);
+            packager.feeder = Some(self.me);
             packager.stopped = None;
             packager.start_asked = None;
             packager.last_used = now;
             // Cached packets arrived before now: date each by the publisher's media clock
             // (its least delayed message since the last keyframe), or failing that by its age
             // behind the newest. One late message must not shift every program date time.
-            let offset = self.conns.get(publisher).and_then(|c| c.media_offset);
             let newest = seed.last().map_or(0, |p| p.timestamp);
-            let now_ms = wall_clock_ms();
+            let now_ms = wall_ms;
             for packet in &seed {
-                let wall = match offset {
-                    Some(o) => (o.ms + i64::from(packet.timestamp)).clamp(0, now_ms as i64) as u64,
+                let wall = match offset_ms {
+                    Some(o) => (o + i64::from(packet.timestamp)).clamp(0, now_ms as i64) as u64,
                     None => now_ms.saturating_sub(
                         (newest.wrapping_sub(packet.timestamp) as i32).max(0) as u64,
                     ),
@@ -308,18 +394,18 @@ impl Worker {
                 let _ = packager.push(&frame_of(packet), wall);
             }
         }
-        tracing::info!(worker = self.index, stream = %key, seeded = seed.len(), "HLS/DASH packaging started");
+        tracing::info!(worker = self.me, stream = %key, seeded = seed.len(), "HLS/DASH packaging started");
         self.packagers.insert(key.clone(), seg);
-        self.hls_broadcast(key);
+        self.broadcast(key, now);
     }
 
     /// Owner side: package one packet, received at wall clock `wall` (Unix ms).
-    pub(super) fn hls_package(&mut self, key: &StreamKey, packet: &Packet, wall: u64) {
+    pub fn package(&mut self, key: &StreamKey, packet: &Packet, wall: u64, now: Instant) {
         let Some(seg) = self.packagers.get(key) else {
             return;
         };
         let mut packager = lock(seg);
-        if packager.feeder != Some(self.index) {
+        if packager.feeder != Some(self.me) {
             // Another worker took the stream over and feeds these packagers now.
             drop(packager);
             self.packagers.remove(key);
@@ -327,26 +413,26 @@ impl Worker {
         }
         let (progress, dash) = packager.push(&frame_of(packet), wall);
         if let Ok(p) = &progress {
-            self.hls
+            self.shelf
                 .write_to_disk(key, &packager.hls, p.segments as usize);
         }
         drop(packager);
         if let Some(cap) = progress.as_ref().ok().and_then(|p| p.capped.as_ref()) {
-            warn_capped(self.index, key, "hls", cap);
+            warn_capped(self.me, key, "hls", cap);
         }
         if let Some(cap) = &dash.capped {
             let rendition = match packet.kind {
                 MediaKind::Audio => "dash audio",
                 _ => "dash video",
             };
-            warn_capped(self.index, key, rendition, cap);
+            warn_capped(self.me, key, rendition, cap);
         }
         let dash_segments = dash.segments > 0;
         match progress {
-            Ok(p) if p.parts > 0 || p.segments > 0 || dash_segments => self.hls_broadcast(key),
+            Ok(p) if p.parts > 0 || p.segments > 0 || dash_segments => self.broadcast(key, now),
             Ok(_) => {}
             Err(e) => {
-                tracing::debug!(worker = self.index, stream = %key, error = %e, "HLS packaging skipped a frame");
+                tracing::debug!(worker = self.me, stream = %key, error = %e, "HLS packaging skipped a frame");
             }
         }
     }
@@ -354,13 +440,13 @@ impl Worker {
     /// Owner side: the publisher left; complete the open segment and end the presentation
     /// (EXT-X-ENDLIST, a static MPD); the window stays served until idle. Its files in
     /// `http.hls_dir` go now unless `http.hls_dir_keep`.
-    pub(super) fn hls_unpublish(&mut self, key: &StreamKey, now: Instant) {
+    pub fn unpublish(&mut self, key: &StreamKey, now: Instant) {
         let Some(seg) = self.packagers.remove(key) else {
             return;
         };
         {
             let mut packager = lock(&seg);
-            if packager.feeder != Some(self.index) {
+            if packager.feeder != Some(self.me) {
                 return; // taken over: the new owner's packaging goes on
             }
             packager.playlist = None;
@@ -369,23 +455,23 @@ impl Worker {
                 let _ = dash.video.finish();
                 let _ = dash.audio.finish();
             }
-            if self.config.http.hls_dir_keep {
+            if self.http.hls_dir_keep {
                 // At least the playlist, now ending with EXT-X-ENDLIST, goes to disk again.
-                self.hls
+                self.shelf
                     .write_to_disk(key, &packager.hls, closed.segments.max(1) as usize);
             } else {
-                self.hls.remove_from_disk(key);
+                self.shelf.remove_from_disk(key);
             }
             packager.feeder = None;
             packager.stopped = Some(now);
             packager.last_used = now;
         }
-        self.hls_broadcast(key);
+        self.broadcast(key, now);
     }
 
     /// From the timer: stop packaging streams nobody asked for within `http.hls_idle_ms` (on
     /// demand), and free the windows of streams that ended that long ago.
-    pub(super) fn hls_sweep(&mut self, now: Instant) {
+    fn sweep(&mut self, now: Instant) {
         let idle = self.hls_idle();
         if self.hls_on_demand() {
             let stale: Vec<StreamKey> = self
@@ -403,24 +489,20 @@ impl Worker {
                     packager.feeder = None;
                     packager.stopped = Some(now);
                 }
-                tracing::info!(worker = self.index, stream = %key, idle_ms = idle.as_millis() as u64,
+                tracing::info!(worker = self.me, stream = %key, idle_ms = idle.as_millis() as u64,
                     "HLS/DASH packaging stopped: no HTTP request");
             }
         }
-        for key in self.hls.evict_idle(now, idle) {
-            tracing::debug!(worker = self.index, stream = %key, "HLS/DASH window freed");
+        for key in self.shelf.evict_idle(now, idle) {
+            tracing::debug!(worker = self.me, stream = %key, "HLS/DASH window freed");
         }
     }
 
-    fn hls_broadcast(&mut self, key: &StreamKey) {
-        for worker in 0..self.bus.workers() {
-            if worker == self.index {
-                continue;
-            }
-            self.bus
-                .send(worker, BusMsg::HlsProgress { key: key.clone() });
-        }
-        self.hls_progress(key, Instant::now());
+    /// `key` made progress: every worker answers its held requests for it.
+    fn broadcast(&mut self, key: &StreamKey, now: Instant) {
+        self.actions
+            .push_back(PackagingAction::Progress { key: key.clone() });
+        self.progress(key, now);
     }
 }
 

@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::super::bus::BusMsg;
-use super::super::conn::{HttpPhase, Proto};
-use super::super::worker::Worker;
-use super::{lock, wall_clock_ms, Packager, SharedSegmenter};
+use super::{lock, wall_clock_ms, Packager, Packaging, PackagingAction, SharedSegmenter};
 use crate::fanout::{ConnKey, StreamKey};
 use crate::http;
 use crate::package::dash::{self, DashTrack};
@@ -113,15 +110,15 @@ fn not_found(keep_alive: bool, cors: &str) -> Vec<Bytes> {
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
-impl Worker {
+impl Packaging {
     /// Serving side: the packagers of `key` for a request, marked as used. On demand, a
     /// published stream that is not packaged yet gets its packagers and its owner is asked to
     /// feed them. `None`: the stream is neither packaged nor published.
     fn hls_demand(&mut self, key: &StreamKey, now: Instant) -> Option<SharedSegmenter> {
-        if !(self.config.http.enabled && self.config.http.hls) {
+        if !self.enabled() {
             return None;
         }
-        let known = self.hls.get(key);
+        let known = self.shelf.get(key);
         // The shared directory is asked only when the stream is not being packaged.
         let fed = known.as_ref().is_some_and(|seg| {
             let mut p = lock(seg);
@@ -134,7 +131,7 @@ impl Worker {
         let owner = self.directory.owner(key);
         let seg = match known {
             Some(seg) => seg,
-            None if owner.is_some() => self.hls.open(key, &self.config.http).0,
+            None if owner.is_some() => self.shelf.open(key, &self.http).0,
             None => return None,
         };
         let ask = {
@@ -154,9 +151,14 @@ impl Worker {
             ask
         };
         match owner {
-            Some(owner) if ask && owner == self.index => self.hls_start(key, now),
+            Some(owner) if ask && owner == self.me => {
+                self.actions
+                    .push_back(PackagingAction::Start { key: key.clone() });
+            }
             Some(owner) if ask => {
-                self.bus.send(owner, BusMsg::HlsStart { key: key.clone() });
+                let key = key.clone();
+                self.actions
+                    .push_back(PackagingAction::AskOwner { owner, key });
             }
             _ => {}
         }
@@ -164,12 +166,12 @@ impl Worker {
     }
 
     /// Answers held requests for `key` that can be answered now (after the owner's progress).
-    pub(in crate::shard) fn hls_progress(&mut self, key: &StreamKey, now: Instant) {
+    pub fn progress(&mut self, key: &StreamKey, now: Instant) {
         self.answer_held_where(now, |h| &h.key == key);
     }
 
     /// Answers held requests whose deadline passed (from the timer tick).
-    pub(in crate::shard) fn hls_expire(&mut self, now: Instant) {
+    pub(super) fn expire(&mut self, now: Instant) {
         self.answer_held_where(now, |_| false);
     }
 
@@ -188,41 +190,33 @@ impl Worker {
     }
 
     fn answer_held(&mut self, h: HeldRequest, now: Instant) {
-        let response = match self.hls.get(&h.key) {
+        let response = match self.shelf.get(&h.key) {
             Some(seg) => self.answer(&mut lock(&seg), &h.what, h.keep_alive),
             None => Answer::Now(self.not_published(h.keep_alive)),
         };
         match response {
-            Answer::Now(parts) => self.finish_http_response(&h, parts, now),
+            Answer::Now(parts) => self.finish_held(&h, parts),
             Answer::Wait if now >= h.deadline => {
                 let late = http::simple_response(
                     503,
                     "Service Unavailable",
                     "the requested segment or part did not arrive in time\n",
                     h.keep_alive,
-                    &self.config.http.cors_allow_origin,
+                    &self.http.cors_allow_origin,
                 );
-                self.finish_http_response(&h, vec![late], now)
+                self.finish_held(&h, vec![late])
             }
             Answer::Wait => self.held.push(h),
         }
     }
 
-    /// Queues a response on an HTTP connection that was held, then resumes reading it.
-    fn finish_http_response(&mut self, h: &HeldRequest, response: Vec<Bytes>, now: Instant) {
-        let (conn_key, keep_alive) = (h.conn, h.keep_alive);
-        let Some(conn) = self.conns.get_mut(conn_key) else {
-            return;
-        };
-        for bytes in for_method(response, h.head_only) {
-            conn.out.push_control(bytes);
-        }
-        conn.proto = Proto::Http(HttpPhase::Request);
-        if !keep_alive {
-            conn.closing = Some("HTTP response sent".to_string());
-        }
-        conn.schedule_write(&mut self.write_list);
-        self.http_input(conn_key, now);
+    /// The worker queues the answer of a held request and resumes reading its connection.
+    fn finish_held(&mut self, h: &HeldRequest, response: Vec<Bytes>) {
+        self.actions.push_back(PackagingAction::Answer {
+            conn: h.conn,
+            pieces: for_method(response, h.head_only),
+            keep_alive: h.keep_alive,
+        });
     }
 
     fn not_published(&self, keep_alive: bool) -> Vec<Bytes> {
@@ -231,13 +225,13 @@ impl Worker {
             "Not Found",
             "stream is not published\n",
             keep_alive,
-            &self.config.http.cors_allow_origin,
+            &self.http.cors_allow_origin,
         )]
     }
 
     /// Answers `what` from `packager` now, or says to wait for the owner's progress.
     fn answer(&self, packager: &mut Packager, what: &Awaited, keep_alive: bool) -> Answer {
-        let cors = &self.config.http.cors_allow_origin;
+        let cors = &self.http.cors_allow_origin;
         match what {
             Awaited::Playlist { stream, block } => {
                 let ready = match block {
@@ -324,15 +318,15 @@ impl Worker {
     /// Serves an HLS/DASH request for `key` (any worker): the answer now, or `None` when the
     /// request is held until the owner's packagers make what it asks for (three target
     /// durations, six for a first request; then 503). HEAD gets the answer's head alone.
-    pub(in crate::shard) fn hls_request(
+    pub fn request(
         &mut self,
         conn: ConnKey,
         key: StreamKey,
         what: Awaited,
         keep_alive: bool,
         head_only: bool,
+        now: Instant,
     ) -> Option<Vec<Bytes>> {
-        let now = Instant::now();
         let Some(seg) = self.hls_demand(&key, now) else {
             return Some(self.not_published(keep_alive));
         };
@@ -353,8 +347,7 @@ impl Worker {
                     Awaited::Playlist { block: None, .. } | Awaited::Manifest { .. }
                 );
                 let targets = if first { 6 } else { 3 };
-                let hold =
-                    Duration::from_millis(u64::from(self.config.http.hls_segment_ms) * targets);
+                let hold = Duration::from_millis(u64::from(self.http.hls_segment_ms) * targets);
                 self.held.push(HeldRequest {
                     conn,
                     key,
