@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use common::{media, Client, TestServer, WAIT};
+use rtmp_edge::http::{HttpError, PathError};
 use rtmp_edge::media::flv::FlvReader;
+use rtmp_edge::shard::CloseReason;
 
 const VIDEO: u8 = 9;
 const AUDIO: u8 = 8;
@@ -287,8 +289,12 @@ fn bad_requests_get_clear_statuses_and_are_closed_while_others_carry_on() {
             "{req:?} → {head}"
         );
         if status != "413" && status != "405" {
-            let line = common::wait_for_log(&["connection closed", &port]);
-            assert!(line.contains("bad HTTP request"), "{line}");
+            let reason = server.closed(c.local_addr().unwrap().port()).reason;
+            assert!(
+                matches!(reason, CloseReason::BadHttpRequest(_)),
+                "{req:?}: {reason:?}"
+            );
+            let _ = port;
         }
     }
     publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
@@ -320,8 +326,11 @@ fn an_http_request_head_that_never_completes_is_closed_at_the_deadline() {
     slow.write_all(b"GET /live/slowloris.flv HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     let port = format!(":{}", slow.local_addr().unwrap().port());
-    let line = common::wait_for_log(&["connection closed", &port]);
-    assert!(line.contains("HTTP request head not completed"), "{line}");
+    assert!(matches!(
+        server.closed(slow.local_addr().unwrap().port()).reason,
+        CloseReason::HttpHeadTimeout { .. }
+    ));
+    let _ = port;
     slow.set_read_timeout(Some(WAIT)).unwrap();
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);
@@ -346,11 +355,11 @@ fn a_kept_alive_connection_left_idle_is_closed_as_idle_after_its_answer() {
     let _ = body_of(&head, &mut c, &mut rest);
     // Kept alive, then nothing: closed with the idle reason, not as a broken request.
     let port = format!(":{}", c.local_addr().unwrap().port());
-    let line = common::wait_for_log(&["connection closed", &port]);
-    assert!(
-        line.contains("HTTP connection idle: no request within 300 ms"),
-        "{line}"
+    assert_eq!(
+        server.closed(c.local_addr().unwrap().port()).reason,
+        CloseReason::HttpIdle { ms: 300 }
     );
+    let _ = port;
     let mut after = Vec::new();
     c.read_to_end(&mut after).unwrap();
     assert!(after.is_empty(), "closed without another answer");
@@ -371,8 +380,11 @@ fn a_request_head_over_the_configured_max_request_bytes_is_431_and_closed_alone(
     );
     assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
     let port = format!(":{}", big.local_addr().unwrap().port());
-    let line = common::wait_for_log(&["connection closed", &port]);
-    assert!(line.contains("larger than 512 bytes"), "{line}");
+    assert_eq!(
+        server.closed(big.local_addr().unwrap().port()).reason,
+        CloseReason::BadHttpRequest(HttpError::HeadTooLarge { limit: 512 })
+    );
+    let _ = port;
     // A request under the limit on another connection is answered as usual.
     let mut small = TcpStream::connect(server.http).unwrap();
     let mut rest = BytesMut::new();
@@ -412,8 +424,11 @@ fn a_head_with_many_headers_is_served_and_one_past_the_cap_is_431_and_closed_alo
     );
     assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
     let port = format!(":{}", many.local_addr().unwrap().port());
-    let line = common::wait_for_log(&["connection closed", &port]);
-    assert!(line.contains("more than 100 header fields"), "{line}");
+    assert_eq!(
+        server.closed(many.local_addr().unwrap().port()).reason,
+        CloseReason::BadHttpRequest(HttpError::TooManyHeaders { limit: 100 })
+    );
+    let _ = port;
     // The first connection, kept alive, carries on.
     let head = request(
         &mut c,
@@ -430,17 +445,16 @@ fn paths_with_bad_percent_encodings_are_400_and_closed_while_others_carry_on() {
     let server = TestServer::start(config);
     let mut publisher = Client::publish(server.addr, "live", "ok");
     let mut player = Client::play(server.addr, "live", "ok");
-    for (path, reason) in [
-        ("/live/a%2Fb.flv", "'/' or NUL"),
-        ("/live/a%00b.m3u8", "'/' or NUL"),
-        ("/live/%zz.flv", "invalid percent-encoding"),
-        ("/live/a%2.mpd", "invalid percent-encoding"),
-        ("/live/%C3.m3u8", "not UTF-8"),
-        ("/live/../ok.flv", "dot segment"),
-        ("/live/%2e%2E/ok/seg-0.ts", "dot segment"),
+    for (path, error) in [
+        ("/live/a%2Fb.flv", PathError::SeparatorOrNul),
+        ("/live/a%00b.m3u8", PathError::SeparatorOrNul),
+        ("/live/%zz.flv", PathError::InvalidPercentEncoding),
+        ("/live/a%2.mpd", PathError::InvalidPercentEncoding),
+        ("/live/%C3.m3u8", PathError::NotUtf8),
+        ("/live/../ok.flv", PathError::DotSegment),
+        ("/live/%2e%2E/ok/seg-0.ts", PathError::DotSegment),
     ] {
         let mut c = TcpStream::connect(server.http).unwrap();
-        let port = format!(":{}", c.local_addr().unwrap().port());
         let mut rest = BytesMut::new();
         let head = request(
             &mut c,
@@ -448,10 +462,13 @@ fn paths_with_bad_percent_encodings_are_400_and_closed_while_others_carry_on() {
             &mut rest,
         );
         assert!(head.starts_with("HTTP/1.1 400 "), "{path} → {head}");
-        let line = common::wait_for_log(&["connection closed", &port]);
-        assert!(
-            line.contains("bad HTTP request path") && line.contains(reason),
-            "{path}: {line}"
+        assert_eq!(
+            server.closed(c.local_addr().unwrap().port()).reason,
+            CloseReason::BadHttpPath {
+                path: path.to_string(),
+                error
+            },
+            "{path}"
         );
     }
     publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));

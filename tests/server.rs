@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::{media, Client, TestServer, WAIT};
 use rtmp_edge::config::Config;
-use rtmp_edge::rtmp::session::ClientEvent;
+use rtmp_edge::fanout::Close;
+use rtmp_edge::rtmp::amf0::AmfError;
+use rtmp_edge::rtmp::chunk::ChunkError;
+use rtmp_edge::rtmp::handshake::HandshakeError;
+use rtmp_edge::rtmp::session::{ClientEvent, SessionError};
+use rtmp_edge::shard::CloseReason;
 
 const VIDEO: u8 = 9;
 const AUDIO: u8 = 8;
@@ -221,7 +226,10 @@ fn takeover_replaces_the_publisher_when_configured() {
     player.media(1);
     let mut second = Client::publish(server.addr, "live", "tk");
     first.wait_closed();
-    wait_for_log(&["connection closed", &port_tag(&first), "taken over"]);
+    assert_eq!(
+        server.close_reason(&first),
+        CloseReason::Hub(Close::TakenOver)
+    );
     second.send(VIDEO, 0, &media::avc_frame(true, 2, 100));
     let got = player.media(1);
     assert_eq!(got[0].2.as_ref(), media::avc_frame(true, 2, 100).as_slice());
@@ -306,17 +314,9 @@ fn slow_player_loses_frames_then_is_dropped_while_publisher_and_others_carry_on(
         );
         seq += 1;
     }
-    let line = log_closed(&tag).unwrap();
-    assert!(line.contains("slow player"), "{line}");
-    let queued: usize = line
-        .split(" bytes queued")
-        .next()
-        .unwrap()
-        .rsplit('(')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let CloseReason::SlowPlayer { queued, .. } = server.close_reason(&stuck) else {
+        panic!("closed as a slow player");
+    };
     assert!(
         queued <= 256 * 1024 + 21_000,
         "queue stayed bounded: {queued} bytes"
@@ -395,8 +395,11 @@ fn a_trickling_handshake_is_closed_at_the_deadline_and_others_carry_on() {
     let mut trickle = TcpStream::connect(server.addr).unwrap();
     trickle.write_all(&[3, 0, 0]).unwrap();
     let tag = format!(":{}", trickle.local_addr().unwrap().port());
-    let line = wait_for_log(&["connection closed", &tag]);
-    assert!(line.contains("handshake not completed"), "{line}");
+    assert_eq!(
+        server.closed(trickle.local_addr().unwrap().port()).reason,
+        CloseReason::HandshakeTimeout { ms: 300 }
+    );
+    let _ = tag;
     trickle.set_read_timeout(Some(WAIT)).unwrap();
     let mut rest = Vec::new();
     let _ = trickle.read_to_end(&mut rest);
@@ -413,8 +416,10 @@ fn a_silent_publisher_is_closed_after_the_idle_timeout() {
     let server = TestServer::start(config);
     let mut publisher = Client::publish(server.addr, "live", "quiet");
     publisher.wait_closed();
-    let line = wait_for_log(&["connection closed", &port_tag(&publisher)]);
-    assert!(line.contains("idle"), "{line}");
+    assert_eq!(
+        server.close_reason(&publisher),
+        CloseReason::Idle { ms: 300 }
+    );
 }
 
 #[test]
@@ -423,8 +428,17 @@ fn a_wrong_version_byte_closes_with_a_clear_reason() {
     let mut bad = TcpStream::connect(server.addr).unwrap();
     bad.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let tag = format!(":{}", bad.local_addr().unwrap().port());
-    let line = wait_for_log(&["connection closed", &tag]);
-    assert!(line.contains("version"), "{line}");
+    let reason = server.closed(bad.local_addr().unwrap().port()).reason;
+    assert!(
+        matches!(
+            reason,
+            CloseReason::Protocol(SessionError::Handshake(HandshakeError::UnsupportedVersion(
+                b'G'
+            )))
+        ),
+        "{reason:?}"
+    );
+    let _ = tag;
     let mut publisher = Client::publish(server.addr, "live", "v");
     publisher.send(VIDEO, 0, &media::avc_frame(true, 1, 10));
 }
@@ -470,8 +484,17 @@ fn an_invalid_set_chunk_size_closes_only_that_connection() {
     let frame = [0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0];
     bad.stream.write_all(&frame).unwrap();
     bad.wait_closed();
-    let line = wait_for_log(&["connection closed", &port_tag(&bad)]);
-    assert!(line.contains("chunk size"), "{line}");
+    let reason = server.close_reason(&bad);
+    assert!(
+        matches!(
+            reason,
+            CloseReason::Protocol(SessionError::Chunk(ChunkError::InvalidChunkSize {
+                size: 0,
+                ..
+            }))
+        ),
+        "{reason:?}"
+    );
     publisher.send(VIDEO, 0, &media::avc_frame(true, 9, 10));
     player.media(1);
 }
@@ -515,7 +538,7 @@ fn at_shutdown_a_player_that_reads_nothing_is_closed_at_the_flush_deadline() {
         "the last frame",
         |e| matches!(e, ClientEvent::Media { payload, .. } if payload.as_ref() == last.as_slice()),
     );
-    let good_port = port_tag(&good);
+    let good_port = good.local_port();
     // The reading player reads on while the server shuts down.
     let reader = std::thread::spawn(move || {
         good.wait_for(
@@ -525,16 +548,19 @@ fn at_shutdown_a_player_that_reads_nothing_is_closed_at_the_flush_deadline() {
         good.wait_closed();
     });
     let started = Instant::now();
+    let journal = server.journal();
+    let stuck_port = stuck.local_port();
     server.shutdown();
-    let line = wait_for_log(&["connection closed", &port_tag(&stuck)]);
-    assert!(line.contains("flush deadline passed"), "{line}");
+    assert_eq!(
+        journal.closed(stuck_port).reason,
+        CloseReason::ShutdownDeadline
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "not before the deadline"
     );
     // The player that reads was told and closed cleanly.
-    let line = wait_for_log(&["connection closed", &good_port]);
-    assert!(line.contains("server shutting down"), "{line}");
+    assert_eq!(journal.closed(good_port).reason, CloseReason::ShuttingDown);
     reader
         .join()
         .expect("the reading player got Play.Stop and the close");
@@ -552,8 +578,10 @@ fn a_publisher_that_stops_mid_message_is_closed_after_the_idle_timeout() {
     half.extend_from_slice(&[0x17; 100]);
     publisher.stream.write_all(&half).unwrap();
     publisher.wait_closed();
-    let line = wait_for_log(&["connection closed", &port_tag(&publisher)]);
-    assert!(line.contains("idle"), "{line}");
+    assert!(matches!(
+        server.close_reason(&publisher),
+        CloseReason::Idle { .. }
+    ));
     player.wait_for("UnpublishNotify", |e| {
         matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.UnpublishNotify")
     });
@@ -613,8 +641,10 @@ fn a_publisher_on_another_worker_takes_over_and_players_follow() {
         matches!(e, ClientEvent::Publishing { .. })
     });
     first.wait_closed();
-    let line = wait_for_log(&["connection closed", &port_tag(&first)]);
-    assert!(line.contains("taken over"), "{line}");
+    assert_eq!(
+        server.close_reason(&first),
+        CloseReason::Hub(Close::TakenOverElsewhere)
+    );
     second.send(VIDEO, 0, &media::avc_frame(true, 2, 100));
     let got = player.wait_for("new publisher's frame", |e| {
         matches!(e, ClientEvent::Media { payload, .. } if payload.as_ref() == media::avc_frame(true, 2, 100).as_slice())
@@ -841,9 +871,14 @@ fn a_refused_play2_switch_keeps_playing_and_a_later_delete_stream_stops_the_medi
     assert!(late.is_empty(), "media after deleteStream: {late:?}");
 }
 
-/// Sends raw chunk bytes on an established connection and checks it is closed with a log
-/// line containing `reason`, while a publisher and player on the same worker carry on.
-fn closes_only_the_offender(config: Config, stream: &str, bytes: &[u8], reason: &str) {
+/// Sends raw chunk bytes on an established connection and checks it is closed for the
+/// session error `broken` expects, while a publisher and player on the same worker carry on.
+fn closes_only_the_offender(
+    config: Config,
+    stream: &str,
+    bytes: &[u8],
+    broken: impl Fn(&SessionError) -> bool,
+) {
     let server = TestServer::start(config);
     let mut publisher = Client::publish(server.addr, "live", stream);
     let mut player = Client::play(server.addr, "live", stream);
@@ -851,8 +886,11 @@ fn closes_only_the_offender(config: Config, stream: &str, bytes: &[u8], reason: 
     bad.wait_for("connected", |e| matches!(e, ClientEvent::Connected));
     bad.stream.write_all(bytes).unwrap();
     bad.wait_closed();
-    let line = wait_for_log(&["connection closed", &port_tag(&bad)]);
-    assert!(line.contains(reason), "{line}");
+    let reason = server.close_reason(&bad);
+    assert!(
+        matches!(&reason, CloseReason::Protocol(e) if broken(e)),
+        "{reason:?}"
+    );
     publisher.send(VIDEO, 0, &media::avc_frame(true, 5, 10));
     assert_eq!(
         player.media(1)[0].2.as_ref(),
@@ -866,7 +904,12 @@ fn a_message_over_max_message_size_closes_only_that_connection() {
     config.rtmp.max_message_size = 64 * 1024;
     // fmt 0 on csid 6 announcing a 1 MB video message.
     let header = [0x06, 0, 0, 0, 0x10, 0x00, 0x00, VIDEO, 1, 0, 0, 0];
-    closes_only_the_offender(config, "big", &header, "exceeds");
+    closes_only_the_offender(config, "big", &header, |e| {
+        *e == SessionError::Chunk(ChunkError::MessageTooLarge {
+            size: 0x10_0000,
+            limit: 64 * 1024,
+        })
+    });
 }
 
 #[test]
@@ -878,7 +921,12 @@ fn a_chunk_size_over_max_chunk_size_closes_only_that_connection() {
         0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, // fmt 0, 4-byte message, type 1, stream 0
         0x00, 0x01, 0x00, 0x00,
     ];
-    closes_only_the_offender(config, "bigchunks", &bytes, "chunk size");
+    closes_only_the_offender(config, "bigchunks", &bytes, |e| {
+        *e == SessionError::Chunk(ChunkError::InvalidChunkSize {
+            size: 65536,
+            max: 4096,
+        })
+    });
 }
 
 #[test]
@@ -892,7 +940,9 @@ fn too_many_chunk_streams_close_only_that_connection() {
         bytes.extend_from_slice(&[csid, 0, 0, 0, 0, 0x03, 0xe8, AUDIO, 1, 0, 0, 0]);
         bytes.extend_from_slice(&[0xaf; 128]);
     }
-    closes_only_the_offender(config, "many", &bytes, "chunk streams");
+    closes_only_the_offender(config, "many", &bytes, |e| {
+        *e == SessionError::Chunk(ChunkError::TooManyChunkStreams { limit: 8 })
+    });
 }
 
 #[test]
@@ -914,5 +964,7 @@ fn amf_nested_deeper_than_max_amf_depth_closes_only_that_connection() {
     bytes.extend_from_slice(&len.to_be_bytes()[1..]);
     bytes.extend_from_slice(&[20, 0, 0, 0, 0]);
     bytes.extend_from_slice(&payload);
-    closes_only_the_offender(config, "deep", &bytes, "deeper");
+    closes_only_the_offender(config, "deep", &bytes, |e| {
+        *e == SessionError::Amf(AmfError::TooDeep { limit: 4 })
+    });
 }

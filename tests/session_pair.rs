@@ -678,7 +678,7 @@ fn too_many_create_streams_close_the_connection() {
             &Command::new("createStream", 99.0, Amf0Value::Null, vec![]),
         )
         .expect_err("over the cap");
-    assert!(matches!(err, SessionError::Protocol(_)));
+    assert_eq!(err, SessionError::TooManyStreams { limit: 16 });
 }
 
 #[test]
@@ -871,7 +871,7 @@ fn a_publisher_flooding_before_its_publish_is_answered_is_disconnected() {
         }
     }
     assert!(
-        matches!(result, Err(SessionError::Protocol(_))),
+        matches!(result, Err(SessionError::BacklogTooLarge { .. })),
         "{result:?}"
     );
 }

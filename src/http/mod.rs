@@ -15,7 +15,10 @@ pub enum HttpError {
     #[error("request head with more than {limit} header fields")]
     TooManyHeaders { limit: usize },
     #[error("malformed request: {0}")]
-    Malformed(String),
+    Malformed(httparse::Error),
+    /// `_HLS_msn`/`_HLS_part` that are not numbers, or a part without its segment.
+    #[error("bad {0}")]
+    BadBlockingReload(&'static str),
 }
 
 /// A request path that cannot name a stream; answered 400 (and the connection closed).
@@ -42,7 +45,7 @@ impl HttpError {
             HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => {
                 (431, "Request Header Fields Too Large")
             }
-            HttpError::Malformed(_) => (400, "Bad Request"),
+            HttpError::Malformed(_) | HttpError::BadBlockingReload(_) => (400, "Bad Request"),
         }
     }
 }
@@ -72,7 +75,7 @@ pub fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Option<Reque
     let mut req = httparse::Request::new(&mut headers);
     let status = req.parse(buf).map_err(|e| match e {
         httparse::Error::TooManyHeaders => HttpError::TooManyHeaders { limit: MAX_HEADERS },
-        e => HttpError::Malformed(e.to_string()),
+        e => HttpError::Malformed(e),
     })?;
     let len = match status {
         httparse::Status::Partial => {
@@ -153,7 +156,7 @@ pub enum Route {
 
 /// `_HLS_msn` and `_HLS_part` of a blocking playlist reload, when present.
 pub fn blocking_params(query: &str) -> Result<Option<(u64, Option<u64>)>, HttpError> {
-    let bad = |what: &str| HttpError::Malformed(format!("bad {what}"));
+    let bad = HttpError::BadBlockingReload;
     let mut msn = None;
     let mut part = None;
     for pair in query.split('&') {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use mio::net::TcpStream;
 
+use super::close::CloseReason;
 use crate::fanout::{ConnKey, FlvBody, PlayerQueue, StreamKey};
 use crate::rtmp::session::ServerSession;
 
@@ -62,7 +63,7 @@ pub struct Conn {
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Set when the connection is on its way out: no more reads, flush then close.
-    pub closing: Option<String>,
+    pub closing: Option<CloseReason>,
     /// The last stream and role this connection had, for the close log.
     pub last_stream: Option<(StreamKey, &'static str)>,
     /// Already on the worker's write list.

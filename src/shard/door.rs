@@ -6,10 +6,11 @@
 use std::time::Instant;
 
 use super::bus::BusMsg;
+use super::close::CloseReason;
 use super::conn::{Conn, Role};
 use super::conns::Conns;
 use super::worker::Worker;
-use crate::fanout::{Action, Close, ConnKey, Door, FlvBody, Mail, Notice, PlayerQueue};
+use crate::fanout::{Action, ConnKey, Door, FlvBody, Mail, Notice, PlayerQueue};
 
 /// The last chunk of a chunked HTTP body.
 const CHUNKED_END: &[u8] = b"0\r\n\r\n";
@@ -152,17 +153,13 @@ impl Worker {
                     reason,
                     after_flush,
                 } => {
-                    let reason = match reason {
-                        Close::TakenOver => "publisher taken over by a new publisher",
-                        Close::TakenOverElsewhere => "publisher taken over on another worker",
-                        Close::StreamEnded => "stream ended",
-                    };
+                    let reason = CloseReason::Hub(reason);
                     let flushed = self.conns.get_mut(conn).is_some_and(|c| {
-                        c.closing = Some(reason.to_string());
+                        c.closing = Some(reason.clone());
                         c.out.is_empty()
                     });
                     if !after_flush || flushed {
-                        self.close(conn, reason.to_string(), now);
+                        self.close(conn, reason, now);
                     }
                 }
                 Action::Published { key } => {

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::bus::BusMsg;
+use super::close::CloseReason;
 use super::conn::{HttpPhase, Proto};
 use super::hls::{Awaited, PackagingAction};
 use super::worker::Worker;
@@ -42,7 +43,7 @@ impl Worker {
                         false,
                         &cors,
                     ));
-                    conn.closing = Some(format!("bad HTTP request: {e}"));
+                    conn.closing = Some(CloseReason::BadHttpRequest(e));
                     conn.read_buf.clear();
                     conn.schedule_write(&mut self.write_list);
                     return;
@@ -86,8 +87,10 @@ impl Worker {
                         } else {
                             response
                         });
-                        conn.closing =
-                            Some(format!("bad HTTP request path {:?}: {e}", request.path));
+                        conn.closing = Some(CloseReason::BadHttpPath {
+                            path: request.path.clone(),
+                            error: e,
+                        });
                         conn.read_buf.clear();
                         conn.schedule_write(&mut self.write_list);
                         return;
@@ -173,10 +176,10 @@ impl Worker {
                 response
             });
             if !keep_alive {
-                conn.closing = Some(format!(
-                    "HTTP {} {:?} answered",
-                    request.method, request.path
-                ));
+                conn.closing = Some(CloseReason::HttpAnswered {
+                    method: request.method.clone(),
+                    path: request.path.clone(),
+                });
                 conn.read_buf.clear();
             }
             conn.schedule_write(&mut self.write_list);
@@ -243,7 +246,7 @@ impl Worker {
                     }
                     c.proto = Proto::Http(HttpPhase::Request);
                     if !keep_alive {
-                        c.closing = Some("HTTP response sent".to_string());
+                        c.closing = Some(CloseReason::HttpResponseSent);
                     }
                     c.schedule_write(&mut self.write_list);
                     // Requests pipelined behind the held one.

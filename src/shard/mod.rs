@@ -3,6 +3,7 @@
 //! bus (bounded mailboxes + mio::Waker) and in the stream directory (publish/unpublish only).
 
 mod bus;
+mod close;
 mod conn;
 mod conns;
 mod door;
@@ -19,9 +20,37 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 
 pub use bus::{Bus, BusMsg};
+pub use close::{CloseReason, IoFailure};
 
 use crate::config::{Config, MAX_WORKERS};
+use crate::fanout::StreamKey;
 use worker::{Worker, WAKER_TOKEN};
+
+/// A connection a worker closed, as [`Hooks::on_close`] sees it.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub worker: usize,
+    /// The connection's id within its worker (the `conn` of its log lines).
+    pub conn: u64,
+    pub peer: SocketAddr,
+    /// The stream it last published or played.
+    pub stream: Option<StreamKey>,
+    pub reason: CloseReason,
+}
+
+/// A callback told of every closed connection.
+pub type OnClose = Arc<dyn Fn(&Closed) + Send + Sync>;
+
+/// What an embedder observes of a running server: the test harness today, the admin API's
+/// counters later.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Called on the worker's thread for every connection it closes.
+    pub on_close: Option<OnClose>,
+    /// Where the worker threads log (default: the global subscriber). Lets each in-process
+    /// test server keep its own log.
+    pub dispatch: Option<tracing::Dispatch>,
+}
 
 /// A running server: its bound addresses, and a way to stop it.
 pub struct Server {
@@ -37,6 +66,11 @@ impl Server {
     /// Binds every listener (a port of 0 is picked once and shared by all workers), then
     /// starts one pinned worker thread per configured core.
     pub fn start(config: Config) -> io::Result<Self> {
+        Self::start_with(config, Hooks::default())
+    }
+
+    /// [`start`](Self::start), with `hooks` observing the workers.
+    pub fn start_with(config: Config, hooks: Hooks) -> io::Result<Self> {
         let cores = config.worker_cores();
         let workers = cores.len().max(1);
         if workers > MAX_WORKERS {
@@ -70,7 +104,11 @@ impl Server {
         let mut disk_writer = None;
         let disk = if config.http.enabled && config.http.hls && !config.http.hls_dir.is_empty() {
             let dir = std::path::PathBuf::from(&config.http.hls_dir);
-            let (sender, handle) = hls::spawn_disk_writer(&dir)?;
+            let spawn = || hls::spawn_disk_writer(&dir);
+            let (sender, handle) = match &hooks.dispatch {
+                Some(dispatch) => tracing::dispatcher::with_default(dispatch, spawn),
+                None => spawn(),
+            }?;
             disk_writer = Some(handle);
             Some((dir, sender))
         } else {
@@ -87,7 +125,7 @@ impl Server {
                 worker_listeners.extend(http.into_iter().map(|l| (l, true)));
             }
             let core = cores.get(index).copied().flatten();
-            let worker = Worker::new(
+            let mut worker = Worker::new(
                 index,
                 poll,
                 worker_listeners,
@@ -96,6 +134,8 @@ impl Server {
                 hls.clone(),
                 config.clone(),
             )?;
+            worker.on_close = hooks.on_close.clone();
+            let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{index}"))
                 .spawn(move || {
@@ -104,7 +144,12 @@ impl Server {
                             tracing::warn!(worker = index, core, "cannot pin worker to core");
                         }
                     }
-                    worker.run()
+                    match dispatch {
+                        Some(dispatch) => {
+                            tracing::dispatcher::with_default(&dispatch, || worker.run())
+                        }
+                        None => worker.run(),
+                    }
                 })?;
             threads.push(thread);
         }

@@ -16,6 +16,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::bus::Bus;
+use super::close::CloseReason;
 use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
 use super::conns::Conns;
 use super::hls::{HlsShelf, Packaging};
@@ -73,6 +74,8 @@ pub struct Worker {
     pub(super) shutdown_deadline: Option<Instant>,
     /// Gives freed memory back to the OS after connections close.
     trim: Trim,
+    /// Told of every close (tests; later metrics).
+    pub(super) on_close: Option<super::OnClose>,
 }
 
 impl Worker {
@@ -141,6 +144,7 @@ impl Worker {
             rng: seed ^ ((index as u64 + 1) << 32) | 1,
             shutdown_deadline: None,
             trim: Trim::new(Instant::now()),
+            on_close: None,
             config,
         })
     }
@@ -357,7 +361,7 @@ impl Worker {
             Ok(ReadOutcome::Budget { bytes }) => (bytes, true, false),
             Ok(ReadOutcome::Closed { bytes }) => (bytes, false, true),
             Err(e) => {
-                self.close(key, format!("read error: {e}"), now);
+                self.close(key, CloseReason::ReadFailed(e.into()), now);
                 return;
             }
         };
@@ -387,9 +391,9 @@ impl Worker {
             }
         }
         if let Err(e) = result {
-            self.close(key, format!("protocol error: {e}"), now);
+            self.close(key, CloseReason::Protocol(e), now);
         } else if eof {
-            self.close(key, "peer closed the connection".to_string(), now);
+            self.close(key, CloseReason::PeerClosed, now);
         } else if more {
             self.read_again.push(key);
         }
@@ -433,7 +437,7 @@ impl Worker {
                 match hub.ingest(key, type_id, timestamp, payload, &mut door) {
                     Ok(Some(packet)) => self.packaged(key, &packet, now),
                     Ok(None) => {}
-                    Err(e) => self.close(key, format!("publisher refused: {e}"), now),
+                    Err(e) => self.close(key, CloseReason::PublisherRefused(e), now),
                 }
             }
             ServerEvent::Unpublished { .. } => {
@@ -511,7 +515,7 @@ impl Worker {
                     conn.write_listed = true;
                     self.write_list.push(key);
                 }
-                Err(e) => self.close(key, format!("write error: {e}"), now),
+                Err(e) => self.close(key, CloseReason::WriteFailed(e.into()), now),
             }
         }
         self.write_spare = list;
@@ -537,38 +541,26 @@ impl Worker {
                 conn.opened
             };
             let reason = if !conn.is_established() && now.duration_since(since) > handshake {
+                let ms = t.handshake_ms;
                 Some(match conn.proto {
-                    Proto::Rtmp(_) => {
-                        format!("handshake not completed within {} ms", t.handshake_ms)
-                    }
+                    Proto::Rtmp(_) => CloseReason::HandshakeTimeout { ms },
                     // Nothing of a next request: a kept-alive connection left idle.
-                    Proto::Http(_) if conn.read_buf.is_empty() => {
-                        format!(
-                            "HTTP connection idle: no request within {} ms",
-                            t.handshake_ms
-                        )
-                    }
-                    Proto::Http(_) => {
-                        format!(
-                            "HTTP request head not completed within {} ms",
-                            t.handshake_ms
-                        )
-                    }
+                    Proto::Http(_) if conn.read_buf.is_empty() => CloseReason::HttpIdle { ms },
+                    Proto::Http(_) => CloseReason::HttpHeadTimeout { ms },
                 })
             } else if !matches!(conn.role, Role::Player { .. })
                 && now.duration_since(conn.last_read) > idle
             {
-                Some(format!("idle: nothing received for {} ms", t.idle_ms))
+                Some(CloseReason::Idle { ms: t.idle_ms })
             } else if conn
                 .stalled_since
                 .is_some_and(|since| now.duration_since(since) > slow)
             {
-                Some(format!(
-                    "slow player: not keeping up for {} ms ({} bytes queued, {} frames dropped)",
-                    t.slow_player_ms,
-                    conn.out.queued_bytes(),
-                    conn.out.dropped_frames()
-                ))
+                Some(CloseReason::SlowPlayer {
+                    ms: t.slow_player_ms,
+                    queued: conn.out.queued_bytes(),
+                    dropped: conn.out.dropped_frames(),
+                })
             } else {
                 None
             };
@@ -589,11 +581,7 @@ impl Worker {
         if let Some(deadline) = self.shutdown_deadline {
             if now >= deadline {
                 for key in self.conns.keys() {
-                    self.close(
-                        key,
-                        "server shut down (flush deadline passed)".to_string(),
-                        now,
-                    );
+                    self.close(key, CloseReason::ShutdownDeadline, now);
                 }
             }
             return self.conns.is_empty();
@@ -612,17 +600,17 @@ impl Worker {
         hub.shutdown(&mut door);
         for key in self.conns.keys() {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.closing = Some("server shutting down".to_string());
+                conn.closing = Some(CloseReason::ShuttingDown);
             }
             if self.conns.get(key).is_some_and(|c| c.out.is_empty()) {
-                self.close(key, "server shutting down".to_string(), now);
+                self.close(key, CloseReason::ShuttingDown, now);
             }
         }
         tracing::info!(worker = self.index, "shutting down");
     }
 
     /// Closes a connection now, logging why, and detaches it from its stream.
-    pub(super) fn close(&mut self, key: ConnKey, reason: String, now: Instant) {
+    pub(super) fn close(&mut self, key: ConnKey, reason: CloseReason, now: Instant) {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
@@ -644,6 +632,15 @@ impl Worker {
             %reason,
             "connection closed"
         );
+        if let Some(on_close) = &self.on_close {
+            on_close(&super::Closed {
+                worker: self.index,
+                conn: conn.id,
+                peer: conn.peer,
+                stream: conn.last_stream.as_ref().map(|(key, _)| key.clone()),
+                reason,
+            });
+        }
         let (hub, mut door) = self.door(now);
         hub.gone(key, &mut door);
         self.apply_hub(now);

@@ -14,7 +14,7 @@ use rtmp_edge::config::Config;
 use rtmp_edge::rtmp::handshake::RANDOM_LEN;
 use rtmp_edge::rtmp::session::{ClientConfig, ClientEvent, ClientSession, PublishMode};
 use rtmp_edge::rtmp::Limits;
-use rtmp_edge::shard::Server;
+use rtmp_edge::shard::{CloseReason, Closed, Hooks, Server};
 
 /// Every bounded wait in the tests gives up after this.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -34,19 +34,39 @@ impl Write for LogBuffer {
     }
 }
 
-fn logs() -> &'static LogBuffer {
+/// A subscriber like the server's (escaped fields, no colour) writing into `buffer`.
+fn subscriber_into(buffer: &LogBuffer) -> tracing::Dispatch {
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("rtmp_edge=debug")
+        .with_ansi(false)
+        .fmt_fields(rtmp_edge::logging::EscapedFields)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::Dispatch::new(subscriber)
+}
+
+thread_local! {
+    /// The log of the servers this test thread started: each test reads its own servers'
+    /// lines only, even when tests run as threads of one process (`cargo test`).
+    static TEST_LOG: std::cell::RefCell<Option<LogBuffer>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Everything else (the test's own client sessions) logs to one process-wide buffer.
+fn global_log() -> &'static LogBuffer {
     static LOGS: OnceLock<LogBuffer> = OnceLock::new();
     LOGS.get_or_init(|| {
         let buffer = LogBuffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("rtmp_edge=debug")
-            .with_ansi(false)
-            .fmt_fields(rtmp_edge::logging::EscapedFields)
-            .with_writer(move || writer.clone())
-            .init();
+        let _ = tracing::dispatcher::set_global_default(subscriber_into(&buffer));
         buffer
     })
+}
+
+/// This test thread's server log (or, before any server, the global one).
+fn logs() -> LogBuffer {
+    TEST_LOG
+        .with(|log| log.borrow().clone())
+        .unwrap_or_else(|| global_log().clone())
 }
 
 fn matching(text: &[u8], needles: &[&str]) -> Vec<String> {
@@ -69,7 +89,8 @@ pub fn wait_for_log(needles: &[&str]) -> String {
 
 /// Waits (woken by every log write, bounded by `timeout`) for `n` lines containing all `needles`.
 pub fn wait_for_log_count(needles: &[&str], n: usize, timeout: Duration) -> Vec<String> {
-    let (lock, written) = &*logs().0;
+    let log = logs();
+    let (lock, written) = &*log.0;
     let deadline = Instant::now() + timeout;
     let mut text = lock.lock().unwrap();
     loop {
@@ -86,31 +107,88 @@ pub fn wait_for_log_count(needles: &[&str], n: usize, timeout: Duration) -> Vec<
     }
 }
 
-/// A server on 127.0.0.1 with an ephemeral port, shut down when dropped.
+/// A server on 127.0.0.1 with an ephemeral port, shut down when dropped. Its workers log
+/// to this test thread's log, and every connection they close is journaled with its typed
+/// reason ([`TestServer::closed`]).
 pub struct TestServer {
     pub addr: SocketAddr,
     /// The HTTP listener (HTTP-FLV).
     pub http: SocketAddr,
     server: Option<Server>,
+    closes: Journal,
+}
+
+/// The connections a test server closed, with their typed reasons.
+#[derive(Clone, Default)]
+pub struct Journal(Arc<(Mutex<Vec<Closed>>, Condvar)>);
+
+impl Journal {
+    /// Waits (bounded by WAIT) until the connection from local port `port` is closed; how.
+    pub fn closed(&self, port: u16) -> Closed {
+        let (lock, closed) = &*self.0;
+        let deadline = Instant::now() + WAIT;
+        let mut journal = lock.lock().unwrap();
+        loop {
+            if let Some(c) = journal.iter().find(|c| c.peer.port() == port) {
+                return c.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the connection from port {port} was not closed"
+            );
+            journal = closed.wait_timeout(journal, left).unwrap().0;
+        }
+    }
 }
 
 impl TestServer {
     pub fn start(mut config: Config) -> Self {
-        logs();
+        global_log();
+        let log = TEST_LOG.with(|log| {
+            log.borrow_mut()
+                .get_or_insert_with(LogBuffer::default)
+                .clone()
+        });
+        let closes = Journal::default();
+        let journal = closes.clone();
+        let hooks = Hooks {
+            on_close: Some(Arc::new(move |closed: &Closed| {
+                journal.0 .0.lock().unwrap().push(closed.clone());
+                journal.0 .1.notify_all();
+            })),
+            dispatch: Some(subscriber_into(&log)),
+        };
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.workers.pin = false;
         if config.workers.count == 0 {
             config.workers.count = 1;
         }
-        let server = Server::start(config).expect("server starts");
+        let server = Server::start_with(config, hooks).expect("server starts");
         let addr = server.local_addrs()[0];
         let http = server.http_addrs()[0];
         Self {
             addr,
             http,
             server: Some(server),
+            closes,
         }
+    }
+
+    /// Waits (bounded by WAIT) until the connection from local port `port` is closed; how.
+    pub fn closed(&self, port: u16) -> Closed {
+        self.closes.closed(port)
+    }
+
+    /// The journal of closes, to read after [`shutdown`](Self::shutdown).
+    pub fn journal(&self) -> Journal {
+        self.closes.clone()
+    }
+
+    /// Why the connection from `client` was closed (waiting, bounded, for it).
+    pub fn close_reason(&self, client: &Client) -> CloseReason {
+        self.closed(client.local_port()).reason
     }
 
     pub fn with_defaults() -> Self {

@@ -10,7 +10,7 @@ use super::payload::{self, SubMessage};
 use super::{PublishMode, SessionError};
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::RawMessage;
-use crate::rtmp::command::{self, Command, CommandError};
+use crate::rtmp::command::{self, Command};
 use crate::rtmp::handshake::{ClientHandshake, RANDOM_LEN};
 use crate::rtmp::message::{type_id, ControlMessage, UserControl};
 use crate::rtmp::Limits;
@@ -397,10 +397,7 @@ impl ClientSession {
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
                 let cmd =
                     Command::decode(msg.type_id, &msg.payload, self.config.limits.max_amf_depth)
-                        .map_err(|e| match e {
-                            CommandError::Amf(e) => SessionError::Amf(e),
-                            other => SessionError::Protocol(other.to_string()),
-                        })?;
+                        .map_err(SessionError::from)?;
                 self.command(cmd);
                 Ok(())
             }

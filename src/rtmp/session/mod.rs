@@ -21,6 +21,7 @@ use std::fmt;
 
 use crate::rtmp::amf0::AmfError;
 use crate::rtmp::chunk::ChunkError;
+use crate::rtmp::command::CommandError;
 use crate::rtmp::handshake::HandshakeError;
 use crate::rtmp::message::MessageError;
 
@@ -58,8 +59,24 @@ pub enum SessionError {
     Message(#[from] MessageError),
     #[error("AMF: {0}")]
     Amf(#[from] AmfError),
-    #[error("protocol violation: {0}")]
-    Protocol(String),
+    #[error("command: {0}")]
+    Command(CommandError),
+    #[error("protocol violation: more than {limit} bytes sent while a request was pending")]
+    BacklogTooLarge { limit: usize },
+    #[error("protocol violation: connect sent twice")]
+    ConnectTwice,
+    #[error("protocol violation: more than {limit} streams created")]
+    TooManyStreams { limit: usize },
+}
+
+impl From<CommandError> for SessionError {
+    /// AMF errors inside a command are AMF errors; the rest are command errors.
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Amf(e) => SessionError::Amf(e),
+            other => SessionError::Command(other),
+        }
+    }
 }
 
 /// Splits `name?query` into `("name", "query")`; the query is empty when there is none.

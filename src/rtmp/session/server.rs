@@ -11,7 +11,7 @@ use super::payload::{self, SubMessage};
 use super::{split_query, PublishMode, Sensitive, SessionError};
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::RawMessage;
-use crate::rtmp::command::{self, Command, CommandError};
+use crate::rtmp::command::{self, Command};
 use crate::rtmp::handshake::{ServerHandshake, RANDOM_LEN};
 use crate::rtmp::message::{type_id, ControlMessage, UserControl};
 use crate::rtmp::Limits;
@@ -510,9 +510,9 @@ impl ServerSession {
                 if self.is_waiting() || !self.backlog.is_empty() {
                     self.backlog_bytes += msg.payload.len() + BACKLOG_MESSAGE_OVERHEAD;
                     if self.backlog_bytes > MAX_BACKLOG_BYTES {
-                        return Err(SessionError::Protocol(format!(
-                            "more than {MAX_BACKLOG_BYTES} bytes sent while a request was pending"
-                        )));
+                        return Err(SessionError::BacklogTooLarge {
+                            limit: MAX_BACKLOG_BYTES,
+                        });
                     }
                     self.backlog.push_back(msg);
                     return Ok(());
@@ -554,10 +554,7 @@ impl ServerSession {
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
                 let cmd =
                     Command::decode(msg.type_id, &msg.payload, self.config.limits.max_amf_depth)
-                        .map_err(|e| match e {
-                            CommandError::Amf(e) => SessionError::Amf(e),
-                            other => SessionError::Protocol(other.to_string()),
-                        })?;
+                        .map_err(SessionError::from)?;
                 self.command(msg.stream_id, cmd)
             }
             type_id::AUDIO
@@ -588,7 +585,7 @@ impl ServerSession {
         }
         match cmd.name.as_str() {
             "connect" => {
-                return Err(SessionError::Protocol("connect sent twice".into()));
+                return Err(SessionError::ConnectTwice);
             }
             "releaseStream" | "FCSubscribe" => self.empty_result(tx),
             "FCPublish" => {
@@ -694,9 +691,7 @@ impl ServerSession {
 
     fn create_stream(&mut self, tx: f64) -> Result<(), SessionError> {
         if self.streams.len() >= MAX_STREAMS {
-            return Err(SessionError::Protocol(format!(
-                "more than {MAX_STREAMS} streams created"
-            )));
+            return Err(SessionError::TooManyStreams { limit: MAX_STREAMS });
         }
         let id = self.next_stream_id;
         self.next_stream_id = self.next_stream_id.wrapping_add(1).max(1);
@@ -719,9 +714,7 @@ impl ServerSession {
         }
         if self.streams.iter().all(|(id, _)| *id != stream_id) {
             if self.streams.len() >= MAX_STREAMS {
-                return Err(SessionError::Protocol(format!(
-                    "more than {MAX_STREAMS} streams created"
-                )));
+                return Err(SessionError::TooManyStreams { limit: MAX_STREAMS });
             }
             self.streams.push((stream_id, NetStream::Created));
         }

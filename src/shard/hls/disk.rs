@@ -46,9 +46,12 @@ const MAX_FILE_NAME: usize = 255;
 pub fn spawn_disk_writer(dir: &Path) -> std::io::Result<(SyncSender<DiskWrite>, JoinHandle<()>)> {
     std::fs::create_dir_all(dir)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<DiskWrite>(DISK_QUEUE);
+    // The writer logs where its spawner logs (a server started with its own dispatcher).
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let handle = std::thread::Builder::new()
         .name("hls-disk".to_string())
         .spawn(move || {
+            let _logs = tracing::dispatcher::set_default(&dispatch);
             for (seq, op) in rx.into_iter().enumerate() {
                 let (path, result) = match &op {
                     DiskWrite::Write { path, data } => {

@@ -1,0 +1,91 @@
+//! Why a connection was closed: one variant per rule, rendered as the close line's `reason`.
+
+use std::fmt;
+use std::io;
+
+use crate::fanout::{Close, IngestError};
+use crate::http::{HttpError, PathError};
+use crate::rtmp::session::SessionError;
+
+/// Why a worker closed a connection. Tests match the variant; logs show its text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CloseReason {
+    /// The peer sent FIN (or the read side ended).
+    #[error("peer closed the connection")]
+    PeerClosed,
+    #[error("read error: {0}")]
+    ReadFailed(IoFailure),
+    #[error("write error: {0}")]
+    WriteFailed(IoFailure),
+    /// The RTMP session broke a rule (handshake, chunking, AMF, commands, limits).
+    #[error("protocol error: {0}")]
+    Protocol(SessionError),
+    /// The publisher sent something the stream refuses (an oversized header).
+    #[error("publisher refused: {0}")]
+    PublisherRefused(IngestError),
+    /// The stream hub closed it (taken over, stream ended).
+    #[error("{0}")]
+    Hub(Close),
+    #[error("bad HTTP request: {0}")]
+    BadHttpRequest(HttpError),
+    #[error("bad HTTP request path {path:?}: {error}")]
+    BadHttpPath { path: String, error: PathError },
+    /// A request without keep-alive was answered.
+    #[error("HTTP {method} {path:?} answered")]
+    HttpAnswered { method: String, path: String },
+    /// A held HLS/DASH request without keep-alive was answered.
+    #[error("HTTP response sent")]
+    HttpResponseSent,
+    #[error("handshake not completed within {ms} ms")]
+    HandshakeTimeout { ms: u64 },
+    #[error("HTTP connection idle: no request within {ms} ms")]
+    HttpIdle { ms: u64 },
+    #[error("HTTP request head not completed within {ms} ms")]
+    HttpHeadTimeout { ms: u64 },
+    #[error("idle: nothing received for {ms} ms")]
+    Idle { ms: u64 },
+    #[error(
+        "slow player: not keeping up for {ms} ms ({queued} bytes queued, {dropped} frames dropped)"
+    )]
+    SlowPlayer {
+        ms: u64,
+        queued: usize,
+        dropped: u64,
+    },
+    #[error("server shutting down")]
+    ShuttingDown,
+    #[error("server shut down (flush deadline passed)")]
+    ShutdownDeadline,
+}
+
+/// An IO error as a close reason: its kind to match on, its text for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoFailure {
+    pub kind: io::ErrorKind,
+    pub text: String,
+}
+
+impl From<io::Error> for IoFailure {
+    fn from(e: io::Error) -> Self {
+        Self {
+            kind: e.kind(),
+            text: e.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for IoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Display for Close {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Close::TakenOver => "publisher taken over by a new publisher",
+            Close::TakenOverElsewhere => "publisher taken over on another worker",
+            Close::StreamEnded => "stream ended",
+        })
+    }
+}
