@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rtmp_edge::fanout::{Mail, PlayerQueue, Stream, StreamKey, StreamSettings};
+use rtmp_edge::fanout::{Mail, OutputQueue, Stream, StreamKey, StreamSettings};
 use rtmp_edge::shard::{Bus, BusMsg};
 
 const SETTINGS: StreamSettings = StreamSettings {
@@ -27,8 +27,8 @@ fn to_local_players(c: &mut Criterion) {
         group.throughput(Throughput::Elements(players as u64));
         group.bench_with_input(BenchmarkId::new("players", players), &players, |b, &n| {
             let mut stream = Stream::new(StreamKey::new("live", "bench"), SETTINGS);
-            let mut queues: Vec<PlayerQueue> =
-                (0..n).map(|_| PlayerQueue::new(usize::MAX)).collect();
+            let mut queues: Vec<OutputQueue> =
+                (0..n).map(|_| OutputQueue::new(usize::MAX)).collect();
             let payload = frame(10_000);
             let mut ts = 0u32;
             b.iter(|| {

@@ -4,18 +4,19 @@
 //! - [`rtmp`]: the sans-IO RTMP protocol core: handshake, chunk codec, AMF0/AMF3,
 //!   typed messages, commands, and the server/client session state machines.
 //! - [`media`]: FLV tags and codec headers (AVC, HEVC, AV1, VP9, AAC, Opus, Enhanced RTMP).
-//! - [`fanout`]: per-core live streams: encode-once packets, sources and players, GOP cache,
-//!   bounded player queues.
+//! - [`fanout`]: per-core live streams, sans-IO: the stream [`fanout::Hub`] (inputs with a
+//!   `Door`, `Action`s out), encode-once packets, players, GOP cache, bounded output queues.
 //! - [`http`]: sans-IO HTTP/1.1 request heads, routes and response heads.
 //! - [`package`]: sans-IO HLS/DASH packaging: MPEG-TS, CMAF, segmenter, playlists, MPD.
 //! - [`config`]: TOML configuration with embedded defaults.
 //! - [`logging`]: how log lines render fields (client text escaped, never raw).
 //! - [`net`]: the only code that calls accept/read/write.
-//! - [`shard`]: one event loop per core: Poll, Slab of connections, timers, cross-core bus,
-//!   stream hub, HTTP connections and HLS/DASH serving.
+//! - [`shard`]: one event loop per core: Poll, the connection slab, timers, the cross-core
+//!   bus; it applies the hub's actions, serves HTTP and drives HLS/DASH `Packaging`.
 //!
 //! Call order for a session (see [`rtmp::session`]): feed bytes with `handle_input`, then drain
-//! `poll_event` and `poll_transmit`; answer requests with `accept_*`/`reject_*`.
+//! `poll_event` and `poll_transmit`; answer requests with `accept_*`/`reject_*`. For the hub
+//! (see [`fanout::Hub`]): call an input with the worker's `Door`, then drain `poll_action`.
 // One audited exception: `shard::memory` hands free heap pages back to the OS.
 #![deny(unsafe_code)]
 

@@ -34,7 +34,7 @@ use super::conn_key::ConnKey;
 use super::directory::{Claim, Directory};
 use super::packet::{MediaKind, Packet};
 use super::player::Player;
-use super::queue::{FlvBody, FlvFramings, PlayerQueue, PushOutcome};
+use super::queue::{FlvBody, FlvFramings, OutputQueue, PushOutcome};
 use super::stream::{IngestError, Source, Stream, StreamKey, StreamSettings};
 
 /// How the hub treats publishers and players (the `[streams]` config).
@@ -53,7 +53,7 @@ pub struct HubSettings {
 pub trait Door {
     /// Runs `write` on `conn`'s output queue and schedules the connection for writing (and,
     /// when the queue fell behind, for the slow-player clock). `None`: `conn` has gone.
-    fn write<R>(&mut self, conn: ConnKey, write: impl FnOnce(&mut PlayerQueue) -> R) -> Option<R>;
+    fn write<R>(&mut self, conn: ConnKey, write: impl FnOnce(&mut OutputQueue) -> R) -> Option<R>;
     /// Tells `conn`'s session (or HTTP response) `notice`, now, ahead of what follows.
     fn notify(&mut self, conn: ConnKey, notice: Notice);
     /// `conn`'s queue overflowed: it is behind (the slow-player clock starts).
@@ -541,7 +541,7 @@ impl Hub {
         if let Some(player) = self.player_mut(conn) {
             player.paused = paused;
             if !paused {
-                door.write(conn, PlayerQueue::wait_for_keyframe);
+                door.write(conn, OutputQueue::wait_for_keyframe);
             }
         }
     }

@@ -61,14 +61,14 @@ fn settings() -> HubSettings {
 
 /// One simulated worker's connections: their output queues and what they were told.
 struct Conns {
-    queues: HashMap<ConnKey, PlayerQueue>,
+    queues: HashMap<ConnKey, OutputQueue>,
     notices: Vec<(ConnKey, Notice)>,
     behind: Vec<ConnKey>,
     queue_limit: usize,
 }
 
 impl Door for Conns {
-    fn write<R>(&mut self, conn: ConnKey, write: impl FnOnce(&mut PlayerQueue) -> R) -> Option<R> {
+    fn write<R>(&mut self, conn: ConnKey, write: impl FnOnce(&mut OutputQueue) -> R) -> Option<R> {
         self.queues.get_mut(&conn).map(write)
     }
 
@@ -127,7 +127,7 @@ impl Cluster {
             generation: self.next,
         };
         let limit = self.conns[w].queue_limit;
-        self.conns[w].queues.insert(key, PlayerQueue::new(limit));
+        self.conns[w].queues.insert(key, OutputQueue::new(limit));
         key
     }
 

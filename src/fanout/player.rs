@@ -3,7 +3,7 @@
 
 use super::conn_key::ConnKey;
 use super::packet::{MediaKind, Packet, SHARED_STREAM_ID};
-use super::queue::{FlvBody, FlvFramings, PlayerQueue, PushOutcome};
+use super::queue::{FlvBody, FlvFramings, OutputQueue, PushOutcome};
 
 /// A playing connection's state in its stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Player {
     /// unless it plays on a message stream other than the shared one). `None`: filtered out.
     pub fn push(
         &mut self,
-        out: &mut PlayerQueue,
+        out: &mut OutputQueue,
         packet: &Packet,
         flv: &mut FlvFramings,
     ) -> Option<PushOutcome> {

@@ -1,5 +1,6 @@
-//! A player's outbound queue: session bytes and shared media packets in wire order, bounded
-//! in bytes, with media-aware dropping.
+//! Every connection's output queue: its session's bytes (RTMP control and commands, HTTP
+//! heads and bodies) and, for players, shared media packets, in wire order, bounded in bytes
+//! with media-aware dropping.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -9,7 +10,7 @@ use bytes::Bytes;
 
 use super::packet::{MediaKind, Packet};
 
-/// One entry of a player's queue.
+/// One entry of an output queue.
 #[derive(Debug, Clone)]
 pub enum OutItem {
     /// Bytes from the player's own session (handshake, commands, control): never dropped.
@@ -151,7 +152,7 @@ pub enum PushOutcome {
 /// video header means the player is far behind, and the frames queued for it described the
 /// old configuration: they go too and the player resumes at the next keyframe.
 #[derive(Debug)]
-pub struct PlayerQueue {
+pub struct OutputQueue {
     items: VecDeque<OutItem>,
     queued_bytes: usize,
     head_offset: usize,
@@ -161,7 +162,7 @@ pub struct PlayerQueue {
     dropped_frames: u64,
 }
 
-impl PlayerQueue {
+impl OutputQueue {
     /// A queue that starts dropping media once `limit` bytes are waiting.
     pub fn new(limit: usize) -> Self {
         Self {
@@ -384,7 +385,7 @@ mod tests {
         }
     }
 
-    fn written(q: &PlayerQueue) -> Vec<u8> {
+    fn written(q: &OutputQueue) -> Vec<u8> {
         let mut v = vec![IoSlice::new(&[]); 4096];
         let n = q.fill_slices(&mut v);
         v[..n].iter().flat_map(|s| s.iter().copied()).collect()
@@ -393,7 +394,7 @@ mod tests {
     #[test]
     fn a_chunked_flv_tag_is_one_chunk_with_its_size_in_hex() {
         for len in [0usize, 1, 0x0f - 15, 0x10 - 15, 1000, 0xff_ffff] {
-            let mut q = PlayerQueue::new(usize::MAX);
+            let mut q = OutputQueue::new(usize::MAX);
             let p = packet(len, true, false);
             let mut framings = FlvFramings::default();
             let framing = framings.get(&p, FlvBody::Chunked);
@@ -410,7 +411,7 @@ mod tests {
             let data = &out[line_end + 2..];
             assert_eq!(data.len(), 11 + len + 4 + 2);
             assert_eq!(&data[data.len() - 2..], b"\r\n");
-            let mut plain = PlayerQueue::new(usize::MAX);
+            let mut plain = OutputQueue::new(usize::MAX);
             let p = packet(len, true, false);
             plain.push_flv(
                 p.clone(),
@@ -426,7 +427,7 @@ mod tests {
 
     #[test]
     fn control_bytes_go_out_in_order_with_media() {
-        let mut q = PlayerQueue::new(1 << 20);
+        let mut q = OutputQueue::new(1 << 20);
         q.push_control(Bytes::from_static(b"abc"));
         q.push_media(packet(10, true, false));
         q.push_control(Bytes::from_static(b"xyz"));
@@ -438,7 +439,7 @@ mod tests {
 
     #[test]
     fn partial_writes_resume_mid_item() {
-        let mut q = PlayerQueue::new(1 << 20);
+        let mut q = OutputQueue::new(1 << 20);
         q.push_media(packet(9000, true, false));
         q.push_control(Bytes::from_static(b"tail"));
         let all = written(&q);
@@ -451,7 +452,7 @@ mod tests {
 
     #[test]
     fn overflow_drops_frames_until_the_next_keyframe() {
-        let mut q = PlayerQueue::new(10_000);
+        let mut q = OutputQueue::new(10_000);
         assert_eq!(q.push_media(packet(100, false, true)), PushOutcome::Queued);
         assert_eq!(q.push_media(packet(4000, true, false)), PushOutcome::Queued);
         assert_eq!(
@@ -481,7 +482,7 @@ mod tests {
 
     #[test]
     fn a_partly_written_frame_is_never_dropped() {
-        let mut q = PlayerQueue::new(10_000);
+        let mut q = OutputQueue::new(10_000);
         q.push_media(packet(6000, true, false));
         q.consume(100);
         q.push_media(packet(6000, false, false));
@@ -492,7 +493,7 @@ mod tests {
 
     #[test]
     fn waiting_player_starts_on_a_keyframe() {
-        let mut q = PlayerQueue::new(1 << 20);
+        let mut q = OutputQueue::new(1 << 20);
         q.wait_for_keyframe();
         assert_eq!(q.push_media(packet(10, false, false)), PushOutcome::Dropped);
         assert_eq!(q.push_media(packet(10, true, false)), PushOutcome::Queued);
@@ -508,7 +509,7 @@ mod tests {
 
     #[test]
     fn a_new_header_replaces_an_unsent_one_of_its_kind() {
-        let mut q = PlayerQueue::new(64 * 1024);
+        let mut q = OutputQueue::new(64 * 1024);
         for _ in 0..1000 {
             q.push_media(metadata(100_000));
             q.push_media(packet(1000, false, true));
@@ -524,7 +525,7 @@ mod tests {
 
     #[test]
     fn a_header_being_written_is_kept_and_the_next_one_queues_behind_it() {
-        let mut q = PlayerQueue::new(64 * 1024);
+        let mut q = OutputQueue::new(64 * 1024);
         q.push_media(metadata(10_000));
         q.consume(10);
         q.push_media(metadata(10_000));
@@ -535,7 +536,7 @@ mod tests {
 
     #[test]
     fn a_replaced_video_header_takes_the_frames_queued_behind_it() {
-        let mut q = PlayerQueue::new(1 << 20);
+        let mut q = OutputQueue::new(1 << 20);
         let audio = Packet {
             kind: MediaKind::Audio,
             ..packet(50, false, true)
@@ -561,7 +562,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_for_a_player_that_never_reads() {
-        let mut q = PlayerQueue::new(64 * 1024);
+        let mut q = OutputQueue::new(64 * 1024);
         for i in 0..10_000 {
             q.push_media(packet(3000, i % 50 == 0, false));
             assert!(q.queued_bytes() <= 64 * 1024 + 4000);

@@ -4,7 +4,7 @@ use std::io::{self, IoSlice, Read, Write};
 
 use bytes::BytesMut;
 
-use crate::fanout::PlayerQueue;
+use crate::fanout::OutputQueue;
 
 /// Most slices handed to one writev (Linux IOV_MAX is 1024).
 const MAX_IOVECS: usize = 256;
@@ -75,7 +75,7 @@ pub enum WriteOutcome {
 /// Every queued message of the socket goes out in as few writev calls as the budget allows.
 pub fn write_queue(
     stream: &mut impl Write,
-    queue: &mut PlayerQueue,
+    queue: &mut OutputQueue,
     budget: usize,
 ) -> io::Result<WriteOutcome> {
     let mut total = 0;

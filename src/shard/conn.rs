@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 
 use super::close::CloseReason;
-use crate::fanout::{ConnKey, FlvBody, PlayerQueue, StreamKey};
+use crate::fanout::{ConnKey, FlvBody, OutputQueue, StreamKey};
 use crate::rtmp::session::ServerSession;
 
 /// What a connection does (the hub keeps which stream and how; this is for the worker's
@@ -50,7 +50,7 @@ pub struct Conn {
     pub socket: TcpStream,
     pub proto: Proto,
     pub read_buf: BytesMut,
-    pub out: PlayerQueue,
+    pub out: OutputQueue,
     pub role: Role,
     pub opened: Instant,
     pub last_read: Instant,
@@ -116,7 +116,7 @@ impl Conn {
         peer: SocketAddr,
         socket: TcpStream,
         proto: Proto,
-        out: PlayerQueue,
+        out: OutputQueue,
         now: Instant,
         span: tracing::Span,
     ) -> Self {

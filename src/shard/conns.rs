@@ -82,7 +82,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::fanout::PlayerQueue;
+    use crate::fanout::OutputQueue;
     use crate::shard::conn::{HttpPhase, Proto};
 
     /// A connection on a real loopback socket, with connection id `id`, in slot `index`.
@@ -101,7 +101,7 @@ mod tests {
             peer,
             socket,
             proto,
-            PlayerQueue::new(1 << 16),
+            OutputQueue::new(1 << 16),
             Instant::now(),
             tracing::Span::none(),
         )

@@ -10,7 +10,7 @@ use super::close::CloseReason;
 use super::conn::{Conn, Role};
 use super::conns::Conns;
 use super::worker::Worker;
-use crate::fanout::{Action, ConnKey, Door, FlvBody, Mail, Notice, PlayerQueue};
+use crate::fanout::{Action, ConnKey, Door, FlvBody, Mail, Notice, OutputQueue};
 
 /// The last chunk of a chunked HTTP body.
 const CHUNKED_END: &[u8] = b"0\r\n\r\n";
@@ -26,7 +26,7 @@ pub(super) struct WorkerDoor<'a> {
 }
 
 impl Door for WorkerDoor<'_> {
-    fn write<R>(&mut self, key: ConnKey, write: impl FnOnce(&mut PlayerQueue) -> R) -> Option<R> {
+    fn write<R>(&mut self, key: ConnKey, write: impl FnOnce(&mut OutputQueue) -> R) -> Option<R> {
         let conn = self.conns.get_mut(key)?;
         let result = write(&mut conn.out);
         conn.schedule_write(self.media_list);

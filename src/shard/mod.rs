@@ -1,6 +1,11 @@
 //! The per-core runtime: one worker thread per core, each with its own mio Poll,
-//! SO_REUSEPORT listeners and preallocated Slab of connections; workers meet only on the
-//! bus (bounded mailboxes + mio::Waker) and in the stream directory (publish/unpublish only).
+//! SO_REUSEPORT listeners and preallocated slab of connections (`Conns`, addressed by
+//! `ConnKey`); workers meet only on the bus (bounded mailboxes + mio::Waker) and in the stream
+//! directory (publish/unpublish only).
+//!
+//! A worker owns the IO and drives two owners that touch no socket: the sans-IO
+//! [`Hub`](crate::fanout::Hub) (its `Door` and `Action`s are applied in `door.rs`) and the
+//! HLS/DASH `Packaging` (`hls/`, its actions applied in `http.rs`).
 
 mod bus;
 mod close;

@@ -22,7 +22,7 @@ use super::conns::Conns;
 use super::hls::{HlsShelf, Packaging};
 use super::memory::Trim;
 use crate::config::Config;
-use crate::fanout::{ConnKey, Directory, Hub, HubSettings, PlayerQueue, StreamKey, StreamSettings};
+use crate::fanout::{ConnKey, Directory, Hub, HubSettings, OutputQueue, StreamKey, StreamSettings};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
@@ -311,7 +311,7 @@ impl Worker {
             index: index as u32,
             generation: id as u32,
         };
-        let queue = PlayerQueue::new(self.config.streams.player_queue_bytes);
+        let queue = OutputQueue::new(self.config.streams.player_queue_bytes);
         // Peer first: tests and greps find a connection by `:port `.
         let span = tracing::info_span!("conn", %peer, worker = self.index, conn = id,
             stream = tracing::field::Empty, role = tracing::field::Empty);

@@ -108,13 +108,13 @@ impl Packager {
 }
 
 /// One stream's packagers, shared between its owner and the workers serving it.
-pub type SharedSegmenter = Arc<Mutex<Packager>>;
+pub type SharedPackager = Arc<Mutex<Packager>>;
 
 /// Every packaged stream, by name. Entries outlive a publish so a republish continues the
 /// same playlist with a discontinuity.
 #[derive(Default)]
 pub struct HlsShelf {
-    streams: Mutex<HashMap<StreamKey, SharedSegmenter>>,
+    streams: Mutex<HashMap<StreamKey, SharedPackager>>,
     /// Where segments also go to disk (`http.hls_dir`), through the writer thread.
     disk: Option<(PathBuf, SyncSender<DiskWrite>)>,
 }
@@ -133,12 +133,12 @@ impl HlsShelf {
     }
 
     /// The packager of `key`, if it was ever published.
-    pub fn get(&self, key: &StreamKey) -> Option<SharedSegmenter> {
+    pub fn get(&self, key: &StreamKey) -> Option<SharedPackager> {
         lock(&self.streams).get(key).cloned()
     }
 
     /// The packager of `key`, created now if new; `true` when it already existed.
-    pub fn open(&self, key: &StreamKey, config: &HttpConfig) -> (SharedSegmenter, bool) {
+    pub fn open(&self, key: &StreamKey, config: &HttpConfig) -> (SharedPackager, bool) {
         let mut map = lock(&self.streams);
         if let Some(existing) = map.get(key) {
             return (existing.clone(), true);
@@ -264,7 +264,7 @@ pub struct Packaging {
     shelf: Arc<HlsShelf>,
     directory: Arc<Directory>,
     /// Packagers of the streams published on this worker.
-    packagers: HashMap<StreamKey, SharedSegmenter>,
+    packagers: HashMap<StreamKey, SharedPackager>,
     /// Requests held open.
     held: Vec<HeldRequest>,
     /// When idle packaging was last swept (once a second).

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{lock, wall_clock_ms, Packager, Packaging, PackagingAction, SharedSegmenter};
+use super::{lock, wall_clock_ms, Packager, Packaging, PackagingAction, SharedPackager};
 use crate::fanout::{ConnKey, StreamKey};
 use crate::http;
 use crate::package::dash::{self, DashTrack};
@@ -114,7 +114,7 @@ impl Packaging {
     /// Serving side: the packagers of `key` for a request, marked as used. On demand, a
     /// published stream that is not packaged yet gets its packagers and its owner is asked to
     /// feed them. `None`: the stream is neither packaged nor published.
-    fn hls_demand(&mut self, key: &StreamKey, now: Instant) -> Option<SharedSegmenter> {
+    fn hls_demand(&mut self, key: &StreamKey, now: Instant) -> Option<SharedPackager> {
         if !self.enabled() {
             return None;
         }
