@@ -62,11 +62,12 @@ impl Bystander {
     }
 }
 
-/// Server with an idle timeout far beyond every wait here, so only noticing the peer's close
-/// can end a session in time.
+/// Server with idle and slow-player timeouts far beyond every wait here: only noticing the
+/// peer's close can end a session in time, and a stuck player holds its queue until it goes.
 fn server_that_never_idles_out() -> TestServer {
     let mut config = Config::default();
     config.timeouts.idle_ms = 120_000;
+    config.timeouts.slow_player_ms = 120_000;
     TestServer::start(config)
 }
 
@@ -139,24 +140,6 @@ fn rss_bytes() -> u64 {
     kb * 1024
 }
 
-/// `@setDataFrame onMetaData {pad: "xxx…"}` of about `len` bytes.
-fn metadata_of(len: usize, fill: u8) -> Vec<u8> {
-    let mut v = Vec::new();
-    for s in ["@setDataFrame", "onMetaData"] {
-        v.push(0x02);
-        v.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        v.extend_from_slice(s.as_bytes());
-    }
-    v.extend_from_slice(&[0x08, 0, 0, 0, 1]);
-    v.extend_from_slice(&3u16.to_be_bytes());
-    v.extend_from_slice(b"pad");
-    v.push(0x0c); // long string
-    v.extend_from_slice(&(len as u32).to_be_bytes());
-    v.resize(v.len() + len, fill);
-    v.extend_from_slice(&[0, 0, 9]);
-    v
-}
-
 /// A player that never reads: a tiny receive buffer, and nothing read after play started.
 fn stuck_player(server: &TestServer, name: &str) -> Client {
     let stuck = Client::play(server.addr, "live", name);
@@ -169,10 +152,7 @@ fn stuck_player(server: &TestServer, name: &str) -> Client {
 #[test]
 fn repeated_metadata_for_a_player_that_never_reads_stays_bounded() {
     let _serial = serial();
-    let mut config = Config::default();
-    config.timeouts.slow_player_ms = 120_000;
-    config.timeouts.idle_ms = 120_000;
-    let server = TestServer::start(config);
+    let server = server_that_never_idles_out();
     let mut bystander = Bystander::start(&server, "bystander");
     let mut publisher = Client::publish(server.addr, "live", "meta");
     let _stuck = stuck_player(&server, "meta");
@@ -182,7 +162,7 @@ fn repeated_metadata_for_a_player_that_never_reads_stays_bounded() {
     const ROUNDS: u16 = 500;
     for round in 0..ROUNDS {
         let fill = (round % 251) as u8;
-        let meta = metadata_of(200_000, fill);
+        let meta = media::padded_metadata(200_000, fill);
         publisher.send(DATA, 0, &meta);
         // The reader keeps up (it gets the latest, or a later one replaced it).
         watcher.wait_for("this round's metadata", |e| {
@@ -207,7 +187,7 @@ fn metadata_over_max_header_bytes_closes_only_that_publisher() {
     let mut publisher = Client::publish(server.addr, "live", "huge");
     let mut player = Client::play(server.addr, "live", "huge");
     let tag = port_tag(&publisher);
-    publisher.send(DATA, 0, &metadata_of(1 << 20, 7));
+    publisher.send(DATA, 0, &media::padded_metadata(1 << 20, 7));
     publisher.wait_closed();
     let reason = server.close_reason(&publisher);
     assert!(
@@ -278,10 +258,7 @@ fn newlines_and_escape_bytes_in_names_cannot_forge_log_lines() {
 #[test]
 fn memory_held_for_stuck_players_goes_back_when_they_leave() {
     let _serial = serial();
-    let mut config = Config::default();
-    config.timeouts.slow_player_ms = 120_000;
-    config.timeouts.idle_ms = 120_000;
-    let server = TestServer::start(config);
+    let server = server_that_never_idles_out();
     let mut bystander = Bystander::start(&server, "bystander");
     let before = rss_bytes();
     const STREAMS: u32 = 16;

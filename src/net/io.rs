@@ -108,52 +108,38 @@ pub fn write_queue(
 mod tests {
     use super::*;
 
-    /// A peer that sent `data` and then closed: reads hand out the data, then EOF.
-    fn closed_after(data: &[u8]) -> io::Cursor<Vec<u8>> {
-        io::Cursor::new(data.to_vec())
+    /// One pass over a peer that sent `data` and closed, through a scratch buffer of
+    /// `scratch` bytes: how it ended and what it read.
+    fn pass(
+        data: &[u8],
+        scratch: usize,
+        budget: usize,
+        peer_closed: bool,
+    ) -> (ReadOutcome, BytesMut) {
+        let mut scratch = vec![0u8; scratch];
+        let mut buf = BytesMut::new();
+        let mut peer = io::Cursor::new(data.to_vec());
+        let outcome = read_some(&mut peer, &mut scratch, &mut buf, budget, peer_closed);
+        (outcome.unwrap(), buf)
     }
 
     #[test]
     fn a_short_read_counts_as_drained_while_the_peer_is_open() {
-        let mut scratch = [0u8; 64];
-        let mut buf = BytesMut::new();
-        let outcome = read_some(
-            &mut closed_after(b"hello"),
-            &mut scratch,
-            &mut buf,
-            1024,
-            false,
-        );
-        assert_eq!(outcome.unwrap(), ReadOutcome::Drained { bytes: 5 });
+        let (outcome, buf) = pass(b"hello", 64, 1024, false);
+        assert_eq!(outcome, ReadOutcome::Drained { bytes: 5 });
         assert_eq!(&buf[..], b"hello");
     }
 
     #[test]
     fn after_the_peer_closed_a_short_read_reads_on_to_the_eof() {
-        let mut scratch = [0u8; 64];
-        let mut buf = BytesMut::new();
-        let outcome = read_some(
-            &mut closed_after(b"hello"),
-            &mut scratch,
-            &mut buf,
-            1024,
-            true,
-        );
-        assert_eq!(outcome.unwrap(), ReadOutcome::Closed { bytes: 5 });
+        let (outcome, buf) = pass(b"hello", 64, 1024, true);
+        assert_eq!(outcome, ReadOutcome::Closed { bytes: 5 });
         assert_eq!(&buf[..], b"hello");
     }
 
     #[test]
     fn the_budget_stops_a_pass_before_the_eof() {
-        let mut scratch = [0u8; 4];
-        let mut buf = BytesMut::new();
-        let outcome = read_some(
-            &mut closed_after(b"abcdefgh"),
-            &mut scratch,
-            &mut buf,
-            8,
-            true,
-        );
-        assert_eq!(outcome.unwrap(), ReadOutcome::Budget { bytes: 8 });
+        let (outcome, _) = pass(b"abcdefgh", 4, 8, true);
+        assert_eq!(outcome, ReadOutcome::Budget { bytes: 8 });
     }
 }

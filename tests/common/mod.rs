@@ -393,8 +393,9 @@ pub mod media {
         v.resize(200, 0x11);
         v
     }
-    /// `@setDataFrame` + `onMetaData` + an ECMA array with width/height.
-    pub fn set_data_frame() -> Vec<u8> {
+    /// `@setDataFrame onMetaData` + an ECMA array of one property named `name`, whose value
+    /// (already AMF0-encoded, marker included) is `value`.
+    pub fn data_frame_with(name: &str, value: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         for s in ["@setDataFrame", "onMetaData"] {
             v.push(0x02);
@@ -402,12 +403,24 @@ pub mod media {
             v.extend_from_slice(s.as_bytes());
         }
         v.extend_from_slice(&[0x08, 0, 0, 0, 1]);
-        v.extend_from_slice(&5u16.to_be_bytes());
-        v.extend_from_slice(b"width");
-        v.push(0x00);
-        v.extend_from_slice(&320f64.to_be_bytes());
+        v.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        v.extend_from_slice(name.as_bytes());
+        v.extend_from_slice(value);
         v.extend_from_slice(&[0, 0, 9]);
         v
+    }
+    /// `@setDataFrame` + `onMetaData` + an ECMA array with width.
+    pub fn set_data_frame() -> Vec<u8> {
+        let mut width = vec![0x00];
+        width.extend_from_slice(&320f64.to_be_bytes());
+        data_frame_with("width", &width)
+    }
+    /// Metadata of about `len` bytes: a long string `pad` of `fill` bytes.
+    pub fn padded_metadata(len: usize, fill: u8) -> Vec<u8> {
+        let mut pad = vec![0x0c];
+        pad.extend_from_slice(&(len as u32).to_be_bytes());
+        pad.resize(pad.len() + len, fill);
+        data_frame_with("pad", &pad)
     }
 }
 
