@@ -310,3 +310,45 @@ fn memory_held_for_stuck_players_goes_back_when_they_leave() {
         peak.saturating_sub(before) >> 20
     );
 }
+
+#[test]
+fn a_peer_that_asks_and_never_reads_the_replies_is_closed_at_the_output_cap() {
+    use rtmp_edge::rtmp::amf0::Amf0Value;
+    use rtmp_edge::rtmp::chunk::ChunkEncoder;
+    use rtmp_edge::rtmp::command::Command;
+    let _serial = serial();
+    let server = server_that_never_idles_out();
+    let mut bystander = Bystander::start(&server, "bystander");
+    let mut asker = Client::connect(server.addr, "live");
+    asker.wait_for("connected", |e| matches!(e, ClientEvent::Connected));
+    socket2::SockRef::from(&asker.stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    // A thousand releaseStream calls per write, each answered with a _result.
+    let mut batch = bytes::BytesMut::new();
+    let mut encoder = ChunkEncoder::new();
+    for tx in 0..1000 {
+        let mut payload = bytes::BytesMut::new();
+        Command::new(
+            "releaseStream",
+            2.0 + f64::from(tx),
+            Amf0Value::Null,
+            vec![],
+        )
+        .encode(&mut payload);
+        encoder.encode(3, 0, 20, 0, &payload, &mut batch);
+    }
+    let before = rss_bytes();
+    let mut sent = 0usize;
+    while sent < 512 << 20 && asker.stream.write_all(&batch).is_ok() {
+        sent += batch.len();
+    }
+    let reason = server.close_reason(&asker);
+    assert!(
+        matches!(reason, CloseReason::OutputOverflow { cap, .. } if cap == 2_097_152 + 3 * 262_144 + 1_048_576),
+        "{reason:?} after {sent} bytes"
+    );
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 32 << 20, "RSS grew {} MB", grown >> 20);
+    bystander.check();
+}

@@ -52,6 +52,12 @@ pub enum CloseReason {
         queued: usize,
         dropped: u64,
     },
+    /// An RTMP peer's own answers (command results, pings) piled up past the cap: it sends
+    /// requests and does not read the replies.
+    #[error(
+        "output queue of {queued} bytes over its cap of {cap}: the peer does not read its replies"
+    )]
+    OutputOverflow { queued: usize, cap: usize },
     #[error("server shutting down")]
     ShuttingDown,
     #[error("server shut down (flush deadline passed)")]

@@ -39,6 +39,8 @@ const EVENTS_PER_POLL: usize = 1024;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// A drained connection keeps at most this much read buffer.
 const IDLE_READ_BUFFER: usize = 4 * 1024;
+/// Room for an RTMP connection's own replies on top of its media limit and latest headers.
+const REPLY_ROOM: usize = 1024 * 1024;
 
 /// Everything one worker owns.
 pub struct Worker {
@@ -76,6 +78,9 @@ pub struct Worker {
     trim: Trim,
     /// Told of every close (tests; later metrics).
     pub(super) on_close: Option<super::OnClose>,
+    /// Most bytes an RTMP connection's output may hold: its media limit, the latest header of
+    /// each kind, and room for replies. Only a peer that does not read its replies gets there.
+    output_cap: usize,
 }
 
 impl Worker {
@@ -145,6 +150,9 @@ impl Worker {
             shutdown_deadline: None,
             trim: Trim::new(Instant::now()),
             on_close: None,
+            output_cap: config.streams.player_queue_bytes
+                + 3 * config.streams.max_header_bytes
+                + REPLY_ROOM,
             config,
         })
     }
@@ -390,8 +398,17 @@ impl Worker {
                 conn.read_buf = BytesMut::new();
             }
         }
+        // Media is dropped and headers replace each other, so only the peer's own replies
+        // (HTTP bodies are shared, not copied, and may be large) can grow past the cap.
+        let overflow = self.conns.get(key).and_then(|c| {
+            let queued = c.out.queued_bytes();
+            (matches!(c.proto, Proto::Rtmp(_)) && queued > self.output_cap).then_some(queued)
+        });
         if let Err(e) = result {
             self.close(key, CloseReason::Protocol(e), now);
+        } else if let Some(queued) = overflow {
+            let cap = self.output_cap;
+            self.close(key, CloseReason::OutputOverflow { queued, cap }, now);
         } else if eof {
             self.close(key, CloseReason::PeerClosed, now);
         } else if more {
