@@ -3,6 +3,8 @@
 
 mod common;
 
+use rtmp_edge::shard::CloseReason;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -599,11 +601,22 @@ fn first_requests_on_every_worker_start_the_owners_packaging_once() {
             .map(str::to_string)
     };
     let owner = worker_of(&wait_for_log(&["publishing", "stream=live/multi"])).unwrap();
-    let served: Vec<String> =
-        wait_for_log_count(&["connection closed", "reason=\"HTTP "], 12, WAIT)
-            .iter()
-            .filter_map(worker_of)
-            .collect();
+    let journal = server.journal();
+    let served: Vec<String> = waiting
+        .iter()
+        .map(|c| journal.closed(c.local_addr().unwrap().port()))
+        .inspect(|closed| {
+            assert!(
+                // Held until the first segment, then answered.
+                matches!(
+                    closed.reason,
+                    CloseReason::HttpAnswered { .. } | CloseReason::HttpResponseSent
+                ),
+                "{closed:?}"
+            )
+        })
+        .map(|closed| closed.worker.to_string())
+        .collect();
     // 12 connections all hashed to the owner: 1 run in 4096.
     assert!(
         served.iter().any(|w| *w != owner),
