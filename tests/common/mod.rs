@@ -124,13 +124,14 @@ pub struct Journal(Arc<(Mutex<Vec<Closed>>, Condvar)>);
 
 impl Journal {
     /// Waits (bounded by WAIT) until the connection from local port `port` is closed; how.
+    /// The entry is taken out, so a port the kernel hands out again is waited for afresh.
     pub fn closed(&self, port: u16) -> Closed {
         let (lock, closed) = &*self.0;
         let deadline = Instant::now() + WAIT;
         let mut journal = lock.lock().unwrap();
         loop {
-            if let Some(c) = journal.iter().find(|c| c.peer.port() == port) {
-                return c.clone();
+            if let Some(at) = journal.iter().position(|c| c.peer.port() == port) {
+                return journal.remove(at);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
