@@ -172,6 +172,10 @@ fn repeated_metadata_for_a_player_that_never_reads_stays_bounded() {
         });
     }
     let grown = rss_bytes().saturating_sub(before);
+    eprintln!(
+        "{ROUNDS} x 200 KB metadata, stuck player: RSS grew {} KB",
+        grown >> 10
+    );
     assert!(
         grown < 24 << 20,
         "{ROUNDS} × 200 KB of metadata for a stuck player grew RSS by {} MB",
@@ -350,6 +354,10 @@ fn a_peer_that_asks_and_never_reads_the_replies_is_closed_at_the_output_cap() {
         "{reason:?} after {sent} bytes"
     );
     let grown = rss_bytes().saturating_sub(before);
+    eprintln!(
+        "{sent} bytes of requests, replies unread: RSS grew {} KB",
+        grown >> 10
+    );
     assert!(grown < 32 << 20, "RSS grew {} MB", grown >> 20);
     bystander.check();
 }
