@@ -23,7 +23,8 @@
 //! A stream is owned by the worker of its publisher (the shared [`Directory`] records which).
 //! A worker with players of a stream owned elsewhere keeps a mirror and subscribes
 //! ([`Mail::Subscribe`]); the owner answers with [`Mail::Started`] (the fast-start cache)
-//! and then sends each packet once per subscribed worker ([`Mail::Media`]).
+//! and then sends each packet once per subscribed worker ([`Mail::Media`]). The states of a
+//! stream entry and their transitions are drawn in `docs/LIFECYCLE-hub.md`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
