@@ -6,6 +6,8 @@
 //! - [`media`]: FLV tags and codec headers (AVC, HEVC, AV1, VP9, AAC, Opus, Enhanced RTMP).
 //! - [`fanout`]: per-core live streams, sans-IO: the stream [`fanout::Hub`] (inputs with a
 //!   `Door`, `Action`s out), encode-once packets, players, GOP cache, bounded output queues.
+//! - [`relay`]: the sans-IO policy for the (not yet wired) edge relay: origin order, health and
+//!   backoff, pull lifecycle, push targets.
 //! - [`http`]: sans-IO HTTP/1.1 request heads, routes and response heads.
 //! - [`package`]: sans-IO HLS/DASH packaging: MPEG-TS, CMAF, segmenter, playlists, MPD.
 //! - [`config`]: TOML configuration with embedded defaults.
@@ -27,5 +29,6 @@ pub mod logging;
 pub mod media;
 pub mod net;
 pub mod package;
+pub mod relay;
 pub mod rtmp;
 pub mod shard;
