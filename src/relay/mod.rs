@@ -1,5 +1,5 @@
 //! The edge relay's policy, sans-IO: which origin a stream is pulled from, how origins fail
-//! and come back, and the life of a pull. Nothing here opens a socket, reads
+//! and come back, the life of a pull, and push targets. Nothing here opens a socket, reads
 //! the clock or draws random numbers: every input takes `now`, and the worker (which owns
 //! the sockets) applies the actions. Not wired into the worker yet.
 //!
@@ -14,6 +14,8 @@
 //!   [`Origins::next_origin`] picks the origin a stream tries next. One per worker.
 //! - [`Pull`]: one stream's pull (`docs/LIFECYCLE-relay.md`): connect, fail over, linger
 //!   when the last player leaves, give up on players that waited too long.
+//! - [`PushTarget`]: one stream pushed to one target, reconnecting with backoff;
+//!   [`GopDropper`]: the drop policy of the target's bounded queue.
 //!
 //! # Call order
 //!
@@ -24,18 +26,25 @@
 //!    `handle_timeout` at its `poll_timeout`; after each input, apply every `poll_action`
 //!    in order ([`PullAction::Connect`], [`PullAction::Disconnect`], [`PullAction::GiveUp`]).
 //! 4. Drop the pull when `is_closed`.
+//! 5. A stream is published on an app with push targets: a [`PushTarget`] per target,
+//!    `start`, then the same feed/timeout/poll loop; each of its media frames passes
+//!    [`GopDropper::offer`] before entering the target's queue.
 
+mod gop_drop;
 mod health;
 mod pull;
 #[cfg(test)]
 mod pull_tests;
+mod push;
 mod rendezvous;
 mod url;
 
 use std::time::Duration;
 
+pub use gop_drop::{Frame, GopDropper, Verdict};
 pub use health::{Backoff, FailureKind, NextOrigin, OriginHealth, Origins};
 pub use pull::{Progress, Pull, PullAction, PullState, PullTimeouts};
+pub use push::{PushAction, PushState, PushTarget};
 pub use rendezvous::{rendezvous_order, stream_key, weight};
 pub use url::{Endpoint, OriginUrl, PushUrl, Scheme, StreamUrl, UrlError};
 
@@ -52,7 +61,7 @@ pub struct RelaySettings {
     /// Players of a pull that has had no media for this long (every origin failing) are
     /// answered StreamNotFound (10 s).
     pub player_wait: Duration,
-    /// Backoff of a failed origin (1 s doubling to 30 s).
+    /// Backoff of a failed origin or push target (1 s doubling to 30 s).
     pub backoff: Backoff,
 }
 
