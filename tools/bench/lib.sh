@@ -22,7 +22,11 @@
 #   edge-w<N> (N workers pinned over EDGE2_CORES), edge-c<MS> (workers.write_coalesce_ms = MS),
 #   edge-flv (edge; players are HTTP-FLV viewers), edge-hls (edge, plain HLS: hls_part_ms = 0),
 #   edge-llhls (2000 ms segments, 500 ms parts), edge-llhls200 (1000 ms segments, 200 ms
-#   parts), nginx-hls (nginx-rtmp writing HLS, served by nginx http). The edge's HLS variants
+#   parts), nginx-hls (nginx-rtmp writing HLS, served by nginx http), edge-before (like edge,
+#   but runs the binary EDGE_BIN_BEFORE: a build of an older commit, so one session can compare
+#   two rtmp-edge builds and nginx run by run, e.g. EDGE_BIN_BEFORE=/path/old/rtmp-edge
+#   SERVERS="edge-before edge nginx" RATIOS="edge/edge-before edge/nginx edge-before/nginx").
+#   The edge's HLS variants
 #   package on demand (the default) with DASH off; variant_args gives each variant's rtmp-load
 #   arguments.
 set -euo pipefail
@@ -47,6 +51,7 @@ RATIOS=${RATIOS:-}
 SUMMARY_ROW=${SUMMARY_ROW:-summary_row}
 RATIO_ROW=${RATIO_ROW:-ratio_row}
 EDGE_BIN=${EDGE_BIN:-$BENCH_ROOT/target/release/rtmp-edge}
+EDGE_BIN_BEFORE=${EDGE_BIN_BEFORE:-}
 LOAD_BIN=${LOAD_BIN:-$BENCH_ROOT/target/release/rtmp-load}
 RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 NGINX_BIN=/usr/sbin/nginx
@@ -105,6 +110,7 @@ machine_info() {
     echo "autogroup: $(cat /proc/$$/autogroup 2>/dev/null) (sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null))"
     echo "nginx: $("$NGINX_BIN" -v 2>&1)"
     echo "rtmp-edge: $(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null)"
+    echo "binaries: EDGE_BIN=$EDGE_BIN EDGE_BIN_BEFORE=${EDGE_BIN_BEFORE:--} LOAD_BIN=$LOAD_BIN"
     echo "settings: SERVER_CORES=$SERVER_CORES LOAD_CORE=$LOAD_CORE DURATION=$DURATION WARMUP=$WARMUP RAMP=$RAMP REPS=$REPS NICE=$NICE"
 }
 
@@ -203,10 +209,12 @@ CONF
     SERVER_URL_BASE="rtmp://127.0.0.1:$NGINX_PORT/live"
 }
 
-# start_edge [WORKERS] [COALESCE_MS] [CORES] [HTTP_KEYS]: rtmp-edge pinned to CORES (default
-# SERVER_CORES), HTTP on 127.0.0.1:EDGE_HTTP_PORT; HTTP_KEYS are more [http] lines.
+# start_edge [WORKERS] [COALESCE_MS] [CORES] [HTTP_KEYS] [BIN]: rtmp-edge (BIN, default
+# EDGE_BIN) pinned to CORES (default SERVER_CORES), HTTP on 127.0.0.1:EDGE_HTTP_PORT; HTTP_KEYS
+# are more [http] lines.
 start_edge() {
     local workers=${1:-1} coalesce=${2:-0} cores=${3:-$SERVER_CORES} http_keys=${4:-} dir=$OUT/edge
+    local bin=${5:-$EDGE_BIN}
     mkdir -p "$dir"
     cat >"$dir/edge.toml" <<CONF
 [rtmp]
@@ -223,7 +231,7 @@ max_connections_per_ip = 0
 write_coalesce_ms = $coalesce
 CONF
     # shellcheck disable=SC2046
-    $(prio) taskset -c "$cores" "$EDGE_BIN" --config "$dir/edge.toml" >>"$dir/stdout.log" 2>&1 &
+    $(prio) taskset -c "$cores" "$bin" --config "$dir/edge.toml" >>"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
     STARTED_PIDS+=("$SERVER_PID")
     wait_port "$EDGE_PORT"
@@ -232,11 +240,14 @@ CONF
 }
 
 # start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS> | edge-flv | edge-hls |
-# edge-llhls | edge-llhls200 | nginx-hls
+# edge-llhls | edge-llhls200 | nginx-hls | edge-before
 start_server() {
     local nl=$'\n'
     case $1 in
     edge | edge-flv) start_edge 1 ;;
+    edge-before)
+        [ -x "$EDGE_BIN_BEFORE" ] || { log "edge-before needs EDGE_BIN_BEFORE"; return 1; }
+        start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN_BEFORE" ;;
     edge-hls) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 0${nl}dash = false" ;;
     edge-llhls) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 500${nl}dash = false" ;;
     edge-llhls200) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 1000${nl}hls_part_ms = 200${nl}dash = false" ;;
