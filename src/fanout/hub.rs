@@ -466,7 +466,8 @@ impl Hub {
     }
 
     /// Publisher media from `conn`: encoded once, cached, fanned out to local players and
-    /// subscribed workers. The packet, for packaging; `None` when not forwarded.
+    /// subscribed workers. The stream and the packet, for packaging; `None` when not
+    /// forwarded.
     pub fn ingest(
         &mut self,
         conn: ConnKey,
@@ -474,7 +475,7 @@ impl Hub {
         timestamp: u32,
         payload: Bytes,
         door: &mut impl Door,
-    ) -> Result<Option<Packet>, IngestError> {
+    ) -> Result<Option<(StreamKey, Packet)>, IngestError> {
         let Some(Member::Publisher { key }) = self.members.get(&conn) else {
             return Ok(None);
         };
@@ -505,7 +506,7 @@ impl Hub {
             self.actions.push_back(Action::Send { to: worker, mail });
         }
         deliver(&mut stream.players, &packet, door);
-        Ok(Some(packet))
+        Ok(Some((key.clone(), packet)))
     }
 
     /// Worker `to`'s mailbox refused media of `key`: its players skip to the next keyframe.

@@ -452,7 +452,7 @@ impl Worker {
             } => {
                 let (hub, mut door) = self.door(now);
                 match hub.ingest(key, type_id, timestamp, payload, &mut door) {
-                    Ok(Some(packet)) => self.packaged(key, &packet, now),
+                    Ok(Some((stream, packet))) => self.packaged(key, &stream, &packet, now),
                     Ok(None) => {}
                     Err(e) => self.close(key, CloseReason::PublisherRefused(e), now),
                 }
@@ -489,7 +489,13 @@ impl Worker {
 
     /// Publisher media the hub took: dates it against the publisher's clock and hands it to
     /// HLS/DASH packaging.
-    fn packaged(&mut self, key: ConnKey, packet: &crate::fanout::Packet, now: Instant) {
+    fn packaged(
+        &mut self,
+        key: ConnKey,
+        stream: &StreamKey,
+        packet: &crate::fanout::Packet,
+        now: Instant,
+    ) {
         // Arrival on the wall clock, read once per message: dates HLS/DASH media.
         let wall = crate::shard::hls::wall_clock_ms();
         let Some(conn) = self.conns.get_mut(key) else {
@@ -497,10 +503,8 @@ impl Worker {
         };
         let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
         MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
-        if let Some(stream) = self.hub.published_by(key).cloned() {
-            self.packaging.package(&stream, packet, wall, now);
-            self.apply_packaging(now);
-        }
+        self.packaging.package(stream, packet, wall, now);
+        self.apply_packaging(now);
     }
 
     /// Writes every connection on the write list (one vectored pass each, budgeted).
