@@ -522,10 +522,15 @@ fn at_shutdown_a_player_that_reads_nothing_is_closed_at_the_flush_deadline() {
     config.timeouts.shutdown_ms = 300;
     config.timeouts.slow_player_ms = 60_000;
     config.workers.socket_send_buffer = 16 * 1024;
+    // Room for every frame: no drop may empty the stuck player's queue before the shutdown.
+    config.streams.player_queue_bytes = 16 << 20;
     let server = TestServer::start(config);
     let mut publisher = Client::publish(server.addr, "live", "deadline");
     let mut good = Client::play(server.addr, "live", "deadline");
     let stuck = Client::play(server.addr, "live", "deadline");
+    socket2::SockRef::from(&stuck.stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
     // More than the stuck player's socket buffers hold: the rest waits in its queue.
     for i in 0..40u32 {
         publisher.send(VIDEO, i * 40, &media::avc_frame(i % 10 == 0, i, 64 * 1024));
