@@ -465,23 +465,25 @@ impl Hub {
         });
     }
 
-    /// Publisher media from `conn`: encoded once, cached, fanned out to local players and
-    /// subscribed workers. The stream and the packet, for packaging; `None` when not
-    /// forwarded.
+    /// Publisher media from `conn`, which publishes `key` (the worker keeps that on the
+    /// connection, so the hot path hashes only the stream name): encoded once, cached, fanned
+    /// out to local players and subscribed workers. The packet, for packaging; `None` when
+    /// not forwarded, or when `conn` does not publish `key` here.
     pub fn ingest(
         &mut self,
         conn: ConnKey,
+        key: &StreamKey,
         type_id: u8,
         timestamp: u32,
         payload: Bytes,
         door: &mut impl Door,
-    ) -> Result<Option<(StreamKey, Packet)>, IngestError> {
-        let Some(Member::Publisher { key }) = self.members.get(&conn) else {
-            return Ok(None);
-        };
+    ) -> Result<Option<Packet>, IngestError> {
         let Some(stream) = self.streams.get_mut(key) else {
             return Ok(None);
         };
+        if stream.source != Source::Local(conn) {
+            return Ok(None);
+        }
         let Some(packet) = stream.ingest(type_id, timestamp, payload)? else {
             return Ok(None);
         };
@@ -506,7 +508,7 @@ impl Hub {
             self.actions.push_back(Action::Send { to: worker, mail });
         }
         deliver(&mut stream.players, &packet, door);
-        Ok(Some((key.clone(), packet)))
+        Ok(Some(packet))
     }
 
     /// Worker `to`'s mailbox refused media of `key`: its players skip to the next keyframe.

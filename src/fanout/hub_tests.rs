@@ -146,7 +146,11 @@ impl Cluster {
     }
 
     fn send(&mut self, w: usize, conn: ConnKey, type_id: u8, ts: u32, payload: Bytes) {
-        let result = self.hubs[w].ingest(conn, type_id, ts, payload, &mut self.conns[w]);
+        let key = self.hubs[w].published_by(conn).cloned();
+        let Some(key) = key else {
+            return; // not a publisher here: nothing to ingest
+        };
+        let result = self.hubs[w].ingest(conn, &key, type_id, ts, payload, &mut self.conns[w]);
         result.expect("accepted");
         self.settle();
     }
@@ -632,7 +636,7 @@ fn an_oversized_header_is_refused_and_not_cached() {
     let publisher = c.publish(0, "a");
     let huge = Bytes::from([0x17u8, 0x00, 0, 0, 0].repeat(20_000));
     let err = c.hubs[0]
-        .ingest(publisher, VIDEO, 0, huge, &mut c.conns[0])
+        .ingest(publisher, &key("a"), VIDEO, 0, huge, &mut c.conns[0])
         .unwrap_err();
     assert!(matches!(err, IngestError::HeaderTooLarge { .. }));
     assert!(c.hubs[0].snapshot(&key("a")).is_empty());

@@ -192,6 +192,14 @@ impl Conn {
         }
     }
 
+    /// The stream this connection publishes now, if it is a publisher.
+    pub fn published(&self) -> Option<StreamKey> {
+        match (&self.role, &self.last_stream) {
+            (Role::Publisher, Some((key, _))) => Some(key.clone()),
+            _ => None,
+        }
+    }
+
     /// `app/stream` this connection has (or last had), or `-`.
     pub fn stream_name(&self) -> &str {
         self.last_stream
