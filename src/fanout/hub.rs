@@ -313,7 +313,7 @@ impl Hub {
         tracing::info!("publishing");
         self.actions
             .push_back(Action::Published { key: key.clone() });
-        self.start_players(&key, true, door);
+        self.prime(&key, None, true, door);
     }
 
     fn reject_publish(&self, conn: ConnKey, stream_id: u32, key: &StreamKey, door: &mut impl Door) {
@@ -361,19 +361,7 @@ impl Hub {
             .remove(key)
             .unwrap_or_else(|| self.new_stream(key.clone()));
         if stream.source == Source::None && stream.players.is_empty() {
-            match self.directory.subscribe(key, me) {
-                Some(owner) if owner != me => {
-                    stream.source = Source::Remote(owner);
-                    self.send(
-                        owner,
-                        Mail::Subscribe {
-                            key: key.clone(),
-                            from: me,
-                        },
-                    );
-                }
-                _ => {}
-            }
+            stream.source = self.follow_owner(key);
         }
         if stream.source == Source::None && !self.settings.wait_for_publisher {
             if stream.is_idle() {
@@ -419,50 +407,47 @@ impl Hub {
         );
         tracing::info!(live, "playing");
         if live {
-            self.start_player(&key, conn, false, door);
+            self.prime(&key, Some(conn), false, door);
         }
     }
 
-    /// Primes every unprimed player of `key` (the stream just went live here).
-    fn start_players(&mut self, key: &StreamKey, notify: bool, door: &mut impl Door) {
-        let players: Vec<ConnKey> = match self.streams.get(key) {
-            Some(stream) => stream.players.iter().map(|p| p.conn).collect(),
-            None => return,
-        };
-        for conn in players {
-            self.start_player(key, conn, notify, door);
-        }
-    }
-
-    /// A player (re)starts receiving a stream that is live: tell it (`notify`), and give it
-    /// the fast-start cache unless it already has this publish's media.
-    fn start_player(&mut self, key: &StreamKey, conn: ConnKey, notify: bool, door: &mut impl Door) {
+    /// Primes the unprimed players of `key` (all of them, or only `only`): the stream is
+    /// live here. Each is told it is republished (`notify`) and gets the fast-start cache,
+    /// which is built once for all of them (restamped headers included) and, for HTTP-FLV
+    /// viewers, framed once per packet.
+    fn prime(
+        &mut self,
+        key: &StreamKey,
+        only: Option<ConnKey>,
+        notify: bool,
+        door: &mut impl Door,
+    ) {
         let Some(stream) = self.streams.get_mut(key) else {
             return;
         };
-        let Some(index) = stream.players.iter().position(|p| p.conn == conn) else {
+        let wanted = |p: &Player| !p.primed && only.map_or(true, |c| c == p.conn);
+        if !stream.players.iter().any(wanted) {
             return;
-        };
-        if stream.players[index].primed {
-            return;
-        }
-        stream.players[index].primed = true;
-        if notify {
-            let stream_id = stream.players[index].stream_id;
-            door.notify(conn, Notice::Republished { stream_id });
         }
         let waits = !stream.starts_on_keyframe();
         let cache: Vec<Packet> = stream.fast_start().collect();
-        let player = &mut stream.players[index];
-        door.write(conn, |out| {
-            for packet in &cache {
-                // Framings are shared per packet (between players), so one each here.
-                player.push(out, packet, &mut FlvFramings::default());
+        let mut framings: Vec<FlvFramings> = cache.iter().map(|_| FlvFramings::default()).collect();
+        let players = stream.players.iter_mut().filter(|p| wanted(p));
+        for player in players {
+            player.primed = true;
+            if notify {
+                let stream_id = player.stream_id;
+                door.notify(player.conn, Notice::Republished { stream_id });
             }
-            if waits {
-                out.wait_for_keyframe();
-            }
-        });
+            door.write(player.conn, |out| {
+                for (packet, framing) in cache.iter().zip(&mut framings) {
+                    player.push(out, packet, framing);
+                }
+                if waits {
+                    out.wait_for_keyframe();
+                }
+            });
+        }
     }
 
     /// Publisher media from `conn`, which publishes `key` (the worker keeps that on the
@@ -525,18 +510,18 @@ impl Hub {
     }
 
     /// Publisher `conn` stopped publishing (FCUnpublish/deleteStream) but stays connected.
+    /// (A player's membership is left alone.)
     pub fn unpublish(&mut self, conn: ConnKey, door: &mut impl Door) {
-        if let Some(Member::Publisher { key }) = self.members.remove(&conn) {
-            if self.publisher(&key) == Some(conn) {
-                self.stream_unpublished(&key, door);
-            }
+        if let Some(Member::Publisher { .. }) = self.members.get(&conn) {
+            self.gone(conn, door);
         }
     }
 
     /// Player `conn` stopped playing (closeStream/deleteStream) but stays connected.
-    pub fn stop(&mut self, conn: ConnKey) {
-        if let Some(Member::Player { key }) = self.members.remove(&conn) {
-            self.leave(conn, &key);
+    /// (A publisher's membership is left alone.)
+    pub fn stop(&mut self, conn: ConnKey, door: &mut impl Door) {
+        if let Some(Member::Player { .. }) = self.members.get(&conn) {
+            self.gone(conn, door);
         }
     }
 
@@ -653,7 +638,6 @@ impl Hub {
     /// Local players of `key` lost their source: tell them, keep them waiting or stop them.
     fn players_lost_source(&mut self, key: &StreamKey, door: &mut impl Door) {
         let keep = self.settings.keep_players_on_unpublish;
-        let me = self.me;
         let Some(stream) = self.streams.get_mut(key) else {
             return;
         };
@@ -681,16 +665,28 @@ impl Hub {
             }
             return;
         }
-        match self.directory.subscribe(key, me) {
-            Some(owner) if owner != me => {
-                stream.source = Source::Remote(owner);
-                let mail = Mail::Subscribe {
-                    key: key.clone(),
-                    from: me,
-                };
-                self.send(owner, mail);
+        let source = self.follow_owner(key);
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.source = source;
+        }
+    }
+
+    /// This worker wants `key`: subscribed to its owner when another worker publishes it
+    /// (`Remote`), else listed in the directory as waiting for a publisher (`None`).
+    fn follow_owner(&mut self, key: &StreamKey) -> Source {
+        match self.directory.subscribe(key, self.me) {
+            Some(owner) if owner != self.me => {
+                let from = self.me;
+                self.send(
+                    owner,
+                    Mail::Subscribe {
+                        key: key.clone(),
+                        from,
+                    },
+                );
+                Source::Remote(owner)
             }
-            _ => stream.source = Source::None,
+            _ => Source::None,
         }
     }
 
@@ -762,7 +758,7 @@ impl Hub {
                 for packet in &snapshot {
                     stream.remember(packet);
                 }
-                self.start_players(&key, true, door);
+                self.prime(&key, None, true, door);
             }
             Mail::Media { key, owner, packet } => {
                 let Some(stream) = self.streams.get_mut(&key) else {

@@ -662,3 +662,66 @@ fn an_http_flv_joiner_gets_each_cached_packet_framed_as_its_own_tag() {
         assert_eq!(framing.tail(), expected.tail());
     }
 }
+
+#[test]
+fn a_stop_meant_for_a_player_leaves_a_publisher_publishing_and_vice_versa() {
+    let mut c = Cluster::new(1, settings());
+    let publisher = c.publish(0, "a");
+    let player = c.play(0, "a");
+    c.told(0, player);
+    // Each event of the wrong role is ignored: memberships stay as they were.
+    c.hubs[0].stop(publisher, &mut c.conns[0]);
+    c.hubs[0].unpublish(player, &mut c.conns[0]);
+    c.settle();
+    c.close(0, player);
+    assert!(
+        c.hubs[0].stream(&key("a")).unwrap().players.is_empty(),
+        "the closed player left its stream"
+    );
+    let other = c.play(0, "a");
+    c.told(0, other);
+    c.close(0, publisher);
+    assert_eq!(
+        c.told(0, other),
+        vec![Notice::Unpublished { stream_id: 1 }],
+        "the publisher's close still ends the stream"
+    );
+}
+
+#[test]
+fn waiting_http_flv_viewers_share_one_framing_per_cached_packet() {
+    let mut c = Cluster::new(2, settings());
+    let publisher = c.publish(0, "a");
+    c.send_headers(0, publisher);
+    // Three viewers join on the other worker before its subscription is answered: the
+    // owner's snapshot primes them together.
+    let viewers: Vec<ConnKey> = (0..3)
+        .map(|_| {
+            let v = c.connect(1);
+            assert!(c.hubs[1].open(&key("a")));
+            c.hubs[1].attach(v, 0, key("a"), Some(FlvBody::Chunked), &mut c.conns[1]);
+            v
+        })
+        .collect();
+    c.settle();
+    let mut framings: Vec<Vec<Arc<crate::fanout::FlvFraming>>> = Vec::new();
+    for v in &viewers {
+        let items = c.conns[1].queues.get_mut(v).unwrap().take_all();
+        framings.push(
+            items
+                .into_iter()
+                .filter_map(|item| match item {
+                    OutItem::Flv(_, framing) => Some(framing),
+                    _ => None,
+                })
+                .collect(),
+        );
+    }
+    assert_eq!(framings[0].len(), 3, "metadata and two headers");
+    for other in &framings[1..] {
+        assert_eq!(other.len(), 3);
+        for (a, b) in framings[0].iter().zip(other) {
+            assert!(Arc::ptr_eq(a, b), "one framing per packet, shared");
+        }
+    }
+}

@@ -480,7 +480,8 @@ impl Worker {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.role = Role::Pending;
                 }
-                self.hub.stop(key);
+                let (hub, mut door) = self.door(now);
+                hub.stop(key, &mut door);
             }
             ServerEvent::Paused { paused, .. } => {
                 let (hub, mut door) = self.door(now);
