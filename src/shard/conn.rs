@@ -64,8 +64,9 @@ pub struct Conn {
     pub bytes_out: u64,
     /// Set when the connection is on its way out: no more reads, flush then close.
     pub closing: Option<CloseReason>,
-    /// The last stream and role this connection had, for the close log.
-    pub last_stream: Option<(StreamKey, &'static str)>,
+    /// The last stream this connection published or played (its role is in `role` and,
+    /// for logs, in `span`).
+    pub last_stream: Option<StreamKey>,
     /// Already on the worker's write list.
     pub write_listed: bool,
     /// The socket said WouldBlock: don't write again before a writable event.
@@ -169,7 +170,7 @@ impl Conn {
         }
     }
 
-    /// Takes a role in stream `key`, remembering both for the close log.
+    /// Takes a role in stream `key`, recording both in the log envelope.
     pub fn set_role(&mut self, role: Role, key: StreamKey) {
         let name = match role {
             Role::Publisher => "publisher",
@@ -179,7 +180,7 @@ impl Conn {
         };
         self.span.record("stream", tracing::field::display(&key));
         self.span.record("role", name);
-        self.last_stream = Some((key, name));
+        self.last_stream = Some(key);
         self.role = role;
     }
 
@@ -194,16 +195,9 @@ impl Conn {
 
     /// The stream this connection publishes now, if it is a publisher.
     pub fn published(&self) -> Option<StreamKey> {
-        match (&self.role, &self.last_stream) {
-            (Role::Publisher, Some((key, _))) => Some(key.clone()),
+        match self.role {
+            Role::Publisher => self.last_stream.clone(),
             _ => None,
         }
-    }
-
-    /// `app/stream` this connection has (or last had), or `-`.
-    pub fn stream_name(&self) -> &str {
-        self.last_stream
-            .as_ref()
-            .map_or("-", |(key, _)| key.as_str())
     }
 }

@@ -44,12 +44,8 @@ impl Door for WorkerDoor<'_> {
 
     fn behind(&mut self, key: ConnKey) {
         if let Some(conn) = self.conns.get_mut(key) {
-            tracing::debug!(
-                conn = conn.id,
-                stream = conn.stream_name(),
-                queued = conn.out.queued_bytes(),
-                "player behind: dropping to the next keyframe"
-            );
+            tracing::debug!(parent: &conn.span, queued = conn.out.queued_bytes(),
+                "player behind: dropping to the next keyframe");
             conn.stalled_since.get_or_insert(self.now);
         }
     }
