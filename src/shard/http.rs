@@ -36,16 +36,9 @@ impl Worker {
                 Ok(None) => return,
                 Err(e) => {
                     let (status, reason) = e.status();
-                    conn.out.push_control(http::simple_response(
-                        status,
-                        reason,
-                        &format!("{e}\n"),
-                        false,
-                        &cors,
-                    ));
-                    conn.closing = Some(CloseReason::BadHttpRequest(e));
-                    conn.read_buf.clear();
-                    conn.schedule_write(&mut self.write_list);
+                    let response =
+                        http::simple_response(status, reason, &format!("{e}\n"), false, &cors);
+                    self.refuse(key, response, CloseReason::BadHttpRequest(e));
                     return;
                 }
             };
@@ -72,9 +65,6 @@ impl Worker {
                 let route = match http::route(&request.path) {
                     Ok(route) => route,
                     Err(e) => {
-                        let Some(conn) = self.conns.get_mut(key) else {
-                            return;
-                        };
                         let response = http::simple_response(
                             400,
                             "Bad Request",
@@ -82,17 +72,13 @@ impl Worker {
                             false,
                             &cors,
                         );
-                        conn.out.push_control(if head_only {
+                        let response = if head_only {
                             http::head_of(response)
                         } else {
                             response
-                        });
-                        conn.closing = Some(CloseReason::BadHttpPath {
-                            path: request.path.clone(),
-                            error: e,
-                        });
-                        conn.read_buf.clear();
-                        conn.schedule_write(&mut self.write_list);
+                        };
+                        let path = request.path.clone();
+                        self.refuse(key, response, CloseReason::BadHttpPath { path, error: e });
                         return;
                     }
                 };
@@ -184,6 +170,18 @@ impl Worker {
             }
             conn.schedule_write(&mut self.write_list);
         }
+    }
+
+    /// Answers a request that cannot be served with `response`, then closes the connection
+    /// for `reason` once that is written (what follows in its buffer is not read).
+    fn refuse(&mut self, key: ConnKey, response: bytes::Bytes, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.out.push_control(response);
+        conn.closing = Some(reason);
+        conn.read_buf.clear();
+        conn.schedule_write(&mut self.write_list);
     }
 
     /// Runs an HLS/DASH request; queues all but the last piece of its answer and returns that
