@@ -289,17 +289,7 @@ impl Pull {
             Ok(url) if !*redirected => {
                 let origin = *origin;
                 self.actions.push_back(PullAction::Disconnect);
-                self.actions.push_back(PullAction::Connect {
-                    origin,
-                    url: url.clone(),
-                });
-                self.state = PullState::Connecting {
-                    origin,
-                    url,
-                    since: now,
-                    progress: Progress::Dialing,
-                    redirected: true,
-                };
+                self.connect(origin, url, true, now);
             }
             _ => self.failed(FailureKind::Redirect, origins, now),
         }
@@ -351,20 +341,25 @@ impl Pull {
             None => self.give_up(),
             Some(NextOrigin::Now(origin)) => {
                 let url = origins.urls()[origin].pull_url(&self.app, &self.stream);
-                self.actions.push_back(PullAction::Connect {
-                    origin,
-                    url: url.clone(),
-                });
-                self.state = PullState::Connecting {
-                    origin,
-                    url,
-                    since: now,
-                    progress: Progress::Dialing,
-                    redirected: false,
-                };
+                self.connect(origin, url, false, now);
             }
             Some(NextOrigin::At(_, retry_at)) => self.state = PullState::Wanted { retry_at },
         }
+    }
+
+    /// Dials `url` of `origin` (`redirected`: it came from a redirect, which is followed once).
+    fn connect(&mut self, origin: usize, url: StreamUrl, redirected: bool, now: Instant) {
+        self.actions.push_back(PullAction::Connect {
+            origin,
+            url: url.clone(),
+        });
+        self.state = PullState::Connecting {
+            origin,
+            url,
+            since: now,
+            progress: Progress::Dialing,
+            redirected,
+        };
     }
 
     fn give_up(&mut self) {
