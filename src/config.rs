@@ -94,6 +94,8 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[relay]`: pull on demand from origins, push published streams onward.
+    pub relay: RelayConfig,
 }
 
 /// The smallest outbound chunk size accepted (the protocol's initial chunk size).
@@ -275,15 +277,49 @@ config_section! {
     }
 }
 
+config_section! {
+    /// The edge relay: streams nobody publishes here are pulled on demand from `origins`
+    /// (tried in an order fixed per stream by rendezvous hashing, failing over on errors),
+    /// and streams published here are pushed to every matching `[[relay.push]]` target.
+    pub struct RelayConfig in "relay" {
+        /// Origins to pull from, e.g. `["rtmp://origin-a:1935", "rtmp://origin-b:1935"]`; a
+        /// path (`rtmp://host/prefix`) goes before the app. Empty: never pull.
+        pub origins: Vec<String>,
+        /// Connect + play + first media, or a gap in a pulled stream's media, longer than this
+        /// marks the origin down (backoff 1 s doubling to 30 s) and fails over to the next.
+        pub origin_timeout_ms: u64,
+        /// A pulled stream with no players for this long is closed (a player back before then
+        /// starts from the cached GOP at once).
+        pub pull_idle_ms: u64,
+        /// Players of a pull that has had no media this long (every origin failing) are
+        /// answered NetStream.Play.StreamNotFound (HTTP-FLV: the body ends).
+        pub player_wait_ms: u64,
+        /// Push targets, repeatable as `[[relay.push]]` tables with `app` (or `"*"`) and `url`
+        /// (`rtmp://host[:port]/app`; the stream name and its query are appended).
+        pub push: Vec<PushConfig>,
+    }
+}
+
+/// One `[[relay.push]]` target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Streams of this app are pushed (`"*"`: every app).
+    pub app: String,
+    /// Where: `rtmp://host[:port]/app[/...]`; each stream's name is appended.
+    pub url: String,
+}
+
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 6] = [
+    pub const SECTIONS: [SectionDoc; 7] = [
         RtmpConfig::DOC,
         HttpConfig::DOC,
         WorkersConfig::DOC,
         StreamsConfig::DOC,
         TimeoutsConfig::DOC,
         LogConfig::DOC,
+        RelayConfig::DOC,
     ];
 
     /// Parses TOML text; missing keys take their defaults. Unknown keys and values of the wrong
@@ -452,6 +488,42 @@ impl Config {
         positive("timeouts.idle_ms", timeouts.idle_ms)?;
         positive("timeouts.slow_player_ms", timeouts.slow_player_ms)?;
         positive("timeouts.shutdown_ms", timeouts.shutdown_ms)?;
+
+        let relay = &self.relay;
+        for (i, origin) in relay.origins.iter().enumerate() {
+            let parsed =
+                crate::relay::OriginUrl::parse(origin).map_err(|error| ConfigError::BadUrl {
+                    key: "relay.origins",
+                    value: origin.clone(),
+                    reason: error.to_string(),
+                })?;
+            if relay.origins[..i].iter().any(|o| {
+                crate::relay::OriginUrl::parse(o).is_ok_and(|o| o.to_string() == parsed.to_string())
+            }) {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.origins",
+                    value: origin.clone(),
+                    reason: "listed twice".into(),
+                });
+            }
+        }
+        positive("relay.origin_timeout_ms", relay.origin_timeout_ms)?;
+        positive("relay.pull_idle_ms", relay.pull_idle_ms)?;
+        positive("relay.player_wait_ms", relay.player_wait_ms)?;
+        for push in &relay.push {
+            if push.app.is_empty() || push.app.contains('/') {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.push",
+                    value: push.app.clone(),
+                    reason: "`app` must be an app name or \"*\"".into(),
+                });
+            }
+            crate::relay::PushUrl::parse(&push.url).map_err(|error| ConfigError::BadUrl {
+                key: "relay.push",
+                value: push.url.clone(),
+                reason: error.to_string(),
+            })?;
+        }
 
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::InvalidLogFilter {
@@ -708,6 +780,18 @@ impl Default for TimeoutsConfig {
             idle_ms: 30_000,
             slow_player_ms: 10_000,
             shutdown_ms: 3_000,
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            origin_timeout_ms: 3_000,
+            pull_idle_ms: 10_000,
+            player_wait_ms: 10_000,
+            push: Vec::new(),
         }
     }
 }

@@ -530,3 +530,44 @@ fn load_reads_a_file_and_names_a_missing_one() {
     assert!(matches!(error, ConfigError::Unreadable { .. }), "{error:?}");
     assert!(error.to_string().contains("missing.toml"), "{error}");
 }
+
+#[test]
+fn relay_origins_and_repeated_push_tables_parse_and_print_back() {
+    let text = r#"
+[relay]
+origins = ["rtmp://origin-a:1935", "rtmp://[::1]:1936/prefix"]
+origin_timeout_ms = 1500
+
+[[relay.push]]
+app = "live"
+url = "rtmp://origin-a:1935/live"
+
+[[relay.push]]
+app = "*"
+url = "rtmp://backup:1935/ingest?key=abc"
+"#;
+    let config = Config::from_toml_str(text).unwrap();
+    config.validate_with_cores(&[0]).unwrap();
+    assert_eq!(config.relay.origins.len(), 2);
+    assert_eq!(config.relay.origin_timeout_ms, 1500);
+    assert_eq!(config.relay.push.len(), 2);
+    assert_eq!(config.relay.push[1].app, "*");
+    let printed = config.to_commented_toml();
+    let again = Config::from_toml_str(&printed).expect("--print-config output parses");
+    assert_eq!(again.relay, config.relay);
+}
+
+#[test]
+fn unusable_relay_urls_are_refused_with_their_key() {
+    for (text, key) in [
+        ("[relay]\norigins = [\"http://origin:80\"]\n", "relay.origins"),
+        ("[relay]\norigins = [\"rtmp://a:1935\", \"rtmp://A:1935/\"]\n", "relay.origins"),
+        ("[relay]\norigin_timeout_ms = 0\n", "relay.origin_timeout_ms"),
+        ("[[relay.push]]\napp = \"live\"\nurl = \"rtmp://host\"\n", "relay.push"),
+        ("[[relay.push]]\napp = \"a/b\"\nurl = \"rtmp://host/live\"\n", "relay.push"),
+    ] {
+        let config = Config::from_toml_str(text).unwrap();
+        let error = config.validate_with_cores(&[0]).unwrap_err();
+        assert_eq!(error.key(), Some(key), "{text}: {error}");
+    }
+}

@@ -1,7 +1,7 @@
 //! The edge relay's policy, sans-IO: which origin a stream is pulled from, how origins fail
 //! and come back, the life of a pull, and push targets. Nothing here opens a socket, reads
 //! the clock or draws random numbers: every input takes `now`, and the worker (which owns
-//! the sockets) applies the actions. Not wired into the worker yet.
+//! the sockets, in `shard/relay.rs`) applies the actions.
 //!
 //! # Pieces
 //!
@@ -48,7 +48,7 @@ pub use push::{PushAction, PushState, PushTarget};
 pub use rendezvous::{rendezvous_order, stream_key, weight};
 pub use url::{Endpoint, OriginUrl, PushUrl, Scheme, StreamUrl, UrlError};
 
-/// The relay's settings, to be filled from the configuration (no config keys exist yet).
+/// The relay's settings (from `[relay]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelaySettings {
     /// Origins to pull from; empty: never pull.
@@ -78,6 +78,21 @@ impl Default for RelaySettings {
 }
 
 impl RelaySettings {
+    /// From the `[relay]` configuration (validated: every URL parses).
+    pub fn from_config(config: &crate::config::RelayConfig) -> Self {
+        Self {
+            origins: config
+                .origins
+                .iter()
+                .filter_map(|o| OriginUrl::parse(o).ok())
+                .collect(),
+            origin_timeout: Duration::from_millis(config.origin_timeout_ms),
+            pull_idle: Duration::from_millis(config.pull_idle_ms),
+            player_wait: Duration::from_millis(config.player_wait_ms),
+            backoff: Backoff::default(),
+        }
+    }
+
     /// The timeouts each pull runs with.
     pub fn pull_timeouts(&self) -> PullTimeouts {
         PullTimeouts {

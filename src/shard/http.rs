@@ -213,10 +213,11 @@ impl Worker {
 }
 
 impl Worker {
-    /// Starts packaging `key` if it is published here, from its fast-start cache dated by the
+    /// Starts packaging `key` if it is published (or pulled) here, from its fast-start cache dated by the
     /// publisher's media clock.
     pub(super) fn start_packaging(&mut self, key: &StreamKey, now: Instant) {
-        let Some(publisher) = self.hub.publisher(key) else {
+        // The local publisher, or the upstream connection of a pull.
+        let Some(publisher) = self.hub.publisher(key).or_else(|| self.relay.feeder(key)) else {
             return;
         };
         let seed = self.hub.snapshot(key);

@@ -15,6 +15,7 @@ mod door;
 mod hls;
 mod http;
 mod memory;
+mod relay;
 mod worker;
 
 use std::io;
@@ -25,7 +26,7 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 
 pub use bus::{Bus, BusMsg};
-pub use close::{CloseReason, IoFailure};
+pub use close::{CloseReason, IoFailure, RelayEnd};
 
 use crate::config::{Config, MAX_WORKERS};
 use crate::fanout::StreamKey;

@@ -123,6 +123,11 @@ pub struct TestServer {
 pub struct Journal(Arc<(Mutex<Vec<Closed>>, Condvar)>);
 
 impl Journal {
+    /// Every close so far.
+    pub fn all(&self) -> Vec<Closed> {
+        self.0 .0.lock().unwrap().clone()
+    }
+
     /// Waits (bounded by WAIT) until the connection from local port `port` is closed; how.
     /// The entry is taken out, so a port the kernel hands out again is waited for afresh.
     pub fn closed(&self, port: u16) -> Closed {
