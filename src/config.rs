@@ -497,6 +497,13 @@ impl Config {
                     value: origin.clone(),
                     reason: error.to_string(),
                 })?;
+            if parsed.endpoint().scheme == crate::relay::Scheme::Rtmps {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.origins",
+                    value: origin.clone(),
+                    reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
+                });
+            }
             if relay.origins[..i].iter().any(|o| {
                 crate::relay::OriginUrl::parse(o).is_ok_and(|o| o.to_string() == parsed.to_string())
             }) {
@@ -518,11 +525,19 @@ impl Config {
                     reason: "`app` must be an app name or \"*\"".into(),
                 });
             }
-            crate::relay::PushUrl::parse(&push.url).map_err(|error| ConfigError::BadUrl {
-                key: "relay.push",
-                value: push.url.clone(),
-                reason: error.to_string(),
-            })?;
+            let url =
+                crate::relay::PushUrl::parse(&push.url).map_err(|error| ConfigError::BadUrl {
+                    key: "relay.push",
+                    value: push.url.clone(),
+                    reason: error.to_string(),
+                })?;
+            if url.endpoint().scheme == crate::relay::Scheme::Rtmps {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.push",
+                    value: push.url.clone(),
+                    reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
+                });
+            }
         }
 
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

@@ -330,3 +330,111 @@ fn a_published_stream_is_pushed_to_every_matching_target() {
     drop(publisher);
     common::wait_for_log_count(&["push stopped: the publisher left"], 2, WAIT);
 }
+
+/// Publishes `loops` times the fixture's tags (headers only the first time from 0),
+/// continuing the timeline at `offset_ms`; returns where the next loop starts.
+fn publish_fixture(p: &mut Client, loops: u32, offset_ms: u32) -> u32 {
+    let tags = common::fixture_tags();
+    let span = tags.iter().map(|t| t.timestamp).max().unwrap() + 40;
+    for l in 0..loops {
+        for (i, tag) in tags.iter().enumerate() {
+            if i < 3 && (l > 0 || offset_ms > 0) {
+                continue;
+            }
+            p.send(
+                tag.tag_type,
+                offset_ms + l * span + tag.timestamp,
+                &tag.data,
+            );
+        }
+    }
+    offset_ms + loops * span
+}
+
+/// An HLS viewer of a stream the edge does not have makes it pull the stream; the first
+/// playlist request is held until a segment is complete, then served; the segments decode
+/// as MPEG-TS. DASH goes the same way.
+#[test]
+fn hls_and_dash_viewers_of_a_stream_the_edge_lacks_make_it_pull() {
+    let origin = TestServer::with_defaults();
+    let mut publisher = Client::publish(origin.addr, "live", "hlspull");
+    let mut next = publish_fixture(&mut publisher, 1, 0);
+    let edge = edge(&[&origin], 2, |_| {});
+    let mut first = common::send_get(edge.http, "/live/hlspull.m3u8");
+    common::wait_for_log(&["pull: connecting to origin", "hlspull"]);
+    let deadline = Instant::now() + WAIT;
+    let (head, body) = loop {
+        next = publish_fixture(&mut publisher, 1, next);
+        first
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut peek = [0u8; 1];
+        if first.peek(&mut peek).is_ok_and(|n| n > 0) {
+            first.set_read_timeout(None).unwrap();
+            break common::read_response(&mut first);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first playlist was never served"
+        );
+    };
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let playlist = String::from_utf8(body).unwrap();
+    let segment = playlist
+        .lines()
+        .find(|l| l.starts_with("hlspull/seg-"))
+        .unwrap_or_else(|| panic!("a segment: {playlist}"))
+        .to_string();
+    let (head, ts) = common::get(edge.http, &format!("/live/{segment}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        !ts.is_empty() && ts.len() % 188 == 0 && ts[0] == 0x47,
+        "MPEG-TS"
+    );
+    let (head, mpd) = common::get(edge.http, "/live/hlspull.mpd");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        String::from_utf8_lossy(&mpd).contains("<MPD"),
+        "a DASH manifest"
+    );
+    assert_eq!(
+        common::log_lines_with(&["pulling from an origin", "hlspull"]).len(),
+        1,
+        "one pull for every request"
+    );
+}
+
+/// The pull outlives its last player by `pull_idle_ms`: a player back within that time
+/// starts from the cached GOP on the same pull; after it, the upstream is closed as idle.
+#[test]
+fn a_pull_lingers_for_returning_players_then_closes_when_idle() {
+    let origin = TestServer::with_defaults();
+    let mut publisher = Client::publish(origin.addr, "live", "linger");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 5, 0);
+    let edge = edge(&[&origin], 1, |c| c.relay.pull_idle_ms = 1_000);
+    let mut player = Client::play(edge.addr, "live", "linger");
+    wait_for_frame(&mut player, &media::avc_frame(false, 4, 3000));
+    drop(player);
+    let left = Instant::now();
+    let mut back = Client::play(edge.addr, "live", "linger");
+    let got = back.media(4);
+    assert!(
+        left.elapsed() < Duration::from_millis(1_000),
+        "back within pull_idle"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.2.as_ref() == media::avc_frame(true, 0, 3000).as_slice()),
+        "the cached GOP at once"
+    );
+    drop(back);
+    let idle = CloseReason::Relay(rtmp_edge::shard::RelayEnd::Idle);
+    edge.journal()
+        .wait_for("the idle pull", |c| c.reason == idle);
+    assert_eq!(
+        common::log_lines_with(&["pulling from an origin", "linger"]).len(),
+        1,
+        "the returning player used the same pull"
+    );
+}

@@ -560,11 +560,27 @@ url = "rtmp://backup:1935/ingest?key=abc"
 #[test]
 fn unusable_relay_urls_are_refused_with_their_key() {
     for (text, key) in [
-        ("[relay]\norigins = [\"http://origin:80\"]\n", "relay.origins"),
-        ("[relay]\norigins = [\"rtmp://a:1935\", \"rtmp://A:1935/\"]\n", "relay.origins"),
-        ("[relay]\norigin_timeout_ms = 0\n", "relay.origin_timeout_ms"),
-        ("[[relay.push]]\napp = \"live\"\nurl = \"rtmp://host\"\n", "relay.push"),
-        ("[[relay.push]]\napp = \"a/b\"\nurl = \"rtmp://host/live\"\n", "relay.push"),
+        (
+            "[relay]\norigins = [\"http://origin:80\"]\n",
+            "relay.origins",
+        ),
+        (
+            "[relay]\norigins = [\"rtmp://a:1935\", \"rtmp://A:1935/\"]\n",
+            "relay.origins",
+        ),
+        (
+            "[relay]\norigin_timeout_ms = 0\n",
+            "relay.origin_timeout_ms",
+        ),
+        ("[relay]\norigins = [\"rtmps://a:443\"]\n", "relay.origins"),
+        (
+            "[[relay.push]]\napp = \"live\"\nurl = \"rtmp://host\"\n",
+            "relay.push",
+        ),
+        (
+            "[[relay.push]]\napp = \"a/b\"\nurl = \"rtmp://host/live\"\n",
+            "relay.push",
+        ),
     ] {
         let config = Config::from_toml_str(text).unwrap();
         let error = config.validate_with_cores(&[0]).unwrap_err();

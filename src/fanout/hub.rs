@@ -412,21 +412,46 @@ impl Hub {
     /// already waiting for it are told it started, like for a publisher); if another worker
     /// claimed it first, this one subscribes to it.
     fn claim_pull(&mut self, key: &StreamKey, stream: &mut Stream) -> Source {
-        match self.directory.claim(key, self.me, false) {
-            Claim::Granted { waiters } => {
-                stream.remote_workers |= waiters;
-                for worker in workers_in(waiters) {
-                    let mail = Mail::Started {
-                        key: key.clone(),
-                        owner: self.me,
-                        snapshot: Vec::new(),
-                    };
-                    self.send(worker, mail);
-                }
-                self.actions.push_back(Action::Pull { key: key.clone() });
-                Source::Pulled
-            }
-            Claim::InUse { .. } | Claim::TakenOver { .. } => self.follow_owner(key),
+        if self.try_pull(key, stream) {
+            Source::Pulled
+        } else {
+            self.follow_owner(key)
+        }
+    }
+
+    /// Claims `key` for a pull from here, unless another worker has it: true when claimed.
+    fn try_pull(&mut self, key: &StreamKey, stream: &mut Stream) -> bool {
+        let Claim::Granted { waiters } = self.directory.claim(key, self.me, false) else {
+            return false;
+        };
+        stream.remote_workers |= waiters;
+        for worker in workers_in(waiters) {
+            let mail = Mail::Started {
+                key: key.clone(),
+                owner: self.me,
+                snapshot: Vec::new(),
+            };
+            self.send(worker, mail);
+        }
+        self.actions.push_back(Action::Pull { key: key.clone() });
+        true
+    }
+
+    /// An HLS/DASH viewer (not a player of the hub) asks for `key`: when no worker has it and
+    /// pulls are on, this worker pulls it, so packaging can start.
+    pub fn want(&mut self, key: &StreamKey) {
+        if !self.settings.pull || self.directory.owner(key).is_some() {
+            return;
+        }
+        let mut stream = self
+            .streams
+            .remove(key)
+            .unwrap_or_else(|| self.new_stream(key.clone()));
+        if stream.source == Source::None && self.try_pull(key, &mut stream) {
+            stream.source = Source::Pulled;
+        }
+        if !stream.is_idle() {
+            self.streams.insert(key.clone(), stream);
         }
     }
 

@@ -14,8 +14,9 @@
 //!   [`Origins::next_origin`] picks the origin a stream tries next. One per worker.
 //! - [`Pull`]: one stream's pull (`docs/LIFECYCLE-relay.md`): connect, fail over, linger
 //!   when the last player leaves, give up on players that waited too long.
-//! - [`PushTarget`]: one stream pushed to one target, reconnecting with backoff;
-//!   [`GopDropper`]: the drop policy of the target's bounded queue.
+//! - [`PushTarget`]: one stream pushed to one target, reconnecting with backoff. (Its media
+//!   queue is the connection's `fanout::OutputQueue`: the target is a player of the stream,
+//!   so a slow one drops to the next keyframe like any slow player.)
 //!
 //! # Call order
 //!
@@ -27,10 +28,9 @@
 //!    in order ([`PullAction::Connect`], [`PullAction::Disconnect`], [`PullAction::GiveUp`]).
 //! 4. Drop the pull when `is_closed`.
 //! 5. A stream is published on an app with push targets: a [`PushTarget`] per target,
-//!    `start`, then the same feed/timeout/poll loop; each of its media frames passes
-//!    [`GopDropper::offer`] before entering the target's queue.
+//!    `start`, then the same feed/timeout/poll loop; once it publishes, its connection is
+//!    attached to the stream as a player.
 
-mod gop_drop;
 mod health;
 mod pull;
 #[cfg(test)]
@@ -41,7 +41,6 @@ mod url;
 
 use std::time::Duration;
 
-pub use gop_drop::{Frame, GopDropper, Verdict};
 pub use health::{Backoff, FailureKind, NextOrigin, OriginHealth, Origins};
 pub use pull::{Progress, Pull, PullAction, PullState, PullTimeouts};
 pub use push::{PushAction, PushState, PushTarget};

@@ -195,6 +195,10 @@ impl Worker {
         head_only: bool,
     ) -> Option<bytes::Bytes> {
         let now = Instant::now();
+        // A stream no worker has is pulled from an origin (when configured); the request
+        // then waits for its first segment like any other first request.
+        self.hub.want(&skey);
+        self.apply_hub(now);
         let answer = self
             .packaging
             .request(key, skey, what, keep_alive, head_only, now);
