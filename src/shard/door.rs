@@ -159,10 +159,12 @@ impl Worker {
                     }
                 }
                 Action::Published { key } => {
+                    self.recording.published(&key, super::hls::wall_clock_ms());
                     self.packaging.publish(&key, now);
                     self.apply_packaging(now);
                 }
                 Action::Unpublished { key } => {
+                    self.recording.unpublished(&key);
                     self.packaging.unpublish(&key, now);
                     self.apply_packaging(now);
                 }

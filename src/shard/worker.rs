@@ -24,6 +24,7 @@ use super::memory::Trim;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, HubSettings, OutputQueue, StreamKey, StreamSettings};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
+use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
 
@@ -55,6 +56,8 @@ pub struct Worker {
     pub(super) bus: Arc<Bus>,
     /// HLS/DASH: packaging the streams published here, serving and holding requests.
     pub(super) packaging: Packaging,
+    /// Recording the streams published here (`[record]`; off until the server sets it).
+    pub(super) recording: Recording,
     pub(super) config: Arc<Config>,
     pub(super) session_config: ServerConfig,
     pub(super) socket_options: SocketOptions,
@@ -135,6 +138,7 @@ impl Worker {
             per_ip: HashMap::new(),
             bus,
             packaging: Packaging::new(index, config.http.clone(), hls, directory, Instant::now()),
+            recording: Recording::off(index),
             session_config,
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
@@ -500,7 +504,7 @@ impl Worker {
     }
 
     /// Publisher media the hub took: dates it against the publisher's clock and hands it to
-    /// HLS/DASH packaging.
+    /// HLS/DASH packaging and to recording.
     fn packaged(
         &mut self,
         key: ConnKey,
@@ -515,6 +519,7 @@ impl Worker {
         };
         let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
         MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
+        self.recording.packet(stream, packet);
         self.packaging.package(stream, packet, wall, now);
         self.apply_packaging(now);
     }
