@@ -4,12 +4,13 @@
 //! ```text
 //!             header packets: kept (the latest of each kind)
 //!   Waiting ──────────────────────────────────────────────▶ Waiting
-//!      │  audio frames: kept (a few) in case they share the keyframe's time
+//!      │  audio frames: kept (up to a second's worth)
 //!      │  first keyframe (video; audio when the stream has no video):
-//!      │    file header, latest metadata and sequence headers at 0, the keyframe at 0,
-//!      │    the kept audio from the keyframe's time on
+//!      │    file header, latest metadata and sequence headers at 0, then the kept audio
+//!      │    from up to a second before the keyframe, and the keyframe, in time order
 //!      ▼
-//!    Open { base } ── every packet, its timestamp − base; a header equal to the last
+//!    Open { base } ── every packet, its timestamp − base (base: the first frame written,
+//!                     so the file starts at 0); a header equal to the last
 //!                     one of its kind (resent after a drop) is not written again
 //! ```
 //! So a file always starts with what a decoder needs, whether the recording began with the
@@ -25,9 +26,10 @@ use super::mp4::Mp4File;
 use super::RecordFormat;
 use crate::fanout::{MediaKind, Packet};
 
-/// Audio frames kept while waiting for the first keyframe (a few frames are enough: only
-/// those at or after the keyframe's timestamp are written).
-const WAITING_AUDIO: usize = 16;
+/// Audio frames kept while waiting for the first keyframe (about 1.5 s of AAC).
+const WAITING_AUDIO: usize = 64;
+/// How far ahead of the first keyframe kept audio may start (ms).
+const AUDIO_LEAD_MS: u32 = 1000;
 
 /// What the caller does with the bytes a call appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,10 +185,20 @@ impl Recorder {
         }
     }
 
-    /// The first keyframe: the file header, the headers at 0, the keyframe, then the audio
-    /// kept from its time on.
+    /// The first keyframe: the file header, the headers, the audio kept from up to
+    /// [`AUDIO_LEAD_MS`] before the keyframe (audio a publisher sent ahead of its first video
+    /// frame is part of its stream), the keyframe, and the kept audio after it. The file's
+    /// time 0 is its first frame.
     fn open(&mut self, keyframe: &Packet, audio: VecDeque<Packet>, out: &mut BytesMut) -> Step {
-        let base = keyframe.timestamp;
+        let earliest = keyframe.timestamp.wrapping_sub(AUDIO_LEAD_MS);
+        let audio: Vec<&Packet> = audio
+            .iter()
+            .filter(|a| !is_before(a.timestamp, earliest))
+            .collect();
+        let base = match audio.first() {
+            Some(a) if is_before(a.timestamp, keyframe.timestamp) => a.timestamp,
+            _ => keyframe.timestamp,
+        };
         let has_video = self.headers.video.is_some()
             || keyframe.kind == MediaKind::Video
             || self.headers.meta_names(b"videocodecid");
@@ -201,6 +213,9 @@ impl Recorder {
             (MediaKind::Video, self.headers.video.clone()),
             (MediaKind::Audio, self.headers.audio.clone()),
         ];
+        let (ahead, after): (Vec<&Packet>, Vec<&Packet>) = audio
+            .into_iter()
+            .partition(|a| is_before(a.timestamp, keyframe.timestamp));
         let mut step = Step::Append;
         let mut write = |muxer: &mut Muxer, kind, timestamp, payload: &Bytes| {
             if let Step::NewFile { at } = muxer.write(kind, timestamp, payload, out) {
@@ -212,13 +227,13 @@ impl Recorder {
                 write(&mut self.muxer, kind, 0, &payload);
             }
         }
-        write(&mut self.muxer, keyframe.kind, 0, keyframe.wire.payload());
-        for a in audio.iter().filter(|a| !is_before(a.timestamp, base)) {
+        let frames = ahead.into_iter().chain([keyframe]).chain(after);
+        for p in frames {
             write(
                 &mut self.muxer,
-                a.kind,
-                rebase(a.timestamp, base),
-                a.wire.payload(),
+                p.kind,
+                rebase(p.timestamp, base),
+                p.wire.payload(),
             );
         }
         step

@@ -123,31 +123,34 @@ fn flv_has_the_header_then_every_tag_byte_exact_with_timestamps_from_zero() {
 fn a_recording_that_starts_mid_stream_begins_at_a_keyframe_with_the_latest_headers() {
     let old_header = [0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 0];
     let packets = [
-        packet(TAG_VIDEO, 4000, &old_header, false),
-        video(4960, false, 1), // no keyframe yet: not decodable
-        audio(4970, 2),        // before the keyframe's time: left out
+        packet(TAG_VIDEO, 3000, &old_header, false),
+        audio(3900, 1),        // over a second before the keyframe: left out
+        video(4960, false, 2), // no keyframe yet: not decodable
+        audio(4970, 3),        // just ahead of the keyframe: kept, the file's time 0
         packet(TAG_VIDEO, 4990, AVC_HEADER, false), // replaces the old header
         packet(TAG_AUDIO, 4990, AAC_HEADER, true),
-        audio(5000, 3), // at the keyframe's time: kept
-        video(5000, true, 4),
-        video(5040, false, 5),
+        audio(5000, 4), // at the keyframe's time: kept, after it
+        video(5000, true, 5),
+        video(5040, false, 6),
         packet(TAG_VIDEO, 5060, AVC_HEADER, false), // the same header again: not repeated
         packet(TAG_AUDIO, 5080, &[0xaf, 0, 0x11, 0x90], true), // a new one: written
-        audio(5100, 6),
+        audio(5100, 7),
     ];
     let mut file = flv_of(&packets);
     assert_eq!(file[4], 0x05, "audio and video flags");
     let (tags, _) = tags(&mut file);
+    let body = |i: usize| packets[i].wire.payload().to_vec();
     assert_eq!(
         summary(&tags),
         [
             (TAG_VIDEO, 0, AVC_HEADER.to_vec()),
             (TAG_AUDIO, 0, AAC_HEADER.to_vec()),
-            (TAG_VIDEO, 0, packets[6].wire.payload().to_vec()),
-            (TAG_AUDIO, 0, packets[5].wire.payload().to_vec()),
-            (TAG_VIDEO, 40, packets[7].wire.payload().to_vec()),
-            (TAG_AUDIO, 80, vec![0xaf, 0, 0x11, 0x90]),
-            (TAG_AUDIO, 100, packets[10].wire.payload().to_vec()),
+            (TAG_AUDIO, 0, body(3)),
+            (TAG_VIDEO, 30, body(7)),
+            (TAG_AUDIO, 30, body(6)),
+            (TAG_VIDEO, 70, body(8)),
+            (TAG_AUDIO, 110, vec![0xaf, 0, 0x11, 0x90]),
+            (TAG_AUDIO, 130, body(11)),
         ]
     );
 }
