@@ -139,8 +139,9 @@ impl Recording {
         }
     }
 
-    /// New settings, for streams published from now on (those being recorded go on as they
-    /// started).
+    /// New settings (a reload). Which streams are recorded, where and in what format applies
+    /// to streams published from now on (those being recorded go on as they started); the
+    /// queue bound applies at once.
     pub fn set_settings(&mut self, settings: RecordSettings) {
         self.settings = settings;
     }
