@@ -276,8 +276,9 @@ config_section! {
     /// thread (a slow disk never stalls a worker: media waiting past `queue_bytes` is dropped
     /// up to the next keyframe, with a warning).
     pub struct RecordConfig in "record" {
-        /// Directory recordings are written under, as DIR/app/stream-YYYYMMDDTHHMMSSZ.flv (the
-        /// publish's UTC start; `-1`, `-2`… when that name is taken); empty: recording is off.
+        /// Directory recordings are written under, as DIR/app/stream-YYYYMMDDTHHMMSSZ.flv (or
+        /// .mp4; the publish's UTC start, then `-1`, `-2`… when that name is taken); empty:
+        /// recording is off.
         /// Each publish (a republish too) starts a new file at its first keyframe, timestamps
         /// from 0. An app or stream name that cannot be a file name as it is (a `/` or `\`, a
         /// leading `.`, `..`, control or bidi characters, over 200 bytes) is not recorded, with

@@ -335,6 +335,55 @@ mod tests {
         );
     }
 
+    /// Log output captured from the calls in `f`.
+    fn logs_of(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = lines.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn a_drop_run_is_one_warning_however_many_packets_it_drops() {
+        let (queue, inbox) = RecordQueue::new();
+        let mut rec = Recording::new(0, settings(1500), queue);
+        let key = StreamKey::new("live", "cam");
+        rec.published(&key, 0);
+        let logs = logs_of(|| {
+            for run in 0..2 {
+                let t = run * 1000;
+                rec.packet(&key, &video(t, true, 1000));
+                for i in 1..20 {
+                    rec.packet(&key, &video(t + i * 40, false, 1000));
+                }
+                received(&inbox); // the writer catches up
+            }
+        });
+        let warnings = logs
+            .lines()
+            .filter(|l| l.contains("dropping media"))
+            .count();
+        let resumed = logs.lines().filter(|l| l.contains("resumed")).count();
+        assert_eq!((warnings, resumed), (2, 1), "{logs}");
+        assert!(logs.contains("dropped=19"), "the run's count: {logs}");
+    }
+
     #[test]
     fn a_keyframe_that_does_not_fit_either_keeps_the_drop_run_going() {
         let (queue, inbox) = RecordQueue::new();
