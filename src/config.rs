@@ -96,6 +96,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[relay]`: pull on demand from origins, push published streams onward.
     pub relay: RelayConfig,
+    /// `[record]`: recording published streams to files.
+    pub record: RecordConfig,
 }
 
 /// The smallest outbound chunk size accepted (the protocol's initial chunk size).
@@ -115,6 +117,8 @@ pub const MAX_WORKERS: usize = 64;
 pub const MIN_PLAYER_QUEUE_BYTES: usize = 64 * 1024;
 /// The smallest `http.hls_max_segment_bytes` accepted: below it a few keyframes would trip it.
 pub const MIN_SEGMENT_CAP_BYTES: usize = 1024 * 1024;
+/// The smallest `record.queue_bytes` accepted: below it a few keyframes would fill it.
+pub const MIN_RECORD_QUEUE_BYTES: usize = 1024 * 1024;
 
 config_section! {
     /// RTMP listener and protocol settings.
@@ -270,6 +274,31 @@ config_section! {
 }
 
 config_section! {
+    /// Recording published streams to files, one file per publish, written by one writer
+    /// thread (a slow disk never stalls a worker: media waiting past `queue_bytes` is dropped
+    /// up to the next keyframe, with a warning).
+    pub struct RecordConfig in "record" {
+        /// Directory recordings are written under, as DIR/app/stream-YYYYMMDDTHHMMSSZ.flv (or
+        /// .mp4; the publish's UTC start, then `-1`, `-2`… when that name is taken); empty:
+        /// recording is off.
+        /// Each publish (a republish too) starts a new file at its first keyframe, timestamps
+        /// from 0. An app or stream name that cannot be a file name as it is (a `/` or `\`, a
+        /// leading `.`, `..`, control or bidi characters, over 200 bytes) is not recorded, with
+        /// a warning.
+        pub dir: String,
+        /// Apps whose streams are recorded; "*" records every app.
+        pub apps: Vec<String>,
+        /// "flv" (every tag as published) or "mp4" (fragmented MP4 from the HLS/DASH packager:
+        /// fragments of about a second, appended as they complete, so the file plays while it
+        /// is written; a codec change mid-stream continues in a new file).
+        pub format: crate::record::RecordFormat,
+        /// Most media bytes waiting for the writer, all workers together; past it a stream's
+        /// media is dropped until its next keyframe. At least 1 MiB.
+        pub queue_bytes: usize,
+    }
+}
+
+config_section! {
     /// Logging.
     pub struct LogConfig in "log" {
         /// A tracing filter such as `info` or `rtmp_edge=debug`; RUST_LOG overrides it.
@@ -312,14 +341,15 @@ pub struct PushConfig {
 
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 7] = [
+    pub const SECTIONS: [SectionDoc; 8] = [
         RtmpConfig::DOC,
         HttpConfig::DOC,
         WorkersConfig::DOC,
         StreamsConfig::DOC,
         TimeoutsConfig::DOC,
-        LogConfig::DOC,
         RelayConfig::DOC,
+        RecordConfig::DOC,
+        LogConfig::DOC,
     ];
 
     /// Parses TOML text; missing keys take their defaults. Unknown keys and values of the wrong
@@ -481,6 +511,18 @@ impl Config {
                 value: http.hls_idle_ms,
                 min: min_idle,
             });
+        }
+
+        let record = &self.record;
+        if record.queue_bytes < MIN_RECORD_QUEUE_BYTES {
+            return Err(ConfigError::BelowMinimum {
+                key: "record.queue_bytes",
+                value: as_u64(record.queue_bytes),
+                min: as_u64(MIN_RECORD_QUEUE_BYTES),
+            });
+        }
+        if !record.dir.is_empty() && record.apps.is_empty() {
+            return Err(ConfigError::MustNotBeEmpty { key: "record.apps" });
         }
 
         let timeouts = &self.timeouts;
@@ -807,6 +849,17 @@ impl Default for RelayConfig {
             pull_idle_ms: 10_000,
             player_wait_ms: 10_000,
             push: Vec::new(),
+        }
+    }
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            dir: String::new(),
+            apps: vec!["*".to_string()],
+            format: crate::record::RecordFormat::Flv,
+            queue_bytes: 64 * 1024 * 1024,
         }
     }
 }

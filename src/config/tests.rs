@@ -273,6 +273,39 @@ fn rejects_hls_timings_that_cannot_work() {
 }
 
 #[test]
+fn rejects_a_record_format_other_than_flv_or_mp4_naming_the_key_and_line() {
+    let (key, line, message) = malformed("[record]\ndir = \"/rec\"\nformat = \"mkv\"\n");
+    assert_eq!(key.as_deref(), Some("record.format"));
+    assert_eq!(line, Some(3));
+    assert!(
+        message.contains("flv") && message.contains("mp4"),
+        "{message}"
+    );
+    let config = Config::from_toml_str("[record]\ndir = \"/rec\"\nformat = \"mp4\"\n").unwrap();
+    assert_eq!(config.record.format, crate::record::RecordFormat::Mp4);
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
+fn rejects_a_record_queue_below_1_mib_and_recording_no_app() {
+    assert_eq!(
+        rejected_key(|c| c.record.queue_bytes = MIN_RECORD_QUEUE_BYTES - 1),
+        "record.queue_bytes"
+    );
+    assert_eq!(
+        rejected_key(|c| {
+            c.record.dir = "/rec".into();
+            c.record.apps.clear();
+        }),
+        "record.apps"
+    );
+    // Off, the app list does not matter.
+    let mut config = Config::default();
+    config.record.apps.clear();
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
 fn rejects_a_log_level_that_is_not_a_filter() {
     assert_eq!(
         rejected_key(|c| c.log.level = "rtmp_edge=loud".into()),

@@ -30,6 +30,7 @@ pub use close::{CloseReason, IoFailure, RelayEnd};
 
 use crate::config::{Config, MAX_WORKERS};
 use crate::fanout::StreamKey;
+use crate::record::Recording;
 use worker::{Worker, WAKER_TOKEN};
 
 /// A connection a worker closed, as [`Hooks::on_close`] sees it.
@@ -62,6 +63,9 @@ pub struct Hooks {
 pub struct Server {
     /// Writes HLS files when `http.hls_dir` is set; ends after the workers (its last senders).
     disk_writer: Option<JoinHandle<()>>,
+    /// Writes recordings (`[record]`); ends after the workers (its last senders), closing the
+    /// files still open.
+    record_writer: JoinHandle<()>,
     addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     bus: Arc<Bus>,
@@ -121,6 +125,14 @@ impl Server {
             None
         };
         let hls = Arc::new(hls::HlsShelf::new(disk));
+        // Always running (idle unless `record.dir` is set), so settings swapped in later can
+        // turn recording on.
+        let (record, record_writer) = match &hooks.dispatch {
+            Some(dispatch) => {
+                tracing::dispatcher::with_default(dispatch, crate::record::spawn_writer)
+            }
+            None => crate::record::spawn_writer(),
+        }?;
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
         let mut http = http.map(|h| h.into_iter());
@@ -141,6 +153,7 @@ impl Server {
                 config.clone(),
             )?;
             worker.on_close = hooks.on_close.clone();
+            worker.recording = Recording::new(index, (&config.record).into(), record.clone());
             let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{index}"))
@@ -166,8 +179,10 @@ impl Server {
             tracing::info!(%addr, workers, "listening for HTTP");
         }
         drop(hls);
+        drop(record);
         Ok(Self {
             disk_writer,
+            record_writer,
             addrs,
             http_addrs,
             bus,
@@ -204,6 +219,9 @@ impl Server {
             if writer.join().is_err() {
                 result = Err(io::Error::other("HLS disk writer panicked"));
             }
+        }
+        if self.record_writer.join().is_err() {
+            result = Err(io::Error::other("record writer panicked"));
         }
         result
     }

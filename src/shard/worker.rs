@@ -25,6 +25,7 @@ use super::relay::Relay;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, HubSettings, OutputQueue, StreamKey, StreamSettings};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
+use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
 
@@ -58,6 +59,8 @@ pub struct Worker {
     pub(super) packaging: Packaging,
     /// The edge relay: pulls from origins and pushes to targets, on upstream connections.
     pub(super) relay: Relay,
+    /// Recording the streams published here (`[record]`; off until the server sets it).
+    pub(super) recording: Recording,
     pub(super) config: Arc<Config>,
     pub(super) session_config: ServerConfig,
     pub(super) socket_options: SocketOptions,
@@ -140,6 +143,7 @@ impl Worker {
             bus,
             packaging: Packaging::new(index, config.http.clone(), hls, directory, Instant::now()),
             relay: Relay::new(&config),
+            recording: Recording::off(index),
             session_config,
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
@@ -511,7 +515,7 @@ impl Worker {
     }
 
     /// Publisher media the hub took: dates it against the publisher's clock and hands it to
-    /// HLS/DASH packaging.
+    /// HLS/DASH packaging and to recording.
     pub(super) fn packaged(
         &mut self,
         key: ConnKey,
@@ -526,6 +530,7 @@ impl Worker {
         };
         let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
         MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
+        self.recording.packet(stream, packet);
         self.packaging.package(stream, packet, wall, now);
         self.apply_packaging(now);
     }
