@@ -151,7 +151,7 @@ struct Engine<'a> {
 
 /// Runs one scenario to completion.
 pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOutput> {
-    let addr = sc.url.socket_addr()?;
+    let addr = sc.publish_url.socket_addr()?;
     let player_addr = sc.player_addr()?;
     let http_addr = sc.http_addr()?;
     procstat::warn_if_fd_limit_low(sc.total_connections());
@@ -595,9 +595,13 @@ impl Engine<'_> {
     /// An RTMP client session that publishes or plays `role`'s stream.
     fn rtmp_session(&mut self, role: &Role, now: Instant) -> ClientSession {
         let sc = self.sc;
+        let url = match role {
+            Role::Publisher { .. } => &sc.publish_url,
+            _ => &sc.url,
+        };
         let config = ClientConfig {
-            app: sc.url.app.clone(),
-            tc_url: sc.url.tc_url.clone(),
+            app: url.app.clone(),
+            tc_url: url.tc_url.clone(),
             flash_ver: "FMLE/3.0 (compatible; rtmp-load)".to_string(),
             limits: Limits::default(),
             chunk_size: 4096,
