@@ -527,12 +527,10 @@ impl Engine<'_> {
             Role::Player { stream, .. } if sc.player_proto == PlayerProto::HttpFlv => Some(*stream),
             _ => None,
         };
-        let addr = if http_player.is_some() {
-            self.player_addr
-        } else if matches!(role, Role::HlsPoller { .. }) {
-            self.http_addr
-        } else {
-            self.addr
+        let addr = match role {
+            Role::Publisher { .. } => self.addr,
+            Role::Player { .. } => self.player_addr,
+            Role::HlsPoller { .. } => self.http_addr,
         };
         let sock = match TcpStream::connect(addr) {
             Ok(s) => s,
