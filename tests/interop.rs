@@ -6,248 +6,22 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::procs::{
+    assert_same_frames, ffmpeg_play, ffmpeg_publish, frame_md5s, h264_source, run_ok, signal_pid,
+    Proc, FPS,
+};
 use common::tools::{modern_ffmpeg, tool, Dir};
 use common::{wait_for_log_count, Client, TestServer};
 use rtmp_edge::config::Config;
 use rtmp_edge::rtmp::session::ClientEvent;
 
-const FPS: usize = 25;
 const SECONDS: usize = 4;
-
-/// A child process we started, killed by PID if still running when dropped.
-struct Proc {
-    name: String,
-    pid: u32,
-    done: mpsc::Receiver<ExitStatus>,
-    status: Option<ExitStatus>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, dir: &Dir, cmd: &mut Command) -> Self {
-        let log = dir.path(&format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut child: Child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let pid = child.id();
-        let (tx, done) = mpsc::channel();
-        std::thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let _ = tx.send(status);
-            }
-        });
-        Self {
-            name: name.to_string(),
-            pid,
-            done,
-            status: None,
-            log,
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for exit; kills it (by PID) and fails if it takes longer than `timeout`.
-    fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        if let Some(s) = self.status {
-            return s;
-        }
-        match self.done.recv_timeout(timeout) {
-            Ok(status) => {
-                self.status = Some(status);
-                status
-            }
-            Err(_) => {
-                self.kill();
-                panic!(
-                    "{} did not finish within {timeout:?}:\n{}",
-                    self.name,
-                    self.output()
-                );
-            }
-        }
-    }
-
-    /// Waits for exit up to `timeout`, then stops it with `signal`; returns once it is gone.
-    fn stop_after(&mut self, timeout: Duration, signal: i32) {
-        if self.status.is_some() {
-            return;
-        }
-        if let Ok(status) = self.done.recv_timeout(timeout) {
-            self.status = Some(status);
-            return;
-        }
-        unsafe_kill(self.pid, signal);
-        match self.done.recv_timeout(Duration::from_secs(10)) {
-            Ok(status) => self.status = Some(status),
-            Err(_) => self.kill(),
-        }
-    }
-
-    fn kill(&mut self) {
-        if self.status.is_none() {
-            unsafe_kill(self.pid, libc::SIGKILL);
-            self.status = self.done.recv_timeout(Duration::from_secs(10)).ok();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn unsafe_kill(pid: u32, signal: i32) {
-    // Only processes this test started, by PID.
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status();
-    let _ = status;
-}
-
-fn run_ok(what: &str, cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A deterministic H.264 + AAC FLV: `pattern` is an ffmpeg lavfi video source.
-fn h264_source(dir: &Dir, name: &str, pattern: &str) -> PathBuf {
-    let out = dir.path(name);
-    run_ok(
-        "ffmpeg encode",
-        Command::new(tool("ffmpeg"))
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(format!("{pattern}=size=320x240:rate={FPS}"))
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=1000:sample_rate=44100",
-                "-t",
-            ])
-            .arg(SECONDS.to_string())
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-bf",
-                "0",
-            ])
-            .args([
-                "-x264-params",
-                "keyint=25:min-keyint=25:scenecut=0",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "64k",
-                "-f",
-                "flv",
-            ])
-            .arg(&out),
-    );
-    out
-}
-
-/// MD5 of every decoded video frame, in order.
-fn frame_md5s(ffmpeg: &Path, file: &Path) -> Vec<String> {
-    let text = run_ok(
-        "framemd5",
-        Command::new(ffmpeg)
-            .args(["-v", "error", "-i"])
-            .arg(file)
-            .args(["-map", "0:v:0", "-f", "framemd5", "-"]),
-    );
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
-        .collect()
-}
-
-/// `got` is a run of `source` that starts on a keyframe (every FPS frames) and, unless
-/// `late`, is the whole of it.
-fn assert_same_frames(who: &str, source: &[String], got: &[String], late: bool) {
-    assert!(!got.is_empty(), "{who}: no frames decoded");
-    let start = source
-        .iter()
-        .position(|m| *m == got[0])
-        .unwrap_or_else(|| panic!("{who}: first frame is not from the source"));
-    assert_eq!(
-        start % FPS,
-        0,
-        "{who}: starts at frame {start}, not on a keyframe"
-    );
-    let n = got.len().min(source.len() - start);
-    assert_eq!(
-        &got[..n],
-        &source[start..start + n],
-        "{who}: frames differ from the source"
-    );
-    if late {
-        assert!(
-            start > 0,
-            "{who}: a late joiner should start after the first GOP"
-        );
-    } else {
-        assert_eq!(start, 0, "{who}: missed the first frames");
-        assert_eq!(
-            got.len(),
-            source.len(),
-            "{who}: got {} of {} frames",
-            got.len(),
-            source.len()
-        );
-    }
-}
 
 fn url(server: &TestServer, name: &str) -> String {
     format!("rtmp://127.0.0.1:{}/live/{name}", server.addr.port())
-}
-
-fn ffmpeg_publish(dir: &Dir, ffmpeg: &Path, source: &Path, url: &str, name: &str) -> Proc {
-    Proc::spawn(
-        name,
-        dir,
-        Command::new(ffmpeg)
-            .args(["-v", "warning", "-nostats", "-re", "-i"])
-            .arg(source)
-            .args(["-c", "copy", "-f", "flv", url]),
-    )
-}
-
-fn ffmpeg_play(dir: &Dir, ffmpeg: &Path, url: &str, out: &Path, name: &str) -> Proc {
-    Proc::spawn(
-        name,
-        dir,
-        Command::new(ffmpeg)
-            .args([
-                "-v", "warning", "-nostats", "-i", url, "-c", "copy", "-f", "flv", "-y",
-            ])
-            .arg(out),
-    )
 }
 
 fn wait_players(stream: &str, n: usize) {
@@ -265,7 +39,7 @@ const PLAYER_LIMIT: Duration = Duration::from_secs(20);
 fn ffmpeg_publishes_and_ffmpeg_rtmpdump_and_gstreamer_play_the_same_frames() {
     let (ffmpeg, rtmpdump, gst) = (tool("ffmpeg"), tool("rtmpdump"), tool("gst-launch-1.0"));
     let dir = Dir::new("play3");
-    let source = h264_source(&dir, "src.flv", "testsrc");
+    let source = h264_source(&dir, "src.flv", "testsrc", SECONDS);
     let server = TestServer::with_defaults();
     let url = url(&server, "three");
     let (ff_out, rd_out, gst_out) = (
@@ -318,7 +92,7 @@ fn ffmpeg_publishes_and_ffmpeg_rtmpdump_and_gstreamer_play_the_same_frames() {
 fn a_late_ffmpeg_player_starts_on_a_keyframe_mid_stream() {
     let ffmpeg = tool("ffmpeg");
     let dir = Dir::new("late");
-    let source = h264_source(&dir, "src.flv", "testsrc2");
+    let source = h264_source(&dir, "src.flv", "testsrc2", SECONDS);
     let server = TestServer::with_defaults();
     let url = url(&server, "late");
     let mut watcher = Client::play(server.addr, "live", "late");
@@ -353,7 +127,7 @@ fn a_late_ffmpeg_player_starts_on_a_keyframe_mid_stream() {
 fn gstreamer_rtmp2sink_publishes_and_ffmpeg_plays_the_same_frames() {
     let (ffmpeg, gst) = (tool("ffmpeg"), tool("gst-launch-1.0"));
     let dir = Dir::new("gstpub");
-    let source = h264_source(&dir, "src.flv", "smptebars");
+    let source = h264_source(&dir, "src.flv", "smptebars", SECONDS);
     let server = TestServer::with_defaults();
     let url = url(&server, "gst");
     let out = dir.path("out.flv");
@@ -418,7 +192,7 @@ fn four_ffmpeg_streams_at_once_do_not_cross_talk() {
     let mut sources = Vec::new();
     let mut players = Vec::new();
     for (i, pattern) in patterns.iter().enumerate() {
-        sources.push(h264_source(&dir, &format!("src{i}.flv"), pattern));
+        sources.push(h264_source(&dir, &format!("src{i}.flv"), pattern, SECONDS));
         players.push(ffmpeg_play(
             &dir,
             &ffmpeg,
@@ -459,7 +233,7 @@ fn four_ffmpeg_streams_at_once_do_not_cross_talk() {
 fn an_ffmpeg_publisher_that_leaves_and_returns_reaches_the_waiting_player() {
     let ffmpeg = tool("ffmpeg");
     let dir = Dir::new("return");
-    let source = h264_source(&dir, "src.flv", "testsrc");
+    let source = h264_source(&dir, "src.flv", "testsrc", SECONDS);
     let server = TestServer::with_defaults();
     let url = url(&server, "back");
     let mut player = Client::play(server.addr, "live", "back");
@@ -517,7 +291,7 @@ fn frames_until_unpublish(player: &mut Client) -> usize {
 fn ffmpeg_publishing_with_a_token_on_the_app_or_the_key_reaches_players_of_the_plain_name() {
     let ffmpeg = tool("ffmpeg");
     let dir = Dir::new("token");
-    let source = h264_source(&dir, "src.flv", "testsrc");
+    let source = h264_source(&dir, "src.flv", "testsrc", SECONDS);
     let server = TestServer::with_defaults();
     let port = server.addr.port();
     let mut on_app = Client::play(server.addr, "live", "onapp");
@@ -558,7 +332,7 @@ fn ffmpeg_publishing_with_a_token_on_the_app_or_the_key_reaches_players_of_the_p
 fn tshark_dissects_a_captured_session_with_no_malformed_packets() {
     let (ffmpeg, tshark) = (tool("ffmpeg"), tool("tshark"));
     let dir = Dir::new("tshark");
-    let source = h264_source(&dir, "src.flv", "testsrc");
+    let source = h264_source(&dir, "src.flv", "testsrc", SECONDS);
     let server = TestServer::with_defaults();
     let port = server.addr.port();
     let capture = dir.path("session.pcapng");
@@ -593,7 +367,7 @@ fn tshark_dissects_a_captured_session_with_no_malformed_packets() {
     assert!(publisher.wait(PUBLISH_LIMIT).success());
     player.stop_after(Duration::from_secs(5), libc::SIGINT);
     server.shutdown();
-    unsafe_kill(pid, libc::SIGINT);
+    signal_pid(pid, libc::SIGINT);
     let _ = child.wait();
     let decode = format!("tcp.port=={port},rtmpt");
     let count = |filter: &str| -> usize {
@@ -693,7 +467,7 @@ fn enhanced_rtmp_av1_from_a_recent_ffmpeg_reaches_players_unchanged() {
 fn ffmpeg_plays_http_flv_with_the_same_frames() {
     let ffmpeg = tool("ffmpeg");
     let dir = Dir::new("httpflv");
-    let source = h264_source(&dir, "src.flv", "testsrc");
+    let source = h264_source(&dir, "src.flv", "testsrc", SECONDS);
     let server = TestServer::with_defaults();
     let out = dir.path("out.flv");
     let http_url = format!("http://127.0.0.1:{}/live/web.flv", server.http.port());

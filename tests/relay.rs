@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::procs::name_pulled_first_from;
 use common::{media, Client, TestServer, WAIT};
 use rtmp_edge::config::{Config, PushConfig};
 use rtmp_edge::fanout::Close;
@@ -109,21 +110,6 @@ fn an_edge_pulls_a_stream_once_for_twenty_players_on_two_workers() {
         })
         .count();
     assert_eq!(of_stream, 2, "the publisher and one pull: {closes:?}");
-}
-
-/// A stream name that `app` pulls from `first` before the other origins of `origins`.
-fn name_pulled_first_from(first: usize, origins: &[String]) -> String {
-    let urls: Vec<_> = origins
-        .iter()
-        .map(|o| rtmp_edge::relay::OriginUrl::parse(o).unwrap())
-        .collect();
-    (0..)
-        .map(|i| format!("s{i}"))
-        .find(|name| {
-            let key = rtmp_edge::relay::stream_key("live", name);
-            rtmp_edge::relay::rendezvous_order(&key, &urls)[0] == first
-        })
-        .unwrap()
 }
 
 /// Plays `count` frames (video and audio) of a stream published in lock step on two

@@ -111,7 +111,8 @@ impl Pull {
     /// Starts pulling `app/stream` (as the player gave them: their queries are passed to the
     /// origin) for `players` players: connects to the first origin up in the stream's
     /// rendezvous order, or waits for the earliest backoff. Call when the hub finds a player
-    /// for a stream no one publishes and the directory makes this worker the puller.
+    /// for a stream no one publishes and the directory makes this worker the puller. With no
+    /// players left by then it is born closed: it dials nothing.
     pub fn new(
         app: &str,
         stream: &str,
@@ -130,7 +131,11 @@ impl Pull {
             starved_since: now,
             actions: VecDeque::new(),
         };
-        pull.attempt(origins, now);
+        if players == 0 {
+            pull.state = PullState::Closed;
+        } else {
+            pull.attempt(origins, now);
+        }
         pull
     }
 

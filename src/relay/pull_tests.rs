@@ -67,6 +67,18 @@ fn a_new_pull_connects_to_the_first_origin_in_rendezvous_order_with_the_queries_
     assert_eq!(p.poll_timeout(), Some(t0 + 3 * S));
 }
 
+/// Its players may be gone by the time the worker starts it (a push target's connection,
+/// a player of the hub, closed with the publisher that set the pull off): it never dials.
+#[test]
+fn a_pull_started_with_no_players_is_closed_and_dials_nothing() {
+    let t0 = Instant::now();
+    let o = origins(2);
+    let mut p = Pull::new("live", "demo", 0, timeouts(), &o, t0);
+    assert!(p.is_closed());
+    assert_eq!(actions(&mut p), []);
+    assert_eq!(p.poll_timeout(), None);
+}
+
 #[test]
 fn failures_fail_over_at_once_in_rendezvous_order() {
     let t0 = Instant::now();

@@ -163,10 +163,16 @@ impl Worker {
             return;
         }
         let (app, name) = app_and_name(&key);
-        let players = self.hub.audience(&key);
+        let players = self.pull_audience(&key);
         let timeouts = self.relay.settings.pull_timeouts();
         let pull = Pull::new(app, name, players, timeouts, &self.relay.origins, now);
-        tracing::info!(stream = %key, players, "pulling from an origin");
+        if pull.is_closed() {
+            // Whoever wanted it left in the same wake-up (a push target's connection closed
+            // with its publisher): the hub's claim is released below.
+            tracing::debug!(stream = %key, "no pull: no players left");
+        } else {
+            tracing::info!(stream = %key, players, "pulling from an origin");
+        }
         let entry = PullEntry {
             pull,
             upstream: None,
@@ -593,12 +599,17 @@ impl Worker {
         }
     }
 
+    /// Who keeps `key`'s pull wanted: the hub's audience, and its HLS/DASH packaging.
+    fn pull_audience(&self, key: &StreamKey) -> usize {
+        self.hub.audience(key) + usize::from(self.packaging.is_active(key))
+    }
+
     /// From the timer: pulls learn their audience and fire their timeouts; push targets
     /// retry after their backoff.
     pub(super) fn relay_tick(&mut self, now: Instant) {
         let keys: Vec<StreamKey> = self.relay.pulls.keys().cloned().collect();
         for key in keys {
-            let audience = self.hub.audience(&key) + usize::from(self.packaging.is_active(&key));
+            let audience = self.pull_audience(&key);
             let relay = &mut self.relay;
             if let Some(entry) = relay.pulls.get_mut(&key) {
                 if entry.pull.players() != audience {

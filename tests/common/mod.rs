@@ -2,6 +2,7 @@
 //! built on the project's own ClientSession.
 #![allow(dead_code)]
 
+pub mod procs;
 pub mod tools;
 
 use std::io::{Read, Write};
