@@ -882,6 +882,7 @@ impl Engine<'_> {
                     level,
                     code,
                     description,
+                    ..
                 } => {
                     if level.eq_ignore_ascii_case("error") {
                         return Err(Close::Error(format!("{code}: {description}")));
@@ -903,6 +904,7 @@ impl Engine<'_> {
                     }
                 }
                 ClientEvent::Connected
+                | ClientEvent::ReconnectRequest { .. }
                 | ClientEvent::StreamBegin { .. }
                 | ClientEvent::StreamEof { .. } => {}
             }

@@ -46,9 +46,19 @@ pub enum ClientEvent {
         stream_id: u32,
     },
     /// Any onStatus (or _error) from the server, including the ones above and failures.
+    /// `redirect` is the info object's `ex.redirect` (SRS sends it with
+    /// NetConnection.Connect.Rejected to send a client elsewhere).
     Status {
         level: String,
         code: String,
+        description: String,
+        redirect: Option<String>,
+    },
+    /// The server asked us to reconnect (E-RTMP `NetConnection.Connect.ReconnectRequest`),
+    /// to `tc_url` when it named one, else to where we are connected. Reported after the
+    /// `Status` event of the same onStatus. Only servers told our `capsEx` send it.
+    ReconnectRequest {
+        tc_url: Option<String>,
         description: String,
     },
     /// A User Control event such as StreamBegin/StreamEOF.
@@ -568,10 +578,25 @@ impl ClientSession {
                 .unwrap_or_default()
                 .to_owned()
         };
+        let redirect = info
+            .and_then(|i| i.get("ex"))
+            .and_then(|ex| command::property_str(ex, "redirect"))
+            .map(str::to_owned);
+        let code = get("code");
+        let description = get("description");
+        let reconnect =
+            (code == command::RECONNECT_REQUEST).then(|| ClientEvent::ReconnectRequest {
+                tc_url: info
+                    .and_then(|i| command::property_str(i, "tcUrl"))
+                    .map(str::to_owned),
+                description: description.clone(),
+            });
         self.events.push_back(ClientEvent::Status {
             level: get("level"),
-            code: get("code"),
-            description: get("description"),
+            code,
+            description,
+            redirect,
         });
+        self.events.extend(reconnect);
     }
 }
