@@ -101,6 +101,16 @@ pub enum ConfigError {
         /// What the filter parser said.
         reason: String,
     },
+    /// A URL is not one this server can use there.
+    #[error("`{key}` = {value:?} is not a usable URL: {reason}")]
+    InvalidUrl {
+        /// The key path.
+        key: &'static str,
+        /// The configured URL.
+        value: String,
+        /// The rule it breaks.
+        reason: crate::relay::UrlError,
+    },
 }
 
 /// Formats where a [`ConfigError::Malformed`] happened: "`key` (line L, column C)".
@@ -131,7 +141,8 @@ impl ConfigError {
             | Self::TooManyEntries { key, .. }
             | Self::DuplicateListenAddress { key, .. }
             | Self::CoreNotAvailable { key, .. }
-            | Self::InvalidLogFilter { key, .. } => Some(key),
+            | Self::InvalidLogFilter { key, .. }
+            | Self::InvalidUrl { key, .. } => Some(key),
         }
     }
 }

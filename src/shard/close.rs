@@ -60,6 +60,9 @@ pub enum CloseReason {
     OutputOverflow { queued: usize, cap: usize },
     #[error("server shutting down")]
     ShuttingDown,
+    /// Still connected when a drain's time (`timeouts.drain_ms`) ran out: shut down.
+    #[error("server drained: still connected after {ms} ms")]
+    DrainDeadline { ms: u64 },
     #[error("server shut down (flush deadline passed)")]
     ShutdownDeadline,
 }

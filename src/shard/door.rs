@@ -184,6 +184,7 @@ impl Worker {
                 self.apply_packaging(now);
             }
             BusMsg::HlsStart { key } => self.start_packaging(&key, now),
+            BusMsg::Reconfigure(config) => self.apply_config(config),
         }
     }
 }

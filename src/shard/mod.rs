@@ -12,22 +12,25 @@ mod close;
 mod conn;
 mod conns;
 mod door;
+mod drain;
 mod hls;
 mod http;
 mod memory;
+mod reload;
 mod worker;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use mio::{Poll, Waker};
 
 pub use bus::{Bus, BusMsg};
 pub use close::{CloseReason, IoFailure};
+pub use reload::restart_needed;
 
-use crate::config::{Config, MAX_WORKERS};
+use crate::config::{Config, ConfigSource, MAX_WORKERS};
 use crate::fanout::StreamKey;
 use worker::{Worker, WAKER_TOKEN};
 
@@ -63,8 +66,43 @@ pub struct Server {
     disk_writer: Option<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
-    bus: Arc<Bus>,
+    control: Arc<Control>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+/// What can be asked of running workers: drain, shut down, reload. Shared by [`Server`] and
+/// `run`'s signal loop.
+struct Control {
+    bus: Arc<Bus>,
+    /// The configuration the workers run with (the last one reloaded).
+    config: Mutex<Arc<Config>>,
+}
+
+impl Control {
+    fn shutdown(&self) {
+        self.bus.shutdown();
+    }
+
+    fn drain(&self) {
+        self.bus.begin_drain();
+    }
+
+    fn reload(&self, new: Config) {
+        let new = Arc::new(new);
+        let old = {
+            let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *current, new.clone())
+        };
+        let restart = restart_needed(&old, &new);
+        if !restart.is_empty() {
+            tracing::warn!(
+                keys = %restart.join(", "),
+                "configuration reloaded, but these changes need a restart to take effect"
+            );
+        }
+        self.bus.broadcast(|| BusMsg::Reconfigure(new.clone()));
+        tracing::info!("configuration reloaded");
+    }
 }
 
 impl Server {
@@ -121,6 +159,10 @@ impl Server {
         };
         let hls = Arc::new(hls::HlsShelf::new(disk));
         let config = Arc::new(config);
+        let control = Arc::new(Control {
+            bus: bus.clone(),
+            config: Mutex::new(config.clone()),
+        });
         let mut threads = Vec::with_capacity(workers);
         let mut http = http.map(|h| h.into_iter());
         for (index, (poll, rtmp_listeners)) in polls.into_iter().zip(rtmp).enumerate() {
@@ -169,7 +211,7 @@ impl Server {
             disk_writer,
             addrs,
             http_addrs,
-            bus,
+            control,
             threads,
         })
     }
@@ -185,8 +227,24 @@ impl Server {
     }
 
     /// Asks every worker to stop accepting, tell players the stream ended, flush and exit.
+    /// During a drain it ends the drain at once.
     pub fn shutdown(&self) {
-        self.bus.shutdown();
+        self.control.shutdown();
+    }
+
+    /// Asks every worker to drain (what SIGTERM does): stop accepting RTMP, answer `/healthz`
+    /// with 503, ask reconnect-capable clients to reconnect (to `drain.redirect_url` when
+    /// set), serve everyone until they leave, and shut down what is left at
+    /// `timeouts.drain_ms`. The workers end when their clients have all left.
+    pub fn drain(&self) {
+        self.control.drain();
+    }
+
+    /// Hands every worker a new configuration (what SIGHUP does, after validating the file):
+    /// what is live applies at once, keys that need a restart are named in one warning.
+    /// `config` must be validated ([`Config::validate`]); `log.level` is the caller's.
+    pub fn reload(&self, config: Config) {
+        self.control.reload(config);
     }
 
     /// Waits for every worker to finish.
@@ -208,15 +266,61 @@ impl Server {
     }
 }
 
-/// Starts the workers, serves until SIGINT/SIGTERM, then shuts down cleanly within
-/// `timeouts.shutdown_ms`. Returns an error if a listener cannot be bound.
-pub fn run(config: Config) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+/// Starts the workers and serves until they end, driven by signals:
+/// - SIGTERM: drain ([`Server::drain`]); a second SIGTERM, or SIGINT, shuts down at once
+///   ([`Server::shutdown`], players told, flushed within `timeouts.shutdown_ms`);
+/// - SIGHUP: reload: `source` is loaded and validated again exactly as at startup; an invalid
+///   one is logged and the running configuration kept; a valid one goes to every worker
+///   ([`Server::reload`]) and its `log.level` to `set_log_level`.
+///
+/// Returns an error if a listener cannot be bound or a worker fails.
+pub fn run(
+    config: Config,
+    source: ConfigSource,
+    set_log_level: impl Fn(&str) -> Result<(), String>,
+) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let server = Server::start(config)?;
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "signal received: shutting down");
+    let control = server.control.clone();
+    // The signal loop ends when the workers do (a drain that emptied them, or a shutdown).
+    let handle = signals.handle();
+    let joiner = std::thread::Builder::new()
+        .name("join".into())
+        .spawn(move || {
+            let result = server.join();
+            handle.close();
+            result
+        })?;
+    let mut draining = false;
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => match source.load() {
+                Ok(config) => {
+                    if let Err(error) = set_log_level(&config.log.level) {
+                        tracing::error!(%error, "cannot apply log.level");
+                    }
+                    control.reload(config);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reload refused: keeping the running configuration")
+                }
+            },
+            SIGTERM if !draining => {
+                tracing::info!(
+                    signal,
+                    "SIGTERM: draining (SIGTERM again or SIGINT: stop now)"
+                );
+                draining = true;
+                control.drain();
+            }
+            _ => {
+                tracing::info!(signal, "signal received: shutting down");
+                control.shutdown();
+            }
+        }
     }
-    server.shutdown();
-    server.join()
+    joiner
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("join thread panicked")))
 }
