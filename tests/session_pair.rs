@@ -1702,10 +1702,8 @@ fn our_client_advertises_the_reconnect_bit_and_the_server_records_it() {
 #[test]
 fn a_connect_without_caps_ex_cannot_be_asked_to_reconnect() {
     let mut raw = Raw::new();
-    let mut connect = command::connect(1.0, "live", "FMLE/3.0", "rtmp://h/live");
-    if let Amf0Value::Object(props) = &mut connect.object {
-        props.retain(|(k, _)| k != "capsEx");
-    }
+    let connect = command::connect_with_caps(1.0, "live", "FMLE/3.0", "rtmp://h/live", 0);
+    assert_eq!(connect.object.get("capsEx"), None);
     raw.command(0, &connect).expect("connect");
     assert!(matches!(
         raw.server.poll_event(),
@@ -1720,6 +1718,16 @@ fn a_connect_without_caps_ex_cannot_be_asked_to_reconnect() {
         raw.answers().is_empty(),
         "nothing is sent to a client without the bit"
     );
+}
+
+#[test]
+fn a_client_told_to_announce_no_caps_ex_is_not_asked_to_reconnect() {
+    let mut pair = Pair::new(ServerConfig::default(), Policy::default());
+    pair.client.set_caps_ex(0);
+    pair.client.play("cam");
+    pair.pump();
+    assert!(pair.client.is_connected());
+    assert!(!pair.server.can_reconnect());
 }
 
 #[test]

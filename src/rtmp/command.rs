@@ -364,7 +364,19 @@ pub fn data_start() -> [Amf0Value; 2] {
 /// and the E-RTMP `capsEx` with the Reconnect bit: servers that do not know it ignore an extra
 /// property, as nginx-rtmp and SRS do).
 pub fn connect(transaction_id: f64, app: &str, flash_ver: &str, tc_url: &str) -> Command {
-    Command::new(
+    connect_with_caps(transaction_id, app, flash_ver, tc_url, CAPS_EX_RECONNECT)
+}
+
+/// [`connect`] announcing `caps_ex` as the E-RTMP `capsEx` (no property at all when 0, as a
+/// client from before E-RTMP sends it).
+pub fn connect_with_caps(
+    transaction_id: f64,
+    app: &str,
+    flash_ver: &str,
+    tc_url: &str,
+    caps_ex: u32,
+) -> Command {
+    let mut command = Command::new(
         "connect",
         transaction_id,
         Amf0Value::object([
@@ -377,10 +389,13 @@ pub fn connect(transaction_id: f64, app: &str, flash_ver: &str, tc_url: &str) ->
             ("videoCodecs", Amf0Value::Number(252.0)),
             ("videoFunction", Amf0Value::Number(1.0)),
             ("objectEncoding", Amf0Value::Number(0.0)),
-            ("capsEx", Amf0Value::Number(f64::from(CAPS_EX_RECONNECT))),
         ]),
         Vec::new(),
-    )
+    );
+    if let (Amf0Value::Object(properties), true) = (&mut command.object, caps_ex != 0) {
+        properties.push(("capsEx".to_owned(), Amf0Value::Number(f64::from(caps_ex))));
+    }
+    command
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ mod worker;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use mio::{Poll, Waker};
@@ -74,8 +74,6 @@ pub struct Server {
 /// `run`'s signal loop.
 struct Control {
     bus: Arc<Bus>,
-    /// The configuration the workers run with (the last one reloaded).
-    config: Mutex<Arc<Config>>,
 }
 
 impl Control {
@@ -89,19 +87,7 @@ impl Control {
 
     fn reload(&self, new: Config) {
         let new = Arc::new(new);
-        let old = {
-            let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::replace(&mut *current, new.clone())
-        };
-        let restart = restart_needed(&old, &new);
-        if !restart.is_empty() {
-            tracing::warn!(
-                keys = %restart.join(", "),
-                "configuration reloaded, but these changes need a restart to take effect"
-            );
-        }
         self.bus.broadcast(|| BusMsg::Reconfigure(new.clone()));
-        tracing::info!("configuration reloaded");
     }
 }
 
@@ -159,10 +145,7 @@ impl Server {
         };
         let hls = Arc::new(hls::HlsShelf::new(disk));
         let config = Arc::new(config);
-        let control = Arc::new(Control {
-            bus: bus.clone(),
-            config: Mutex::new(config.clone()),
-        });
+        let control = Arc::new(Control { bus: bus.clone() });
         let mut threads = Vec::with_capacity(workers);
         let mut http = http.map(|h| h.into_iter());
         for (index, (poll, rtmp_listeners)) in polls.into_iter().zip(rtmp).enumerate() {
@@ -300,6 +283,7 @@ pub fn run(
                     if let Err(error) = set_log_level(&config.log.level) {
                         tracing::error!(%error, "cannot apply log.level");
                     }
+                    tracing::info!("SIGHUP: configuration file valid, reloading");
                     control.reload(config);
                 }
                 Err(error) => {

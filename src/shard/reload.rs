@@ -100,8 +100,16 @@ impl Worker {
         self.hub.set_settings(hub_settings(&new, chunk_size));
         self.output_cap = output_cap(&new);
         let old = std::mem::replace(&mut self.config, new);
+        // One line for the whole server: worker 0 names what did not change.
+        let restart = restart_needed(&old, &self.config);
+        if self.index == 0 && !restart.is_empty() {
+            tracing::warn!(
+                keys = %restart.join(", "),
+                "configuration reloaded, but these changes need a restart to take effect"
+            );
+        }
         self.reconfigure(&old);
-        tracing::debug!(worker = self.index, "configuration reloaded");
+        tracing::info!(worker = self.index, "configuration reloaded");
     }
 
     /// The hook for owners with settings of their own (relays, recording): called on every

@@ -146,6 +146,8 @@ pub struct ClientSession {
     stream: Stream,
     next_transaction_id: f64,
     subs: Vec<SubMessage>,
+    /// The E-RTMP `capsEx` announced in `connect`.
+    caps_ex: u32,
 }
 
 impl ClientSession {
@@ -165,6 +167,7 @@ impl ClientSession {
             stream: Stream::Idle,
             next_transaction_id: 1.0,
             subs: Vec::new(),
+            caps_ex: command::CAPS_EX_RECONNECT,
         }
     }
 
@@ -184,11 +187,12 @@ impl ClientSession {
             let transaction_id = self.transaction_id();
             self.link.send_command(
                 0,
-                &command::connect(
+                &command::connect_with_caps(
                     transaction_id,
                     &self.config.app,
                     &self.config.flash_ver,
                     &self.config.tc_url,
+                    self.caps_ex,
                 ),
             );
             self.phase = Phase::Connecting { transaction_id };
@@ -197,6 +201,13 @@ impl ClientSession {
             self.handle_message(msg)?;
         }
         Ok(())
+    }
+
+    /// Sets the E-RTMP `capsEx` bits `connect` announces (default: Reconnect,
+    /// [`command::CAPS_EX_RECONNECT`]; 0 sends none, like a client from before E-RTMP). Call
+    /// it before the handshake completes.
+    pub fn set_caps_ex(&mut self, caps_ex: u32) {
+        self.caps_ex = caps_ex;
     }
 
     /// Next event, in order.
