@@ -98,6 +98,10 @@ pub struct Config {
     pub drain: DrainConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[relay]`: pull on demand from origins, push published streams onward.
+    pub relay: RelayConfig,
+    /// `[record]`: recording published streams to files.
+    pub record: RecordConfig,
 }
 
 /// The smallest outbound chunk size accepted (the protocol's initial chunk size).
@@ -117,6 +121,8 @@ pub const MAX_WORKERS: usize = 64;
 pub const MIN_PLAYER_QUEUE_BYTES: usize = 64 * 1024;
 /// The smallest `http.hls_max_segment_bytes` accepted: below it a few keyframes would trip it.
 pub const MIN_SEGMENT_CAP_BYTES: usize = 1024 * 1024;
+/// The smallest `record.queue_bytes` accepted: below it a few keyframes would fill it.
+pub const MIN_RECORD_QUEUE_BYTES: usize = 1024 * 1024;
 
 config_section! {
     /// RTMP listener and protocol settings.
@@ -289,6 +295,31 @@ config_section! {
 }
 
 config_section! {
+    /// Recording published streams to files, one file per publish, written by one writer
+    /// thread (a slow disk never stalls a worker: media waiting past `queue_bytes` is dropped
+    /// up to the next keyframe, with a warning).
+    pub struct RecordConfig in "record" {
+        /// Directory recordings are written under, as DIR/app/stream-YYYYMMDDTHHMMSSZ.flv (or
+        /// .mp4; the publish's UTC start, then `-1`, `-2`… when that name is taken); empty:
+        /// recording is off.
+        /// Each publish (a republish too) starts a new file at its first keyframe, timestamps
+        /// from 0. An app or stream name that cannot be a file name as it is (a `/` or `\`, a
+        /// leading `.`, `..`, control or bidi characters, over 200 bytes) is not recorded, with
+        /// a warning.
+        pub dir: String,
+        /// Apps whose streams are recorded; "*" records every app.
+        pub apps: Vec<String>,
+        /// "flv" (every tag as published) or "mp4" (fragmented MP4 from the HLS/DASH packager:
+        /// fragments of about a second, appended as they complete, so the file plays while it
+        /// is written; a codec change mid-stream continues in a new file).
+        pub format: crate::record::RecordFormat,
+        /// Most media bytes waiting for the writer, all workers together; past it a stream's
+        /// media is dropped until its next keyframe. At least 1 MiB.
+        pub queue_bytes: usize,
+    }
+}
+
+config_section! {
     /// Logging.
     pub struct LogConfig in "log" {
         /// A tracing filter such as `info` or `rtmp_edge=debug`; RUST_LOG overrides it.
@@ -296,15 +327,50 @@ config_section! {
     }
 }
 
+config_section! {
+    /// The edge relay: streams nobody publishes here are pulled on demand from `origins`
+    /// (tried in an order fixed per stream by rendezvous hashing, failing over on errors),
+    /// and streams published here are pushed to every matching `[[relay.push]]` target.
+    pub struct RelayConfig in "relay" {
+        /// Origins to pull from, e.g. `["rtmp://origin-a:1935", "rtmp://origin-b:1935"]`; a
+        /// path (`rtmp://host/prefix`) goes before the app. Empty: never pull.
+        pub origins: Vec<String>,
+        /// Connect + play + first media, or a gap in a pulled stream's media, longer than this
+        /// marks the origin down (backoff 1 s doubling to 30 s) and fails over to the next.
+        pub origin_timeout_ms: u64,
+        /// A pulled stream with no players for this long is closed (a player back before then
+        /// starts from the cached GOP at once).
+        pub pull_idle_ms: u64,
+        /// Players of a pull that has had no media this long (every origin failing) are
+        /// answered NetStream.Play.StreamNotFound (HTTP-FLV: the body ends).
+        pub player_wait_ms: u64,
+        /// Push targets, repeatable as `[[relay.push]]` tables with `app` (or `"*"`) and `url`
+        /// (`rtmp://host[:port]/app`; the stream name and its query are appended).
+        pub push: Vec<PushConfig>,
+    }
+}
+
+/// One `[[relay.push]]` target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Streams of this app are pushed (`"*"`: every app).
+    pub app: String,
+    /// Where: `rtmp://host[:port]/app[/...]`; each stream's name is appended.
+    pub url: String,
+}
+
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 7] = [
+    pub const SECTIONS: [SectionDoc; 9] = [
         RtmpConfig::DOC,
         HttpConfig::DOC,
         WorkersConfig::DOC,
         StreamsConfig::DOC,
         TimeoutsConfig::DOC,
         DrainConfig::DOC,
+        RelayConfig::DOC,
+        RecordConfig::DOC,
         LogConfig::DOC,
     ];
 
@@ -469,6 +535,18 @@ impl Config {
             });
         }
 
+        let record = &self.record;
+        if record.queue_bytes < MIN_RECORD_QUEUE_BYTES {
+            return Err(ConfigError::BelowMinimum {
+                key: "record.queue_bytes",
+                value: as_u64(record.queue_bytes),
+                min: as_u64(MIN_RECORD_QUEUE_BYTES),
+            });
+        }
+        if !record.dir.is_empty() && record.apps.is_empty() {
+            return Err(ConfigError::MustNotBeEmpty { key: "record.apps" });
+        }
+
         let timeouts = &self.timeouts;
         positive("timeouts.handshake_ms", timeouts.handshake_ms)?;
         positive("timeouts.idle_ms", timeouts.idle_ms)?;
@@ -479,10 +557,61 @@ impl Config {
         let redirect = &self.drain.redirect_url;
         if !redirect.is_empty() {
             if let Err(reason) = crate::relay::PushUrl::parse(redirect) {
-                return Err(ConfigError::InvalidUrl {
+                return Err(ConfigError::BadUrl {
                     key: "drain.redirect_url",
                     value: redirect.clone(),
-                    reason,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+
+        let relay = &self.relay;
+        for (i, origin) in relay.origins.iter().enumerate() {
+            let parsed =
+                crate::relay::OriginUrl::parse(origin).map_err(|error| ConfigError::BadUrl {
+                    key: "relay.origins",
+                    value: origin.clone(),
+                    reason: error.to_string(),
+                })?;
+            if parsed.endpoint().scheme == crate::relay::Scheme::Rtmps {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.origins",
+                    value: origin.clone(),
+                    reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
+                });
+            }
+            if relay.origins[..i].iter().any(|o| {
+                crate::relay::OriginUrl::parse(o).is_ok_and(|o| o.to_string() == parsed.to_string())
+            }) {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.origins",
+                    value: origin.clone(),
+                    reason: "listed twice".into(),
+                });
+            }
+        }
+        positive("relay.origin_timeout_ms", relay.origin_timeout_ms)?;
+        positive("relay.pull_idle_ms", relay.pull_idle_ms)?;
+        positive("relay.player_wait_ms", relay.player_wait_ms)?;
+        for push in &relay.push {
+            if push.app.is_empty() || push.app.contains('/') {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.push",
+                    value: push.app.clone(),
+                    reason: "`app` must be an app name or \"*\"".into(),
+                });
+            }
+            let url =
+                crate::relay::PushUrl::parse(&push.url).map_err(|error| ConfigError::BadUrl {
+                    key: "relay.push",
+                    value: push.url.clone(),
+                    reason: error.to_string(),
+                })?;
+            if url.endpoint().scheme == crate::relay::Scheme::Rtmps {
+                return Err(ConfigError::BadUrl {
+                    key: "relay.push",
+                    value: push.url.clone(),
+                    reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
                 });
             }
         }
@@ -753,6 +882,29 @@ impl Default for DrainConfig {
     fn default() -> Self {
         Self {
             redirect_url: String::new(),
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            origin_timeout_ms: 3_000,
+            pull_idle_ms: 10_000,
+            player_wait_ms: 10_000,
+            push: Vec::new(),
+        }
+    }
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            dir: String::new(),
+            apps: vec!["*".to_string()],
+            format: crate::record::RecordFormat::Flv,
+            queue_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   backoff, pull lifecycle, push targets.
 //! - [`http`]: sans-IO HTTP/1.1 request heads, routes and response heads.
 //! - [`package`]: sans-IO HLS/DASH packaging: MPEG-TS, CMAF, segmenter, playlists, MPD.
+//! - [`record`]: recording streams to FLV or fMP4 files: sans-IO file bytes and names, the
+//!   workers' hand-off and the writer thread.
 //! - [`config`]: TOML configuration with embedded defaults.
 //! - [`logging`]: how log lines render fields (client text escaped, never raw).
 //! - [`net`]: the only code that calls accept/read/write.
@@ -29,6 +31,7 @@ pub mod logging;
 pub mod media;
 pub mod net;
 pub mod package;
+pub mod record;
 pub mod relay;
 pub mod rtmp;
 pub mod shard;

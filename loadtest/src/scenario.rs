@@ -41,6 +41,10 @@ pub struct Knobs {
     /// streams, stream i is named NAME-i.
     #[arg(long)]
     pub url: Option<String>,
+    /// Publishers publish here instead of `--url` (same app and stream names), e.g. the
+    /// origin an edge at `--url` pulls from; players stay on `--url`.
+    #[arg(long)]
+    pub publish_url: Option<String>,
     /// full, publish-only or play-only.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
@@ -105,6 +109,7 @@ impl Knobs {
     pub fn or(self, other: Knobs) -> Knobs {
         Knobs {
             url: self.url.or(other.url),
+            publish_url: self.publish_url.or(other.publish_url),
             mode: self.mode.or(other.mode),
             publishers: self.publishers.or(other.publishers),
             streams: self.streams.or(other.streams),
@@ -206,6 +211,8 @@ impl RtmpUrl {
 #[derive(Clone, Debug, Serialize)]
 pub struct Scenario {
     pub url: RtmpUrl,
+    /// Where publishers publish (`--publish-url`; else `url`).
+    pub publish_url: RtmpUrl,
     pub mode: Mode,
     pub publishers: u32,
     /// Streams played: `publishers` unless play-only.
@@ -242,6 +249,15 @@ impl Scenario {
                 .as_deref()
                 .unwrap_or("rtmp://127.0.0.1:1935/live/stream"),
         )?;
+        let publish_url = match k.publish_url.as_deref() {
+            Some(text) => RtmpUrl::parse(text)?,
+            None => url.clone(),
+        };
+        if (publish_url.app.as_str(), publish_url.stream.as_str())
+            != (url.app.as_str(), url.stream.as_str())
+        {
+            bail!("--publish-url must name the same app and stream as --url");
+        }
         let mode = k.mode.unwrap_or(Mode::Full);
         let publishers = match mode {
             Mode::PlayOnly => 0,
@@ -297,6 +313,7 @@ impl Scenario {
         }
         Ok(Self {
             url,
+            publish_url,
             mode,
             publishers,
             streams,

@@ -225,3 +225,41 @@ fn plain_hls_segments_are_playable_about_one_segment_after_their_program_date_ti
     let p50 = f(&r, &["hls_segment_playable_ms", "p50"]);
     assert!(p50 > 960.0 && p50 < 1800.0, "p50 {p50} ms: {r:#}");
 }
+
+#[test]
+fn players_on_an_edge_receive_what_is_published_on_its_origin() {
+    let origin = start_edge(false);
+    let origin_url = format!("rtmp://{}/live/relayed", origin.local_addrs()[0]);
+    let edge = start_edge_with(false, |c| {
+        c.relay.origins = vec![format!("rtmp://{}", origin.local_addrs()[0])];
+    });
+    let url = format!("rtmp://{}/live/relayed", edge.local_addrs()[0]);
+    let r = rtmp_load(&[
+        "--url",
+        &url,
+        "--publish-url",
+        &origin_url,
+        "--players",
+        "40",
+        "--duration",
+        "3",
+        "--synthetic",
+        "600k",
+        "--fps",
+        "25",
+        "--gop",
+        "25",
+    ]);
+    for server in [edge, origin] {
+        server.shutdown();
+        server.join().expect("clean shutdown");
+    }
+    assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["counters", "stalls"]), 0, "{r:#}");
+    assert!(
+        u(&r, &["counters", "player_video_frames"]) > 40 * 25 * 2,
+        "the edge's players got the origin's frames: {r:#}"
+    );
+    assert_eq!(u(&r, &["counters", "frames_without_stamp"]), 0, "{r:#}");
+    assert!(f(&r, &["latency_ms", "p50"]) < 200.0, "{r:#}");
+}

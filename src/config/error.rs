@@ -91,6 +91,16 @@ pub enum ConfigError {
         /// The core ids this process may run on.
         available: Vec<usize>,
     },
+    /// A relay URL (origin or push target) or push app is not usable.
+    #[error("`{key}` entry {value:?} is not usable: {reason}")]
+    BadUrl {
+        /// The key path.
+        key: &'static str,
+        /// The offending entry.
+        value: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
     /// The log level is not a valid tracing filter.
     #[error("`{key}` = {value:?} is not a valid tracing filter: {reason}")]
     InvalidLogFilter {
@@ -100,16 +110,6 @@ pub enum ConfigError {
         value: String,
         /// What the filter parser said.
         reason: String,
-    },
-    /// A URL is not one this server can use there.
-    #[error("`{key}` = {value:?} is not a usable URL: {reason}")]
-    InvalidUrl {
-        /// The key path.
-        key: &'static str,
-        /// The configured URL.
-        value: String,
-        /// The rule it breaks.
-        reason: crate::relay::UrlError,
     },
 }
 
@@ -141,8 +141,8 @@ impl ConfigError {
             | Self::TooManyEntries { key, .. }
             | Self::DuplicateListenAddress { key, .. }
             | Self::CoreNotAvailable { key, .. }
-            | Self::InvalidLogFilter { key, .. }
-            | Self::InvalidUrl { key, .. } => Some(key),
+            | Self::BadUrl { key, .. }
+            | Self::InvalidLogFilter { key, .. } => Some(key),
         }
     }
 }

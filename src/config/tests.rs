@@ -273,6 +273,39 @@ fn rejects_hls_timings_that_cannot_work() {
 }
 
 #[test]
+fn rejects_a_record_format_other_than_flv_or_mp4_naming_the_key_and_line() {
+    let (key, line, message) = malformed("[record]\ndir = \"/rec\"\nformat = \"mkv\"\n");
+    assert_eq!(key.as_deref(), Some("record.format"));
+    assert_eq!(line, Some(3));
+    assert!(
+        message.contains("flv") && message.contains("mp4"),
+        "{message}"
+    );
+    let config = Config::from_toml_str("[record]\ndir = \"/rec\"\nformat = \"mp4\"\n").unwrap();
+    assert_eq!(config.record.format, crate::record::RecordFormat::Mp4);
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
+fn rejects_a_record_queue_below_1_mib_and_recording_no_app() {
+    assert_eq!(
+        rejected_key(|c| c.record.queue_bytes = MIN_RECORD_QUEUE_BYTES - 1),
+        "record.queue_bytes"
+    );
+    assert_eq!(
+        rejected_key(|c| {
+            c.record.dir = "/rec".into();
+            c.record.apps.clear();
+        }),
+        "record.apps"
+    );
+    // Off, the app list does not matter.
+    let mut config = Config::default();
+    config.record.apps.clear();
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
 fn rejects_a_log_level_that_is_not_a_filter() {
     assert_eq!(
         rejected_key(|c| c.log.level = "rtmp_edge=loud".into()),
@@ -559,4 +592,61 @@ fn load_reads_a_file_and_names_a_missing_one() {
     let error = missing.unwrap_err();
     assert!(matches!(error, ConfigError::Unreadable { .. }), "{error:?}");
     assert!(error.to_string().contains("missing.toml"), "{error}");
+}
+
+#[test]
+fn relay_origins_and_repeated_push_tables_parse_and_print_back() {
+    let text = r#"
+[relay]
+origins = ["rtmp://origin-a:1935", "rtmp://[::1]:1936/prefix"]
+origin_timeout_ms = 1500
+
+[[relay.push]]
+app = "live"
+url = "rtmp://origin-a:1935/live"
+
+[[relay.push]]
+app = "*"
+url = "rtmp://backup:1935/ingest?key=abc"
+"#;
+    let config = Config::from_toml_str(text).unwrap();
+    config.validate_with_cores(&[0]).unwrap();
+    assert_eq!(config.relay.origins.len(), 2);
+    assert_eq!(config.relay.origin_timeout_ms, 1500);
+    assert_eq!(config.relay.push.len(), 2);
+    assert_eq!(config.relay.push[1].app, "*");
+    let printed = config.to_commented_toml();
+    let again = Config::from_toml_str(&printed).expect("--print-config output parses");
+    assert_eq!(again.relay, config.relay);
+}
+
+#[test]
+fn unusable_relay_urls_are_refused_with_their_key() {
+    for (text, key) in [
+        (
+            "[relay]\norigins = [\"http://origin:80\"]\n",
+            "relay.origins",
+        ),
+        (
+            "[relay]\norigins = [\"rtmp://a:1935\", \"rtmp://A:1935/\"]\n",
+            "relay.origins",
+        ),
+        (
+            "[relay]\norigin_timeout_ms = 0\n",
+            "relay.origin_timeout_ms",
+        ),
+        ("[relay]\norigins = [\"rtmps://a:443\"]\n", "relay.origins"),
+        (
+            "[[relay.push]]\napp = \"live\"\nurl = \"rtmp://host\"\n",
+            "relay.push",
+        ),
+        (
+            "[[relay.push]]\napp = \"a/b\"\nurl = \"rtmp://host/live\"\n",
+            "relay.push",
+        ),
+    ] {
+        let config = Config::from_toml_str(text).unwrap();
+        let error = config.validate_with_cores(&[0]).unwrap_err();
+        assert_eq!(error.key(), Some(key), "{text}: {error}");
+    }
 }

@@ -48,6 +48,9 @@ pub struct HubSettings {
     pub wait_for_publisher: bool,
     /// Players stay when the publisher leaves and get the republished stream.
     pub keep_players_on_unpublish: bool,
+    /// A stream played here that nobody publishes is pulled from an origin (`[relay]` has
+    /// origins): the first worker to want it claims it and pulls ([`Action::Pull`]).
+    pub pull: bool,
 }
 
 /// The worker's side of the hub: its connections' sessions and output queues.
@@ -127,6 +130,8 @@ pub enum Close {
     TakenOverElsewhere,
     /// The publisher left and players are not kept (`keep_players_on_unpublish = false`).
     StreamEnded,
+    /// The stream's pull gave up: no origin delivered it within `relay.player_wait_ms`.
+    NoOrigin,
 }
 
 /// What the worker applies after an input, in order.
@@ -144,6 +149,10 @@ pub enum Action {
     Published { key: StreamKey },
     /// `key`'s publisher here left (packaging finishes the presentation).
     Unpublished { key: StreamKey },
+    /// Pull `key` from an origin: this worker claimed it for players that want it.
+    Pull { key: StreamKey },
+    /// A publisher here took over `key`, which was being pulled: stop the pull.
+    StopPull { key: StreamKey },
 }
 
 /// Which stream a connection publishes or plays here.
@@ -226,6 +235,21 @@ impl Hub {
         }
     }
 
+    /// True when `key`'s media enters the hub on this worker (a local publisher or a pull).
+    pub fn feeds(&self, key: &StreamKey) -> bool {
+        self.streams
+            .get(key)
+            .is_some_and(|s| matches!(s.source, Source::Local(_) | Source::Pulled))
+    }
+
+    /// Who watches `key` through this worker: its local players plus one per worker
+    /// subscribed to it (what keeps a pull open).
+    pub fn audience(&self, key: &StreamKey) -> usize {
+        self.streams.get(key).map_or(0, |s| {
+            s.players.len() + s.remote_workers.count_ones() as usize
+        })
+    }
+
     /// The stream `conn` publishes here.
     pub fn published_by(&self, conn: ConnKey) -> Option<&StreamKey> {
         match self.members.get(&conn)? {
@@ -292,9 +316,15 @@ impl Hub {
             .streams
             .remove(&key)
             .unwrap_or_else(|| self.new_stream(key.clone()));
-        if let Source::Remote(_) = stream.source {
+        match stream.source {
             // Our players were fed from elsewhere: the new source starts a new timeline here.
-            stream.unpublish();
+            Source::Remote(_) => stream.unpublish(),
+            Source::Pulled => {
+                stream.unpublish();
+                self.actions
+                    .push_back(Action::StopPull { key: key.clone() });
+            }
+            Source::None | Source::Local(_) => {}
         }
         stream.source = Source::Local(conn);
         stream.remote_workers |= waiters;
@@ -370,6 +400,9 @@ impl Hub {
         if stream.source == Source::None && stream.players.is_empty() {
             stream.source = self.follow_owner(key);
         }
+        if stream.source == Source::None && self.settings.pull {
+            stream.source = self.claim_pull(key, &mut stream);
+        }
         if stream.source == Source::None && !self.settings.wait_for_publisher {
             if stream.is_idle() {
                 self.directory.unsubscribe(key, me);
@@ -380,6 +413,53 @@ impl Hub {
         }
         self.streams.insert(key.clone(), stream);
         true
+    }
+
+    /// Nobody publishes `key`: this worker claims it in the directory and pulls it (workers
+    /// already waiting for it are told it started, like for a publisher); if another worker
+    /// claimed it first, this one subscribes to it.
+    fn claim_pull(&mut self, key: &StreamKey, stream: &mut Stream) -> Source {
+        if self.try_pull(key, stream) {
+            Source::Pulled
+        } else {
+            self.follow_owner(key)
+        }
+    }
+
+    /// Claims `key` for a pull from here, unless another worker has it: true when claimed.
+    fn try_pull(&mut self, key: &StreamKey, stream: &mut Stream) -> bool {
+        let Claim::Granted { waiters } = self.directory.claim(key, self.me, false) else {
+            return false;
+        };
+        stream.remote_workers |= waiters;
+        for worker in workers_in(waiters) {
+            let mail = Mail::Started {
+                key: key.clone(),
+                owner: self.me,
+                snapshot: Vec::new(),
+            };
+            self.send(worker, mail);
+        }
+        self.actions.push_back(Action::Pull { key: key.clone() });
+        true
+    }
+
+    /// An HLS/DASH viewer (not a player of the hub) asks for `key`: when no worker has it and
+    /// pulls are on, this worker pulls it, so packaging can start.
+    pub fn want(&mut self, key: &StreamKey) {
+        if !self.settings.pull || self.directory.owner(key).is_some() {
+            return;
+        }
+        let mut stream = self
+            .streams
+            .remove(key)
+            .unwrap_or_else(|| self.new_stream(key.clone()));
+        if stream.source == Source::None && self.try_pull(key, &mut stream) {
+            stream.source = Source::Pulled;
+        }
+        if !stream.is_idle() {
+            self.streams.insert(key.clone(), stream);
+        }
     }
 
     /// Adds player `conn` (RTMP, or HTTP-FLV with `flv`) to a stream [`open`](Self::open)
@@ -398,21 +478,27 @@ impl Hub {
         };
         let live = match stream.source {
             Source::Local(_) => true,
-            Source::Remote(_) => stream.has_fast_start(),
+            Source::Remote(_) | Source::Pulled => stream.has_fast_start(),
             Source::None => false,
         };
-        stream.players.push(Player::new(conn, stream_id, flv));
+        let mut player = Player::new(conn, stream_id, flv);
+        // A pull not delivering yet: the answer waits for its first frames (see `prime`).
+        player.answered = live || stream.source != Source::Pulled;
+        let answered = player.answered;
+        stream.players.push(player);
         self.members
             .insert(conn, Member::Player { key: key.clone() });
-        door.notify(
-            conn,
-            Notice::Playing {
-                stream_id,
-                key: key.clone(),
-                flv,
-            },
-        );
-        tracing::info!(live, "playing");
+        if answered {
+            door.notify(
+                conn,
+                Notice::Playing {
+                    stream_id,
+                    key: key.clone(),
+                    flv,
+                },
+            );
+        }
+        tracing::info!(live, answered, "playing");
         if live {
             self.prime(&key, Some(conn), false, door);
         }
@@ -442,8 +528,20 @@ impl Hub {
         let players = stream.players.iter_mut().filter(|p| wanted(p));
         for player in players {
             player.primed = true;
-            if notify {
-                let stream_id = player.stream_id;
+            let stream_id = player.stream_id;
+            if !player.answered {
+                player.answered = true;
+                let flv = player.flv;
+                let key = key.clone();
+                door.notify(
+                    player.conn,
+                    Notice::Playing {
+                        stream_id,
+                        key,
+                        flv,
+                    },
+                );
+            } else if notify {
                 door.notify(player.conn, Notice::Republished { stream_id });
             }
             door.write(player.conn, |out| {
@@ -470,37 +568,114 @@ impl Hub {
         payload: Bytes,
         door: &mut impl Door,
     ) -> Result<Option<Packet>, IngestError> {
+        let me = self.me;
         let Some(stream) = self.streams.get_mut(key) else {
             return Ok(None);
         };
         if stream.source != Source::Local(conn) {
             return Ok(None);
         }
-        let Some(packet) = stream.ingest(type_id, timestamp, payload)? else {
+        feed(
+            me,
+            stream,
+            key,
+            type_id,
+            timestamp,
+            payload,
+            &mut self.actions,
+            door,
+        )
+    }
+
+    /// Media of `key` from the origin this worker pulls it from (the worker passes only
+    /// what the pull's current upstream connection delivers): as [`ingest`](Self::ingest).
+    pub fn ingest_pulled(
+        &mut self,
+        key: &StreamKey,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+        door: &mut impl Door,
+    ) -> Result<Option<Packet>, IngestError> {
+        let me = self.me;
+        let Some(stream) = self.streams.get_mut(key) else {
             return Ok(None);
         };
-        // Same policy as a slow player's queue: after a drop, a worker skips media to the next
-        // video keyframe (headers always go).
-        let resumes = packet.keyframe && packet.kind == MediaKind::Video;
-        for worker in workers_in(stream.remote_workers) {
-            let bit = 1u64 << worker;
-            if stream.bus_behind & bit != 0 {
-                if !(resumes || packet.header) {
-                    continue;
-                }
-                if resumes {
-                    stream.bus_behind &= !bit;
-                }
-            }
-            let mail = Mail::Media {
-                key: key.clone(),
-                owner: self.me,
-                packet: packet.clone(),
-            };
-            self.actions.push_back(Action::Send { to: worker, mail });
+        if stream.source != Source::Pulled {
+            return Ok(None);
         }
-        deliver(&mut stream.players, &packet, door);
-        Ok(Some(packet))
+        feed(
+            me,
+            stream,
+            key,
+            type_id,
+            timestamp,
+            payload,
+            &mut self.actions,
+            door,
+        )
+    }
+
+    /// A new upstream connection of `key`'s pull starts delivering (the first, or one after
+    /// a failover): its timestamps continue the stream's timeline, and players still waiting
+    /// for the stream's first frames get them from here on.
+    pub fn pull_feeding(&mut self, key: &StreamKey, door: &mut impl Door) {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        if stream.source != Source::Pulled {
+            return;
+        }
+        stream.restart_clock();
+        self.prime(key, None, false, door);
+    }
+
+    /// `key`'s pull ended: it went idle (no audience), or it gave up (`gave_up`: no origin
+    /// delivered): players that never got a frame are refused StreamNotFound, the others are
+    /// stopped, and both are closed once told. Subscribed workers are told it ended.
+    pub fn pull_ended(&mut self, key: &StreamKey, gave_up: bool, door: &mut impl Door) {
+        let me = self.me;
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        if stream.source != Source::Pulled {
+            return;
+        }
+        stream.unpublish();
+        let remote = std::mem::take(&mut stream.remote_workers);
+        stream.bus_behind = 0;
+        let players = std::mem::take(&mut stream.players);
+        self.directory.release(key, me);
+        self.actions
+            .push_back(Action::Unpublished { key: key.clone() });
+        for worker in workers_in(remote) {
+            let mail = Mail::Unpublished {
+                key: key.clone(),
+                owner: me,
+            };
+            self.send(worker, mail);
+        }
+        tracing::info!(worker = me, stream = %key, players = players.len(), gave_up, "pull ended");
+        for player in players {
+            let stream_id = player.stream_id;
+            let notice = if player.answered {
+                Notice::Stopped { stream_id }
+            } else {
+                Notice::PlayRejected {
+                    stream_id,
+                    code: "NetStream.Play.StreamNotFound",
+                    description: "no origin has the stream",
+                }
+            };
+            door.notify(player.conn, notice);
+            self.members.remove(&player.conn);
+            self.actions.push_back(Action::Close {
+                conn: player.conn,
+                reason: Close::NoOrigin,
+                after_flush: true,
+            });
+        }
+        self.streams.remove(key);
     }
 
     /// Worker `to`'s mailbox refused media of `key`: its players skip to the next keyframe.
@@ -672,9 +847,14 @@ impl Hub {
             }
             return;
         }
-        let source = self.follow_owner(key);
-        if let Some(stream) = self.streams.get_mut(key) {
+        let mut source = self.follow_owner(key);
+        if let Some(mut stream) = self.streams.remove(key) {
+            if source == Source::None && self.settings.pull {
+                // Its pull ended elsewhere with players still here: pull it from here.
+                source = self.claim_pull(key, &mut stream);
+            }
             stream.source = source;
+            self.streams.insert(key.clone(), stream);
         }
     }
 
@@ -723,7 +903,7 @@ impl Hub {
                     self.streams.remove(key);
                 }
             }
-            Source::Local(_) => {}
+            Source::Local(_) | Source::Pulled => {}
         }
     }
 
@@ -732,7 +912,7 @@ impl Hub {
         let me = self.me;
         match mail {
             Mail::Subscribe { key, from } => {
-                if self.publisher(&key).is_some() {
+                if self.feeds(&key) {
                     self.serve_subscriber(&key, from);
                 } else {
                     self.resubscribe(&key, from);
@@ -802,6 +982,47 @@ impl Hub {
             }
         }
     }
+}
+
+/// The owner's side of one message of `key` from its feed (local publisher or pull): encoded
+/// once and cached, sent once to each subscribed worker, delivered to the local players.
+// The hub's fields are passed apart so `stream` can stay borrowed from its map.
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    me: usize,
+    stream: &mut Stream,
+    key: &StreamKey,
+    type_id: u8,
+    timestamp: u32,
+    payload: Bytes,
+    actions: &mut VecDeque<Action>,
+    door: &mut impl Door,
+) -> Result<Option<Packet>, IngestError> {
+    let Some(packet) = stream.ingest(type_id, timestamp, payload)? else {
+        return Ok(None);
+    };
+    // Same policy as a slow player's queue: after a drop, a worker skips media to the next
+    // video keyframe (headers always go).
+    let resumes = packet.keyframe && packet.kind == MediaKind::Video;
+    for worker in workers_in(stream.remote_workers) {
+        let bit = 1u64 << worker;
+        if stream.bus_behind & bit != 0 {
+            if !(resumes || packet.header) {
+                continue;
+            }
+            if resumes {
+                stream.bus_behind &= !bit;
+            }
+        }
+        let mail = Mail::Media {
+            key: key.clone(),
+            owner: me,
+            packet: packet.clone(),
+        };
+        actions.push_back(Action::Send { to: worker, mail });
+    }
+    deliver(&mut stream.players, &packet, door);
+    Ok(Some(packet))
 }
 
 /// The fan-out hot path: one packet into every primed local player's queue.

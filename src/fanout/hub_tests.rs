@@ -56,6 +56,7 @@ fn settings() -> HubSettings {
         publish_takeover: false,
         wait_for_publisher: true,
         keep_players_on_unpublish: true,
+        pull: false,
     }
 }
 
@@ -92,6 +93,9 @@ struct Cluster {
     closed: Vec<(ConnKey, Close)>,
     published: Vec<(usize, StreamKey)>,
     unpublished: Vec<(usize, StreamKey)>,
+    /// Pulls asked for (`Action::Pull`) and stopped (`Action::StopPull`), by worker.
+    pulls: Vec<(usize, StreamKey)>,
+    stopped_pulls: Vec<(usize, StreamKey)>,
     next: u32,
 }
 
@@ -115,6 +119,8 @@ impl Cluster {
             closed: Vec::new(),
             published: Vec::new(),
             unpublished: Vec::new(),
+            pulls: Vec::new(),
+            stopped_pulls: Vec::new(),
             next: 0,
         }
     }
@@ -202,6 +208,8 @@ impl Cluster {
             }
             Action::Published { key } => self.published.push((w, key)),
             Action::Unpublished { key } => self.unpublished.push((w, key)),
+            Action::Pull { key } => self.pulls.push((w, key)),
+            Action::StopPull { key } => self.stopped_pulls.push((w, key)),
         }
     }
 
@@ -724,4 +732,175 @@ fn waiting_http_flv_viewers_share_one_framing_per_cached_packet() {
             assert!(Arc::ptr_eq(a, b), "one framing per packet, shared");
         }
     }
+}
+
+// ---- pulls from an origin ----
+
+fn pulling() -> HubSettings {
+    HubSettings {
+        pull: true,
+        ..settings()
+    }
+}
+
+impl Cluster {
+    /// Media of `name` from the origin, into worker `w`'s pull.
+    fn pulled(&mut self, w: usize, name: &str, type_id: u8, ts: u32, payload: Bytes) {
+        let result =
+            self.hubs[w].ingest_pulled(&key(name), type_id, ts, payload, &mut self.conns[w]);
+        result.expect("accepted");
+        self.settle();
+    }
+
+    fn pulled_gop(&mut self, w: usize, name: &str, seq: u32, frames: u32, ts0: u32) {
+        for i in 0..frames {
+            let s = seq + i;
+            self.pulled(w, name, VIDEO, ts0 + i * 40, avc_frame(i == 0, s, 200));
+        }
+    }
+
+    /// A new upstream connection of `name`'s pull on `w` starts delivering.
+    fn feeding(&mut self, w: usize, name: &str) {
+        self.hubs[w].pull_feeding(&key(name), &mut self.conns[w]);
+        self.settle();
+    }
+}
+
+#[test]
+fn players_on_two_workers_make_one_pull_and_are_answered_with_the_first_frames() {
+    let mut c = Cluster::new(2, pulling());
+    let first = c.play(1, "p");
+    let second = c.play(0, "p");
+    let third = c.play(1, "p");
+    assert_eq!(
+        c.pulls,
+        vec![(1, key("p"))],
+        "one pull, by the first worker asked"
+    );
+    assert!(
+        c.told(1, first).is_empty(),
+        "not answered before the origin delivers"
+    );
+    assert_eq!(
+        c.hubs[1].audience(&key("p")),
+        3,
+        "two players and one subscribed worker"
+    );
+    c.feeding(1, "p");
+    c.pulled(1, "p", VIDEO, 0, avc_header());
+    c.pulled_gop(1, "p", 1, 3, 0);
+    for (w, player) in [(1, first), (0, second), (1, third)] {
+        assert!(
+            c.told(w, player)
+                .iter()
+                .any(|n| matches!(n, Notice::Playing { .. })),
+            "player on worker {w} answered once frames flow"
+        );
+        assert_eq!(c.frames(w, player), [1, 2, 3]);
+    }
+}
+
+#[test]
+fn a_failover_keeps_the_players_and_continues_the_timeline() {
+    let mut c = Cluster::new(1, pulling());
+    let player = c.play(0, "f");
+    c.feeding(0, "f");
+    c.pulled(0, "f", VIDEO, 5_000, avc_header());
+    c.pulled_gop(0, "f", 1, 3, 5_000);
+    let before = c.received(0, player);
+    let last = before.iter().map(|p| p.timestamp).max().unwrap();
+    // The next origin's clock is elsewhere entirely; its headers come again.
+    c.feeding(0, "f");
+    c.pulled(0, "f", VIDEO, 90_000, avc_header());
+    c.pulled_gop(0, "f", 10, 3, 90_000);
+    let after = c.received(0, player);
+    assert_eq!(
+        after.iter().filter_map(seq_of).collect::<Vec<_>>(),
+        [10, 11, 12]
+    );
+    assert!(
+        after.iter().any(|p| p.header),
+        "the new feed's header is resent"
+    );
+    let stamps: Vec<u32> = after.iter().map(|p| p.timestamp).collect();
+    assert!(
+        stamps.iter().all(|t| *t > last) && stamps.windows(2).all(|w| w[0] <= w[1]),
+        "monotonic after {last}: {stamps:?}"
+    );
+    assert!(
+        stamps[0] - last <= 100,
+        "no jump in the timeline: {last} then {stamps:?}"
+    );
+    assert!(c
+        .told(0, player)
+        .iter()
+        .all(|n| !matches!(n, Notice::Unpublished { .. })));
+    assert!(c.closed.is_empty());
+}
+
+#[test]
+fn a_pull_that_gives_up_refuses_waiting_players_and_stops_answered_ones() {
+    let mut c = Cluster::new(2, pulling());
+    let waiting = c.play(0, "g");
+    c.hubs[0].pull_ended(&key("g"), true, &mut c.conns[0]);
+    c.settle();
+    assert_eq!(
+        c.told(0, waiting),
+        vec![Notice::PlayRejected {
+            stream_id: 1,
+            code: "NetStream.Play.StreamNotFound",
+            description: "no origin has the stream",
+        }]
+    );
+    assert_eq!(c.closed, vec![(waiting, Close::NoOrigin)]);
+    assert_eq!(c.hubs[0].stream_count(), 0, "nothing kept");
+    // A player after the give-up starts a new pull.
+    let again = c.play(0, "g");
+    assert_eq!(c.pulls.len(), 2);
+    c.feeding(0, "g");
+    c.pulled_gop(0, "g", 1, 2, 0);
+    c.told(0, again);
+    c.hubs[0].pull_ended(&key("g"), true, &mut c.conns[0]);
+    c.settle();
+    assert_eq!(c.told(0, again), vec![Notice::Stopped { stream_id: 1 }]);
+}
+
+#[test]
+fn players_on_another_worker_pull_again_when_the_owners_pull_ends() {
+    let mut c = Cluster::new(2, pulling());
+    let _owner_player = c.play(0, "r");
+    let remote = c.play(1, "r");
+    assert_eq!(c.pulls, vec![(0, key("r"))]);
+    c.hubs[0].pull_ended(&key("r"), true, &mut c.conns[0]);
+    c.settle();
+    assert_eq!(
+        c.pulls,
+        vec![(0, key("r")), (1, key("r"))],
+        "worker 1 pulls for its player"
+    );
+    c.feeding(1, "r");
+    c.pulled_gop(1, "r", 1, 2, 0);
+    assert_eq!(c.frames(1, remote), [1, 2]);
+}
+
+#[test]
+fn a_local_publisher_takes_a_pulled_stream_over() {
+    let mut c = Cluster::new(1, pulling());
+    let player = c.play(0, "t");
+    c.feeding(0, "t");
+    c.pulled_gop(0, "t", 1, 2, 0);
+    c.frames(0, player);
+    let publisher = c.publish(0, "t");
+    assert_eq!(c.stopped_pulls, vec![(0, key("t"))]);
+    c.send_gop(0, publisher, 50, 2);
+    assert_eq!(c.frames(0, player), [50, 51]);
+    // Media from the stopped pull is not taken any more.
+    let late = c.hubs[0].ingest_pulled(
+        &key("t"),
+        VIDEO,
+        0,
+        avc_frame(true, 9, 200),
+        &mut c.conns[0],
+    );
+    assert!(matches!(late, Ok(None)));
 }

@@ -21,6 +21,9 @@ pub struct Player {
     pub primed: bool,
     /// An HTTP-FLV viewer (and how its body is delimited): media goes out as FLV tags.
     pub flv: Option<FlvBody>,
+    /// Told its play started. A player of a stream being pulled is answered when the first
+    /// frames arrive (so one no origin has can still be refused StreamNotFound).
+    pub answered: bool,
 }
 
 impl Player {
@@ -35,6 +38,7 @@ impl Player {
             video_waits_keyframe: false,
             primed: false,
             flv,
+            answered: true,
         }
     }
 

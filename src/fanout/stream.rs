@@ -42,6 +42,9 @@ pub enum Source {
     Local(ConnKey),
     /// The worker that owns the stream sends it over the bus.
     Remote(usize),
+    /// This worker pulls it from an origin (the worker feeds it whatever upstream connection
+    /// currently serves it; the source outlives failovers).
+    Pulled,
 }
 
 /// How a stream encodes and caches what its publisher sends.
@@ -220,6 +223,13 @@ impl Stream {
     /// True when the cache starts on a keyframe, so a joiner needs no wait.
     pub fn starts_on_keyframe(&self) -> bool {
         !self.gop.is_empty()
+    }
+
+    /// A new feed (another upstream connection of a pull) starts: its timestamps continue
+    /// the timeline just after the latest, whatever they are; the cache is kept until the
+    /// new feed's headers and keyframe replace it.
+    pub fn restart_clock(&mut self) {
+        self.clock.restart();
     }
 
     /// The publisher left: forget its media; the timeline continues on republish.

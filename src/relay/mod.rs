@@ -1,7 +1,7 @@
 //! The edge relay's policy, sans-IO: which origin a stream is pulled from, how origins fail
 //! and come back, the life of a pull, and push targets. Nothing here opens a socket, reads
 //! the clock or draws random numbers: every input takes `now`, and the worker (which owns
-//! the sockets) applies the actions. Not wired into the worker yet.
+//! the sockets, in `shard/relay.rs`) applies the actions.
 //!
 //! # Pieces
 //!
@@ -14,8 +14,9 @@
 //!   [`Origins::next_origin`] picks the origin a stream tries next. One per worker.
 //! - [`Pull`]: one stream's pull (`docs/LIFECYCLE-relay.md`): connect, fail over, linger
 //!   when the last player leaves, give up on players that waited too long.
-//! - [`PushTarget`]: one stream pushed to one target, reconnecting with backoff;
-//!   [`GopDropper`]: the drop policy of the target's bounded queue.
+//! - [`PushTarget`]: one stream pushed to one target, reconnecting with backoff. (Its media
+//!   queue is the connection's `fanout::OutputQueue`: the target is a player of the stream,
+//!   so a slow one drops to the next keyframe like any slow player.)
 //!
 //! # Call order
 //!
@@ -27,10 +28,9 @@
 //!    in order ([`PullAction::Connect`], [`PullAction::Disconnect`], [`PullAction::GiveUp`]).
 //! 4. Drop the pull when `is_closed`.
 //! 5. A stream is published on an app with push targets: a [`PushTarget`] per target,
-//!    `start`, then the same feed/timeout/poll loop; each of its media frames passes
-//!    [`GopDropper::offer`] before entering the target's queue.
+//!    `start`, then the same feed/timeout/poll loop; once it publishes, its connection is
+//!    attached to the stream as a player.
 
-mod gop_drop;
 mod health;
 mod pull;
 #[cfg(test)]
@@ -41,14 +41,13 @@ mod url;
 
 use std::time::Duration;
 
-pub use gop_drop::{Frame, GopDropper, Verdict};
 pub use health::{Backoff, FailureKind, NextOrigin, OriginHealth, Origins};
 pub use pull::{Progress, Pull, PullAction, PullState, PullTimeouts};
 pub use push::{PushAction, PushState, PushTarget};
 pub use rendezvous::{rendezvous_order, stream_key, weight};
 pub use url::{Endpoint, OriginUrl, PushUrl, Scheme, StreamUrl, UrlError};
 
-/// The relay's settings, to be filled from the configuration (no config keys exist yet).
+/// The relay's settings (from `[relay]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelaySettings {
     /// Origins to pull from; empty: never pull.
@@ -78,6 +77,21 @@ impl Default for RelaySettings {
 }
 
 impl RelaySettings {
+    /// From the `[relay]` configuration (validated: every URL parses).
+    pub fn from_config(config: &crate::config::RelayConfig) -> Self {
+        Self {
+            origins: config
+                .origins
+                .iter()
+                .filter_map(|o| OriginUrl::parse(o).ok())
+                .collect(),
+            origin_timeout: Duration::from_millis(config.origin_timeout_ms),
+            pull_idle: Duration::from_millis(config.pull_idle_ms),
+            player_wait: Duration::from_millis(config.player_wait_ms),
+            backoff: Backoff::default(),
+        }
+    }
+
     /// The timeouts each pull runs with.
     pub fn pull_timeouts(&self) -> PullTimeouts {
         PullTimeouts {

@@ -18,8 +18,8 @@
 //! Arm a timer for [`poll_timeout`](PushTarget::poll_timeout) and call
 //! [`handle_timeout`](PushTarget::handle_timeout) when it fires. After every input drain
 //! [`poll_action`](PushTarget::poll_action) and apply the actions in order. Media for the
-//! target goes through its own bounded queue, filtered by a [`super::GopDropper`], so a slow
-//! or dead target never slows the publisher.
+//! target goes through its own bounded queue (its connection's, as a player of the stream,
+//! with the slow-player drop policy), so a slow or dead target never slows the publisher.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -227,6 +227,11 @@ impl PushUrl {
         Ok(Self { endpoint, app })
     }
 
+    /// Where to connect.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     /// The URL to publish `stream` (its query kept) to this target.
     pub fn stream_url(&self, stream: &str) -> StreamUrl {
         StreamUrl {

@@ -58,6 +58,9 @@ pub enum CloseReason {
         "output queue of {queued} bytes over its cap of {cap}: the peer does not read its replies"
     )]
     OutputOverflow { queued: usize, cap: usize },
+    /// The edge relay closed one of its own upstream connections.
+    #[error("relay: {0}")]
+    Relay(RelayEnd),
     #[error("server shutting down")]
     ShuttingDown,
     /// Still connected when a drain's time (`timeouts.drain_ms`) ran out: shut down.
@@ -65,6 +68,23 @@ pub enum CloseReason {
     DrainDeadline { ms: u64 },
     #[error("server shut down (flush deadline passed)")]
     ShutdownDeadline,
+}
+
+/// Why the relay closed an upstream connection (a pull's or a push target's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RelayEnd {
+    /// The pulled stream had no players for `relay.pull_idle_ms`.
+    #[error("pull closed: no players")]
+    Idle,
+    /// The origin or target failed (refused, stalled, silent): the relay moves on.
+    #[error("upstream failed: moving on")]
+    FailedOver,
+    /// A publisher here took the pulled stream over.
+    #[error("pull replaced by a local publisher")]
+    Replaced,
+    /// The pushed stream's publisher left.
+    #[error("push stopped: the publisher left")]
+    PushStopped,
 }
 
 /// An IO error as a close reason: its kind to match on, its text for the log.
@@ -95,6 +115,7 @@ impl fmt::Display for Close {
             Close::TakenOver => "publisher taken over by a new publisher",
             Close::TakenOverElsewhere => "publisher taken over on another worker",
             Close::StreamEnded => "stream ended",
+            Close::NoOrigin => "no origin delivered the stream",
         })
     }
 }

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 
 use super::close::CloseReason;
+use super::relay::Upstream;
 use crate::fanout::{ConnKey, FlvBody, OutputQueue, StreamKey};
 use crate::rtmp::session::ServerSession;
 
@@ -27,6 +28,8 @@ pub enum Role {
 pub enum Proto {
     Rtmp(Box<ServerSession>),
     Http(HttpPhase),
+    /// An outbound connection of the edge relay (a pull from an origin, or a push).
+    Upstream(Box<Upstream>),
 }
 
 /// Where an HTTP connection is.
@@ -149,7 +152,7 @@ impl Conn {
     pub fn rtmp(&mut self) -> Option<&mut ServerSession> {
         match &mut self.proto {
             Proto::Rtmp(session) => Some(session),
-            Proto::Http(_) => None,
+            Proto::Http(_) | Proto::Upstream(_) => None,
         }
     }
 
@@ -159,6 +162,8 @@ impl Conn {
         match &self.proto {
             Proto::Rtmp(session) => session.is_established(),
             Proto::Http(phase) => *phase != HttpPhase::Request,
+            // Its pull or push bounds its setup (`relay.origin_timeout_ms`).
+            Proto::Upstream(_) => true,
         }
     }
 
@@ -186,10 +191,18 @@ impl Conn {
 
     /// Moves the RTMP session's pending bytes into the output queue.
     pub fn pump_session(&mut self) {
-        if let Proto::Rtmp(session) = &mut self.proto {
-            while let Some(bytes) = session.poll_transmit() {
-                self.out.push_control(bytes);
+        match &mut self.proto {
+            Proto::Rtmp(session) => {
+                while let Some(bytes) = session.poll_transmit() {
+                    self.out.push_control(bytes);
+                }
             }
+            Proto::Upstream(up) => {
+                while let Some(bytes) = up.session.poll_transmit() {
+                    self.out.push_control(bytes);
+                }
+            }
+            Proto::Http(_) => {}
         }
     }
 

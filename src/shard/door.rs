@@ -159,13 +159,19 @@ impl Worker {
                     }
                 }
                 Action::Published { key } => {
+                    self.recording.published(&key, super::hls::wall_clock_ms());
                     self.packaging.publish(&key, now);
                     self.apply_packaging(now);
+                    self.start_pushes(&key, now);
                 }
                 Action::Unpublished { key } => {
+                    self.stop_pushes(&key, now);
+                    self.recording.unpublished(&key);
                     self.packaging.unpublish(&key, now);
                     self.apply_packaging(now);
                 }
+                Action::Pull { key } => self.start_pull(key, now),
+                Action::StopPull { key } => self.stop_pull(&key, now),
             }
         }
     }

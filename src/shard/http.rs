@@ -199,6 +199,10 @@ impl Worker {
         head_only: bool,
     ) -> Option<bytes::Bytes> {
         let now = Instant::now();
+        // A stream no worker has is pulled from an origin (when configured); the request
+        // then waits for its first segment like any other first request.
+        self.hub.want(&skey);
+        self.apply_hub(now);
         let answer = self
             .packaging
             .request(key, skey, what, keep_alive, head_only, now);
@@ -217,10 +221,11 @@ impl Worker {
 }
 
 impl Worker {
-    /// Starts packaging `key` if it is published here, from its fast-start cache dated by the
+    /// Starts packaging `key` if it is published (or pulled) here, from its fast-start cache dated by the
     /// publisher's media clock.
     pub(super) fn start_packaging(&mut self, key: &StreamKey, now: Instant) {
-        let Some(publisher) = self.hub.publisher(key) else {
+        // The local publisher, or the upstream connection of a pull.
+        let Some(publisher) = self.hub.publisher(key).or_else(|| self.relay.feeder(key)) else {
             return;
         };
         let seed = self.hub.snapshot(key);

@@ -16,6 +16,7 @@ mod drain;
 mod hls;
 mod http;
 mod memory;
+mod relay;
 mod reload;
 mod worker;
 
@@ -27,11 +28,12 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 
 pub use bus::{Bus, BusMsg};
-pub use close::{CloseReason, IoFailure};
+pub use close::{CloseReason, IoFailure, RelayEnd};
 pub use reload::restart_needed;
 
 use crate::config::{Config, ConfigSource, MAX_WORKERS};
 use crate::fanout::StreamKey;
+use crate::record::Recording;
 use worker::{Worker, WAKER_TOKEN};
 
 /// A connection a worker closed, as [`Hooks::on_close`] sees it.
@@ -64,6 +66,9 @@ pub struct Hooks {
 pub struct Server {
     /// Writes HLS files when `http.hls_dir` is set; ends after the workers (its last senders).
     disk_writer: Option<JoinHandle<()>>,
+    /// Writes recordings (`[record]`); ends after the workers (its last senders), closing the
+    /// files still open.
+    record_writer: JoinHandle<()>,
     addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     control: Arc<Control>,
@@ -144,6 +149,14 @@ impl Server {
             None
         };
         let hls = Arc::new(hls::HlsShelf::new(disk));
+        // Always running (idle unless `record.dir` is set), so settings swapped in later can
+        // turn recording on.
+        let (record, record_writer) = match &hooks.dispatch {
+            Some(dispatch) => {
+                tracing::dispatcher::with_default(dispatch, crate::record::spawn_writer)
+            }
+            None => crate::record::spawn_writer(),
+        }?;
         let config = Arc::new(config);
         let control = Arc::new(Control { bus: bus.clone() });
         let mut threads = Vec::with_capacity(workers);
@@ -165,6 +178,7 @@ impl Server {
                 config.clone(),
             )?;
             worker.on_close = hooks.on_close.clone();
+            worker.recording = Recording::new(index, (&config.record).into(), record.clone());
             let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{index}"))
@@ -190,8 +204,10 @@ impl Server {
             tracing::info!(%addr, workers, "listening for HTTP");
         }
         drop(hls);
+        drop(record);
         Ok(Self {
             disk_writer,
+            record_writer,
             addrs,
             http_addrs,
             control,
@@ -244,6 +260,9 @@ impl Server {
             if writer.join().is_err() {
                 result = Err(io::Error::other("HLS disk writer panicked"));
             }
+        }
+        if self.record_writer.join().is_err() {
+            result = Err(io::Error::other("record writer panicked"));
         }
         result
     }

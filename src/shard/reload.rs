@@ -6,8 +6,9 @@
 //! output queue size, RTMP protocol limits and announced window/bandwidth; for streams created
 //! from then on: the `[streams]` settings (takeover, waiting and unpublish policy for every
 //! later decision). `log.level` is applied by `run` (the process's subscriber).
-//! Needing a restart ([`restart_needed`]): listeners, HTTP on/off, worker count and cores,
-//! `rtmp.chunk_size` (streams encode media once at it) and HLS/DASH packaging.
+//! `[record]` applies to streams published from then on. Needing a restart
+//! ([`restart_needed`]): listeners, HTTP on/off, worker count and cores, `rtmp.chunk_size`
+//! (streams encode media once at it), HLS/DASH packaging and (for now) `[relay]`.
 
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.workers.count != new.workers.count, "workers.count");
     check(old.workers.cores != new.workers.cores, "workers.cores");
     check(old.workers.pin != new.workers.pin, "workers.pin");
+    check(old.relay != new.relay, "relay");
     keys
 }
 
@@ -67,7 +69,8 @@ pub(super) fn socket_options(config: &Config) -> SocketOptions {
     }
 }
 
-/// The hub's settings from `[streams]`, with media encoded at `chunk_size`.
+/// The hub's settings from `[streams]` (and whether `[relay]` pulls), with media encoded at
+/// `chunk_size`.
 pub(super) fn hub_settings(config: &Config, chunk_size: u32) -> HubSettings {
     let streams = &config.streams;
     HubSettings {
@@ -80,6 +83,7 @@ pub(super) fn hub_settings(config: &Config, chunk_size: u32) -> HubSettings {
         publish_takeover: streams.publish_takeover,
         wait_for_publisher: streams.wait_for_publisher,
         keep_players_on_unpublish: streams.keep_players_on_unpublish,
+        pull: !config.relay.origins.is_empty(),
     }
 }
 
@@ -97,7 +101,10 @@ impl Worker {
         let chunk_size = self.session_config.chunk_size;
         self.session_config = session_config(&new, chunk_size);
         self.socket_options = socket_options(&new);
-        self.hub.set_settings(hub_settings(&new, chunk_size));
+        // Whether the hub pulls follows the relay, which keeps its start-up origins (below).
+        let mut settings = hub_settings(&new, chunk_size);
+        settings.pull = !self.config.relay.origins.is_empty();
+        self.hub.set_settings(settings);
         self.output_cap = output_cap(&new);
         let old = std::mem::replace(&mut self.config, new);
         // One line for the whole server: worker 0 names what did not change.
@@ -112,10 +119,15 @@ impl Worker {
         tracing::info!(worker = self.index, "configuration reloaded");
     }
 
-    /// The hook for owners with settings of their own (relays, recording): called on every
-    /// worker after a reload has swapped `self.config` (the new one) for `old`.
+    /// The hook for owners with settings of their own: called on every worker after a
+    /// reload has swapped `self.config` (the new one) for `old`. Recording applies its
+    /// `[record]` settings to streams published from now on; the relay keeps the settings it
+    /// started with (its origins are resolved before the loop: reloading them is its
+    /// owner's next step, `[relay]` changes are named in the restart warning until then).
     fn reconfigure(&mut self, old: &Config) {
-        let _ = old;
+        if self.config.record != old.record {
+            self.recording.set_settings((&self.config.record).into());
+        }
     }
 }
 

@@ -21,10 +21,12 @@ use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
 use super::conns::Conns;
 use super::hls::{HlsShelf, Packaging};
 use super::memory::Trim;
+use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
+use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
 
@@ -54,6 +56,10 @@ pub struct Worker {
     pub(super) bus: Arc<Bus>,
     /// HLS/DASH: packaging the streams published here, serving and holding requests.
     pub(super) packaging: Packaging,
+    /// The edge relay: pulls from origins and pushes to targets, on upstream connections.
+    pub(super) relay: Relay,
+    /// Recording the streams published here (`[record]`; off until the server sets it).
+    pub(super) recording: Recording,
     pub(super) config: Arc<Config>,
     pub(super) session_config: ServerConfig,
     pub(super) socket_options: SocketOptions,
@@ -116,6 +122,8 @@ impl Worker {
             per_ip: HashMap::new(),
             bus,
             packaging: Packaging::new(index, config.http.clone(), hls, directory, Instant::now()),
+            relay: Relay::new(&config),
+            recording: Recording::off(index),
             session_config,
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
@@ -272,16 +280,7 @@ impl Worker {
             tracing::warn!(worker = self.index, %peer, error = %e, "cannot register connection");
             return;
         }
-        let random = {
-            let mut block = [0u8; RANDOM_LEN];
-            for chunk in block.chunks_mut(8) {
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                chunk.copy_from_slice(&self.rng.to_le_bytes()[..chunk.len()]);
-            }
-            block
-        };
+        let random = self.random_block();
         let epoch = now.duration_since(self.started).as_millis() as u32;
         let id = self.next_conn;
         self.next_conn += 1;
@@ -306,6 +305,18 @@ impl Worker {
         span.in_scope(|| tracing::debug!("connection accepted"));
         self.conns
             .insert(Conn::new(id, key, peer, socket, proto, queue, now, span));
+    }
+
+    /// Handshake randomness (xorshift: unpredictable enough for a handshake's filler).
+    pub(super) fn random_block(&mut self) -> [u8; RANDOM_LEN] {
+        let mut block = [0u8; RANDOM_LEN];
+        for chunk in block.chunks_mut(8) {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            chunk.copy_from_slice(&self.rng.to_le_bytes()[..chunk.len()]);
+        }
+        block
     }
 
     fn mark_writable(&mut self, key: ConnKey) {
@@ -357,12 +368,15 @@ impl Worker {
         }
         let result = match &mut conn.proto {
             Proto::Rtmp(session) => session.handle_input(&mut conn.read_buf),
+            Proto::Upstream(up) => up.session.handle_input(&mut conn.read_buf),
             Proto::Http(_) => Ok(()),
         };
         if matches!(conn.proto, Proto::Http(_)) {
             let span = conn.span.clone();
             let _envelope = span.enter();
             self.http_input(key, now);
+        } else if matches!(conn.proto, Proto::Upstream(_)) {
+            self.upstream_events(key, now);
         } else {
             self.pump(key);
             while let Some(event) = self.conns.get_mut(key).and_then(|c| c.rtmp()?.poll_event()) {
@@ -480,8 +494,8 @@ impl Worker {
     }
 
     /// Publisher media the hub took: dates it against the publisher's clock and hands it to
-    /// HLS/DASH packaging.
-    fn packaged(
+    /// HLS/DASH packaging and to recording.
+    pub(super) fn packaged(
         &mut self,
         key: ConnKey,
         stream: &StreamKey,
@@ -495,6 +509,7 @@ impl Worker {
         };
         let restart = packet.keyframe && packet.kind == crate::fanout::MediaKind::Video;
         MediaOffset::observe(&mut conn.media_offset, packet.timestamp, wall, restart, now);
+        self.recording.packet(stream, packet);
         self.packaging.package(stream, packet, wall, now);
         self.apply_packaging(now);
     }
@@ -538,6 +553,7 @@ impl Worker {
     fn tick(&mut self, now: Instant) -> bool {
         self.packaging.tick(now);
         self.apply_packaging(now);
+        self.relay_tick(now);
         if self.bus.is_shutting_down() && self.shutdown_deadline.is_none() {
             if self.drain.take().is_some() {
                 tracing::info!(worker = self.index, "drain ended: shutdown asked for");
@@ -562,15 +578,17 @@ impl Worker {
             } else {
                 conn.opened
             };
+            let upstream = matches!(conn.proto, Proto::Upstream(_));
             let reason = if !conn.is_established() && now.duration_since(since) > handshake {
                 let ms = t.handshake_ms;
                 Some(match conn.proto {
-                    Proto::Rtmp(_) => CloseReason::HandshakeTimeout { ms },
+                    Proto::Rtmp(_) | Proto::Upstream(_) => CloseReason::HandshakeTimeout { ms },
                     // Nothing of a next request: a kept-alive connection left idle.
                     Proto::Http(_) if conn.read_buf.is_empty() => CloseReason::HttpIdle { ms },
                     Proto::Http(_) => CloseReason::HttpHeadTimeout { ms },
                 })
             } else if !matches!(conn.role, Role::Player { .. })
+                && !upstream
                 && now.duration_since(conn.last_read) > idle
             {
                 Some(CloseReason::Idle { ms: t.idle_ms })
@@ -667,5 +685,8 @@ impl Worker {
         let (hub, mut door) = self.door(now);
         hub.gone(key, &mut door);
         self.apply_hub(now);
+        if let Proto::Upstream(up) = &conn.proto {
+            self.upstream_closed(key, up, now);
+        }
     }
 }

@@ -123,19 +123,24 @@ pub struct TestServer {
 pub struct Journal(Arc<(Mutex<Vec<Closed>>, Condvar)>);
 
 impl Journal {
-    /// Waits (bounded by WAIT) for a close matching `pred`; takes it out.
-    pub fn closed_where(&self, mut pred: impl FnMut(&Closed) -> bool) -> Closed {
+    /// Waits (woken by each close, bounded by WAIT) for a close matching `pred`.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Closed) -> bool) -> Closed {
         let (lock, closed) = &*self.0;
         let deadline = Instant::now() + WAIT;
         let mut journal = lock.lock().unwrap();
         loop {
-            if let Some(at) = journal.iter().position(&mut pred) {
-                return journal.remove(at);
+            if let Some(found) = journal.iter().find(|c| pred(c)) {
+                return found.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no matching close: {:?}", journal.len());
+            assert!(!left.is_zero(), "no close of {what}");
             journal = closed.wait_timeout(journal, left).unwrap().0;
         }
+    }
+
+    /// Every close so far.
+    pub fn all(&self) -> Vec<Closed> {
+        self.0 .0.lock().unwrap().clone()
     }
 
     /// Waits (bounded by WAIT) until the connection from local port `port` is closed; how.

@@ -26,6 +26,10 @@
 #   but runs the binary EDGE_BIN_BEFORE: a build of an older commit, so one session can compare
 #   two rtmp-edge builds and nginx run by run, e.g. EDGE_BIN_BEFORE=/path/old/rtmp-edge
 #   SERVERS="edge-before edge nginx" RATIOS="edge/edge-before edge/nginx edge-before/nginx").
+#   edge-pull: like edge, but the stream is published to an origin rtmp-edge (1 worker,
+#   pinned to LOAD_CORE, port ORIGIN_PORT 19362) that the edge pulls from ([relay] origins);
+#   rtmp-load publishes there (--publish-url) and plays from the edge; only the edge's CPU
+#   is sampled.
 #   The edge's HLS variants
 #   package on demand (the default) with DASH off; variant_args gives each variant's rtmp-load
 #   arguments.
@@ -36,6 +40,8 @@ SERVER_CORES=${SERVER_CORES:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 EDGE2_CORES=${EDGE2_CORES:-0,1}
 EDGE_PORT=${EDGE_PORT:-19360}
+ORIGIN_PORT=${ORIGIN_PORT:-19362}
+ORIGIN_HTTP_PORT=${ORIGIN_HTTP_PORT:-19382}
 NGINX_PORT=${NGINX_PORT:-19361}
 EDGE_HTTP_PORT=${EDGE_HTTP_PORT:-19380}
 NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-19381}
@@ -58,6 +64,7 @@ NGINX_BIN=/usr/sbin/nginx
 
 STARTED_PIDS=()
 SERVER_PID=""
+ORIGIN_PID=""
 
 # Own session, so the autogroup niceness set in bench_setup covers only this benchmark.
 if [ -n "$NICE" ] && [ -z "${BENCH_SETSID:-}" ] && command -v setsid >/dev/null; then
@@ -209,12 +216,12 @@ CONF
     SERVER_URL_BASE="rtmp://127.0.0.1:$NGINX_PORT/live"
 }
 
-# start_edge [WORKERS] [COALESCE_MS] [CORES] [HTTP_KEYS] [BIN]: rtmp-edge (BIN, default
-# EDGE_BIN) pinned to CORES (default SERVER_CORES), HTTP on 127.0.0.1:EDGE_HTTP_PORT; HTTP_KEYS
-# are more [http] lines.
+# start_edge [WORKERS] [COALESCE_MS] [CORES] [HTTP_KEYS] [BIN] [MORE]: rtmp-edge (BIN,
+# default EDGE_BIN) pinned to CORES (default SERVER_CORES), HTTP on 127.0.0.1:EDGE_HTTP_PORT;
+# HTTP_KEYS are more [http] lines, MORE more sections at the end.
 start_edge() {
     local workers=${1:-1} coalesce=${2:-0} cores=${3:-$SERVER_CORES} http_keys=${4:-} dir=$OUT/edge
-    local bin=${5:-$EDGE_BIN}
+    local bin=${5:-$EDGE_BIN} more=${6:-}
     mkdir -p "$dir"
     cat >"$dir/edge.toml" <<CONF
 [rtmp]
@@ -229,6 +236,8 @@ count = $workers
 max_connections = 65536
 max_connections_per_ip = 0
 write_coalesce_ms = $coalesce
+
+$more
 CONF
     # shellcheck disable=SC2046
     $(prio) taskset -c "$cores" "$bin" --config "$dir/edge.toml" >>"$dir/stdout.log" 2>&1 &
@@ -239,12 +248,38 @@ CONF
     SERVER_URL_BASE="rtmp://127.0.0.1:$EDGE_PORT/live"
 }
 
+# start_origin: an origin rtmp-edge (1 worker) pinned to LOAD_CORE on ORIGIN_PORT, for
+# edge-pull. Sets ORIGIN_PID.
+start_origin() {
+    local dir=$OUT/origin
+    mkdir -p "$dir"
+    cat >"$dir/origin.toml" <<CONF
+[rtmp]
+listen = ["127.0.0.1:$ORIGIN_PORT"]
+
+[http]
+listen = ["127.0.0.1:$ORIGIN_HTTP_PORT"]
+
+[workers]
+count = 1
+max_connections_per_ip = 0
+CONF
+    # shellcheck disable=SC2046
+    $(prio) taskset -c "$LOAD_CORE" "$EDGE_BIN" --config "$dir/origin.toml" >>"$dir/stdout.log" 2>&1 &
+    ORIGIN_PID=$!
+    STARTED_PIDS+=("$ORIGIN_PID")
+    wait_port "$ORIGIN_PORT"
+}
+
 # start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS> | edge-flv | edge-hls |
 # edge-llhls | edge-llhls200 | nginx-hls | edge-before
 start_server() {
     local nl=$'\n'
     case $1 in
     edge | edge-flv) start_edge 1 ;;
+    edge-pull)
+        start_origin
+        start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN" "[relay]${nl}origins = [\"rtmp://127.0.0.1:$ORIGIN_PORT\"]" ;;
     edge-before)
         [ -x "$EDGE_BIN_BEFORE" ] || { log "edge-before needs EDGE_BIN_BEFORE"; return 1; }
         start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN_BEFORE" ;;
@@ -259,10 +294,11 @@ start_server() {
     esac
 }
 
-# variant_args VARIANT: the extra rtmp-load arguments of a server variant, one a line (none
-# for the RTMP variants).
+# variant_args VARIANT STREAM: the extra rtmp-load arguments of a server variant, one a line
+# (none for the RTMP variants).
 variant_args() {
     case $1 in
+    edge-pull) printf '%s\n' --publish-url "rtmp://127.0.0.1:$ORIGIN_PORT/live/$2" ;;
     edge-flv) printf '%s\n' --player-proto http-flv --http-port "$EDGE_HTTP_PORT" ;;
     edge-hls | edge-llhls*) printf '%s\n' --http-port "$EDGE_HTTP_PORT" ;;
     nginx-hls) printf '%s\n' --http-port "$NGINX_HTTP_PORT" ;;
@@ -275,10 +311,14 @@ stop_server() {
         log "WARNING: server pid $SERVER_PID was not running at the end of the run"
     fi
     stop_pid "$SERVER_PID"
+    [ -z "$ORIGIN_PID" ] || stop_pid "$ORIGIN_PID"
     local kept=() pid
-    for pid in "${STARTED_PIDS[@]}"; do [ "$pid" != "$SERVER_PID" ] && kept+=("$pid"); done
+    for pid in "${STARTED_PIDS[@]}"; do
+        [ "$pid" != "$SERVER_PID" ] && [ "$pid" != "$ORIGIN_PID" ] && kept+=("$pid")
+    done
     STARTED_PIDS=("${kept[@]:-}")
     SERVER_PID=""
+    ORIGIN_PID=""
 }
 
 # run_load JSON_OUT STREAM rtmp-load-args...: runs rtmp-load pinned to LOAD_CORE against the
@@ -388,7 +428,7 @@ compare() {
             log "$case: $server run $rep/$REPS"
             start_server "$server"
             local extra=()
-            mapfile -t extra < <(variant_args "$server")
+            mapfile -t extra < <(variant_args "$server" "$stream")
             if run_load "$json" "$stream" "$@" "${extra[@]}"; then
                 files[$server]="${files[$server]:-} $json"
                 raw_row "$OUT/runs.md" "$case" "$server" "$rep" "$json"

@@ -139,6 +139,7 @@ enum Close {
 struct Engine<'a> {
     sc: &'a Scenario,
     src: &'a MediaSource,
+    /// Where publishers connect (`--publish-url`, else `--url`).
     addr: SocketAddr,
     /// Where players connect (the HTTP port for HTTP-FLV players).
     player_addr: SocketAddr,
@@ -162,7 +163,7 @@ struct Engine<'a> {
 
 /// Runs one scenario to completion.
 pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOutput> {
-    let addr = sc.url.socket_addr()?;
+    let addr = sc.publish_url.socket_addr()?;
     let player_addr = sc.player_addr()?;
     let http_addr = sc.http_addr()?;
     procstat::warn_if_fd_limit_low(sc.total_connections());
@@ -535,18 +536,14 @@ impl Engine<'_> {
     /// Starts a TCP connect and a session for `role`.
     fn open(&mut self, role: Role, now: Instant) {
         let sc = self.sc;
-        let http_player = match &role {
-            Role::Player { stream, .. } if sc.player_proto == PlayerProto::HttpFlv => Some(*stream),
-            _ => None,
+        // Players (HTTP-FLV ones at the HTTP port) and pollers go to `--url`; publishers to
+        // `--publish-url` (the same unless given).
+        let (addr, url) = match &role {
+            Role::Player { .. } => (self.player_addr, &sc.url),
+            Role::HlsPoller { .. } => (self.http_addr, &sc.url),
+            Role::Publisher { .. } => (self.addr, &sc.publish_url),
         };
-        let addr = if http_player.is_some() {
-            self.player_addr
-        } else if matches!(role, Role::HlsPoller { .. }) {
-            self.http_addr
-        } else {
-            self.addr
-        };
-        self.open_to(role, addr, &sc.url, None, now);
+        self.open_to(role, addr, url, None, now);
     }
 
     /// Starts a TCP connect to `addr` and a session for `role` (RTMP ones connect to `url`'s

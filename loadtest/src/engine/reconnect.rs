@@ -80,6 +80,7 @@ impl Engine<'_> {
             _ => return,
         };
         let url = match tc_url {
+            None if matches!(role, Role::Publisher { .. }) => sc.publish_url.clone(),
             None => sc.url.clone(),
             Some(tc_url) => {
                 let full = format!(

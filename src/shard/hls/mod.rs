@@ -327,6 +327,11 @@ impl Packaging {
         }
     }
 
+    /// True while this worker packages `key` (someone asked for its HLS/DASH lately).
+    pub fn is_active(&self, key: &StreamKey) -> bool {
+        self.packagers.contains_key(key)
+    }
+
     /// Owner side: a stream starts publishing here. Packaged at once unless on demand, where
     /// only a stream with recent viewers (a republish) continues its packaging.
     pub fn publish(&mut self, key: &StreamKey, now: Instant) {
