@@ -239,3 +239,63 @@ fn a_reload_that_changes_a_listener_names_it_in_one_warning() {
     // Still serving on the old address.
     let _ = Client::play(server.addr, "live", "cam");
 }
+
+#[test]
+fn a_reload_that_sets_record_dir_records_streams_published_afterwards() {
+    let dir = std::env::temp_dir().join(format!("rtmp-edge-reload-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = TestServer::start(Config::default());
+    // Published before the reload: not recorded.
+    let mut before = Client::publish(server.addr, "live", "before");
+    start_stream(&mut before);
+    let mut config = Config::default();
+    config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.workers.count = 1;
+    config.workers.pin = false;
+    config.record.dir = dir.to_string_lossy().into_owned();
+    server.server().reload(config);
+    wait_for_log(&["configuration reloaded"]);
+    let mut after = Client::publish(server.addr, "live", "after");
+    start_stream(&mut after);
+    after.session.stop();
+    after.flush();
+    let line = wait_for_log(&["recording closed", "stream=live/after "]);
+    let path = line
+        .split("path=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let path = std::path::PathBuf::from(path.trim_matches('"'));
+    assert!(path.starts_with(&dir), "{path:?}");
+    assert!(std::fs::metadata(&path).unwrap().len() > 0);
+    before.session.stop();
+    before.flush();
+    server.shutdown();
+    let recorded: Vec<_> = walk(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        recorded.len(),
+        1,
+        "only the stream published after: {recorded:?}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

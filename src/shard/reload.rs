@@ -144,13 +144,20 @@ mod tests {
         new.streams.gop_cache = false;
         new.http.cors_allow_origin = "https://a.example".into();
         new.log.level = "debug".into();
+        new.record.dir = "/var/rec".into();
         assert!(restart_needed(&old, &new).is_empty());
         new.rtmp.listen = vec!["127.0.0.1:1".parse().unwrap()];
         new.workers.count = 3;
         new.http.hls_window += 1;
+        new.relay.origins = vec!["rtmp://origin".into()];
         assert_eq!(
             restart_needed(&old, &new),
-            vec!["rtmp.listen", "http.hls*/http.dash", "workers.count"]
+            vec![
+                "rtmp.listen",
+                "http.hls*/http.dash",
+                "workers.count",
+                "relay"
+            ]
         );
     }
 }
