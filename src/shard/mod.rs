@@ -71,29 +71,8 @@ pub struct Server {
     record_writer: JoinHandle<()>,
     addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
-    control: Arc<Control>,
-    threads: Vec<JoinHandle<io::Result<()>>>,
-}
-
-/// What can be asked of running workers: drain, shut down, reload. Shared by [`Server`] and
-/// `run`'s signal loop.
-struct Control {
     bus: Arc<Bus>,
-}
-
-impl Control {
-    fn shutdown(&self) {
-        self.bus.shutdown();
-    }
-
-    fn drain(&self) {
-        self.bus.begin_drain();
-    }
-
-    fn reload(&self, new: Config) {
-        let new = Arc::new(new);
-        self.bus.broadcast(|| BusMsg::Reconfigure(new.clone()));
-    }
+    threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 impl Server {
@@ -158,7 +137,6 @@ impl Server {
             None => crate::record::spawn_writer(),
         }?;
         let config = Arc::new(config);
-        let control = Arc::new(Control { bus: bus.clone() });
         let mut threads = Vec::with_capacity(workers);
         let mut http = http.map(|h| h.into_iter());
         for (index, (poll, rtmp_listeners)) in polls.into_iter().zip(rtmp).enumerate() {
@@ -210,7 +188,7 @@ impl Server {
             record_writer,
             addrs,
             http_addrs,
-            control,
+            bus,
             threads,
         })
     }
@@ -228,7 +206,7 @@ impl Server {
     /// Asks every worker to stop accepting, tell players the stream ended, flush and exit.
     /// During a drain it ends the drain at once.
     pub fn shutdown(&self) {
-        self.control.shutdown();
+        self.bus.shutdown();
     }
 
     /// Asks every worker to drain (what SIGTERM does): stop accepting RTMP, answer `/healthz`
@@ -236,14 +214,14 @@ impl Server {
     /// set), serve everyone until they leave, and shut down what is left at
     /// `timeouts.drain_ms`. The workers end when their clients have all left.
     pub fn drain(&self) {
-        self.control.drain();
+        self.bus.begin_drain();
     }
 
     /// Hands every worker a new configuration (what SIGHUP does, after validating the file):
     /// what is live applies at once, keys that need a restart are named in one warning.
     /// `config` must be validated ([`Config::validate`]); `log.level` is the caller's.
     pub fn reload(&self, config: Config) {
-        self.control.reload(config);
+        reload(&self.bus, config);
     }
 
     /// Waits for every worker to finish.
@@ -268,6 +246,12 @@ impl Server {
     }
 }
 
+/// Sends every worker `config` to apply.
+fn reload(bus: &Bus, config: Config) {
+    let config = Arc::new(config);
+    bus.broadcast(|| BusMsg::Reconfigure(config.clone()));
+}
+
 /// Starts the workers and serves until they end, driven by signals:
 /// - SIGTERM: drain ([`Server::drain`]); a second SIGTERM, or SIGINT, shuts down at once
 ///   ([`Server::shutdown`], players told, flushed within `timeouts.shutdown_ms`);
@@ -284,7 +268,7 @@ pub fn run(
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let server = Server::start(config)?;
-    let control = server.control.clone();
+    let bus = server.bus.clone();
     // The signal loop ends when the workers do (a drain that emptied them, or a shutdown).
     let handle = signals.handle();
     let joiner = std::thread::Builder::new()
@@ -303,7 +287,7 @@ pub fn run(
                         tracing::error!(%error, "cannot apply log.level");
                     }
                     tracing::info!("SIGHUP: configuration file valid, reloading");
-                    control.reload(config);
+                    reload(&bus, config);
                 }
                 Err(error) => {
                     tracing::error!(%error, "reload refused: keeping the running configuration")
@@ -315,11 +299,11 @@ pub fn run(
                     "SIGTERM: draining (SIGTERM again or SIGINT: stop now)"
                 );
                 draining = true;
-                control.drain();
+                bus.begin_drain();
             }
             _ => {
                 tracing::info!(signal, "signal received: shutting down");
-                control.shutdown();
+                bus.shutdown();
             }
         }
     }
