@@ -3,7 +3,7 @@
 //! (`NetConnection.Connect.ReconnectRequest`, to `drain.redirect_url` when set), spread
 //! evenly over the first half of `timeouts.drain_ms` so they do not all reconnect in the same
 //! millisecond, and goes on serving everyone until they leave. At `drain_ms` whatever is left
-//! goes through the shutdown (`Worker::begin_shutdown`); a worker whose connections have all
+//! goes through the shutdown (`Worker::begin_shutdown`); a worker whose clients have all
 //! left ends at once. States: docs/LIFECYCLE-drain.md.
 
 use std::collections::HashSet;
@@ -73,14 +73,22 @@ impl Worker {
         let Some(drain) = self.drain.as_mut() else {
             return false;
         };
-        if self.conns.is_empty() {
+        // Upstream connections (relay pulls lingering without players) are not clients.
+        let clients_left = self
+            .conns
+            .iter()
+            .all(|(_, c)| matches!(c.proto, Proto::Upstream(_)));
+        if clients_left {
             tracing::info!(
                 worker = self.index,
                 elapsed_ms = now.duration_since(drain.started).as_millis() as u64,
                 "drain ended: every client left"
             );
             self.drain = None;
-            return true;
+            // What is left (upstreams) goes through the shutdown, which ends at once when
+            // nothing is.
+            self.begin_shutdown(now, CloseReason::ShuttingDown);
+            return self.conns.is_empty();
         }
         if now >= drain.deadline {
             let ms = self.config.timeouts.drain_ms;
