@@ -73,6 +73,24 @@ fn reconnect_capable_publishers_and_players_are_asked_to_reconnect_to_the_redire
 }
 
 #[test]
+fn players_are_asked_before_publishers() {
+    // Two capable clients over a 1 s spread: one at once, the other half a second later.
+    let server = TestServer::start(drain_config(2000, ""));
+    let mut publisher = Client::publish(server.addr, "live", "cam");
+    start_stream(&mut publisher);
+    let mut player = Client::play(server.addr, "live", "cam");
+    player.media(3);
+    server.server().drain();
+    reconnect_request(&mut player);
+    reconnect_request(&mut publisher);
+    let asked = common::wait_for_log_count(&["asked to reconnect"], 2, WAIT);
+    let player_tag = format!(":{} ", player.local_port());
+    let publisher_tag = format!(":{} ", publisher.local_port());
+    assert!(asked[0].contains(&player_tag), "{asked:?}");
+    assert!(asked[1].contains(&publisher_tag), "{asked:?}");
+}
+
+#[test]
 fn without_a_redirect_url_the_request_names_no_tc_url() {
     let server = TestServer::start(drain_config(2000, ""));
     let mut player = Client::play(server.addr, "live", "cam");

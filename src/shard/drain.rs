@@ -2,7 +2,7 @@
 //! RTMP, answers `/healthz` with 503, asks every E-RTMP client that can reconnect to do so
 //! (`NetConnection.Connect.ReconnectRequest`, to `drain.redirect_url` when set), spread
 //! evenly over the first half of `timeouts.drain_ms` so they do not all reconnect in the same
-//! millisecond, and goes on serving everyone until they leave. At `drain_ms` whatever is left
+//! millisecond, players before publishers, and goes on serving everyone until they leave. At `drain_ms` whatever is left
 //! goes through the shutdown (`Worker::begin_shutdown`); a worker whose clients have all
 //! left ends at once. States: docs/LIFECYCLE-drain.md.
 
@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::close::CloseReason;
-use super::conn::Proto;
+use super::conn::{Proto, Role};
 use super::worker::Worker;
 use crate::fanout::ConnKey;
 
@@ -103,7 +103,10 @@ impl Worker {
         }
         // Clients that are connected, can reconnect and were not asked yet. A connection
         // still handshaking now is found on a later tick.
-        let waiting: Vec<ConnKey> = self
+        // Publishers last: players that follow the request first wait for their stream where
+        // they went (served here until then), so when its publisher arrives there they get
+        // its first keyframe and everything after, with nothing missed in between.
+        let mut waiting: Vec<(bool, ConnKey)> = self
             .conns
             .iter()
             .filter(|(key, conn)| {
@@ -111,8 +114,9 @@ impl Worker {
                     && conn.closing.is_none()
                     && matches!(&conn.proto, Proto::Rtmp(s) if s.can_reconnect())
             })
-            .map(|(key, _)| key)
+            .map(|(key, conn)| (conn.role == Role::Publisher, key))
             .collect();
+        waiting.sort_by_key(|&(publisher, _)| publisher);
         drain.capable = drain.capable.max(drain.asked.len() + waiting.len());
         let due = due_by(
             drain.capable,
@@ -123,7 +127,7 @@ impl Worker {
         let redirect = &self.config.drain.redirect_url;
         let tc_url = (!redirect.is_empty()).then_some(redirect.as_str());
         let mut sent = Vec::with_capacity(ask);
-        for key in waiting.into_iter().take(ask) {
+        for (_, key) in waiting.into_iter().take(ask) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
