@@ -15,13 +15,11 @@ fn start_edge(http: bool) -> Server {
 
 /// [`start_edge`] with `tweak` applied to the configuration first.
 fn start_edge_with(http: bool, tweak: impl FnOnce(&mut Config)) -> Server {
-    let mut config = Config::default();
-    config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.http.enabled = http;
-    config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.workers.count = 2;
-    config.workers.pin = false;
-    tweak(&mut config);
+    let config = loopback_config(|c| {
+        c.http.enabled = http;
+        c.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        tweak(c);
+    });
     Server::start(config).expect("server starts")
 }
 
@@ -226,13 +224,42 @@ fn plain_hls_segments_are_playable_about_one_segment_after_their_program_date_ti
     assert!(p50 > 960.0 && p50 < 1800.0, "p50 {p50} ms: {r:#}");
 }
 
+/// Counts the connections `server` closes per stream.
+fn counting_closes(config: Config) -> (Server, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let closes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = closes.clone();
+    let hooks = rtmp_edge::shard::Hooks {
+        on_close: Some(std::sync::Arc::new(move |c: &rtmp_edge::shard::Closed| {
+            if let Some(stream) = &c.stream {
+                seen.lock().unwrap().push(stream.to_string());
+            }
+        })),
+        dispatch: None,
+    };
+    (
+        Server::start_with(config, hooks).expect("server starts"),
+        closes,
+    )
+}
+
+/// rtmp-edge's configuration on ephemeral loopback ports, 2 unpinned workers, HTTP off.
+fn loopback_config(tweak: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.http.enabled = false;
+    config.workers.count = 2;
+    config.workers.pin = false;
+    tweak(&mut config);
+    config
+}
+
 #[test]
 fn players_on_an_edge_receive_what_is_published_on_its_origin() {
-    let origin = start_edge(false);
+    let (origin, origin_closes) = counting_closes(loopback_config(|_| {}));
     let origin_url = format!("rtmp://{}/live/relayed", origin.local_addrs()[0]);
-    let edge = start_edge_with(false, |c| {
+    let (edge, edge_closes) = counting_closes(loopback_config(|c| {
         c.relay.origins = vec![format!("rtmp://{}", origin.local_addrs()[0])];
-    });
+    }));
     let url = format!("rtmp://{}/live/relayed", edge.local_addrs()[0]);
     let r = rtmp_load(&[
         "--url",
@@ -262,4 +289,15 @@ fn players_on_an_edge_receive_what_is_published_on_its_origin() {
     );
     assert_eq!(u(&r, &["counters", "frames_without_stamp"]), 0, "{r:#}");
     assert!(f(&r, &["latency_ms", "p50"]) < 200.0, "{r:#}");
+    let of = |closes: &[String]| closes.iter().filter(|s| *s == "live/relayed").count();
+    assert_eq!(
+        of(&edge_closes.lock().unwrap()),
+        40 + 1,
+        "the players and the pull were on the edge"
+    );
+    assert_eq!(
+        of(&origin_closes.lock().unwrap()),
+        2,
+        "the origin had the publisher and the edge's pull"
+    );
 }

@@ -27,6 +27,9 @@ pub enum FailureKind {
     /// The origin redirected us (NetConnection.Connect.Rejected with `ex.redirect`) more
     /// than once, or to a URL we cannot use.
     Redirect,
+    /// The origin asked us to reconnect elsewhere (E-RTMP ReconnectRequest without a
+    /// `tcUrl`: it drains): it is not chosen again until its backoff ends.
+    Draining,
 }
 
 /// Exponential backoff: `min` after the first consecutive failure, doubling, capped at `max`.
@@ -145,6 +148,28 @@ impl Origins {
         let until = now + self.backoff.delay(h.consecutive_failures);
         h.down_until = Some(until);
         until
+    }
+
+    /// The origins become `urls` (a reload): an origin kept keeps its health, a new one is up.
+    /// Returns the new index of each old origin (`None`: removed), to remap pulls.
+    pub fn reconfigure(&mut self, urls: Vec<OriginUrl>) -> Vec<Option<usize>> {
+        let remap: Vec<Option<usize>> = self
+            .urls
+            .iter()
+            .map(|old| urls.iter().position(|u| u == old))
+            .collect();
+        let health = urls
+            .iter()
+            .map(|u| {
+                self.urls
+                    .iter()
+                    .position(|old| old == u)
+                    .map_or_else(OriginHealth::default, |i| self.health[i])
+            })
+            .collect();
+        self.urls = urls;
+        self.health = health;
+        remap
     }
 
     /// Origin `index` delivered media: its backoff starts again from the minimum.

@@ -295,6 +295,104 @@ impl Pull {
         }
     }
 
+    /// The origin asked this pull to reconnect (E-RTMP ReconnectRequest, as a draining
+    /// server sends), to `tc_url` when it named one. While media flows the current
+    /// connection stays: the answer is where to open a standby connection (make before
+    /// break), whose first media is reported with [`handed_over`](Self::handed_over). With
+    /// `tc_url` the same stream is asked of that host (charged to the same origin); without,
+    /// the origin is marked down ([`FailureKind::Draining`]) and the next origin up is used;
+    /// `None` when there is none (the current connection is kept until it ends). A pull not
+    /// yet delivering just moves on, as on a refusal.
+    pub fn reconnect(
+        &mut self,
+        tc_url: Option<&str>,
+        origins: &mut Origins,
+        now: Instant,
+    ) -> Option<(usize, StreamUrl)> {
+        let origin = match self.state {
+            PullState::Playing { origin, .. } | PullState::Lingering { origin, .. } => origin,
+            PullState::Connecting { .. } => {
+                self.failed(FailureKind::Draining, origins, now);
+                return None;
+            }
+            PullState::Wanted { .. } | PullState::Closed => return None,
+        };
+        let current = origins.urls()[origin].pull_url(&self.app, &self.stream);
+        if let Some(target) = tc_url {
+            if let Ok(url) = current.redirected(target) {
+                return Some((origin, url));
+            }
+        }
+        origins.failed(origin, FailureKind::Draining, now);
+        match origins.next_origin(&self.key, now)? {
+            NextOrigin::Now(next) if next != origin => {
+                let url = origins.urls()[next].pull_url(&self.app, &self.stream);
+                Some((next, url))
+            }
+            _ => None,
+        }
+    }
+
+    /// The standby connection [`reconnect`](Self::reconnect) asked for, to `origin`,
+    /// delivered its first media: it is the pull's connection from now on (the worker closes
+    /// the old one).
+    pub fn handed_over(&mut self, origin: usize, origins: &mut Origins, now: Instant) {
+        origins.succeeded(origin);
+        self.state = match self.state {
+            PullState::Lingering { since, .. } => PullState::Lingering {
+                origin,
+                since,
+                last_media: now,
+            },
+            _ => PullState::Playing {
+                origin,
+                last_media: now,
+            },
+        };
+    }
+
+    /// The origins were reconfigured ([`Origins::reconfigure`] returned `remap`). A pull on
+    /// an origin still listed goes on with its new index; one whose origin was removed goes
+    /// on while media flows, and the answer is where to open a standby connection (as for
+    /// [`reconnect`](Self::reconnect)); one connecting to a removed origin, or with no other
+    /// origin up, moves on at once.
+    pub fn reconfigured(
+        &mut self,
+        remap: &[Option<usize>],
+        origins: &mut Origins,
+        now: Instant,
+    ) -> Option<(usize, StreamUrl)> {
+        let moved = |i: usize| remap.get(i).copied().flatten();
+        match &mut self.state {
+            PullState::Connecting { origin, .. } => match moved(*origin) {
+                Some(new) => *origin = new,
+                None => {
+                    self.actions.push_back(PullAction::Disconnect);
+                    self.attempt(origins, now);
+                }
+            },
+            PullState::Playing { origin, .. } | PullState::Lingering { origin, .. } => {
+                match moved(*origin) {
+                    Some(new) => *origin = new,
+                    None => match origins.next_origin(&self.key, now) {
+                        Some(NextOrigin::Now(next)) => {
+                            // Failures from here on are the new origin's.
+                            *origin = next;
+                            let url = origins.urls()[next].pull_url(&self.app, &self.stream);
+                            return Some((next, url));
+                        }
+                        _ => {
+                            self.actions.push_back(PullAction::Disconnect);
+                            self.attempt(origins, now);
+                        }
+                    },
+                }
+            }
+            PullState::Wanted { .. } | PullState::Closed => {}
+        }
+        None
+    }
+
     /// A timer armed from [`poll_timeout`](Self::poll_timeout) fired (early calls do
     /// nothing): fail over a silent origin, retry after a backoff, close an idle pull, or
     /// give up on players that waited too long.

@@ -404,3 +404,112 @@ proptest! {
         }
     }
 }
+
+// ---- reconnect requests and reloads ----
+
+/// A pull delivering from the first origin in its order.
+fn playing(o: &mut Origins, t0: Instant) -> (Pull, usize) {
+    let mut p = start(o, t0);
+    let first = connects(&actions(&mut p))[0];
+    p.connected(t0);
+    p.playing(t0);
+    p.media(o, t0 + MS);
+    assert!(matches!(p.state(), PullState::Playing { .. }));
+    (p, first)
+}
+
+#[test]
+fn a_reconnect_request_with_a_tc_url_asks_the_same_stream_of_that_host_before_breaking() {
+    let t0 = Instant::now();
+    let mut o = origins(2);
+    let (mut p, first) = playing(&mut o, t0);
+    let (origin, url) = p
+        .reconnect(Some("rtmp://standby:1940/live"), &mut o, t0 + S)
+        .expect("a standby target");
+    assert_eq!(origin, first, "charged to the same origin");
+    assert_eq!(url.endpoint().host, "standby");
+    assert_eq!(url.endpoint().port, 1940);
+    assert_eq!(url.stream(), "demo?sig=1");
+    assert!(actions(&mut p).is_empty(), "the current connection stays");
+    assert!(o.health(first).is_up(t0 + S), "not marked down");
+    p.handed_over(origin, &mut o, t0 + 2 * S);
+    assert_eq!(
+        p.state(),
+        &PullState::Playing {
+            origin,
+            last_media: t0 + 2 * S
+        }
+    );
+}
+
+#[test]
+fn a_reconnect_request_without_a_tc_url_moves_to_the_next_origin_and_marks_the_first_down() {
+    let t0 = Instant::now();
+    let mut o = origins(3);
+    let (mut p, first) = playing(&mut o, t0);
+    let (next, url) = p.reconnect(None, &mut o, t0 + S).expect("another origin");
+    assert_eq!(next, order(&o)[1]);
+    assert_eq!(url.endpoint(), o.urls()[next].endpoint());
+    assert!(
+        !o.health(first).is_up(t0 + S),
+        "the draining origin is down"
+    );
+    assert_eq!(o.health(first).last_failure, Some(FailureKind::Draining));
+    assert!(actions(&mut p).is_empty(), "make before break");
+    p.handed_over(next, &mut o, t0 + 2 * S);
+    assert_eq!(p.origin(), Some(next));
+    // A later stall is charged to the new origin.
+    p.handle_timeout(&mut o, t0 + 6 * S);
+    assert!(!o.health(next).is_up(t0 + 6 * S));
+}
+
+#[test]
+fn a_reconnect_request_with_no_other_origin_keeps_the_connection() {
+    let t0 = Instant::now();
+    let mut o = origins(1);
+    let (mut p, _) = playing(&mut o, t0);
+    assert_eq!(p.reconnect(None, &mut o, t0 + S), None);
+    assert!(actions(&mut p).is_empty());
+    assert!(matches!(p.state(), PullState::Playing { .. }));
+}
+
+#[test]
+fn a_reconnect_request_while_connecting_moves_on_at_once() {
+    let t0 = Instant::now();
+    let mut o = origins(2);
+    let mut p = start(&o, t0);
+    let first = connects(&actions(&mut p))[0];
+    assert_eq!(p.reconnect(None, &mut o, t0 + MS), None);
+    let next = actions(&mut p);
+    assert_eq!(next[0], PullAction::Disconnect);
+    assert_eq!(connects(&next), vec![order(&o)[1]]);
+    assert_ne!(connects(&next)[0], first);
+}
+
+#[test]
+fn a_reload_keeps_pulls_on_kept_origins_and_moves_those_on_removed_ones() {
+    let t0 = Instant::now();
+    let mut o = origins(3);
+    let (mut p, first) = playing(&mut o, t0);
+    // The same origins in another order: the pull follows its origin's new index.
+    let mut urls = o.urls().to_vec();
+    urls.reverse();
+    let remap = o.reconfigure(urls);
+    assert_eq!(p.reconfigured(&remap, &mut o, t0 + S), None);
+    assert_eq!(p.origin(), remap[first]);
+    // Its origin removed: a standby to the stream's first origin among the rest.
+    let current = p.origin().unwrap();
+    let kept: Vec<OriginUrl> = o
+        .urls()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != current)
+        .map(|(_, u)| u.clone())
+        .collect();
+    let remap = o.reconfigure(kept);
+    let (next, url) = p.reconfigured(&remap, &mut o, t0 + S).expect("a standby");
+    assert_eq!(next, rendezvous_order("live/demo", o.urls())[0]);
+    assert_eq!(url.endpoint(), o.urls()[next].endpoint());
+    assert_eq!(p.origin(), Some(next));
+    assert!(actions(&mut p).is_empty(), "media keeps flowing meanwhile");
+}

@@ -253,6 +253,9 @@ impl Worker {
         job: Job,
         now: Instant,
     ) -> Option<ConnKey> {
+        if self.shutdown_deadline.is_some() {
+            return None; // shutting down: no new connections
+        }
         if url.endpoint().scheme != crate::relay::Scheme::Rtmp {
             tracing::warn!(%url, "rtmps:// upstreams are not supported yet");
             return None;
