@@ -68,7 +68,7 @@ impl Worker {
 
     /// Drives a drain each tick: sends the reconnect requests due by now, and at the deadline
     /// hands what is left to the shutdown. Returns true when the worker is done (every
-    /// connection left before the deadline).
+    /// client left before the deadline, and no upstream connection is left to close).
     pub(super) fn drain_tick(&mut self, now: Instant) -> bool {
         let Some(drain) = self.drain.as_mut() else {
             return false;
@@ -101,9 +101,8 @@ impl Worker {
             self.begin_shutdown(now, CloseReason::DrainDeadline { ms });
             return false;
         }
-        // Clients that are connected, can reconnect and were not asked yet. A connection
-        // still handshaking now is found on a later tick.
-        // Publishers last: players that follow the request first wait for their stream where
+        // Clients that are connected, can reconnect and were not asked yet (a connection
+        // still handshaking now is found on a later tick). Publishers last: players that follow the request first wait for their stream where
         // they went (served here until then), so when its publisher arrives there they get
         // its first keyframe and everything after, with nothing missed in between.
         let mut waiting: Vec<(bool, ConnKey)> = self
