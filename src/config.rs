@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 mod error;
+mod source;
 pub use error::ConfigError;
+pub use source::ConfigSource;
 
 /// One configuration key and its documentation, as `--print-config` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,8 @@ pub struct Config {
     pub streams: StreamsConfig,
     /// `[timeouts]`: every timeout, in milliseconds.
     pub timeouts: TimeoutsConfig,
+    /// `[drain]`: how a draining server (SIGTERM) sends its clients away.
+    pub drain: DrainConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
     /// `[relay]`: pull on demand from origins, push published streams onward.
@@ -210,8 +214,25 @@ config_section! {
         pub idle_ms: u64,
         /// A player whose queue stays over its limit, or that reads nothing, for this long is dropped.
         pub slow_player_ms: u64,
-        /// On SIGINT/SIGTERM, connections are given this long to flush before they are closed.
+        /// On shutdown (SIGINT, a second SIGTERM, or the end of a drain), connections are given
+        /// this long to flush before they are closed.
         pub shutdown_ms: u64,
+        /// On SIGTERM the server drains: it stops accepting RTMP, answers /healthz with 503,
+        /// asks every E-RTMP client that can reconnect to do so (spread over the first half
+        /// of this time) and serves everyone normally until they leave. Whatever is still
+        /// connected after this long is shut down (see `shutdown_ms`).
+        pub drain_ms: u64,
+    }
+}
+
+config_section! {
+    /// How a draining server (SIGTERM) sends its clients away.
+    pub struct DrainConfig in "drain" {
+        /// The tcUrl sent in E-RTMP ReconnectRequests while draining, e.g.
+        /// `rtmp://edge-2.example.com/live`; empty lets clients reconnect to the URL they
+        /// used (a load balancer in front picks another server). When set it must be an
+        /// rtmp:// or rtmps:// URL naming an app.
+        pub redirect_url: String,
     }
 }
 
@@ -341,12 +362,13 @@ pub struct PushConfig {
 
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 8] = [
+    pub const SECTIONS: [SectionDoc; 9] = [
         RtmpConfig::DOC,
         HttpConfig::DOC,
         WorkersConfig::DOC,
         StreamsConfig::DOC,
         TimeoutsConfig::DOC,
+        DrainConfig::DOC,
         RelayConfig::DOC,
         RecordConfig::DOC,
         LogConfig::DOC,
@@ -530,6 +552,18 @@ impl Config {
         positive("timeouts.idle_ms", timeouts.idle_ms)?;
         positive("timeouts.slow_player_ms", timeouts.slow_player_ms)?;
         positive("timeouts.shutdown_ms", timeouts.shutdown_ms)?;
+        positive("timeouts.drain_ms", timeouts.drain_ms)?;
+
+        let redirect = &self.drain.redirect_url;
+        if !redirect.is_empty() {
+            if let Err(reason) = crate::relay::PushUrl::parse(redirect) {
+                return Err(ConfigError::BadUrl {
+                    key: "drain.redirect_url",
+                    value: redirect.clone(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
 
         let relay = &self.relay;
         for (i, origin) in relay.origins.iter().enumerate() {
@@ -837,6 +871,17 @@ impl Default for TimeoutsConfig {
             idle_ms: 30_000,
             slow_player_ms: 10_000,
             shutdown_ms: 3_000,
+            drain_ms: 30_000,
+        }
+    }
+}
+
+// Written out like the other sections' defaults (the section macro derives no Default).
+#[allow(clippy::derivable_impls)]
+impl Default for DrainConfig {
+    fn default() -> Self {
+        Self {
+            redirect_url: String::new(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rtmp_edge::config::{self, Config, ConfigError};
+use rtmp_edge::config::{Config, ConfigSource};
 use tracing_subscriber::EnvFilter;
 
 /// A per-core RTMP server: ingest, zero-copy fan-out to RTMP, HTTP-FLV, HLS and DASH players.
@@ -75,8 +75,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
-    let file = cli.check_config.as_deref().or(cli.config.as_deref());
-    let config = effective_config(cli, file)?;
+    let source = ConfigSource {
+        file: cli
+            .check_config
+            .as_deref()
+            .or(cli.config.as_deref())
+            .map(Path::to_path_buf),
+        listen: cli.listen.clone(),
+        http_listen: cli.http_listen.clone(),
+        no_http: cli.no_http,
+        workers: cli.workers,
+    };
+    let config = source.load().map_err(Failure::Config)?;
 
     if let Some(path) = &cli.check_config {
         println!("ok: {}", path.display());
@@ -86,65 +96,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         return print(&config.to_commented_toml());
     }
 
-    init_logging(&config)?;
-    rtmp_edge::shard::run(config)
+    let set_log_level = init_logging(&config)?;
+    rtmp_edge::shard::run(config, source, set_log_level)
         .context("the server stopped with an error")
         .map_err(Failure::Run)
-}
-
-/// Defaults, then `file`, then the flags; validated.
-fn effective_config(cli: &Cli, file: Option<&Path>) -> Result<Config, Failure> {
-    let (mut config, text) = match file {
-        None => (Config::default(), None),
-        Some(path) => match Config::load(path) {
-            Ok((config, text)) => (config, Some(text)),
-            Err(e @ ConfigError::Unreadable { .. }) => return Err(Failure::Config(e.to_string())),
-            Err(e) => {
-                return Err(Failure::Config(format!(
-                    "invalid config file {}: {e}",
-                    path.display()
-                )))
-            }
-        },
-    };
-
-    if !cli.listen.is_empty() {
-        config.rtmp.listen = cli.listen.clone();
-    }
-    if let Some(workers) = cli.workers {
-        config.workers.count = workers;
-    }
-    if !cli.http_listen.is_empty() {
-        config.http.listen = cli.http_listen.clone();
-    }
-    if cli.no_http {
-        config.http.enabled = false;
-    }
-
-    config.validate().map_err(|error| {
-        let key = error.key().unwrap_or_default();
-        let from_flag = match key {
-            "rtmp.listen" if !cli.listen.is_empty() => Some("--listen"),
-            "workers.count" if cli.workers.is_some() => Some("--workers"),
-            "http.listen" if !cli.http_listen.is_empty() => Some("--http-listen"),
-            _ => None,
-        };
-        let message = match (from_flag, file, &text) {
-            (Some(flag), _, _) => format!("invalid {flag}: {error}"),
-            (None, Some(path), Some(text)) => match config::key_position(text, key) {
-                Some((line, _)) => {
-                    format!(
-                        "invalid config file {} (line {line}): {error}",
-                        path.display()
-                    )
-                }
-                None => format!("invalid config file {}: {error}", path.display()),
-            },
-            _ => format!("invalid configuration: {error}"),
-        };
-        Failure::Config(message)
-    })?;
-    Ok(config)
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
@@ -157,10 +112,15 @@ fn print(text: &str) -> Result<(), Failure> {
     }
 }
 
-/// tracing to stderr, filtered by RUST_LOG when set, else by `log.level`.
-fn init_logging(config: &Config) -> Result<(), Failure> {
+/// Applies a new `log.level` to the running subscriber (SIGHUP).
+type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send>;
+
+/// tracing to stderr, filtered by RUST_LOG when set, else by `log.level`. Returns how to
+/// change that level later (a reload); with RUST_LOG set, RUST_LOG keeps deciding.
+fn init_logging(config: &Config) -> Result<SetLogLevel, Failure> {
+    let from_env = matches!(std::env::var("RUST_LOG"), Ok(value) if !value.trim().is_empty());
     let filter = match std::env::var("RUST_LOG") {
-        Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(&value)
+        Ok(value) if from_env => EnvFilter::try_new(&value)
             .map_err(|error| Failure::Config(format!("invalid RUST_LOG {value:?}: {error}")))?,
         _ => EnvFilter::try_new(&config.log.level).map_err(|error| {
             Failure::Config(format!(
@@ -169,12 +129,22 @@ fn init_logging(config: &Config) -> Result<(), Failure> {
             ))
         })?,
     };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .fmt_fields(rtmp_edge::logging::EscapedFields)
         // Colour for a person at a terminal; plain text for files, pipes and collectors.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder
         .try_init()
-        .map_err(|error| Failure::Run(anyhow::anyhow!("cannot start logging: {error}")))
+        .map_err(|error| Failure::Run(anyhow::anyhow!("cannot start logging: {error}")))?;
+    Ok(Box::new(move |level: &str| {
+        if from_env {
+            return Ok(());
+        }
+        let filter = EnvFilter::try_new(level).map_err(|error| error.to_string())?;
+        handle.reload(filter).map_err(|error| error.to_string())
+    }))
 }

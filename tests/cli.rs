@@ -234,8 +234,11 @@ fn every_printed_key_is_documented_in_config_md() {
     }
 }
 
-/// Starts the real binary on an ephemeral loopback port; returns it with the bound port.
-fn start_server() -> (
+/// Starts the real binary on an ephemeral loopback port, with `extra` arguments; returns it
+/// with the bound port.
+fn start_server(
+    extra: &[&str],
+) -> (
     std::process::Child,
     u16,
     std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
@@ -250,6 +253,7 @@ fn start_server() -> (
             "--workers",
             "2",
         ])
+        .args(extra)
         .env("RUST_LOG", "info")
         .env_remove("NO_COLOR")
         .stdin(std::process::Stdio::null())
@@ -276,9 +280,9 @@ fn start_server() -> (
     (child, port, lines)
 }
 
-fn stop_with(signal: &str) {
+fn stop_with(signal: &str, extra: &[&str]) {
     use std::io::{Read, Write};
-    let (mut child, port, lines) = start_server();
+    let (mut child, port, lines) = start_server(extra);
     // A connected client is told goodbye and disconnected, not left hanging.
     let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.write_all(&[3]).unwrap();
@@ -314,10 +318,13 @@ fn stop_with(signal: &str) {
 
 #[test]
 fn sigint_stops_the_server_cleanly() {
-    stop_with("-INT");
+    stop_with("-INT", &[]);
 }
 
 #[test]
-fn sigterm_stops_the_server_cleanly() {
-    stop_with("-TERM");
+fn sigterm_drains_then_stops_the_server_cleanly() {
+    // The client never leaves on its own: it is shut down at the end of the drain.
+    let dir = TempDir::new("sigterm");
+    let config = dir.file("edge.toml", "[timeouts]\ndrain_ms = 500\n");
+    stop_with("-TERM", &["--config", config.to_str().unwrap()]);
 }

@@ -492,3 +492,64 @@ fn ffmpeg_plays_http_flv_with_the_same_frames() {
         false,
     );
 }
+
+/// Our client's `connect` carries the E-RTMP `capsEx` property: a server from before E-RTMP
+/// (ffmpeg's own RTMP server, `-listen 1`) must take it like any other connect and accept
+/// the publish. (nginx-rtmp is covered by rtmp-load's nginx tests, our server by all others.)
+#[test]
+fn ffmpeg_as_an_rtmp_server_accepts_our_connect_with_caps_ex() {
+    let dir = Dir::new("ffmpeg-listen-caps-ex");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.path("received.flv");
+    let mut ffmpeg = Proc::spawn(
+        "ffmpeg-listen",
+        &dir,
+        Command::new(tool("ffmpeg"))
+            .args(["-v", "error", "-y", "-listen", "1", "-timeout", "20", "-i"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/capsex"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(&out),
+    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // ffmpeg serves one connection: watch for its listening socket instead of probing it.
+    let listening = format!(":{port:04X} 00000000:0000 0A ");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while !std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .contains(&listening)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ffmpeg never listened:\n{}",
+            ffmpeg.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut publisher = Client::publish(addr, "live", "capsex");
+    for tag in common::fixture_tags() {
+        publisher.send(tag.tag_type, tag.timestamp, &tag.data);
+    }
+    publisher.session.stop();
+    publisher.flush();
+    drop(publisher);
+    let status = ffmpeg.wait(Duration::from_secs(20));
+    assert!(status.success(), "ffmpeg failed:\n{}", ffmpeg.output());
+    let streams = run_ok(
+        "ffprobe",
+        Command::new(tool("ffprobe"))
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&out),
+    );
+    assert!(streams.contains("h264"), "{streams}");
+}

@@ -1680,3 +1680,199 @@ fn set_data_frame_metadata_is_reported_as_on_metadata_without_the_prefix() {
         }]
     );
 }
+
+// ---- E-RTMP reconnect ----
+
+/// A connected pair whose server already answered `connect`.
+fn connected_pair() -> Pair {
+    let mut pair = Pair::new(ServerConfig::default(), Policy::default());
+    pair.client.play("cam");
+    pair.pump();
+    assert!(pair.client.is_connected());
+    pair
+}
+
+#[test]
+fn our_client_advertises_the_reconnect_bit_and_the_server_records_it() {
+    let pair = connected_pair();
+    assert_eq!(pair.server.caps_ex(), command::CAPS_EX_RECONNECT);
+    assert!(pair.server.can_reconnect());
+}
+
+#[test]
+fn a_connect_without_caps_ex_cannot_be_asked_to_reconnect() {
+    let mut raw = Raw::new();
+    let connect = command::connect_with_caps(1.0, "live", "FMLE/3.0", "rtmp://h/live", 0);
+    assert_eq!(connect.object.get("capsEx"), None);
+    raw.command(0, &connect).expect("connect");
+    assert!(matches!(
+        raw.server.poll_event(),
+        Some(ServerEvent::ConnectRequested { .. })
+    ));
+    raw.server.accept_connect();
+    raw.answers();
+    assert_eq!(raw.server.caps_ex(), 0);
+    assert!(!raw.server.can_reconnect());
+    assert!(!raw.server.request_reconnect(Some("rtmp://b/live")));
+    assert!(
+        raw.answers().is_empty(),
+        "nothing is sent to a client without the bit"
+    );
+}
+
+#[test]
+fn a_client_told_to_announce_no_caps_ex_is_not_asked_to_reconnect() {
+    let mut pair = Pair::new(ServerConfig::default(), Policy::default());
+    pair.client.set_caps_ex(0);
+    pair.client.play("cam");
+    pair.pump();
+    assert!(pair.client.is_connected());
+    assert!(!pair.server.can_reconnect());
+}
+
+#[test]
+fn caps_ex_that_is_not_a_whole_number_counts_as_no_capability() {
+    for bad in [
+        Amf0Value::Number(1.5),
+        Amf0Value::Number(-1.0),
+        Amf0Value::string("1"),
+    ] {
+        let mut raw = Raw::new();
+        let mut connect = command::connect(1.0, "live", "FMLE/3.0", "rtmp://h/live");
+        if let Amf0Value::Object(props) = &mut connect.object {
+            for (k, v) in props.iter_mut() {
+                if k == "capsEx" {
+                    *v = bad.clone();
+                }
+            }
+        }
+        raw.command(0, &connect).expect("connect");
+        assert!(!raw.server.can_reconnect(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_reconnect_request_is_an_on_status_on_stream_zero_with_every_field() {
+    let mut raw = Raw::new();
+    raw.connect();
+    assert!(raw.server.can_reconnect());
+    assert!(raw
+        .server
+        .request_reconnect(Some("rtmp://edge-b:1935/live")));
+    let msgs = raw.answers();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].stream_id, 0, "message stream 0");
+    assert_eq!(msgs[0].type_id, type_id::COMMAND_AMF0);
+    let cmd = &commands(&msgs)[0];
+    assert_eq!(cmd.name, "onStatus");
+    assert_eq!(cmd.transaction_id, 0.0);
+    assert_eq!(cmd.object, Amf0Value::Null);
+    let info = cmd.info().expect("info object");
+    assert_eq!(command::property_str(info, "level"), Some("status"));
+    assert_eq!(
+        command::property_str(info, "code"),
+        Some("NetConnection.Connect.ReconnectRequest")
+    );
+    assert!(command::property_str(info, "description").is_some_and(|d| !d.is_empty()));
+    assert_eq!(
+        command::property_str(info, "tcUrl"),
+        Some("rtmp://edge-b:1935/live")
+    );
+
+    // Without a redirect URL there is no tcUrl property at all.
+    assert!(raw.server.request_reconnect(None));
+    let cmd = &commands(&raw.answers())[0];
+    assert_eq!(cmd.info().and_then(|i| i.get("tcUrl")), None);
+}
+
+#[test]
+fn a_reconnect_request_before_connect_is_answered_is_not_sent() {
+    let mut raw = Raw::new();
+    raw.command(
+        0,
+        &command::connect(1.0, "live", "FMLE/3.0", "rtmp://h/live"),
+    )
+    .expect("connect");
+    assert!(raw.server.can_reconnect());
+    assert!(!raw.server.request_reconnect(None), "connect still pending");
+}
+
+#[test]
+fn the_client_reports_a_reconnect_request_with_its_tc_url_after_the_status() {
+    let mut pair = connected_pair();
+    pair.client_events.clear();
+    assert!(pair.server.request_reconnect(Some("rtmp://edge-b/live")));
+    pair.pump();
+    let at = pair
+        .client_events
+        .iter()
+        .position(|e| matches!(e, ClientEvent::ReconnectRequest { .. }))
+        .expect("reconnect event");
+    assert!(matches!(
+        &pair.client_events[at - 1],
+        ClientEvent::Status { level, code, redirect: None, .. }
+            if level == "status" && code == "NetConnection.Connect.ReconnectRequest"
+    ));
+    match &pair.client_events[at] {
+        ClientEvent::ReconnectRequest {
+            tc_url,
+            description,
+        } => {
+            assert_eq!(tc_url.as_deref(), Some("rtmp://edge-b/live"));
+            assert!(!description.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The session goes on: the play still works.
+    assert!(pair.client.stream_id().is_some());
+
+    pair.client_events.clear();
+    assert!(pair.server.request_reconnect(None));
+    pair.pump();
+    assert!(pair
+        .client_events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::ReconnectRequest { tc_url: None, .. })));
+}
+
+#[test]
+fn the_client_reports_the_redirect_of_a_status_from_its_ex_object() {
+    let mut pair = connected_pair();
+    pair.client_events.clear();
+    // What SRS sends to move a client: `_error` NetConnection.Connect.Rejected with
+    // `ex: {code: 302, redirect}`.
+    let rejected = Command::new(
+        "onStatus",
+        0.0,
+        Amf0Value::Null,
+        vec![Amf0Value::object([
+            ("level", Amf0Value::string("error")),
+            ("code", Amf0Value::string("NetConnection.Connect.Rejected")),
+            ("description", Amf0Value::string("RTMP 302 Redirect")),
+            (
+                "ex",
+                Amf0Value::object([
+                    ("code", Amf0Value::Number(302.0)),
+                    ("redirect", Amf0Value::string("rtmp://origin-2/live")),
+                ]),
+            ),
+        ])],
+    );
+    let mut payload = BytesMut::new();
+    rejected.encode(&mut payload);
+    let mut wire = BytesMut::new();
+    let mut enc = ChunkEncoder::new();
+    enc.set_chunk_size(ServerConfig::default().chunk_size);
+    enc.encode(3, 0, type_id::COMMAND_AMF0, 0, &payload, &mut wire);
+    pair.client.handle_input(&mut wire).expect("decodes");
+    let events: Vec<_> = std::iter::from_fn(|| pair.client.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![ClientEvent::Status {
+            level: "error".into(),
+            code: "NetConnection.Connect.Rejected".into(),
+            description: "RTMP 302 Redirect".into(),
+            redirect: Some("rtmp://origin-2/live".into()),
+        }]
+    );
+}

@@ -313,6 +313,11 @@ impl Report {
         );
         let _ = writeln!(
             o,
+            "{:<22} {} reconnects  {} video frames lost  {} duplicates dropped",
+            "continuity", c.reconnects, c.video_frames_lost, c.video_frames_duplicate
+        );
+        let _ = writeln!(
+            o,
             "{:<22} left {}  joined {}  still starting at end {}",
             "churn", c.churn_left, c.churn_joined, c.players_starting_at_end
         );

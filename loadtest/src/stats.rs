@@ -94,6 +94,16 @@ pub struct Counters {
     /// 404 answers to a poller's first playlist request (the stream had no segment yet);
     /// the poller asked again.
     pub hls_playlists_not_ready: u64,
+    /// Make-before-break reconnects completed after an E-RTMP ReconnectRequest (a player
+    /// switched to its new connection, or a publisher handed its stream over).
+    pub reconnects: u64,
+    /// Video frames a player never received: gaps in the sequence of the frames its stream's
+    /// publisher sent (frames from before its first one do not count). Server-side drops to a
+    /// slow player count here too.
+    pub video_frames_lost: u64,
+    /// Video frames a player received twice (over its old and new connection while
+    /// reconnecting) or out of order; counted once, these are not.
+    pub video_frames_duplicate: u64,
 }
 
 /// What an HLS poller's request fetched.
@@ -112,6 +122,9 @@ pub struct PlayerTrack {
     pub playing: Option<Instant>,
     pub first_frame: Option<Instant>,
     pub last_video: Option<Instant>,
+    /// Sequence number of the latest publisher frame counted (see
+    /// [`Stats::on_video_sequence`]).
+    pub last_seq: Option<u64>,
 }
 
 impl PlayerTrack {
@@ -122,6 +135,7 @@ impl PlayerTrack {
             playing: None,
             first_frame: None,
             last_video: None,
+            last_seq: None,
         }
     }
 }
@@ -274,6 +288,22 @@ impl Stats {
         }
     }
 
+    /// A video frame numbered `seq` by its publisher arrived: false when this player already
+    /// counted it or a later one (a duplicate, not to be counted again); a jump past the next
+    /// number counts the frames skipped as lost.
+    pub fn on_video_sequence(&mut self, track: &mut PlayerTrack, seq: u64) -> bool {
+        match track.last_seq {
+            Some(last) if seq <= last => {
+                self.counters.video_frames_duplicate += 1;
+                return false;
+            }
+            Some(last) => self.counters.video_frames_lost += seq - last - 1,
+            None => {}
+        }
+        track.last_seq = Some(seq);
+        true
+    }
+
     /// The run ended at `now` with this player still connected. A player opened less than
     /// `grace` ago that has not played yet is only counted as still starting; an older one
     /// is an error. One that has had video but has been silent for longer than the stall
@@ -385,6 +415,28 @@ mod tests {
         assert_eq!(st.counters.stalls, 1);
         st.on_player_end(&tr, t0 + ms(3500), ms(5000), "play");
         assert_eq!(st.counters.stalls, 2);
+    }
+
+    #[test]
+    fn sequence_gaps_are_lost_frames_and_repeats_are_duplicates() {
+        let t0 = Instant::now();
+        let mut st = Stats::new(ms(1000));
+        let mut tr = PlayerTrack::new(t0);
+        assert!(
+            st.on_video_sequence(&mut tr, 100),
+            "the first frame starts the count"
+        );
+        assert!(st.on_video_sequence(&mut tr, 101));
+        assert_eq!(st.counters.video_frames_lost, 0);
+        assert!(!st.on_video_sequence(&mut tr, 101), "seen twice");
+        assert!(
+            !st.on_video_sequence(&mut tr, 99),
+            "older than the last counted"
+        );
+        assert_eq!(st.counters.video_frames_duplicate, 2);
+        assert!(st.on_video_sequence(&mut tr, 105));
+        assert_eq!(st.counters.video_frames_lost, 3, "102, 103, 104");
+        assert_eq!(tr.last_seq, Some(105));
     }
 
     #[test]

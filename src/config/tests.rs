@@ -317,6 +317,36 @@ fn rejects_a_log_level_that_is_not_a_filter() {
 }
 
 #[test]
+fn rejects_a_zero_drain_time() {
+    assert_eq!(
+        rejected_key(|c| c.timeouts.drain_ms = 0),
+        "timeouts.drain_ms"
+    );
+}
+
+#[test]
+fn rejects_a_drain_redirect_that_is_not_an_rtmp_url_with_an_app() {
+    for bad in [
+        "http://edge-2/live",
+        "edge-2/live",
+        "rtmp://edge-2",
+        "rtmp://edge-2:0/live",
+        "rtmp://edge 2/live",
+    ] {
+        assert_eq!(
+            rejected_key(|c| c.drain.redirect_url = bad.into()),
+            "drain.redirect_url",
+            "{bad}"
+        );
+    }
+    for good in ["", "rtmp://edge-2/live", "rtmps://[::1]:443/live?token=1"] {
+        let mut config = Config::default();
+        config.drain.redirect_url = good.into();
+        config.validate_with_cores(CORES).unwrap();
+    }
+}
+
+#[test]
 fn rejects_unknown_key_with_its_path_and_line() {
     let (key, line, message) = malformed("[workers]\ncount = 1\nmax_conections = 5\n");
     assert_eq!(key.as_deref(), Some("workers.max_conections"));

@@ -201,6 +201,13 @@ impl Hub {
         }
     }
 
+    /// Replaces the settings (a configuration reload). Streams already open keep the
+    /// [`StreamSettings`] they were created with; new streams and every later publish, play
+    /// and unpublish decision use these.
+    pub fn set_settings(&mut self, settings: HubSettings) {
+        self.settings = settings;
+    }
+
     /// The next thing to apply after an input.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {

@@ -151,6 +151,8 @@ pub enum Route {
         rendition: Option<String>,
         resource: Resource,
     },
+    /// `GET /healthz`: 200 `ok` while serving, 503 while draining (for load balancers).
+    Health,
     NotFound,
 }
 
@@ -251,6 +253,9 @@ pub fn route(path: &str) -> Result<Route, PathError> {
 
 /// Maps a decoded path (every `/` a separator) to a route.
 fn route_decoded(path: &str) -> Route {
+    if path == "/healthz" {
+        return Route::Health;
+    }
     let trimmed = path.trim_start_matches('/');
     let named = |suffix: &str| trimmed.strip_suffix(suffix).and_then(app_stream);
     if let Some((app, stream)) = named(".m3u8") {
@@ -469,6 +474,8 @@ mod tests {
             }
         );
         assert_eq!(routed("/cam1.flv"), Route::NotFound);
+        assert_eq!(routed("/healthz"), Route::Health);
+        assert_eq!(routed("/live/healthz"), Route::NotFound);
         assert_eq!(
             routed("/live/cam1.m3u8"),
             Route::Playlist {

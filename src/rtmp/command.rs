@@ -26,6 +26,11 @@ use super::message::type_id;
 pub const FMS_VERSION: &str = "FMS/3,0,1,123";
 /// `capabilities` announced in the connect `_result`.
 pub const FMS_CAPABILITIES: f64 = 31.0;
+/// E-RTMP v2 `capsEx` bit: the client can reconnect when asked
+/// (`NetConnection.Connect.ReconnectRequest`).
+pub const CAPS_EX_RECONNECT: u32 = 0x01;
+/// The onStatus code asking an E-RTMP client to reconnect.
+pub const RECONNECT_REQUEST: &str = "NetConnection.Connect.ReconnectRequest";
 
 /// Why a command message could not be understood. Connection-fatal: the peer sent bytes no
 /// RTMP implementation produces.
@@ -289,6 +294,26 @@ pub fn connect_rejected(transaction_id: f64, description: &str) -> Command {
     )
 }
 
+/// E-RTMP v2 `onStatus(0, null, {level: status, code: NetConnection.Connect.ReconnectRequest,
+/// description, tcUrl?})`, sent on message stream 0: asks the client to reconnect, to `tc_url`
+/// when given (else to where it is connected).
+pub fn reconnect_request(description: &str, tc_url: Option<&str>) -> Command {
+    let mut info = vec![
+        ("level".to_owned(), Amf0Value::string("status")),
+        ("code".to_owned(), Amf0Value::string(RECONNECT_REQUEST)),
+        ("description".to_owned(), Amf0Value::string(description)),
+    ];
+    if let Some(url) = tc_url {
+        info.push(("tcUrl".to_owned(), Amf0Value::string(url)));
+    }
+    Command::new(
+        "onStatus",
+        0.0,
+        Amf0Value::Null,
+        vec![Amf0Value::Object(info)],
+    )
+}
+
 /// The `_error` answering a call we do not implement (NetConnection.Call.Failed).
 pub fn call_failed(transaction_id: f64, name: &str) -> Command {
     error(
@@ -335,9 +360,23 @@ pub fn data_start() -> [Amf0Value; 2] {
     ]
 }
 
-/// The connect command a client sends (objectEncoding 0, the capabilities ffmpeg announces).
+/// The connect command a client sends (objectEncoding 0, the capabilities ffmpeg announces,
+/// and the E-RTMP `capsEx` with the Reconnect bit: servers that do not know it ignore an extra
+/// property, as nginx-rtmp and SRS do).
 pub fn connect(transaction_id: f64, app: &str, flash_ver: &str, tc_url: &str) -> Command {
-    Command::new(
+    connect_with_caps(transaction_id, app, flash_ver, tc_url, CAPS_EX_RECONNECT)
+}
+
+/// [`connect`] announcing `caps_ex` as the E-RTMP `capsEx` (no property at all when 0, as a
+/// client from before E-RTMP sends it).
+pub fn connect_with_caps(
+    transaction_id: f64,
+    app: &str,
+    flash_ver: &str,
+    tc_url: &str,
+    caps_ex: u32,
+) -> Command {
+    let mut command = Command::new(
         "connect",
         transaction_id,
         Amf0Value::object([
@@ -352,7 +391,11 @@ pub fn connect(transaction_id: f64, app: &str, flash_ver: &str, tc_url: &str) ->
             ("objectEncoding", Amf0Value::Number(0.0)),
         ]),
         Vec::new(),
-    )
+    );
+    if let (Amf0Value::Object(properties), true) = (&mut command.object, caps_ex != 0) {
+        properties.push(("capsEx".to_owned(), Amf0Value::Number(f64::from(caps_ex))));
+    }
+    command
 }
 
 #[cfg(test)]

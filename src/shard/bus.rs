@@ -3,10 +3,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mio::Waker;
 
+use crate::config::Config;
 use crate::fanout::{Mail, StreamKey};
 
 /// Most messages waiting in one mailbox; past it media is dropped (never headers).
@@ -21,6 +22,8 @@ pub enum BusMsg {
     HlsProgress { key: StreamKey },
     /// To an owner: a viewer asked for `key` over HLS or DASH; start packaging it.
     HlsStart { key: StreamKey },
+    /// To every worker: a reloaded, validated configuration (SIGHUP) to apply.
+    Reconfigure(Arc<Config>),
 }
 
 struct Mailbox {
@@ -28,9 +31,10 @@ struct Mailbox {
     waker: Waker,
 }
 
-/// All mailboxes, plus the shutdown flag.
+/// All mailboxes, plus the drain and shutdown flags.
 pub struct Bus {
     mailboxes: Vec<Mailbox>,
+    drain: AtomicBool,
     shutdown: AtomicBool,
 }
 
@@ -46,6 +50,7 @@ impl Bus {
             .collect();
         Self {
             mailboxes,
+            drain: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         }
     }
@@ -89,6 +94,26 @@ impl Bus {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut *queue, out);
+    }
+
+    /// Sends `msg` to every worker (built once per worker by `msg`).
+    pub fn broadcast(&self, msg: impl Fn() -> BusMsg) {
+        for to in 0..self.mailboxes.len() {
+            self.send(to, msg());
+        }
+    }
+
+    /// Asks every worker to drain (stop accepting, send clients away, then shut down).
+    pub fn begin_drain(&self) {
+        self.drain.store(true, Ordering::Release);
+        for mailbox in &self.mailboxes {
+            let _ = mailbox.waker.wake();
+        }
+    }
+
+    /// True once a drain was asked for.
+    pub fn is_draining(&self) -> bool {
+        self.drain.load(Ordering::Acquire)
     }
 
     /// Asks every worker to shut down.

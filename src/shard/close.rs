@@ -63,6 +63,9 @@ pub enum CloseReason {
     Relay(RelayEnd),
     #[error("server shutting down")]
     ShuttingDown,
+    /// Still connected when a drain's time (`timeouts.drain_ms`) ran out: shut down.
+    #[error("server drained: still connected after {ms} ms")]
+    DrainDeadline { ms: u64 },
     #[error("server shut down (flush deadline passed)")]
     ShutdownDeadline,
 }

@@ -190,6 +190,7 @@ impl Worker {
                 self.apply_packaging(now);
             }
             BusMsg::HlsStart { key } => self.start_packaging(&key, now),
+            BusMsg::Reconfigure(config) => self.apply_config(config),
         }
     }
 }

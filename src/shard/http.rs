@@ -84,6 +84,10 @@ impl Worker {
                 };
                 match route {
                     Route::NotFound => answer(404, "Not Found", "no such resource\n"),
+                    Route::Health if self.is_draining() => {
+                        answer(503, "Service Unavailable", "draining\n")
+                    }
+                    Route::Health => answer(200, "OK", "ok\n"),
                     Route::Playlist { app, stream } => {
                         match http::blocking_params(&request.query) {
                             Err(e) => answer(400, "Bad Request", &format!("{e}\n")),

@@ -12,10 +12,12 @@ mod close;
 mod conn;
 mod conns;
 mod door;
+mod drain;
 mod hls;
 mod http;
 mod memory;
 mod relay;
+mod reload;
 mod worker;
 
 use std::io;
@@ -27,8 +29,9 @@ use mio::{Poll, Waker};
 
 pub use bus::{Bus, BusMsg};
 pub use close::{CloseReason, IoFailure, RelayEnd};
+pub use reload::restart_needed;
 
-use crate::config::{Config, MAX_WORKERS};
+use crate::config::{Config, ConfigSource, MAX_WORKERS};
 use crate::fanout::StreamKey;
 use crate::record::Recording;
 use worker::{Worker, WAKER_TOKEN};
@@ -201,8 +204,24 @@ impl Server {
     }
 
     /// Asks every worker to stop accepting, tell players the stream ended, flush and exit.
+    /// During a drain it ends the drain at once.
     pub fn shutdown(&self) {
         self.bus.shutdown();
+    }
+
+    /// Asks every worker to drain (what SIGTERM does): stop accepting RTMP, answer `/healthz`
+    /// with 503, ask reconnect-capable clients to reconnect (to `drain.redirect_url` when
+    /// set), serve everyone until they leave, and shut down what is left at
+    /// `timeouts.drain_ms`. The workers end when their clients have all left.
+    pub fn drain(&self) {
+        self.bus.begin_drain();
+    }
+
+    /// Hands every worker a new configuration (what SIGHUP does, after validating the file):
+    /// what is live applies at once, keys that need a restart are named in one warning.
+    /// `config` must be validated ([`Config::validate`]); `log.level` is the caller's.
+    pub fn reload(&self, config: Config) {
+        reload(&self.bus, config);
     }
 
     /// Waits for every worker to finish.
@@ -227,15 +246,68 @@ impl Server {
     }
 }
 
-/// Starts the workers, serves until SIGINT/SIGTERM, then shuts down cleanly within
-/// `timeouts.shutdown_ms`. Returns an error if a listener cannot be bound.
-pub fn run(config: Config) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+/// Sends every worker `config` to apply.
+fn reload(bus: &Bus, config: Config) {
+    let config = Arc::new(config);
+    bus.broadcast(|| BusMsg::Reconfigure(config.clone()));
+}
+
+/// Starts the workers and serves until they end, driven by signals:
+/// - SIGTERM: drain ([`Server::drain`]); a second SIGTERM, or SIGINT, shuts down at once
+///   ([`Server::shutdown`], players told, flushed within `timeouts.shutdown_ms`);
+/// - SIGHUP: reload: `source` is loaded and validated again exactly as at startup; an invalid
+///   one is logged and the running configuration kept; a valid one goes to every worker
+///   ([`Server::reload`]) and its `log.level` to `set_log_level`.
+///
+/// Returns an error if a listener cannot be bound or a worker fails.
+pub fn run(
+    config: Config,
+    source: ConfigSource,
+    set_log_level: impl Fn(&str) -> Result<(), String>,
+) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let server = Server::start(config)?;
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "signal received: shutting down");
+    let bus = server.bus.clone();
+    // The signal loop ends when the workers do (a drain that emptied them, or a shutdown).
+    let handle = signals.handle();
+    let joiner = std::thread::Builder::new()
+        .name("join".into())
+        .spawn(move || {
+            let result = server.join();
+            handle.close();
+            result
+        })?;
+    let mut draining = false;
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => match source.load() {
+                Ok(config) => {
+                    if let Err(error) = set_log_level(&config.log.level) {
+                        tracing::error!(%error, "cannot apply log.level");
+                    }
+                    tracing::info!("SIGHUP: configuration file valid, reloading");
+                    reload(&bus, config);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reload refused: keeping the running configuration")
+                }
+            },
+            SIGTERM if !draining => {
+                tracing::info!(
+                    signal,
+                    "SIGTERM: draining (SIGTERM again or SIGINT: stop now)"
+                );
+                draining = true;
+                bus.begin_drain();
+            }
+            _ => {
+                tracing::info!(signal, "signal received: shutting down");
+                bus.shutdown();
+            }
+        }
     }
-    server.shutdown();
-    server.join()
+    joiner
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("join thread panicked")))
 }

@@ -303,6 +303,9 @@ impl Worker {
             now.duration_since(self.started).as_millis() as u32,
         );
         let mut session = session;
+        // The relay does not act on E-RTMP ReconnectRequests yet, so it does not announce
+        // that it can: a draining origin closes the pull at its deadline and it fails over.
+        session.set_caps_ex(0);
         let role = match job {
             Job::Pull => {
                 session.play(url.stream());
@@ -419,7 +422,8 @@ impl Worker {
             }
             ClientEvent::StreamEof { .. }
             | ClientEvent::StreamBegin { .. }
-            | ClientEvent::Publishing { .. } => return,
+            | ClientEvent::Publishing { .. }
+            | ClientEvent::ReconnectRequest { .. } => return,
         }
         self.apply_pull(stream, now);
     }

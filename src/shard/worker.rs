@@ -22,8 +22,9 @@ use super::conns::Conns;
 use super::hls::{HlsShelf, Packaging};
 use super::memory::Trim;
 use super::relay::Relay;
+use super::reload::{hub_settings, output_cap, session_config, socket_options};
 use crate::config::Config;
-use crate::fanout::{ConnKey, Directory, Hub, HubSettings, OutputQueue, StreamKey, StreamSettings};
+use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
 use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
@@ -41,8 +42,6 @@ const EVENTS_PER_POLL: usize = 1024;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// A drained connection keeps at most this much read buffer.
 const IDLE_READ_BUFFER: usize = 4 * 1024;
-/// Room for an RTMP connection's own replies on top of its media limit and latest headers.
-const REPLY_ROOM: usize = 1024 * 1024;
 
 /// Everything one worker owns.
 pub struct Worker {
@@ -86,7 +85,9 @@ pub struct Worker {
     pub(super) on_close: Option<super::OnClose>,
     /// Most bytes an RTMP connection's output may hold: its media limit, the latest header of
     /// each kind, and room for replies. Only a peer that does not read its replies gets there.
-    output_cap: usize,
+    pub(super) output_cap: usize,
+    /// Set while draining (SIGTERM), until the drain deadline starts the shutdown.
+    pub(super) drain: Option<super::drain::Drain>,
 }
 
 impl Worker {
@@ -104,30 +105,9 @@ impl Worker {
             poll.registry()
                 .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
         }
-        let session_config = ServerConfig {
-            limits: config.rtmp.limits(),
-            chunk_size: config.rtmp.chunk_size,
-            window_ack_size: config.rtmp.window_ack_size,
-            peer_bandwidth: config.rtmp.peer_bandwidth,
-        };
-        let socket_options = SocketOptions {
-            nodelay: config.workers.tcp_nodelay,
-            recv_buffer: config.workers.socket_recv_buffer,
-            send_buffer: config.workers.socket_send_buffer,
-        };
-        let streams = &config.streams;
-        let settings = HubSettings {
-            stream: StreamSettings {
-                chunk_size: config.rtmp.chunk_size,
-                gop_cache: streams.gop_cache,
-                gop_cache_max_bytes: streams.gop_cache_max_bytes,
-                max_header_bytes: streams.max_header_bytes,
-            },
-            publish_takeover: streams.publish_takeover,
-            wait_for_publisher: streams.wait_for_publisher,
-            keep_players_on_unpublish: streams.keep_players_on_unpublish,
-            pull: !config.relay.origins.is_empty(),
-        };
+        let session_config = session_config(&config, config.rtmp.chunk_size);
+        let socket_options = socket_options(&config);
+        let settings = hub_settings(&config, config.rtmp.chunk_size);
         let hub = Hub::new(index, settings, directory.clone());
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -159,9 +139,8 @@ impl Worker {
             shutdown_deadline: None,
             trim: Trim::new(Instant::now()),
             on_close: None,
-            output_cap: config.streams.player_queue_bytes
-                + 3 * config.streams.max_header_bytes
-                + REPLY_ROOM,
+            output_cap: output_cap(&config),
+            drain: None,
             config,
         })
     }
@@ -576,7 +555,16 @@ impl Worker {
         self.apply_packaging(now);
         self.relay_tick(now);
         if self.bus.is_shutting_down() && self.shutdown_deadline.is_none() {
-            self.begin_shutdown(now);
+            if self.drain.take().is_some() {
+                tracing::info!(worker = self.index, "drain ended: shutdown asked for");
+            }
+            self.begin_shutdown(now, CloseReason::ShuttingDown);
+        } else if self.bus.is_draining() && self.drain.is_none() && self.shutdown_deadline.is_none()
+        {
+            self.begin_drain(now);
+        }
+        if self.drain_tick(now) {
+            return true;
         }
         let t = &self.config.timeouts;
         let handshake = Duration::from_millis(t.handshake_ms);
@@ -641,7 +629,9 @@ impl Worker {
         false
     }
 
-    fn begin_shutdown(&mut self, now: Instant) {
+    /// Stops accepting, tells players their stream stopped, and closes every connection for
+    /// `reason` once flushed (or at `timeouts.shutdown_ms`).
+    pub(super) fn begin_shutdown(&mut self, now: Instant, reason: CloseReason) {
         self.shutdown_deadline =
             Some(now + Duration::from_millis(self.config.timeouts.shutdown_ms));
         for (mut listener, _) in self.listeners.drain(..) {
@@ -652,10 +642,10 @@ impl Worker {
         hub.shutdown(&mut door);
         for key in self.conns.keys() {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.closing = Some(CloseReason::ShuttingDown);
+                conn.closing = Some(reason.clone());
             }
             if self.conns.get(key).is_some_and(|c| c.out.is_empty()) {
-                self.close(key, CloseReason::ShuttingDown, now);
+                self.close(key, reason.clone(), now);
             }
         }
         tracing::info!(worker = self.index, "shutting down");

@@ -217,6 +217,16 @@ impl TestServer {
         Self::start(Config::default())
     }
 
+    /// The running server (drain, reload, addresses).
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("server running")
+    }
+
+    /// Takes the server out (to join it), leaving nothing to shut down on drop.
+    pub fn take(mut self) -> Server {
+        self.server.take().expect("server running")
+    }
+
     pub fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown();
@@ -245,6 +255,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr, app: &str) -> Self {
+        Self::connect_with_caps(addr, app, rtmp_edge::rtmp::command::CAPS_EX_RECONNECT)
+    }
+
+    /// [`connect`](Self::connect) announcing `caps_ex` (0: a client from before E-RTMP).
+    pub fn connect_with_caps(addr: SocketAddr, app: &str, caps_ex: u32) -> Self {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
         let config = ClientConfig {
@@ -255,7 +270,8 @@ impl Client {
             chunk_size: 4096,
             digest_handshake: false,
         };
-        let session = ClientSession::new(config, &[0x5a; RANDOM_LEN], 0);
+        let mut session = ClientSession::new(config, &[0x5a; RANDOM_LEN], 0);
+        session.set_caps_ex(caps_ex);
         let mut client = Self {
             stream,
             session,
@@ -360,7 +376,12 @@ impl Client {
     }
 
     pub fn play(addr: SocketAddr, app: &str, name: &str) -> Self {
-        let mut c = Self::connect(addr, app);
+        Self::play_with_caps(addr, app, name, rtmp_edge::rtmp::command::CAPS_EX_RECONNECT)
+    }
+
+    /// [`play`](Self::play) announcing `caps_ex` in connect.
+    pub fn play_with_caps(addr: SocketAddr, app: &str, name: &str, caps_ex: u32) -> Self {
+        let mut c = Self::connect_with_caps(addr, app, caps_ex);
         c.session.play(name);
         c.flush();
         c.wait_for("play start", |e| matches!(e, ClientEvent::Playing { .. }));

@@ -1,6 +1,7 @@
 //! The media side of connections: publishers' paced, stamped frames and players' video
 //! measurements.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rtmp_edge::media::parse_video_tag;
@@ -10,32 +11,79 @@ use crate::sei;
 use crate::source::{MediaSource, AUDIO, DATA, VIDEO};
 use crate::stats::{Counters, PlayerTrack, Stats};
 
-/// A player received a video message.
+/// Most frames a [`Ledger`] remembers per stream (about half a minute at 30 fps): a player
+/// more than that behind its publisher is not checked for loss.
+const LEDGER_FRAMES: usize = 1024;
+
+/// The stamped video frames a stream's publisher sent, in order: stamp → sequence number.
+/// Stamps are made strictly increasing per stream (a catch-up burst would otherwise share
+/// one), so a player can tell each frame by its stamp, count frames it never got, and count
+/// once a frame it got twice (over two connections while reconnecting).
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    frames: VecDeque<(u64, u64)>,
+    next_seq: u64,
+}
+
+impl Ledger {
+    /// The stamp for a frame sent at `now_us`: that, or just after the previous one.
+    pub(super) fn stamp(&self, now_us: u64) -> u64 {
+        self.frames
+            .back()
+            .map_or(now_us, |&(last, _)| now_us.max(last + 1))
+    }
+
+    /// Records that a frame went out with `stamp` (from [`stamp`](Self::stamp)).
+    pub(super) fn record(&mut self, stamp: u64) {
+        if self.frames.len() == LEDGER_FRAMES {
+            self.frames.pop_front();
+        }
+        self.frames.push_back((stamp, self.next_seq));
+        self.next_seq += 1;
+    }
+
+    /// The sequence number of the frame stamped `stamp`, if it is remembered.
+    pub(super) fn seq_of(&self, stamp: u64) -> Option<u64> {
+        let i = self.frames.binary_search_by_key(&stamp, |&(s, _)| s).ok()?;
+        Some(self.frames[i].1)
+    }
+}
+
+/// A player received a video message. Returns false for a frame it had already counted
+/// (see [`Stats::on_video_sequence`]), which is not counted again.
 pub(super) fn on_player_video(
     stats: &mut Stats,
     track: &mut PlayerTrack,
     nal_length_size: &mut usize,
     payload: &[u8],
+    ledger: Option<&Ledger>,
     now: Instant,
     base: Instant,
-) {
+) -> bool {
     if let Some(n) = sei::nal_length_size_of_avc_sequence_header(payload) {
         *nal_length_size = n;
-        return;
+        return true;
     }
     let Some(keyframe) = coded_frame_is_keyframe(payload) else {
-        return;
+        return true;
     };
-    let age = sei::find_stamp_in_avc_frame(payload, *nal_length_size).map(|stamp| {
+    let stamp = sei::find_stamp_in_avc_frame(payload, *nal_length_size);
+    if let Some(seq) = stamp.and_then(|s| ledger?.seq_of(s)) {
+        if !stats.on_video_sequence(track, seq) {
+            return false;
+        }
+    }
+    let age = stamp.map(|stamp| {
         let now_us = u64::try_from((now - base).as_micros()).unwrap_or(u64::MAX);
         Duration::from_micros(now_us.saturating_sub(stamp))
     });
     stats.on_video_frame(track, now, keyframe, age);
+    true
 }
 
 /// For a video message holding a coded frame, whether it is a keyframe; `None` for sequence
 /// headers, end-of-sequence, command frames and payloads the media core cannot classify.
-fn coded_frame_is_keyframe(payload: &[u8]) -> Option<bool> {
+pub(super) fn coded_frame_is_keyframe(payload: &[u8]) -> Option<bool> {
     let tag = parse_video_tag(payload).ok()?;
     if tag.command.is_some() || !tag.packet_type.is_coded_frames() {
         return None;
@@ -43,11 +91,13 @@ fn coded_frame_is_keyframe(payload: &[u8]) -> Option<bool> {
     Some(tag.info().is_keyframe)
 }
 
-/// Sends every frame of a publisher that is due by `now`; returns when the next one is due.
+/// Sends every frame of a publisher that is due by `now`, recording its stamped video frames
+/// in `ledger`; returns when the next one is due.
 pub(super) fn publish_due(
     conn: &mut Conn,
     src: &MediaSource,
     counters: &mut Counters,
+    ledger: &mut Ledger,
     now: Instant,
     base: Instant,
 ) -> Option<Instant> {
@@ -70,7 +120,12 @@ pub(super) fn publish_due(
         let stamped = match frame.type_id {
             VIDEO => {
                 let us = u64::try_from((now - base).as_micros()).unwrap_or(u64::MAX);
-                sei::stamp_avc_frame(&frame.data, src.nal_length_size, us)
+                let stamp = ledger.stamp(us);
+                let stamped = sei::stamp_avc_frame(&frame.data, src.nal_length_size, stamp);
+                if stamped.is_some() {
+                    ledger.record(stamp);
+                }
+                stamped
             }
             AUDIO | DATA => None,
             _ => None,
@@ -89,6 +144,31 @@ pub(super) fn publish_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ledger_stamps_increase_strictly_and_map_back_to_their_sequence() {
+        let mut ledger = Ledger::default();
+        let a = ledger.stamp(1000);
+        ledger.record(a);
+        let b = ledger.stamp(1000);
+        assert_eq!(
+            b, 1001,
+            "a burst sent at one instant still gets distinct stamps"
+        );
+        ledger.record(b);
+        let c = ledger.stamp(5000);
+        ledger.record(c);
+        assert_eq!(ledger.seq_of(1000), Some(0));
+        assert_eq!(ledger.seq_of(1001), Some(1));
+        assert_eq!(ledger.seq_of(5000), Some(2));
+        assert_eq!(ledger.seq_of(3000), None);
+        for i in 0..LEDGER_FRAMES as u64 {
+            let s = ledger.stamp(10_000 + i);
+            ledger.record(s);
+        }
+        assert_eq!(ledger.seq_of(1000), None, "the oldest are forgotten");
+        assert_eq!(ledger.seq_of(10_000), Some(3));
+    }
 
     #[test]
     fn keyframes_are_told_from_headers_and_inter_frames() {

@@ -11,6 +11,7 @@
 //! Each connection: TCP connect → writable (connected) → the [`ClientSession`] drives
 //! handshake, connect, createStream, publish/play; bytes read are fed to the session after every
 //! read, its transmits are queued and written with vectored writes until `WouldBlock`.
+//! An E-RTMP ReconnectRequest starts a make-before-break reconnect (`reconnect.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -30,17 +31,19 @@ use slab::Slab;
 mod hls;
 mod http;
 mod media;
+mod reconnect;
 mod rng;
 
 use self::hls::{HlsPoller, Next};
 use self::http::HttpFlv;
-use self::media::{on_player_video, publish_due};
+use self::media::{on_player_video, publish_due, Ledger};
+use self::reconnect::Successor;
 use self::rng::Rng;
 use crate::procstat::{self, ProcSample};
 use crate::report::{
     self, Connections, ErrorKind, LoaderCpu, Report, ServerCost, Window, SATURATION_PERCENT,
 };
-use crate::scenario::{Mode, PlayerProto, Scenario};
+use crate::scenario::{Mode, PlayerProto, RtmpUrl, Scenario};
 use crate::source::{Cursor, MediaSource, VIDEO};
 use crate::stats::{Counters, Percentiles, PlayerTrack, Stats};
 
@@ -117,6 +120,12 @@ struct Conn {
     woff: usize,
     generation: u64,
     role: Role,
+    /// Set on a connection asked to reconnect: the one opened to replace it.
+    successor: Option<Successor>,
+    /// Set on a connection opened to replace (key, generation) until it takes over.
+    predecessor: Option<(usize, u64)>,
+    /// Replaced by its successor: closed without counting anything.
+    retired: bool,
 }
 
 /// Why a connection is being closed.
@@ -130,6 +139,7 @@ enum Close {
 struct Engine<'a> {
     sc: &'a Scenario,
     src: &'a MediaSource,
+    /// Where publishers connect (`--publish-url`, else `--url`).
     addr: SocketAddr,
     /// Where players connect (the HTTP port for HTTP-FLV players).
     player_addr: SocketAddr,
@@ -147,6 +157,8 @@ struct Engine<'a> {
     scratch: Vec<u8>,
     publishers_up: u64,
     peak_open: u64,
+    /// Per stream, the video frames its publisher sent (loss and duplicate checks).
+    ledgers: Vec<Ledger>,
 }
 
 /// Runs one scenario to completion.
@@ -172,6 +184,7 @@ pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOut
         scratch: vec![0; READ_CHUNK],
         publishers_up: 0,
         peak_open: 0,
+        ledgers: (0..sc.streams).map(|_| Ledger::default()).collect(),
     };
     e.run(opts)
 }
@@ -523,14 +536,31 @@ impl Engine<'_> {
     /// Starts a TCP connect and a session for `role`.
     fn open(&mut self, role: Role, now: Instant) {
         let sc = self.sc;
+        // Players (HTTP-FLV ones at the HTTP port) and pollers go to `--url`; publishers to
+        // `--publish-url` (the same unless given).
+        let (addr, url) = match &role {
+            Role::Player { .. } => (self.player_addr, &sc.url),
+            Role::HlsPoller { .. } => (self.http_addr, &sc.url),
+            Role::Publisher { .. } => (self.addr, &sc.publish_url),
+        };
+        self.open_to(role, addr, url, None, now);
+    }
+
+    /// Starts a TCP connect to `addr` and a session for `role` (RTMP ones connect to `url`'s
+    /// app); `predecessor` names the connection it is to replace. Returns its key and
+    /// generation.
+    fn open_to(
+        &mut self,
+        role: Role,
+        addr: SocketAddr,
+        url: &RtmpUrl,
+        predecessor: Option<(usize, u64)>,
+        now: Instant,
+    ) -> Option<(usize, u64)> {
+        let sc = self.sc;
         let http_player = match &role {
             Role::Player { stream, .. } if sc.player_proto == PlayerProto::HttpFlv => Some(*stream),
             _ => None,
-        };
-        let addr = match role {
-            Role::Publisher { .. } => self.addr,
-            Role::Player { .. } => self.player_addr,
-            Role::HlsPoller { .. } => self.http_addr,
         };
         let sock = match TcpStream::connect(addr) {
             Ok(s) => s,
@@ -541,7 +571,7 @@ impl Engine<'_> {
                     ""
                 };
                 self.stats.error(format!("connect: {e}{hint}"));
-                return;
+                return None;
             }
         };
         let mut wq = VecDeque::new();
@@ -558,7 +588,7 @@ impl Engine<'_> {
             wq.push_back(Bytes::from(req));
             Wire::Hls(Box::new(p))
         } else {
-            Wire::Rtmp(Box::new(self.rtmp_session(&role, now)))
+            Wire::Rtmp(Box::new(self.rtmp_session(&role, url, now)))
         };
         self.next_generation += 1;
         let entry = self.conns.vacant_entry();
@@ -573,6 +603,9 @@ impl Engine<'_> {
             woff: 0,
             generation: self.next_generation,
             role,
+            successor: None,
+            predecessor,
+            retired: false,
         };
         if let Err(e) = self.poll.registry().register(
             &mut conn.sock,
@@ -580,23 +613,22 @@ impl Engine<'_> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             self.stats.error(format!("register: {e}"));
-            return;
+            return None;
         }
-        if let Role::Player { slot, .. } = &mut conn.role {
+        // A successor joins the players (for churn picks) when it takes over.
+        if let (Role::Player { slot, .. }, None) = (&mut conn.role, predecessor) {
             *slot = self.players.len();
             self.players.push(key);
         }
+        let generation = conn.generation;
         entry.insert(conn);
         self.peak_open = self.peak_open.max(self.conns.len() as u64);
+        Some((key, generation))
     }
 
-    /// An RTMP client session that publishes or plays `role`'s stream.
-    fn rtmp_session(&mut self, role: &Role, now: Instant) -> ClientSession {
+    /// An RTMP client session that publishes or plays `role`'s stream on `url`'s app.
+    fn rtmp_session(&mut self, role: &Role, url: &RtmpUrl, now: Instant) -> ClientSession {
         let sc = self.sc;
-        let url = match role {
-            Role::Publisher { .. } => &sc.publish_url,
-            _ => &sc.url,
-        };
         let config = ClientConfig {
             app: url.app.clone(),
             tc_url: url.tc_url.clone(),
@@ -630,6 +662,13 @@ impl Engine<'_> {
         }
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.sock);
+        if conn.retired {
+            return;
+        }
+        if let Some(predecessor) = conn.predecessor {
+            self.successor_failed(predecessor, why);
+            return;
+        }
         let kind = match &conn.role {
             Role::Publisher { started, .. } => {
                 if started.is_some() {
@@ -685,7 +724,24 @@ impl Engine<'_> {
                 }
                 continue;
             }
-            let next = publish_due(conn, self.src, &mut self.stats.counters, now, self.base);
+            if self.hand_over_due(key, now) {
+                continue;
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let Role::Publisher { stream, .. } = conn.role else {
+                continue;
+            };
+            let ledger = &mut self.ledgers[stream as usize];
+            let next = publish_due(
+                conn,
+                self.src,
+                &mut self.stats.counters,
+                ledger,
+                now,
+                self.base,
+            );
             if let Some(next) = next {
                 self.timers.push(Reverse((next, key, generation)));
             }
@@ -775,13 +831,19 @@ impl Engine<'_> {
     /// playing), then FLV tags, measured like RTMP media messages.
     fn on_http_flv_input(&mut self, key: usize, now: Instant) -> Result<(), Close> {
         let base = self.base;
-        let Engine { conns, stats, .. } = self;
+        let Engine {
+            conns,
+            stats,
+            ledgers,
+            ..
+        } = self;
         let conn = conns.get_mut(key).ok_or(Close::Leave)?;
         let Wire::HttpFlv(flv) = &mut conn.wire else {
             return Ok(());
         };
         let parsed = flv.parse(&mut conn.rbuf).map_err(Close::Error)?;
         if let Role::Player {
+            stream,
             track,
             nal_length_size,
             ..
@@ -790,10 +852,11 @@ impl Engine<'_> {
             if parsed.head_ok {
                 stats.on_playing(track, now);
             }
+            let ledger = ledgers.get(*stream as usize);
             for tag in &parsed.tags {
                 stats.counters.player_messages += 1;
                 if tag.tag_type == VIDEO {
-                    on_player_video(stats, track, nal_length_size, &tag.data, now, base);
+                    on_player_video(stats, track, nal_length_size, &tag.data, ledger, now, base);
                 }
             }
         }
@@ -848,66 +911,116 @@ impl Engine<'_> {
     /// Acts on every pending session event of `key`.
     fn drain_events(&mut self, key: usize, now: Instant) -> Result<(), Close> {
         let base = self.base;
-        let Engine {
-            conns,
-            stats,
-            src,
-            timers,
-            publishers_up,
-            ..
-        } = self;
-        let conn = conns.get_mut(key).ok_or(Close::Leave)?;
-        let Wire::Rtmp(session) = &mut conn.wire else {
-            return Ok(());
-        };
-        while let Some(ev) = session.poll_event() {
-            match ev {
-                ClientEvent::Publishing { .. } => {
-                    if let Role::Publisher { started, .. } = &mut conn.role {
-                        if started.is_none() {
-                            *started = Some(now);
-                            *publishers_up += 1;
-                            for h in &src.headers {
-                                session.send_media(h.type_id, 0, &h.data);
-                                stats.counters.publisher_messages += 1;
+        let mut reconnect = None;
+        let mut retired = None;
+        {
+            let Engine {
+                conns,
+                stats,
+                src,
+                timers,
+                publishers_up,
+                ledgers,
+                players,
+                ..
+            } = self;
+            loop {
+                let conn = conns.get_mut(key).ok_or(Close::Leave)?;
+                let Wire::Rtmp(session) = &mut conn.wire else {
+                    return Ok(());
+                };
+                let Some(ev) = session.poll_event() else {
+                    break;
+                };
+                match ev {
+                    ClientEvent::Publishing { .. } if conn.predecessor.is_some() => {
+                        reconnect::successor_publishing(
+                            conns,
+                            key,
+                            src,
+                            stats,
+                            timers,
+                            publishers_up,
+                            now,
+                        );
+                    }
+                    ClientEvent::Publishing { .. } => {
+                        if let Role::Publisher { started, .. } = &mut conn.role {
+                            if started.is_none() {
+                                *started = Some(now);
+                                *publishers_up += 1;
+                                for h in &src.headers {
+                                    session.send_media(h.type_id, 0, &h.data);
+                                    stats.counters.publisher_messages += 1;
+                                }
+                                timers.push(Reverse((now, key, conn.generation)));
                             }
-                            timers.push(Reverse((now, key, conn.generation)));
                         }
                     }
-                }
-                ClientEvent::Playing { .. } => {
-                    if let Role::Player { track, .. } = &mut conn.role {
-                        stats.on_playing(track, now);
+                    ClientEvent::Playing { .. } => {
+                        // A successor's track is its predecessor's, which already played.
+                        if let (Role::Player { track, .. }, None) =
+                            (&mut conn.role, conn.predecessor)
+                        {
+                            stats.on_playing(track, now);
+                        }
                     }
-                }
-                ClientEvent::Status {
-                    level,
-                    code,
-                    description,
-                } => {
-                    if level.eq_ignore_ascii_case("error") {
-                        return Err(Close::Error(format!("{code}: {description}")));
-                    }
-                }
-                ClientEvent::Media {
-                    type_id, payload, ..
-                } => {
-                    if let Role::Player {
-                        track,
-                        nal_length_size,
+                    ClientEvent::Status {
+                        level,
+                        code,
+                        description,
                         ..
-                    } = &mut conn.role
-                    {
-                        stats.counters.player_messages += 1;
-                        if type_id == VIDEO {
-                            on_player_video(stats, track, nal_length_size, &payload, now, base);
+                    } => {
+                        if level.eq_ignore_ascii_case("error") {
+                            return Err(Close::Error(format!("{code}: {description}")));
                         }
                     }
+                    ClientEvent::ReconnectRequest { tc_url, .. } => reconnect = Some(tc_url),
+                    ClientEvent::Media {
+                        type_id, payload, ..
+                    } => {
+                        if type_id == VIDEO && conn.predecessor.is_some() {
+                            // Make before break: the first coded frame on the new connection
+                            // switches the player over; the old one is closed below.
+                            if media::coded_frame_is_keyframe(&payload).is_some() {
+                                retired =
+                                    reconnect::player_take_over(conns, players, stats, key, now);
+                            }
+                        }
+                        let conn = conns.get_mut(key).ok_or(Close::Leave)?;
+                        if let Role::Player {
+                            stream,
+                            track,
+                            nal_length_size,
+                            ..
+                        } = &mut conn.role
+                        {
+                            stats.counters.player_messages += 1;
+                            if type_id == VIDEO {
+                                let ledger = ledgers.get(*stream as usize);
+                                on_player_video(
+                                    stats,
+                                    track,
+                                    nal_length_size,
+                                    &payload,
+                                    ledger,
+                                    now,
+                                    base,
+                                );
+                            }
+                        }
+                    }
+                    ClientEvent::Connected
+                    | ClientEvent::StreamBegin { .. }
+                    | ClientEvent::StreamEof { .. } => {}
                 }
-                ClientEvent::Connected
-                | ClientEvent::StreamBegin { .. }
-                | ClientEvent::StreamEof { .. } => {}
             }
+        }
+        if let Some(old) = retired {
+            self.close(old, Close::Leave);
+        }
+        if let Some(tc_url) = reconnect {
+            self.on_reconnect_request(key, tc_url, now);
         }
         Ok(())
     }
@@ -970,7 +1083,8 @@ impl Engine<'_> {
     /// End of run: players still open are checked for never-played and final silence;
     /// publishers that never published are errors.
     fn finish(&mut self, now: Instant) {
-        for (_, conn) in self.conns.iter() {
+        // A successor that has not taken over is not a player or publisher of its own.
+        for (_, conn) in self.conns.iter().filter(|(_, c)| c.predecessor.is_none()) {
             match &conn.role {
                 Role::Player { track, .. } => {
                     let stage = match &conn.wire {

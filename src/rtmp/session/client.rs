@@ -46,9 +46,19 @@ pub enum ClientEvent {
         stream_id: u32,
     },
     /// Any onStatus (or _error) from the server, including the ones above and failures.
+    /// `redirect` is the info object's `ex.redirect` (SRS sends it with
+    /// NetConnection.Connect.Rejected to send a client elsewhere).
     Status {
         level: String,
         code: String,
+        description: String,
+        redirect: Option<String>,
+    },
+    /// The server asked us to reconnect (E-RTMP `NetConnection.Connect.ReconnectRequest`),
+    /// to `tc_url` when it named one, else to where we are connected. Reported after the
+    /// `Status` event of the same onStatus. Only servers told our `capsEx` send it.
+    ReconnectRequest {
+        tc_url: Option<String>,
         description: String,
     },
     /// A User Control event such as StreamBegin/StreamEOF.
@@ -136,6 +146,8 @@ pub struct ClientSession {
     stream: Stream,
     next_transaction_id: f64,
     subs: Vec<SubMessage>,
+    /// The E-RTMP `capsEx` announced in `connect`.
+    caps_ex: u32,
 }
 
 impl ClientSession {
@@ -155,6 +167,7 @@ impl ClientSession {
             stream: Stream::Idle,
             next_transaction_id: 1.0,
             subs: Vec::new(),
+            caps_ex: command::CAPS_EX_RECONNECT,
         }
     }
 
@@ -174,11 +187,12 @@ impl ClientSession {
             let transaction_id = self.transaction_id();
             self.link.send_command(
                 0,
-                &command::connect(
+                &command::connect_with_caps(
                     transaction_id,
                     &self.config.app,
                     &self.config.flash_ver,
                     &self.config.tc_url,
+                    self.caps_ex,
                 ),
             );
             self.phase = Phase::Connecting { transaction_id };
@@ -187,6 +201,13 @@ impl ClientSession {
             self.handle_message(msg)?;
         }
         Ok(())
+    }
+
+    /// Sets the E-RTMP `capsEx` bits `connect` announces (default: Reconnect,
+    /// [`command::CAPS_EX_RECONNECT`]; 0 sends none, like a client from before E-RTMP). Call
+    /// it before the handshake completes.
+    pub fn set_caps_ex(&mut self, caps_ex: u32) {
+        self.caps_ex = caps_ex;
     }
 
     /// Next event, in order.
@@ -568,10 +589,25 @@ impl ClientSession {
                 .unwrap_or_default()
                 .to_owned()
         };
+        let redirect = info
+            .and_then(|i| i.get("ex"))
+            .and_then(|ex| command::property_str(ex, "redirect"))
+            .map(str::to_owned);
+        let code = get("code");
+        let description = get("description");
+        let reconnect =
+            (code == command::RECONNECT_REQUEST).then(|| ClientEvent::ReconnectRequest {
+                tc_url: info
+                    .and_then(|i| command::property_str(i, "tcUrl"))
+                    .map(str::to_owned),
+                description: description.clone(),
+            });
         self.events.push_back(ClientEvent::Status {
             level: get("level"),
-            code: get("code"),
-            description: get("description"),
+            code,
+            description,
+            redirect,
         });
+        self.events.extend(reconnect);
     }
 }

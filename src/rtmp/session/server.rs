@@ -214,6 +214,8 @@ pub struct ServerSession {
     failed: Option<SessionError>,
     /// Reused by aggregate splitting.
     subs: Vec<SubMessage>,
+    /// The E-RTMP `capsEx` bits of the client's `connect` (0 when it sent none).
+    caps_ex: u32,
 }
 
 impl ServerSession {
@@ -234,6 +236,7 @@ impl ServerSession {
             backlog_bytes: 0,
             failed: None,
             subs: Vec::new(),
+            caps_ex: 0,
         }
     }
 
@@ -288,6 +291,32 @@ impl ServerSession {
     /// accept/reject decision; empty when there was none. Never log it.
     pub fn app_query(&self) -> &str {
         &self.app_query
+    }
+
+    /// The E-RTMP `capsEx` bits the client's `connect` carried (0 when none, or before it).
+    pub fn caps_ex(&self) -> u32 {
+        self.caps_ex
+    }
+
+    /// True when the client's `connect` advertised the E-RTMP Reconnect capability, so it may
+    /// be sent [`request_reconnect`](Self::request_reconnect).
+    pub fn can_reconnect(&self) -> bool {
+        self.caps_ex & command::CAPS_EX_RECONNECT != 0
+    }
+
+    /// Asks the client to reconnect (E-RTMP `NetConnection.Connect.ReconnectRequest` on
+    /// stream 0), to `tc_url` when given. Call it on a connected session whose client
+    /// [`can_reconnect`](Self::can_reconnect) (e.g. when the server drains); otherwise it does
+    /// nothing and returns false. The session keeps serving the client until it leaves.
+    pub fn request_reconnect(&mut self, tc_url: Option<&str>) -> bool {
+        if !self.can_reconnect() || !matches!(self.phase, Phase::Connected) {
+            return false;
+        }
+        self.link.send_command(
+            0,
+            &command::reconnect_request("The server is going away: please reconnect.", tc_url),
+        );
+        true
     }
 
     /// The outbound chunk size in force (media must be encoded at this size).
@@ -670,6 +699,11 @@ impl ServerSession {
         let query = query.to_owned();
         let tc_url = Sensitive::from(tc_url);
         let object_encoding = command::property_f64(&cmd.object, "objectEncoding").unwrap_or(0.0);
+        // A bit mask sent as an AMF number; anything else (negative, fractional, huge) is
+        // taken as no capability rather than guessed at.
+        self.caps_ex = command::property_f64(&cmd.object, "capsEx")
+            .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+            .map_or(0, |n| n as u32);
         self.app = Some(app.clone());
         self.app_query = query.clone();
         self.phase = Phase::ConnectPending {

@@ -1,0 +1,230 @@
+//! The real binary's signals: SIGHUP reloads the config file (a live change takes effect and
+//! connected players keep playing; an invalid file is logged with the `--check-config` message
+//! and changes nothing), SIGTERM drains and a second SIGTERM stops at once. Signals go only to
+//! the process each test started.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use common::{media, Client, WAIT};
+
+const VIDEO: u8 = 9;
+
+/// The binary running on loopback ports with a config file; its stderr lines on a channel.
+struct Edge {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far.
+    seen: Vec<String>,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Edge {
+    fn start(test: &str, config_text: &str) -> Self {
+        let config = std::env::temp_dir().join(format!(
+            "rtmp-edge-lifecycle-{}-{test}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&config, config_text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rtmp-edge"))
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--workers", "1"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rtmp-edge starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("edge: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut edge = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            port: 0,
+            config,
+        };
+        let line = edge.wait_line(&["listening for RTMP"]);
+        let addr = line.split("addr=").nth(1).unwrap();
+        let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
+        edge.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        edge
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// Waits (bounded by WAIT) for a line containing every needle.
+    fn wait_line(&mut self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if needles.iter().all(|n| line.contains(n)) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no line with {needles:?}"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("rtmp-edge exited before a line with {needles:?}")
+                }
+            }
+        }
+    }
+
+    fn seen_with(&self, needles: &[&str]) -> bool {
+        self.seen
+            .iter()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on the PID of the child this test spawned (and has not reaped).
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {signal}");
+    }
+
+    fn rewrite(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Waits (bounded) for the process to exit; its status.
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rtmp-edge did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// A publisher and a player of `live/cam` that has received the headers and a keyframe.
+fn playing(addr: std::net::SocketAddr) -> (Client, Client) {
+    let mut publisher = Client::publish(addr, "live", "cam");
+    publisher.send(VIDEO, 0, &media::avc_header());
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 0, 2000));
+    let mut player = Client::play(addr, "live", "cam");
+    player.media(2);
+    (publisher, player)
+}
+
+fn still_playing(publisher: &mut Client, player: &mut Client, seq: u32) {
+    let frame = media::avc_frame(false, seq, 2000);
+    publisher.send(VIDEO, seq * 40, &frame);
+    assert_eq!(player.media(1)[0].2.as_ref(), frame.as_slice());
+}
+
+/// Opens and closes one RTMP connection; returns its local port once the server logged its
+/// close (an info line, so it shows at any level used here).
+fn one_connection(edge: &mut Edge) -> u16 {
+    let c = Client::play(edge.addr(), "live", "other");
+    let port = c.local_port();
+    drop(c);
+    edge.wait_line(&["connection closed", &format!(":{port} ")]);
+    port
+}
+
+#[test]
+fn sighup_applies_a_new_log_level_and_players_keep_playing() {
+    let mut edge = Edge::start("hup", "[log]\nlevel = \"info\"\n");
+    let (mut publisher, mut player) = playing(edge.addr());
+    let before = one_connection(&mut edge);
+    assert!(
+        !edge.seen_with(&["connection accepted", &format!(":{before} ")]),
+        "no debug lines at info"
+    );
+    edge.rewrite("[log]\nlevel = \"debug\"\n");
+    edge.signal(libc::SIGHUP);
+    edge.wait_line(&["configuration reloaded", "worker=0"]);
+    let after = one_connection(&mut edge);
+    assert!(
+        edge.seen_with(&["connection accepted", &format!(":{after} ")]),
+        "debug lines after the reload"
+    );
+    still_playing(&mut publisher, &mut player, 1);
+    assert!(
+        !edge.seen_with(&["need a restart"]),
+        "nothing needing a restart changed"
+    );
+}
+
+#[test]
+fn sighup_with_an_invalid_file_logs_the_check_config_error_and_changes_nothing() {
+    let mut edge = Edge::start("bad-hup", "[log]\nlevel = \"info\"\n");
+    let (mut publisher, mut player) = playing(edge.addr());
+    edge.rewrite("[log]\nlevel = \"debug\"\n[timeouts]\ndrain_ms = 0\n");
+    let check = Command::new(env!("CARGO_BIN_EXE_rtmp-edge"))
+        .args(["--check-config", edge.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    let message = String::from_utf8(check.stderr).unwrap();
+    let message = message
+        .trim()
+        .strip_prefix("rtmp-edge: ")
+        .unwrap()
+        .to_string();
+    assert!(message.contains("(line 4)"), "{message}");
+    edge.signal(libc::SIGHUP);
+    let line = edge.wait_line(&["reload refused"]);
+    assert!(line.contains("ERROR"), "{line}");
+    // The log formatter quotes values with spaces: compare the words.
+    let unquoted = line.replace('\\', "");
+    assert!(unquoted.contains(&message), "{line}\nvs {message}");
+    // Still at info: a new connection logs no debug line.
+    let port = one_connection(&mut edge);
+    assert!(!edge.seen_with(&["connection accepted", &format!(":{port} ")]));
+    still_playing(&mut publisher, &mut player, 1);
+}
+
+#[test]
+fn a_second_sigterm_during_a_drain_stops_at_once() {
+    let mut edge = Edge::start("term-term", "[timeouts]\ndrain_ms = 60000\n");
+    // A client from before E-RTMP: nobody can ask it to leave, so the drain would last.
+    let _legacy = Client::play_with_caps(edge.addr(), "live", "cam", 0);
+    let started = Instant::now();
+    edge.signal(libc::SIGTERM);
+    edge.wait_line(&["drain started"]);
+    edge.signal(libc::SIGTERM);
+    let status = edge.wait_exit(WAIT);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "long before drain_ms"
+    );
+    assert!(edge.seen_with(&["drain started"]));
+}
