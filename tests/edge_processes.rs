@@ -185,7 +185,6 @@ fn ffmpeg_reads_the_edge_hls_of_a_stream_pulled_for_an_rtmp_player() {
 }
 
 #[test]
-#[ignore = "HLS of pulled streams: pending"]
 fn an_hls_request_alone_makes_the_edge_pull_the_stream() {
     let dir = Dir::new("edge-hls-alone");
     let (_origin, edge, mut publisher, source) = pulled_stream(&dir, "alone");

@@ -149,8 +149,9 @@ pub enum Action {
     Published { key: StreamKey },
     /// `key`'s publisher here left (packaging finishes the presentation).
     Unpublished { key: StreamKey },
-    /// Pull `key` from an origin: this worker claimed it for players that want it.
-    Pull { key: StreamKey },
+    /// Pull `key` from an origin: this worker claimed it for players that want it, or for an
+    /// HLS/DASH viewer (`for_packaging`: its packaging starts next and is the audience).
+    Pull { key: StreamKey, for_packaging: bool },
     /// A publisher here took over `key`, which was being pulled: stop the pull.
     StopPull { key: StreamKey },
 }
@@ -419,7 +420,7 @@ impl Hub {
     /// already waiting for it are told it started, like for a publisher); if another worker
     /// claimed it first, this one subscribes to it.
     fn claim_pull(&mut self, key: &StreamKey, stream: &mut Stream) -> Source {
-        if self.try_pull(key, stream) {
+        if self.try_pull(key, stream, false) {
             Source::Pulled
         } else {
             self.follow_owner(key)
@@ -427,7 +428,7 @@ impl Hub {
     }
 
     /// Claims `key` for a pull from here, unless another worker has it: true when claimed.
-    fn try_pull(&mut self, key: &StreamKey, stream: &mut Stream) -> bool {
+    fn try_pull(&mut self, key: &StreamKey, stream: &mut Stream, for_packaging: bool) -> bool {
         let Claim::Granted { waiters } = self.directory.claim(key, self.me, false) else {
             return false;
         };
@@ -440,7 +441,10 @@ impl Hub {
             };
             self.send(worker, mail);
         }
-        self.actions.push_back(Action::Pull { key: key.clone() });
+        self.actions.push_back(Action::Pull {
+            key: key.clone(),
+            for_packaging,
+        });
         true
     }
 
@@ -454,7 +458,7 @@ impl Hub {
             .streams
             .remove(key)
             .unwrap_or_else(|| self.new_stream(key.clone()));
-        if stream.source == Source::None && self.try_pull(key, &mut stream) {
+        if stream.source == Source::None && self.try_pull(key, &mut stream, true) {
             stream.source = Source::Pulled;
         }
         if !stream.is_idle() {

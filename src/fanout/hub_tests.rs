@@ -208,7 +208,7 @@ impl Cluster {
             }
             Action::Published { key } => self.published.push((w, key)),
             Action::Unpublished { key } => self.unpublished.push((w, key)),
-            Action::Pull { key } => self.pulls.push((w, key)),
+            Action::Pull { key, .. } => self.pulls.push((w, key)),
             Action::StopPull { key } => self.stopped_pulls.push((w, key)),
         }
     }

@@ -170,7 +170,7 @@ impl Worker {
                     self.packaging.unpublish(&key, now);
                     self.apply_packaging(now);
                 }
-                Action::Pull { key } => self.start_pull(key, now),
+                Action::Pull { key, for_packaging } => self.start_pull(key, for_packaging, now),
                 Action::StopPull { key } => self.stop_pull(&key, now),
             }
         }

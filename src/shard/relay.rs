@@ -158,12 +158,14 @@ fn app_matches(pattern: &str, app: &str) -> bool {
 
 impl Worker {
     /// The hub claimed `key` for this worker to pull (players want it, nobody publishes it).
-    pub(super) fn start_pull(&mut self, key: StreamKey, now: Instant) {
+    /// (`for_packaging`: an HLS/DASH request claimed it; its packaging, which starts right
+    /// after, is the audience.)
+    pub(super) fn start_pull(&mut self, key: StreamKey, for_packaging: bool, now: Instant) {
         if self.relay.pulls.contains_key(&key) {
             return;
         }
         let (app, name) = app_and_name(&key);
-        let players = self.pull_audience(&key);
+        let players = self.pull_audience(&key) + usize::from(for_packaging);
         let timeouts = self.relay.settings.pull_timeouts();
         let pull = Pull::new(app, name, players, timeouts, &self.relay.origins, now);
         if pull.is_closed() {
