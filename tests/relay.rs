@@ -424,3 +424,154 @@ fn a_pull_lingers_for_returning_players_then_closes_when_idle() {
         "the returning player used the same pull"
     );
 }
+
+/// Publishes on every client in lock step at 25 fps (a keyframe a second) for `seconds`,
+/// paced like a live encoder, from a thread; the clients come back at the end.
+fn live_feed(mut clients: Vec<Client>, seconds: u32) -> std::thread::JoinHandle<Vec<Client>> {
+    std::thread::spawn(move || {
+        for c in &mut clients {
+            send_headers(c);
+        }
+        let start = Instant::now();
+        for i in 0..seconds * 25 {
+            let due = start + Duration::from_millis(u64::from(i) * 40);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            for c in &mut clients {
+                c.send(VIDEO, i * 40, &media::avc_frame(i % 25 == 0, i, 1500));
+            }
+        }
+        clients
+    })
+}
+
+/// Video frames of `player` for `span`: (arrival, timestamp, frame sequence).
+fn watch(player: &mut Client, span: Duration) -> Vec<(Instant, u32, u32)> {
+    let end = Instant::now() + span;
+    let mut seen = Vec::new();
+    while Instant::now() < end {
+        player.pump(Duration::from_millis(50));
+        while let Some(event) = player.events.pop_front() {
+            if let ClientEvent::Media {
+                type_id: VIDEO,
+                timestamp,
+                payload,
+            } = event
+            {
+                if payload.len() >= 9 && payload[1] == 1 {
+                    let seq = u32::from_be_bytes([payload[5], payload[6], payload[7], payload[8]]);
+                    seen.push((Instant::now(), timestamp, seq));
+                }
+            }
+        }
+        assert!(!player.closed, "the player stays connected");
+    }
+    seen
+}
+
+/// The largest gap between arrivals, and whether timestamps never go back.
+fn gap_and_order(frames: &[(Instant, u32, u32)]) -> (Duration, bool) {
+    let gap = frames
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    (gap, frames.windows(2).all(|w| w[0].1 <= w[1].1))
+}
+
+/// The origin an edge pulls from drains (E-RTMP ReconnectRequest, no redirect): the edge
+/// opens a connection to the next origin and drops the old one only once the new one
+/// delivers, so its player sees no gap over 1 s and stays on its connection.
+#[test]
+fn a_pulling_edge_moves_to_the_next_origin_without_a_gap_when_its_origin_drains() {
+    let mut draining = Config::default();
+    draining.timeouts.drain_ms = 2_000;
+    let a = TestServer::start(draining);
+    let b = TestServer::with_defaults();
+    let origins = vec![format!("rtmp://{}", a.addr), format!("rtmp://{}", b.addr)];
+    let name = name_pulled_first_from(0, &origins);
+    let feed = live_feed(
+        vec![
+            Client::publish(a.addr, "live", &name),
+            Client::publish(b.addr, "live", &name),
+        ],
+        6,
+    );
+    let edge = edge(&[&a, &b], 1, |_| {});
+    let mut player = Client::play(edge.addr, "live", &name);
+    let before = watch(&mut player, Duration::from_millis(800));
+    assert!(!before.is_empty(), "frames from the first origin");
+    a.server().drain();
+    let after = watch(&mut player, Duration::from_millis(3_000));
+    common::wait_for_log(&["origin asks the pull to reconnect"]);
+    common::wait_for_log(&["pull handed over to a new connection"]);
+    let handed = CloseReason::Relay(rtmp_edge::shard::RelayEnd::HandedOver);
+    edge.journal()
+        .wait_for("the drained pull connection", |c| c.reason == handed);
+    let all: Vec<_> = before.into_iter().chain(after).collect();
+    let (gap, ordered) = gap_and_order(&all);
+    assert!(gap <= Duration::from_secs(1), "largest gap {gap:?}");
+    assert!(ordered, "timestamps monotonic");
+    assert!(
+        all.last().unwrap().2 >= 100,
+        "still playing after the drain: {:?}",
+        all.last()
+    );
+    drop(feed.join().unwrap());
+}
+
+/// SIGHUP-style reload of an edge with 50 players: its only origin is replaced (the pull
+/// hands over to the new one, make-before-break) and a push target is added (a stream
+/// already published on the edge starts pushing); every player keeps playing.
+#[test]
+fn a_reload_moves_pulls_to_new_origins_and_starts_new_pushes_with_players_kept() {
+    let a = TestServer::with_defaults();
+    let b = TestServer::with_defaults();
+    let c = TestServer::with_defaults();
+    let feed = live_feed(
+        vec![
+            Client::publish(a.addr, "live", "kept"),
+            Client::publish(b.addr, "live", "kept"),
+        ],
+        7,
+    );
+    let mut config = Config::default();
+    config.workers.count = 2;
+    config.relay.origins = vec![format!("rtmp://{}", a.addr)];
+    let edge = TestServer::start(config.clone());
+    let local_feed = live_feed(vec![Client::publish(edge.addr, "live", "local")], 7);
+    let mut players: Vec<Client> = (0..50)
+        .map(|_| Client::play(edge.addr, "live", "kept"))
+        .collect();
+    for p in &mut players {
+        p.media(1);
+    }
+    config.relay.origins = vec![format!("rtmp://{}", b.addr)];
+    config.relay.push = vec![PushConfig {
+        app: "live".into(),
+        url: format!("rtmp://{}/live", c.addr),
+    }];
+    // What TestServer::start set, so that nothing needs a restart.
+    config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.workers.pin = false;
+    edge.server().reload(config);
+    common::wait_for_log(&["pull handed over to a new connection"]);
+    common::wait_for_log(&["push target publishing"]);
+    let restart = common::log_lines_with(&["need a restart"]);
+    assert!(restart.is_empty(), "{restart:?}");
+    // Every player is still on its connection and gets frames after the hand-over.
+    for p in &mut players {
+        let frames = watch(p, Duration::from_millis(100));
+        let more = if frames.is_empty() {
+            watch(p, Duration::from_millis(1_000))
+        } else {
+            frames
+        };
+        assert!(!more.is_empty(), "a player got nothing after the reload");
+    }
+    // The stream published on the edge before the reload is pushed to the new target.
+    let mut on_c = Client::play(c.addr, "live", "local");
+    assert!(!watch(&mut on_c, Duration::from_millis(1_500)).is_empty());
+    drop(feed.join().unwrap());
+    drop(local_feed.join().unwrap());
+}

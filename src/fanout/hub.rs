@@ -251,6 +251,14 @@ impl Hub {
         })
     }
 
+    /// The streams published here by a local publisher.
+    pub fn published_here(&self) -> impl Iterator<Item = &StreamKey> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| matches!(s.source, Source::Local(_)))
+            .map(|(k, _)| k)
+    }
+
     /// The stream `conn` publishes here.
     pub fn published_by(&self, conn: ConnKey) -> Option<&StreamKey> {
         match self.members.get(&conn)? {

@@ -85,6 +85,12 @@ pub enum RelayEnd {
     /// The pushed stream's publisher left.
     #[error("push stopped: the publisher left")]
     PushStopped,
+    /// A reload removed the push target.
+    #[error("push stopped: the target was removed from the configuration")]
+    PushRemoved,
+    /// A new connection (make-before-break, after a ReconnectRequest or a reload) took over.
+    #[error("handed over to a new connection")]
+    HandedOver,
 }
 
 /// An IO error as a close reason: its kind to match on, its text for the log.

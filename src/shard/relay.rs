@@ -59,11 +59,22 @@ pub struct Upstream {
 struct PullEntry {
     pull: Pull,
     upstream: Option<ConnKey>,
+    /// A second connection opened make-before-break (the origin asked us to reconnect, or a
+    /// reload removed it), to this origin: it replaces `upstream` at its first media.
+    standby: Option<(ConnKey, usize)>,
 }
 
-/// One published stream's push targets and their connections.
+/// One push target of one stream: its policy, its connection, and a standby connection
+/// (make-before-break on a ReconnectRequest) that replaces it once it publishes.
+struct Slot {
+    push: PushTarget,
+    conn: Option<ConnKey>,
+    standby: Option<ConnKey>,
+}
+
+/// One published stream's push targets.
 struct PushEntry {
-    targets: Vec<(PushTarget, Option<ConnKey>)>,
+    targets: Vec<Slot>,
 }
 
 /// A worker's relay state.
@@ -81,12 +92,7 @@ impl Relay {
     /// The relay of `config`, with every configured host resolved now (before the loop).
     pub fn new(config: &Config) -> Self {
         let settings = RelaySettings::from_config(&config.relay);
-        let pushes_configured: Vec<(String, PushUrl)> = config
-            .relay
-            .push
-            .iter()
-            .filter_map(|p| Some((p.app.clone(), PushUrl::parse(&p.url).ok()?)))
-            .collect();
+        let pushes_configured = push_urls(config);
         let mut addresses = HashMap::new();
         let endpoints = settings
             .origins
@@ -146,6 +152,16 @@ fn resolve(endpoint: &Endpoint) -> Option<SocketAddr> {
     }
 }
 
+/// `[[relay.push]]` as (app pattern, URL) pairs (validated: every URL parses).
+fn push_urls(config: &Config) -> Vec<(String, PushUrl)> {
+    config
+        .relay
+        .push
+        .iter()
+        .filter_map(|p| Some((p.app.clone(), PushUrl::parse(&p.url).ok()?)))
+        .collect()
+}
+
 /// `key` as the app and stream name a client session asks for (split at the first `/`).
 fn app_and_name(key: &StreamKey) -> (&str, &str) {
     key.as_str().split_once('/').unwrap_or((key.as_str(), ""))
@@ -178,6 +194,7 @@ impl Worker {
         let entry = PullEntry {
             pull,
             upstream: None,
+            standby: None,
         };
         self.relay.pulls.insert(key.clone(), entry);
         self.apply_pull(&key, now);
@@ -187,7 +204,8 @@ impl Worker {
     pub(super) fn stop_pull(&mut self, key: &StreamKey, now: Instant) {
         if let Some(entry) = self.relay.pulls.remove(key) {
             tracing::info!(stream = %key, "pull stopped: published here");
-            if let Some(conn) = entry.upstream {
+            let standby = entry.standby.map(|(conn, _)| conn);
+            for conn in entry.upstream.into_iter().chain(standby) {
                 self.close(conn, CloseReason::Relay(RelayEnd::Replaced), now);
             }
         }
@@ -224,11 +242,13 @@ impl Worker {
                     }
                 }
                 PullAction::Disconnect => {
-                    if let Some(conn) = entry.upstream.take() {
-                        let end = match entry.pull.state() {
-                            crate::relay::PullState::Closed => RelayEnd::Idle,
-                            _ => RelayEnd::FailedOver,
-                        };
+                    let end = match entry.pull.state() {
+                        crate::relay::PullState::Closed => RelayEnd::Idle,
+                        _ => RelayEnd::FailedOver,
+                    };
+                    // A standby goes with it: the pull moves on (or ends) from here.
+                    let standby = entry.standby.take().map(|(conn, _)| conn);
+                    for conn in entry.upstream.take().into_iter().chain(standby) {
                         self.close(conn, CloseReason::Relay(end), now);
                     }
                 }
@@ -304,10 +324,9 @@ impl Worker {
             &self.random_block(),
             now.duration_since(self.started).as_millis() as u32,
         );
+        // It announces E-RTMP's Reconnect capability (the default): a draining origin or
+        // target asks it to reconnect, and it does so make-before-break.
         let mut session = session;
-        // The relay does not act on E-RTMP ReconnectRequests yet, so it does not announce
-        // that it can: a draining origin closes the pull at its deadline and it fails over.
-        session.set_caps_ex(0);
         let role = match job {
             Job::Pull => {
                 session.play(url.stream());
@@ -380,6 +399,31 @@ impl Worker {
         now: Instant,
     ) {
         let relay = &mut self.relay;
+        let Some(entry) = relay.pulls.get_mut(stream) else {
+            return;
+        };
+        if let Some((standby, origin)) = entry.standby.filter(|(c, _)| *c == conn) {
+            match &event {
+                ClientEvent::Media { .. } => {
+                    // The standby delivers: it is the pull's connection from here on.
+                    entry.standby = None;
+                    let old = entry.upstream.replace(standby);
+                    entry.pull.handed_over(origin, &mut relay.origins, now);
+                    tracing::info!(stream = %stream, origin, "pull handed over to a new connection");
+                    if let Some(old) = old {
+                        self.close(old, CloseReason::Relay(RelayEnd::HandedOver), now);
+                    }
+                }
+                ClientEvent::Status { level, code, .. } if refuses_pull(level, code) => {
+                    tracing::info!(stream = %stream, %code, "standby connection refused");
+                    entry.standby = None;
+                    self.close(conn, CloseReason::Relay(RelayEnd::FailedOver), now);
+                    return;
+                }
+                _ => return,
+            }
+        }
+        let relay = &mut self.relay;
         let Some(entry) = relay
             .pulls
             .get_mut(stream)
@@ -413,6 +457,15 @@ impl Worker {
             }
             ClientEvent::Connected => entry.pull.connected(now),
             ClientEvent::Playing { .. } => entry.pull.playing(now),
+            ClientEvent::Status {
+                level,
+                code,
+                redirect: Some(target),
+                ..
+            } if code == "NetConnection.Connect.Rejected" => {
+                tracing::info!(%level, %code, %target, "origin redirects the pull");
+                entry.pull.redirect(&target, &mut relay.origins, now);
+            }
             ClientEvent::Status { level, code, .. } => {
                 tracing::debug!(%level, %code, "origin status");
                 if refuses_pull(&level, &code) {
@@ -422,12 +475,42 @@ impl Worker {
                         .failed(FailureKind::Refused, &mut relay.origins, now);
                 }
             }
+            ClientEvent::ReconnectRequest { tc_url, .. } => {
+                if entry.standby.is_some() {
+                    return;
+                }
+                let standby = entry
+                    .pull
+                    .reconnect(tc_url.as_deref(), &mut relay.origins, now);
+                tracing::info!(?tc_url, standby = ?standby.as_ref().map(|(_, u)| u.to_string()),
+                    "origin asks the pull to reconnect");
+                if let Some((origin, url)) = standby {
+                    self.open_standby(stream, origin, &url, now);
+                }
+            }
             ClientEvent::StreamEof { .. }
             | ClientEvent::StreamBegin { .. }
-            | ClientEvent::Publishing { .. }
-            | ClientEvent::ReconnectRequest { .. } => return,
+            | ClientEvent::Publishing { .. } => return,
         }
         self.apply_pull(stream, now);
+    }
+
+    /// Opens `stream`'s standby connection to `url` (origin `origin`), unless one is open.
+    fn open_standby(&mut self, stream: &StreamKey, origin: usize, url: &StreamUrl, now: Instant) {
+        if self
+            .relay
+            .pulls
+            .get(stream)
+            .map_or(true, |e| e.standby.is_some())
+        {
+            return;
+        }
+        tracing::info!(stream = %stream, %url, origin, "pull: opening a standby connection");
+        if let Some(conn) = self.open_upstream(url, stream.clone(), Job::Pull, now) {
+            if let Some(entry) = self.relay.pulls.get_mut(stream) {
+                entry.standby = Some((conn, origin));
+            }
+        }
     }
 
     /// `stream`'s pull failed on its current upstream for `kind`.
@@ -444,15 +527,26 @@ impl Worker {
     pub(super) fn upstream_closed(&mut self, conn: ConnKey, up: &Upstream, now: Instant) {
         match up.job {
             Job::Pull => {
-                let Some(entry) = self
-                    .relay
-                    .pulls
-                    .get_mut(&up.stream)
-                    .filter(|e| e.upstream == Some(conn))
-                else {
+                let relay = &mut self.relay;
+                let Some(entry) = relay.pulls.get_mut(&up.stream) else {
                     return;
                 };
+                if entry.standby.is_some_and(|(c, _)| c == conn) {
+                    entry.standby = None; // the current connection goes on
+                    return;
+                }
+                if entry.upstream != Some(conn) {
+                    return;
+                }
                 entry.upstream = None;
+                if let Some((standby, origin)) = entry.standby.take() {
+                    // Already connecting elsewhere (a drain): it takes over now.
+                    entry.upstream = Some(standby);
+                    entry.pull.handed_over(origin, &mut relay.origins, now);
+                    tracing::info!(stream = %up.stream, origin,
+                        "pull connection lost: its standby takes over");
+                    return;
+                }
                 let kind = if up.session.is_connected() {
                     FailureKind::Stall
                 } else {
@@ -461,56 +555,106 @@ impl Worker {
                 self.pull_failed(&up.stream, kind, now);
             }
             Job::Push { target } => {
-                let Some((push, slot)) = self
-                    .relay
-                    .pushes
-                    .get_mut(&up.stream)
-                    .and_then(|e| e.targets.get_mut(target))
-                    .filter(|(_, c)| *c == Some(conn))
-                else {
+                let Some(slot) = self.slot(&up.stream, target) else {
                     return;
                 };
-                *slot = None;
+                if slot.standby == Some(conn) {
+                    slot.standby = None; // the current connection goes on
+                    return;
+                }
+                if slot.conn != Some(conn) {
+                    return;
+                }
+                slot.conn = slot.standby.take();
+                if slot.conn.is_some() {
+                    // Already connecting elsewhere (a drain): it takes over now.
+                    return;
+                }
                 let kind = if up.session.stream_id().is_some() {
                     FailureKind::Stall
                 } else {
                     FailureKind::ConnectFailed
                 };
-                tracing::info!(url = %push.url(), ?kind, "push target lost");
-                push.failed(kind, now);
+                tracing::info!(url = %slot.push.url(), ?kind, "push target lost");
+                slot.push.failed(kind, now);
                 self.apply_push(&up.stream, target, now);
             }
         }
     }
 
-    /// `key` was published here: start its push targets.
-    pub(super) fn start_pushes(&mut self, key: &StreamKey, now: Instant) {
+    /// Push target `target` of `key`, if it is still there.
+    fn slot(&mut self, key: &StreamKey, target: usize) -> Option<&mut Slot> {
+        self.relay.pushes.get_mut(key)?.targets.get_mut(target)
+    }
+
+    /// The push targets `[[relay.push]]` gives `key` (by URL, in configuration order).
+    fn push_targets_for(&self, key: &StreamKey) -> Vec<PushTarget> {
         let (app, name) = app_and_name(key);
         let backoff = self.relay.settings.backoff;
         let timeout = self.relay.settings.origin_timeout;
-        let targets: Vec<(PushTarget, Option<ConnKey>)> = self
-            .relay
+        self.relay
             .pushes_configured
             .iter()
             .filter(|(pattern, _)| app_matches(pattern, app))
-            .map(|(_, url)| (PushTarget::new(url, name, backoff, timeout), None))
-            .collect();
-        if targets.is_empty() {
+            .map(|(_, url)| PushTarget::new(url, name, backoff, timeout))
+            .collect()
+    }
+
+    /// `key` was published here: start its push targets.
+    pub(super) fn start_pushes(&mut self, key: &StreamKey, now: Instant) {
+        if let Some(old) = self.relay.pushes.remove(key) {
+            self.disconnect_pushes(old, RelayEnd::PushStopped, now);
+        }
+        let targets = self.push_targets_for(key);
+        self.set_pushes(key, targets, now);
+    }
+
+    /// Makes `targets` `key`'s push targets: one already pushing to the same URL goes on
+    /// (its connection keeps its place), the others stop; new ones start.
+    fn set_pushes(&mut self, key: &StreamKey, targets: Vec<PushTarget>, now: Instant) {
+        let mut old = self
+            .relay
+            .pushes
+            .remove(key)
+            .map(|e| e.targets)
+            .unwrap_or_default();
+        let mut slots = Vec::with_capacity(targets.len());
+        let mut started = Vec::new();
+        for push in targets {
+            match old.iter().position(|s| s.push.url() == push.url()) {
+                Some(at) => {
+                    let slot = old.remove(at);
+                    let index = slots.len();
+                    for conn in slot.conn.iter().chain(&slot.standby) {
+                        if let Some(Proto::Upstream(up)) =
+                            self.conns.get_mut(*conn).map(|c| &mut c.proto)
+                        {
+                            up.job = Job::Push { target: index };
+                        }
+                    }
+                    slots.push(slot);
+                }
+                None => {
+                    started.push(slots.len());
+                    slots.push(Slot {
+                        push,
+                        conn: None,
+                        standby: None,
+                    });
+                }
+            }
+        }
+        self.disconnect_pushes(PushEntry { targets: old }, RelayEnd::PushRemoved, now);
+        if slots.is_empty() {
             return;
         }
-        let count = targets.len();
-        if let Some(old) = self.relay.pushes.insert(key.clone(), PushEntry { targets }) {
-            self.disconnect_pushes(old, now);
-        }
-        for target in 0..count {
-            if let Some((push, _)) = self
-                .relay
-                .pushes
-                .get_mut(key)
-                .and_then(|e| e.targets.get_mut(target))
-            {
-                tracing::info!(stream = %key, url = %push.url(), "pushing");
-                push.start(now);
+        self.relay
+            .pushes
+            .insert(key.clone(), PushEntry { targets: slots });
+        for target in started {
+            if let Some(slot) = self.slot(key, target) {
+                tracing::info!(stream = %key, url = %slot.push.url(), "pushing");
+                slot.push.start(now);
             }
             self.apply_push(key, target, now);
         }
@@ -519,14 +663,14 @@ impl Worker {
     /// `key`'s publisher left: its pushes stop.
     pub(super) fn stop_pushes(&mut self, key: &StreamKey, now: Instant) {
         if let Some(entry) = self.relay.pushes.remove(key) {
-            self.disconnect_pushes(entry, now);
+            self.disconnect_pushes(entry, RelayEnd::PushStopped, now);
         }
     }
 
-    fn disconnect_pushes(&mut self, entry: PushEntry, now: Instant) {
-        for (_, conn) in entry.targets {
-            if let Some(conn) = conn {
-                self.close(conn, CloseReason::Relay(RelayEnd::PushStopped), now);
+    fn disconnect_pushes(&mut self, entry: PushEntry, why: RelayEnd, now: Instant) {
+        for slot in entry.targets {
+            for conn in slot.conn.into_iter().chain(slot.standby) {
+                self.close(conn, CloseReason::Relay(why), now);
             }
         }
     }
@@ -539,19 +683,28 @@ impl Worker {
         event: ClientEvent,
         now: Instant,
     ) {
-        let Some((push, _)) = self
-            .relay
-            .pushes
-            .get_mut(stream)
-            .and_then(|e| e.targets.get_mut(target))
-            .filter(|(_, c)| *c == Some(conn))
-        else {
+        let Some(slot) = self.slot(stream, target) else {
             return;
         };
+        let standby = slot.standby == Some(conn);
+        if !standby && slot.conn != Some(conn) {
+            return;
+        }
         match event {
             ClientEvent::Publishing { stream_id } => {
-                push.publishing(now);
-                tracing::info!(url = %push.url(), "push target publishing");
+                let mut old = None;
+                if standby {
+                    // The standby publishes: it replaces the current connection.
+                    slot.standby = None;
+                    old = slot.conn.replace(conn);
+                    tracing::info!(url = %slot.push.url(), "push handed over to a new connection");
+                } else {
+                    slot.push.publishing(now);
+                    tracing::info!(url = %slot.push.url(), "push target publishing");
+                }
+                if let Some(old) = old {
+                    self.close(old, CloseReason::Relay(RelayEnd::HandedOver), now);
+                }
                 // The target is a player of the stream from here on (fast start, then each
                 // packet, through its own bounded queue).
                 let (hub, mut door) = self.door(now);
@@ -559,9 +712,25 @@ impl Worker {
                 self.apply_hub(now);
             }
             ClientEvent::Status { level, code, .. } if level == "error" => {
-                tracing::info!(url = %push.url(), %code, "push target refused");
-                push.failed(FailureKind::Refused, now);
-                self.apply_push(stream, target, now);
+                tracing::info!(url = %slot.push.url(), %code, "push target refused");
+                if standby {
+                    slot.standby = None;
+                    self.close(conn, CloseReason::Relay(RelayEnd::FailedOver), now);
+                } else {
+                    slot.push.failed(FailureKind::Refused, now);
+                    self.apply_push(stream, target, now);
+                }
+            }
+            ClientEvent::ReconnectRequest { tc_url, .. } if !standby && slot.standby.is_none() => {
+                let url = match tc_url.as_deref().map(|t| slot.push.url().redirected(t)) {
+                    Some(Ok(url)) => url,
+                    _ => slot.push.url().clone(),
+                };
+                tracing::info!(?tc_url, %url, "push target asks to reconnect: opening a standby");
+                let opened = self.open_upstream(&url, stream.clone(), Job::Push { target }, now);
+                if let Some(slot) = self.slot(stream, target) {
+                    slot.standby = opened;
+                }
             }
             _ => {}
         }
@@ -569,35 +738,31 @@ impl Worker {
 
     fn apply_push(&mut self, key: &StreamKey, target: usize, now: Instant) {
         loop {
-            let Some((push, conn)) = self
-                .relay
-                .pushes
-                .get_mut(key)
-                .and_then(|e| e.targets.get_mut(target))
-            else {
+            let Some(slot) = self.slot(key, target) else {
                 return;
             };
-            let Some(action) = push.poll_action() else {
+            let Some(action) = slot.push.poll_action() else {
                 return;
             };
             match action {
                 PushAction::Connect { url } => {
                     let opened = self.open_upstream(&url, key.clone(), Job::Push { target }, now);
-                    let Some((push, slot)) = self
-                        .relay
-                        .pushes
-                        .get_mut(key)
-                        .and_then(|e| e.targets.get_mut(target))
-                    else {
+                    let Some(slot) = self.slot(key, target) else {
                         return;
                     };
                     match opened {
-                        Some(conn) => *slot = Some(conn),
-                        None => push.failed(FailureKind::ConnectFailed, now),
+                        Some(conn) => slot.conn = Some(conn),
+                        None => slot.push.failed(FailureKind::ConnectFailed, now),
                     }
                 }
                 PushAction::Disconnect => {
-                    if let Some(conn) = conn.take() {
+                    let conns: Vec<ConnKey> = slot
+                        .conn
+                        .take()
+                        .into_iter()
+                        .chain(slot.standby.take())
+                        .collect();
+                    for conn in conns {
                         self.close(conn, CloseReason::Relay(RelayEnd::FailedOver), now);
                     }
                 }
@@ -634,17 +799,54 @@ impl Worker {
             .flat_map(|(k, e)| (0..e.targets.len()).map(move |i| (k.clone(), i)))
             .collect();
         for (key, target) in pushes {
-            if let Some((push, _)) = self
-                .relay
-                .pushes
-                .get_mut(&key)
-                .and_then(|e| e.targets.get_mut(target))
-            {
-                if push.poll_timeout().is_some_and(|at| now >= at) {
-                    push.handle_timeout(now);
+            if let Some(slot) = self.slot(&key, target) {
+                if slot.push.poll_timeout().is_some_and(|at| now >= at) {
+                    slot.push.handle_timeout(now);
                 }
             }
             self.apply_push(&key, target, now);
+        }
+    }
+
+    /// A reload changed `[relay]`: origins are swapped in (each kept origin keeps its
+    /// health; a pull on a removed one hands over to the next make-before-break), new hosts
+    /// are resolved, and every stream published here gets the push targets of the new
+    /// `[[relay.push]]` (a target kept by URL goes on untouched).
+    pub(super) fn relay_reconfigure(&mut self, now: Instant) {
+        let settings = RelaySettings::from_config(&self.config.relay);
+        self.relay.pushes_configured = push_urls(&self.config);
+        let endpoints: Vec<Endpoint> = settings
+            .origins
+            .iter()
+            .map(|o| o.endpoint().clone())
+            .chain(
+                self.relay
+                    .pushes_configured
+                    .iter()
+                    .map(|(_, p)| p.endpoint().clone()),
+            )
+            .collect();
+        for endpoint in endpoints {
+            let _ = self.relay.address(&endpoint);
+        }
+        let remap = self.relay.origins.reconfigure(settings.origins.clone());
+        self.relay.settings = settings;
+        let keys: Vec<StreamKey> = self.relay.pulls.keys().cloned().collect();
+        for key in keys {
+            let relay = &mut self.relay;
+            let standby = relay
+                .pulls
+                .get_mut(&key)
+                .and_then(|e| e.pull.reconfigured(&remap, &mut relay.origins, now));
+            if let Some((origin, url)) = standby {
+                self.open_standby(&key, origin, &url, now);
+            }
+            self.apply_pull(&key, now);
+        }
+        let published: Vec<StreamKey> = self.hub.published_here().cloned().collect();
+        for key in published {
+            let targets = self.push_targets_for(&key);
+            self.set_pushes(&key, targets, now);
         }
     }
 }

@@ -6,9 +6,11 @@
 //! output queue size, RTMP protocol limits and announced window/bandwidth; for streams created
 //! from then on: the `[streams]` settings (takeover, waiting and unpublish policy for every
 //! later decision). `log.level` is applied by `run` (the process's subscriber).
-//! `[record]` applies to streams published from then on. Needing a restart
-//! ([`restart_needed`]): listeners, HTTP on/off, worker count and cores, `rtmp.chunk_size`
-//! (streams encode media once at it), HLS/DASH packaging and (for now) `[relay]`.
+//! `[record]` applies to streams published from then on. `[relay]`: origins at once (a pull on
+//! a removed origin hands over to the next, make-before-break), push targets for every stream
+//! published here (a target kept by URL goes on), timeouts for pulls started from then on.
+//! Needing a restart ([`restart_needed`]): listeners, HTTP on/off, worker count and cores,
+//! `rtmp.chunk_size` (streams encode media once at it) and HLS/DASH packaging.
 
 use std::sync::Arc;
 
@@ -46,7 +48,6 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.workers.count != new.workers.count, "workers.count");
     check(old.workers.cores != new.workers.cores, "workers.cores");
     check(old.workers.pin != new.workers.pin, "workers.pin");
-    check(old.relay != new.relay, "relay");
     keys
 }
 
@@ -101,10 +102,7 @@ impl Worker {
         let chunk_size = self.session_config.chunk_size;
         self.session_config = session_config(&new, chunk_size);
         self.socket_options = socket_options(&new);
-        // Whether the hub pulls follows the relay, which keeps its start-up origins (below).
-        let mut settings = hub_settings(&new, chunk_size);
-        settings.pull = !self.config.relay.origins.is_empty();
-        self.hub.set_settings(settings);
+        self.hub.set_settings(hub_settings(&new, chunk_size));
         self.output_cap = output_cap(&new);
         let old = std::mem::replace(&mut self.config, new);
         // One line for the whole server: worker 0 names what did not change.
@@ -121,12 +119,14 @@ impl Worker {
 
     /// The hook for owners with settings of their own: called on every worker after a
     /// reload has swapped `self.config` (the new one) for `old`. Recording applies its
-    /// `[record]` settings to streams published from now on; the relay keeps the settings it
-    /// started with (its origins are resolved before the loop: reloading them is its
-    /// owner's next step, `[relay]` changes are named in the restart warning until then).
+    /// `[record]` settings to streams published from now on; the relay takes its new origins
+    /// and push targets (`relay_reconfigure`; new host names are resolved then).
     fn reconfigure(&mut self, old: &Config) {
         if self.config.record != old.record {
             self.recording.set_settings((&self.config.record).into());
+        }
+        if self.config.relay != old.relay {
+            self.relay_reconfigure(std::time::Instant::now());
         }
     }
 }
@@ -145,19 +145,14 @@ mod tests {
         new.http.cors_allow_origin = "https://a.example".into();
         new.log.level = "debug".into();
         new.record.dir = "/var/rec".into();
+        new.relay.origins = vec!["rtmp://origin".into()];
         assert!(restart_needed(&old, &new).is_empty());
         new.rtmp.listen = vec!["127.0.0.1:1".parse().unwrap()];
         new.workers.count = 3;
         new.http.hls_window += 1;
-        new.relay.origins = vec!["rtmp://origin".into()];
         assert_eq!(
             restart_needed(&old, &new),
-            vec![
-                "rtmp.listen",
-                "http.hls*/http.dash",
-                "workers.count",
-                "relay"
-            ]
+            vec!["rtmp.listen", "http.hls*/http.dash", "workers.count"]
         );
     }
 }
