@@ -8,15 +8,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use common::tools::{tool, Dir};
 use common::{media, wait_for_log_count, Client, TestServer, WAIT};
 use rtmp_edge::config::Config;
-use rtmp_edge::media::flv::{FlvReader, FlvTag, TAG_SCRIPT, TAG_VIDEO};
+use rtmp_edge::media::flv::{FlvReader, FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 use rtmp_edge::record::RecordFormat;
 use rtmp_edge::rtmp::message::type_id;
+use rtmp_edge::rtmp::session::ClientEvent;
 
 const FPS: usize = 25;
 const SECONDS: usize = 3;
@@ -405,27 +406,48 @@ fn shutdown_closes_the_recordings_still_open() {
     let root = dir.path("rec");
     let server = recording_server(&root, RecordFormat::Flv);
     let mut publisher = Client::publish(server.addr, "live", "open");
+    // The worker hands each packet to the recording before it writes that packet to a
+    // player: once the player has the last frame, every frame is queued for the writer.
+    let mut player = Client::play(server.addr, "live", "open");
     send_gop(&mut publisher, 0, 30);
-    // Everything sent reached the file before the shutdown: poll the file (bounded).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let files = tree(&root);
-        let complete = files.first().is_some_and(|f| {
-            let video = flv_tags(&root.join(f))
-                .iter()
-                .filter(|t| t.tag_type == TAG_VIDEO && t.data[1] == 1)
-                .count();
-            video == 30
-        });
-        if complete {
-            break;
+    let mut audio_frames = 0;
+    player.wait_for("the last audio frame", |e| {
+        if let ClientEvent::Media {
+            type_id, payload, ..
+        } = e
+        {
+            if *type_id == type_id::AUDIO && payload[1] == 1 {
+                audio_frames += 1;
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the recording is incomplete: {files:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        audio_frames == 30
+    });
+    // The publisher is still on: the shutdown closes its recording. `shutdown` joins the
+    // writer thread, so the file is complete and closed from here on.
     server.shutdown();
-    closed_recordings(&root, "open", 1);
+    let files = closed_recordings(&root, "open", 1);
+    assert_eq!(tree(&root).len(), 1, "{:?}", tree(&root));
+    let tags = flv_tags(&files[0]);
+    let video: Vec<&FlvTag> = tags
+        .iter()
+        .filter(|t| t.tag_type == TAG_VIDEO && t.data[1] == 1)
+        .collect();
+    assert_eq!(
+        video.len(),
+        30,
+        "every video frame sent before the shutdown"
+    );
+    for (i, tag) in video.iter().enumerate() {
+        assert_eq!(tag.timestamp, i as u32 * 40, "frame {i}");
+        assert_eq!(
+            &tag.data[..],
+            &media::avc_frame(i % 10 == 0, i as u32, 300)[..],
+            "frame {i} byte for byte"
+        );
+    }
+    let audio = tags
+        .iter()
+        .filter(|t| t.tag_type == TAG_AUDIO && t.data[1] == 1)
+        .count();
+    assert_eq!(audio, 30, "every audio frame sent before the shutdown");
 }
