@@ -575,3 +575,57 @@ fn a_reload_moves_pulls_to_new_origins_and_starts_new_pushes_with_players_kept()
     drop(feed.join().unwrap());
     drop(local_feed.join().unwrap());
 }
+
+/// An origin that answers `connect` with a redirect (`NetConnection.Connect.Rejected` with
+/// `ex.redirect`, as SRS does) to `target`: one connection, from a thread.
+fn redirecting_origin(target: String) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use rtmp_edge::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        socket.set_read_timeout(Some(WAIT)).unwrap();
+        let random = [7u8; rtmp_edge::rtmp::handshake::RANDOM_LEN];
+        let mut session = ServerSession::new(ServerConfig::default(), &random, 0);
+        let mut buf = bytes::BytesMut::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(out) = session.poll_transmit() {
+                socket.write_all(&out).unwrap();
+            }
+            let Ok(n) = socket.read(&mut chunk) else {
+                return;
+            };
+            if n == 0 {
+                return; // the edge went on elsewhere
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            session.handle_input(&mut buf).unwrap();
+            while let Some(event) = session.poll_event() {
+                if let ServerEvent::ConnectRequested { .. } = event {
+                    session.redirect_connect(&target);
+                }
+            }
+        }
+    });
+    (addr, thread)
+}
+
+/// The edge follows an origin's redirect (same app and stream, the redirect's host).
+#[test]
+fn a_redirect_from_an_origin_is_followed() {
+    let b = TestServer::with_defaults();
+    let mut publisher = Client::publish(b.addr, "live", "moved");
+    send_headers(&mut publisher);
+    publish_gop(&mut publisher, 0, 5, 0);
+    let (redirector, thread) = redirecting_origin(format!("rtmp://{}/live", b.addr));
+    let mut config = Config::default();
+    config.workers.count = 1;
+    config.relay.origins = vec![format!("rtmp://{redirector}")];
+    let edge = TestServer::start(config);
+    let mut player = Client::play(edge.addr, "live", "moved");
+    wait_for_frame(&mut player, &media::avc_frame(true, 0, 3000));
+    common::wait_for_log(&["origin redirects the pull", &b.addr.to_string()]);
+    thread.join().unwrap();
+}

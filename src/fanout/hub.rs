@@ -510,7 +510,12 @@ impl Hub {
                 },
             );
         }
-        tracing::info!(live, answered, "playing");
+        if answered {
+            tracing::info!(live, "playing");
+        } else {
+            // Its envelope names the stream once it is answered.
+            tracing::info!(stream = %key, "playing: waiting for the origin's first frames");
+        }
         if live {
             self.prime(&key, Some(conn), false, door);
         }

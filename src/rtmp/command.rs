@@ -314,6 +314,28 @@ pub fn reconnect_request(description: &str, tc_url: Option<&str>) -> Command {
     )
 }
 
+/// The `_error` of a `connect` sent elsewhere, as SRS and Wowza answer it:
+/// NetConnection.Connect.Rejected with `ex: {code: 302, redirect: target}`.
+pub fn connect_redirected(transaction_id: f64, target: &str) -> Command {
+    Command::new(
+        "_error",
+        transaction_id,
+        Amf0Value::Null,
+        vec![Amf0Value::object([
+            ("level", Amf0Value::string("error")),
+            ("code", Amf0Value::string("NetConnection.Connect.Rejected")),
+            ("description", Amf0Value::string("redirected")),
+            (
+                "ex",
+                Amf0Value::object([
+                    ("code", Amf0Value::Number(302.0)),
+                    ("redirect", Amf0Value::string(target)),
+                ]),
+            ),
+        ])],
+    )
+}
+
 /// The `_error` answering a call we do not implement (NetConnection.Call.Failed).
 pub fn call_failed(transaction_id: f64, name: &str) -> Command {
     error(

@@ -184,7 +184,10 @@ impl Conn {
             Role::Pending => "pending",
         };
         self.span.record("stream", tracing::field::display(&key));
-        self.span.record("role", name);
+        // An upstream connection keeps the role it was opened with (pull, push).
+        if !matches!(self.proto, Proto::Upstream(_)) {
+            self.span.record("role", name);
+        }
         self.last_stream = Some(key);
         self.role = role;
     }

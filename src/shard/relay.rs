@@ -382,6 +382,12 @@ impl Worker {
             up.fresh = fresh && !matches!(event, ClientEvent::Media { .. });
             Some((event, up.stream.clone(), up.job.clone(), fresh))
         }) {
+            // Media logs nothing and skips the envelope (as for publishers).
+            let span = match event {
+                ClientEvent::Media { .. } => None,
+                _ => self.conns.get(conn).map(|c| c.span.clone()),
+            };
+            let _envelope = span.as_ref().map(tracing::Span::enter);
             match job {
                 Job::Pull => self.pull_event(conn, &stream, event, fresh, now),
                 Job::Push { target } => self.push_event(conn, &stream, target, event, now),

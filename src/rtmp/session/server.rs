@@ -363,10 +363,19 @@ impl ServerSession {
     /// Rejects `connect` with `_error` NetConnection.Connect.Rejected. Close the connection
     /// once the transmits are written.
     pub fn reject_connect(&mut self, description: &str) {
+        self.refuse_connect(|tx| command::connect_rejected(tx, description));
+    }
+
+    /// Rejects the pending `connect` with a redirect to `target` (`ex.redirect`, the form SRS
+    /// sends and clients such as ours follow).
+    pub fn redirect_connect(&mut self, target: &str) {
+        self.refuse_connect(|tx| command::connect_redirected(tx, target));
+    }
+
+    fn refuse_connect(&mut self, answer: impl FnOnce(f64) -> command::Command) {
         match std::mem::replace(&mut self.phase, Phase::Rejected) {
             Phase::ConnectPending { transaction_id, .. } => {
-                self.link
-                    .send_command(0, &command::connect_rejected(transaction_id, description));
+                self.link.send_command(0, &answer(transaction_id));
                 self.backlog.clear();
                 self.backlog_bytes = 0;
             }
