@@ -116,10 +116,11 @@ fn publish(server: &TestServer, name: &str) -> Guard {
     Guard(child)
 }
 
-fn play_in_browser(kind: &str, media_url: &str, page: &str) {
+/// Plays `media_url` with the `kind` player (hls, dash, flv); the screenshot is `{shot}.png`.
+fn play_in_browser(kind: &str, shot: &str, media_url: &str, page: &str) {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
     std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join(format!("{kind}.png"));
+    let shot = shots.join(format!("{shot}.png"));
     let out = Command::new("timeout")
         .arg("90")
         .arg("node")
@@ -139,8 +140,8 @@ fn play_in_browser(kind: &str, media_url: &str, page: &str) {
     assert!(shot.exists(), "screenshot written");
 }
 
-#[test]
-fn chromium_plays_hls_with_hls_js_http_flv_with_mpegts_js_and_dash_with_dash_js() {
+/// Fails the test when Chromium, node, the npm player libraries or ffmpeg are missing.
+fn need_tools() {
     need(Path::new("/usr/bin/chromium").exists(), "chromium");
     need(
         Command::new("node").arg("--version").output().is_ok(),
@@ -154,10 +155,12 @@ fn chromium_plays_hls_with_hls_js_http_flv_with_mpegts_js_and_dash_with_dash_js(
         Command::new("ffmpeg").arg("-version").output().is_ok(),
         "ffmpeg",
     );
-    let server = TestServer::with_defaults();
-    let _publisher = publish(&server, "web");
-    // Wait until the stream flows (a player on the server sees 3 s of video), so HLS has segments.
-    let mut watcher = Client::play(server.addr, "live", "web");
+}
+
+/// Waits until `name` flows on `server` (a player there sees 3 s of video), so HLS has
+/// segments.
+fn wait_for_video(server: &TestServer, name: &str) {
+    let mut watcher = Client::play(server.addr, "live", name);
     let mut frames = 0;
     while frames < 75 {
         if let ClientEvent::Media { type_id: 9, .. } =
@@ -166,20 +169,52 @@ fn chromium_plays_hls_with_hls_js_http_flv_with_mpegts_js_and_dash_with_dash_js(
             frames += 1;
         }
     }
+}
+
+#[test]
+fn chromium_plays_hls_with_hls_js_http_flv_with_mpegts_js_and_dash_with_dash_js() {
+    need_tools();
+    let server = TestServer::with_defaults();
+    let _publisher = publish(&server, "web");
+    wait_for_video(&server, "web");
     let (_page_server, page) = page_server();
     play_in_browser(
+        "hls",
         "hls",
         &format!("http://{}/live/web.m3u8", server.http),
         &page,
     );
     play_in_browser(
         "flv",
+        "flv",
         &format!("http://{}/live/web.flv", server.http),
         &page,
     );
     play_in_browser(
         "dash",
+        "dash",
         &format!("http://{}/live/web.mpd", server.http),
         &page,
     );
+}
+
+/// hls.js in Chromium plays a stream from an edge that does not have it: the playlist
+/// request makes the edge pull it from its origin.
+#[test]
+fn chromium_plays_hls_from_an_edge_pulling_the_stream_from_its_origin() {
+    need_tools();
+    let origin = TestServer::with_defaults();
+    let _publisher = publish(&origin, "edgeweb");
+    wait_for_video(&origin, "edgeweb");
+    let mut config = rtmp_edge::config::Config::default();
+    config.relay.origins = vec![format!("rtmp://{}", origin.addr)];
+    let edge = TestServer::start(config);
+    let (_page_server, page) = page_server();
+    play_in_browser(
+        "hls",
+        "hls-edge",
+        &format!("http://{}/live/edgeweb.m3u8", edge.http),
+        &page,
+    );
+    common::wait_for_log(&["pulling from an origin", "edgeweb"]);
 }

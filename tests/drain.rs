@@ -317,3 +317,57 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// ffmpeg does not implement ReconnectRequest: its publisher and player are served through
+/// the drain and closed cleanly at `drain_ms` (typed reason); the player's recording decodes.
+#[test]
+fn ffmpeg_publisher_and_player_are_served_until_drain_ms_then_closed_cleanly() {
+    use common::procs::{ffmpeg_play, ffmpeg_publish, h264_source, run_ok};
+    use common::tools::{tool, Dir};
+    let ffmpeg = tool("ffmpeg");
+    let ffprobe = tool("ffprobe");
+    let dir = Dir::new("drain-ffmpeg");
+    let source = h264_source(&dir, "source", "testsrc=size=320x240:rate=25", 20);
+    let drain_ms = 1_500;
+    let server = TestServer::start(drain_config(drain_ms, ""));
+    let url = format!("rtmp://{}/live/ff", server.addr);
+    let _publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "publisher");
+    let out = dir.path("played.flv");
+    let mut player = ffmpeg_play(&dir, &ffmpeg, &url, &out, "player");
+    common::wait_for_log_count(&["live/ff", "playing"], 1, WAIT);
+    let mut watcher = Client::play(server.addr, "live", "ff");
+    watcher.media(25);
+    let drained = Instant::now();
+    server.server().drain();
+    let journal = server.journal();
+    let deadline = CloseReason::DrainDeadline { ms: drain_ms };
+    // ffmpeg's two connections (not the watcher) close at the deadline, with its reason.
+    let seen = std::cell::RefCell::new(Vec::new());
+    for who in ["one ffmpeg", "the other ffmpeg"] {
+        let closed = journal.wait_for(who, |c| {
+            c.reason == deadline
+                && c.peer.port() != watcher.local_port()
+                && !seen.borrow().contains(&c.peer.port())
+        });
+        seen.borrow_mut().push(closed.peer.port());
+        assert!(
+            drained.elapsed() >= Duration::from_millis(drain_ms),
+            "{who}: {closed:?}"
+        );
+    }
+    let status = player.wait(WAIT);
+    assert!(
+        status.success(),
+        "ffmpeg's player ends cleanly: {}",
+        player.output()
+    );
+    let frames = run_ok(
+        "ffprobe",
+        std::process::Command::new(&ffprobe)
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(&out),
+    );
+    let frames: u32 = frames.trim().parse().unwrap();
+    assert!(frames >= 25, "the recording decodes ({frames} frames)");
+}
