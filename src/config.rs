@@ -324,6 +324,13 @@ config_section! {
     pub struct LogConfig in "log" {
         /// A tracing filter such as `info` or `rtmp_edge=debug`; RUST_LOG overrides it.
         pub level: String,
+        /// `text` (one line per event, fields as `key=value`, colour only on a terminal) or
+        /// `json` (one JSON object per line, with the connection envelope's fields under
+        /// `span`). Needs a restart.
+        pub format: String,
+        /// At most this many warning/error lines per call site per 10 s; the rest are counted
+        /// and reported once a second in one line per site (0: no limit). Needs a restart.
+        pub repeat_limit: u32,
     }
 }
 
@@ -557,7 +564,7 @@ impl Config {
         let redirect = &self.drain.redirect_url;
         if !redirect.is_empty() {
             if let Err(reason) = crate::relay::PushUrl::parse(redirect) {
-                return Err(ConfigError::BadUrl {
+                return Err(ConfigError::NotUsable {
                     key: "drain.redirect_url",
                     value: redirect.clone(),
                     reason: reason.to_string(),
@@ -568,13 +575,13 @@ impl Config {
         let relay = &self.relay;
         for (i, origin) in relay.origins.iter().enumerate() {
             let parsed =
-                crate::relay::OriginUrl::parse(origin).map_err(|error| ConfigError::BadUrl {
+                crate::relay::OriginUrl::parse(origin).map_err(|error| ConfigError::NotUsable {
                     key: "relay.origins",
                     value: origin.clone(),
                     reason: error.to_string(),
                 })?;
             if parsed.endpoint().scheme == crate::relay::Scheme::Rtmps {
-                return Err(ConfigError::BadUrl {
+                return Err(ConfigError::NotUsable {
                     key: "relay.origins",
                     value: origin.clone(),
                     reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
@@ -583,7 +590,7 @@ impl Config {
             if relay.origins[..i].iter().any(|o| {
                 crate::relay::OriginUrl::parse(o).is_ok_and(|o| o.to_string() == parsed.to_string())
             }) {
-                return Err(ConfigError::BadUrl {
+                return Err(ConfigError::NotUsable {
                     key: "relay.origins",
                     value: origin.clone(),
                     reason: "listed twice".into(),
@@ -595,20 +602,21 @@ impl Config {
         positive("relay.player_wait_ms", relay.player_wait_ms)?;
         for push in &relay.push {
             if push.app.is_empty() || push.app.contains('/') {
-                return Err(ConfigError::BadUrl {
+                return Err(ConfigError::NotUsable {
                     key: "relay.push",
                     value: push.app.clone(),
                     reason: "`app` must be an app name or \"*\"".into(),
                 });
             }
-            let url =
-                crate::relay::PushUrl::parse(&push.url).map_err(|error| ConfigError::BadUrl {
+            let url = crate::relay::PushUrl::parse(&push.url).map_err(|error| {
+                ConfigError::NotUsable {
                     key: "relay.push",
                     value: push.url.clone(),
                     reason: error.to_string(),
-                })?;
+                }
+            })?;
             if url.endpoint().scheme == crate::relay::Scheme::Rtmps {
-                return Err(ConfigError::BadUrl {
+                return Err(ConfigError::NotUsable {
                     key: "relay.push",
                     value: push.url.clone(),
                     reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
@@ -616,6 +624,13 @@ impl Config {
             }
         }
 
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::NotUsable {
+                key: "log.format",
+                value: self.log.format.clone(),
+                reason: "must be \"text\" or \"json\"".into(),
+            });
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::InvalidLogFilter {
                 key: "log.level",
@@ -913,6 +928,8 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".to_string(),
+            format: "text".into(),
+            repeat_limit: 20,
         }
     }
 }

@@ -9,6 +9,10 @@
 //! String fields are always quoted, as tracing's default renders them (`role="player"`).
 //! Because it is the subscriber's formatter, it covers every call site, present and future.
 
+mod repeat;
+
+pub use repeat::{install, report_suppressed, RepeatFilter, RepeatLimit};
+
 use std::fmt::{self, Write};
 
 use tracing::field::{Field, Visit};

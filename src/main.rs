@@ -118,6 +118,9 @@ type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send>;
 /// tracing to stderr, filtered by RUST_LOG when set, else by `log.level`. Returns how to
 /// change that level later (a reload); with RUST_LOG set, RUST_LOG keeps deciding.
 fn init_logging(config: &Config) -> Result<SetLogLevel, Failure> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let from_env = matches!(std::env::var("RUST_LOG"), Ok(value) if !value.trim().is_empty());
     let filter = match std::env::var("RUST_LOG") {
         Ok(value) if from_env => EnvFilter::try_new(&value)
@@ -129,15 +132,27 @@ fn init_logging(config: &Config) -> Result<SetLogLevel, Failure> {
             ))
         })?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .fmt_fields(rtmp_edge::logging::EscapedFields)
-        // Colour for a person at a terminal; plain text for files, pipes and collectors.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_filter_reloading();
-    let handle = builder.reload_handle();
-    builder
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = match config.log.format.as_str() {
+        // One JSON object per line; the connection envelope's fields under "span".
+        "json" => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        _ => tracing_subscriber::fmt::layer()
+            .fmt_fields(rtmp_edge::logging::EscapedFields)
+            // Colour for a person at a terminal; plain text for files, pipes and collectors.
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let limit = rtmp_edge::logging::RepeatLimit::new(config.log.repeat_limit);
+    rtmp_edge::logging::install(limit.clone());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output.with_filter(rtmp_edge::logging::RepeatFilter(limit)))
         .try_init()
         .map_err(|error| Failure::Run(anyhow::anyhow!("cannot start logging: {error}")))?;
     Ok(Box::new(move |level: &str| {

@@ -328,3 +328,86 @@ fn sigterm_drains_then_stops_the_server_cleanly() {
     let config = dir.file("edge.toml", "[timeouts]\ndrain_ms = 500\n");
     stop_with("-TERM", &["--config", config.to_str().unwrap()]);
 }
+
+/// `log.format = "json"`: every line is one JSON object, connection lines carry the envelope;
+/// `log.repeat_limit`: a flood of one warning (connections over the per-IP cap) is cut to the
+/// limit and reported as one "suppressed" line with the count.
+#[test]
+fn json_logs_are_one_object_per_line_and_a_warning_flood_is_cut_to_the_repeat_limit() {
+    use std::io::BufRead;
+    let dir = TempDir::new("json-logs");
+    let config = dir.file(
+        "edge.toml",
+        "[log]\nformat = \"json\"\nrepeat_limit = 3\n\n[workers]\nmax_connections_per_ip = 1\n",
+    );
+    let mut child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--no-http", "--workers", "1"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = std::time::Duration::from_secs(10);
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let next = |seen: &mut Vec<serde_json::Value>| {
+        let line = rx.recv_timeout(wait).expect("a log line");
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        seen.push(value.clone());
+        value
+    };
+    let port = loop {
+        let v = next(&mut seen);
+        if v["fields"]["message"] == "listening for RTMP" {
+            let addr = v["fields"]["addr"].as_str().unwrap().to_string();
+            break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    // One connection is allowed; the next 30 are refused, each with the same warning.
+    let kept = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let refused: Vec<_> = (0..30)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let summary = loop {
+        let v = next(&mut seen);
+        if v["fields"]["message"] == "repeated log lines suppressed" {
+            break v;
+        }
+    };
+    let logged = seen
+        .iter()
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("max_connections_per_ip"))
+        })
+        .count();
+    assert_eq!(logged, 3, "cut to the limit: {seen:#?}");
+    assert_eq!(summary["level"], "WARN");
+    assert_eq!(summary["fields"]["suppressed"], 27, "{summary}");
+    // A connection's close line carries its envelope.
+    drop(kept);
+    let closed = loop {
+        let v = next(&mut seen);
+        if v["fields"]["message"] == "connection closed" {
+            break v;
+        }
+    };
+    assert!(closed["span"]["peer"].is_string(), "{closed}");
+    assert_eq!(closed["span"]["worker"], 0, "{closed}");
+    drop(refused);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -91,9 +91,10 @@ pub enum ConfigError {
         /// The core ids this process may run on.
         available: Vec<usize>,
     },
-    /// A relay URL (origin or push target) or push app is not usable.
+    /// An entry that is not usable: a relay URL (origin or push target), a push app, a log
+    /// format.
     #[error("`{key}` entry {value:?} is not usable: {reason}")]
-    BadUrl {
+    NotUsable {
         /// The key path.
         key: &'static str,
         /// The offending entry.
@@ -141,7 +142,7 @@ impl ConfigError {
             | Self::TooManyEntries { key, .. }
             | Self::DuplicateListenAddress { key, .. }
             | Self::CoreNotAvailable { key, .. }
-            | Self::BadUrl { key, .. }
+            | Self::NotUsable { key, .. }
             | Self::InvalidLogFilter { key, .. } => Some(key),
         }
     }

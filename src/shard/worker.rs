@@ -81,6 +81,8 @@ pub struct Worker {
     pub(super) shutdown_deadline: Option<Instant>,
     /// Gives freed memory back to the OS after connections close.
     trim: Trim,
+    /// When worker 0 last reported the log lines the repeat limit dropped.
+    suppressed_reported: Instant,
     /// Told of every close (tests; later metrics).
     pub(super) on_close: Option<super::OnClose>,
     /// Most bytes an RTMP connection's output may hold: its media limit, the latest header of
@@ -138,6 +140,7 @@ impl Worker {
             rng: seed ^ ((index as u64 + 1) << 32) | 1,
             shutdown_deadline: None,
             trim: Trim::new(Instant::now()),
+            suppressed_reported: Instant::now(),
             on_close: None,
             output_cap: output_cap(&config),
             drain: None,
@@ -610,6 +613,11 @@ impl Worker {
         }
         for (key, reason) in expired {
             self.close(key, reason, now);
+        }
+        if self.index == 0 && now.duration_since(self.suppressed_reported) >= Duration::from_secs(1)
+        {
+            self.suppressed_reported = now;
+            crate::logging::report_suppressed();
         }
         if self.trim.on_tick(now) {
             tracing::debug!(
