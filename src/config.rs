@@ -100,6 +100,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[relay]`: pull on demand from origins, push published streams onward.
     pub relay: RelayConfig,
+    /// `[admin]`: the operators' listener (metrics).
+    pub admin: AdminConfig,
     /// `[record]`: recording published streams to files.
     pub record: RecordConfig,
 }
@@ -335,6 +337,18 @@ config_section! {
 }
 
 config_section! {
+    /// The operators' listener: Prometheus metrics at `/metrics` (names `rtmp_edge_*`, one
+    /// `worker` label). On its own thread; not for the public internet.
+    pub struct AdminConfig in "admin" {
+        /// Address of the admin listener; empty turns it off. One that cannot be bound is
+        /// logged as an error and the server runs without it. Needs a restart.
+        pub listen: String,
+        /// When set, requests need `Authorization: Bearer TOKEN`.
+        pub token: String,
+    }
+}
+
+config_section! {
     /// The edge relay: streams nobody publishes here are pulled on demand from `origins`
     /// (tried in an order fixed per stream by rendezvous hashing, failing over on errors),
     /// and streams published here are pushed to every matching `[[relay.push]]` target.
@@ -369,7 +383,7 @@ pub struct PushConfig {
 
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 9] = [
+    pub const SECTIONS: [SectionDoc; 10] = [
         RtmpConfig::DOC,
         HttpConfig::DOC,
         WorkersConfig::DOC,
@@ -379,6 +393,7 @@ impl Config {
         RelayConfig::DOC,
         RecordConfig::DOC,
         LogConfig::DOC,
+        AdminConfig::DOC,
     ];
 
     /// Parses TOML text; missing keys take their defaults. Unknown keys and values of the wrong
@@ -624,6 +639,13 @@ impl Config {
             }
         }
 
+        if !self.admin.listen.is_empty() && self.admin.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::NotUsable {
+                key: "admin.listen",
+                value: self.admin.listen.clone(),
+                reason: "must be an address such as 127.0.0.1:9090, or empty".into(),
+            });
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::NotUsable {
                 key: "log.format",
@@ -920,6 +942,15 @@ impl Default for RecordConfig {
             apps: vec!["*".to_string()],
             format: crate::record::RecordFormat::Flv,
             queue_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".into(),
+            token: String::new(),
         }
     }
 }

@@ -24,6 +24,7 @@
 // One audited exception: `shard::memory` hands free heap pages back to the OS.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod fanout;
 pub mod http;

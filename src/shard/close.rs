@@ -70,6 +70,32 @@ pub enum CloseReason {
     ShutdownDeadline,
 }
 
+impl CloseReason {
+    /// The reason as a bounded metrics label (`admin::metrics::CLOSE_KINDS`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::ReadFailed(_) | CloseReason::WriteFailed(_) => "io_error",
+            CloseReason::Protocol(_) => "protocol",
+            CloseReason::PublisherRefused(_) => "publisher_refused",
+            CloseReason::Hub(_) => "hub",
+            CloseReason::BadHttpRequest(_)
+            | CloseReason::BadHttpPath { .. }
+            | CloseReason::HttpAnswered { .. }
+            | CloseReason::HttpResponseSent => "http",
+            CloseReason::HandshakeTimeout { .. }
+            | CloseReason::HttpIdle { .. }
+            | CloseReason::HttpHeadTimeout { .. }
+            | CloseReason::Idle { .. } => "timeout",
+            CloseReason::SlowPlayer { .. } => "slow_player",
+            CloseReason::OutputOverflow { .. } => "output_overflow",
+            CloseReason::Relay(_) => "relay",
+            CloseReason::ShuttingDown | CloseReason::ShutdownDeadline => "shutdown",
+            CloseReason::DrainDeadline { .. } => "drain",
+        }
+    }
+}
+
 /// Why the relay closed an upstream connection (a pull's or a push target's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RelayEnd {

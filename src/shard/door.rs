@@ -138,7 +138,9 @@ impl Worker {
                         Mail::Media { key, .. } => Some(key.clone()),
                         _ => None,
                     };
+                    crate::admin::WorkerStats::add(&self.stats.bus_sent, 1);
                     if !self.bus.send(to, BusMsg::Hub(mail)) {
+                        crate::admin::WorkerStats::add(&self.stats.bus_dropped, 1);
                         if let Some(key) = media {
                             self.hub.mailbox_full(to, &key);
                         }

@@ -69,6 +69,8 @@ pub struct Server {
     /// Writes recordings (`[record]`); ends after the workers (its last senders), closing the
     /// files still open.
     record_writer: JoinHandle<()>,
+    /// The admin listener (metrics), on its own thread, when `admin.listen` is set.
+    admin: Option<crate::admin::AdminServer>,
     addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     bus: Arc<Bus>,
@@ -138,6 +140,7 @@ impl Server {
         }?;
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
+        let stats = crate::admin::metrics::registry(workers);
         let mut http = http.map(|h| h.into_iter());
         for (index, (poll, rtmp_listeners)) in polls.into_iter().zip(rtmp).enumerate() {
             let mut worker_listeners: Vec<_> =
@@ -156,6 +159,7 @@ impl Server {
                 config.clone(),
             )?;
             worker.on_close = hooks.on_close.clone();
+            worker.stats = stats[index].clone();
             worker.recording = Recording::new(index, (&config.record).into(), record.clone());
             let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()
@@ -183,9 +187,29 @@ impl Server {
         }
         drop(hls);
         drop(record);
+        let admin = match config.admin.listen.parse::<SocketAddr>() {
+            Err(_) => None, // empty: off (validated otherwise)
+            Ok(addr) => {
+                let token = config.admin.token.clone();
+                let start = || crate::admin::AdminServer::start(addr, stats.clone(), token);
+                let started = match &hooks.dispatch {
+                    Some(dispatch) => tracing::dispatcher::with_default(dispatch, start),
+                    None => start(),
+                };
+                match started {
+                    Ok(admin) => Some(admin),
+                    Err(error) => {
+                        // Media first: the server runs without its admin listener.
+                        tracing::error!(%addr, %error, "admin listener not started");
+                        None
+                    }
+                }
+            }
+        };
         Ok(Self {
             disk_writer,
             record_writer,
+            admin,
             addrs,
             http_addrs,
             bus,
@@ -224,9 +248,17 @@ impl Server {
         reload(&self.bus, config);
     }
 
+    /// The admin listener's address, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::admin::AdminServer::addr)
+    }
+
     /// Waits for every worker to finish.
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());
+        if let Some(admin) = self.admin {
+            admin.stop();
+        }
         for thread in self.threads {
             match thread.join() {
                 Ok(Ok(())) => {}

@@ -190,6 +190,7 @@ impl Worker {
             tracing::debug!(stream = %key, "no pull: no players left");
         } else {
             tracing::info!(stream = %key, players, "pulling from an origin");
+            crate::admin::WorkerStats::add(&self.stats.pulls_started, 1);
         }
         let entry = PullEntry {
             pull,
@@ -444,6 +445,7 @@ impl Worker {
                 payload,
             } => {
                 entry.pull.media(&mut relay.origins, now);
+                crate::admin::WorkerStats::add(&self.stats.media_in, 1);
                 let (hub, mut door) = self.door(now);
                 if fresh {
                     hub.pull_feeding(stream, &mut door);
@@ -661,6 +663,7 @@ impl Worker {
             if let Some(slot) = self.slot(key, target) {
                 tracing::info!(stream = %key, url = %slot.push.url(), "pushing");
                 slot.push.start(now);
+                crate::admin::WorkerStats::add(&self.stats.pushes_started, 1);
             }
             self.apply_push(key, target, now);
         }

@@ -23,6 +23,7 @@ use super::hls::{HlsShelf, Packaging};
 use super::memory::Trim;
 use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
+use crate::admin::WorkerStats;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
@@ -81,6 +82,8 @@ pub struct Worker {
     pub(super) shutdown_deadline: Option<Instant>,
     /// Gives freed memory back to the OS after connections close.
     trim: Trim,
+    /// This worker's counters, read by the admin listener's scrapes.
+    pub(super) stats: Arc<crate::admin::WorkerStats>,
     /// When worker 0 last reported the log lines the repeat limit dropped.
     suppressed_reported: Instant,
     /// Told of every close (tests; later metrics).
@@ -141,6 +144,7 @@ impl Worker {
             shutdown_deadline: None,
             trim: Trim::new(Instant::now()),
             suppressed_reported: Instant::now(),
+            stats: Arc::default(),
             on_close: None,
             output_cap: output_cap(&config),
             drain: None,
@@ -172,6 +176,7 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            WorkerStats::add(&self.stats.wakeups, 1);
             // Reused across wake-ups (no allocation per loop): this wake-up's readable keys.
             readable.clear();
             readable.append(&mut self.read_again);
@@ -220,6 +225,8 @@ impl Worker {
                     now + Duration::from_millis(self.config.workers.write_coalesce_ms);
             }
             self.flush(now);
+            let busy_ns = now.elapsed().as_nanos() as u64;
+            WorkerStats::add(&self.stats.busy_ns, busy_ns);
             if now >= next_tick {
                 next_tick = now + TICK;
                 if self.tick(now) {
@@ -261,6 +268,7 @@ impl Worker {
         if self.conns.len() >= limits.max_connections {
             tracing::warn!(worker = self.index, %peer, limit = limits.max_connections,
                 "connection refused: worker at max_connections");
+            WorkerStats::add(&self.stats.refused, 1);
             return;
         }
         let ip = peer.ip();
@@ -269,6 +277,7 @@ impl Worker {
         {
             tracing::warn!(worker = self.index, %peer, limit = limits.max_connections_per_ip,
                 "connection refused: max_connections_per_ip reached");
+            WorkerStats::add(&self.stats.refused, 1);
             return;
         }
         if let Err(e) = self.socket_options.apply(&socket) {
@@ -308,6 +317,7 @@ impl Worker {
         span.in_scope(|| tracing::debug!("connection accepted"));
         self.conns
             .insert(Conn::new(id, key, peer, socket, proto, queue, now, span));
+        WorkerStats::add(&self.stats.accepted, 1);
     }
 
     /// Handshake randomness (xorshift: unpredictable enough for a handshake's filler).
@@ -366,6 +376,7 @@ impl Worker {
             }
         };
         if bytes > 0 {
+            WorkerStats::add(&self.stats.bytes_in, bytes as u64);
             conn.bytes_in += bytes as u64;
             conn.last_read = now;
         }
@@ -454,6 +465,7 @@ impl Worker {
                 payload,
                 ..
             } => {
+                WorkerStats::add(&self.stats.media_in, 1);
                 // The stream a publisher publishes is on its connection: no lookup by key.
                 let Some(stream) = self.conns.get(key).and_then(Conn::published) else {
                     return;
@@ -531,6 +543,7 @@ impl Worker {
             match write_queue(&mut conn.socket, &mut conn.out, budget) {
                 Ok(WriteOutcome::Flushed { bytes }) => {
                     conn.bytes_out += bytes as u64;
+                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
                     conn.stalled_since = None;
                     if let Some(reason) = conn.closing.clone() {
                         self.close(key, reason, now);
@@ -538,11 +551,13 @@ impl Worker {
                 }
                 Ok(WriteOutcome::Blocked { bytes }) => {
                     conn.bytes_out += bytes as u64;
+                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
                     conn.write_blocked = true;
                     conn.stalled_since.get_or_insert(now);
                 }
                 Ok(WriteOutcome::Budget { bytes }) => {
                     conn.bytes_out += bytes as u64;
+                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
                     conn.write_listed = true;
                     self.write_list.push(key);
                 }
@@ -554,6 +569,16 @@ impl Worker {
 
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
     fn tick(&mut self, now: Instant) -> bool {
+        // Gauges, for the admin listener's scrapes.
+        let stats = &self.stats;
+        stats.open.store(
+            self.conns.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats.streams.store(
+            self.hub.stream_count() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.packaging.tick(now);
         self.apply_packaging(now);
         self.relay_tick(now);
@@ -673,6 +698,8 @@ impl Worker {
                 self.per_ip.remove(&conn.peer.ip());
             }
         }
+        self.stats.closed(reason.kind());
+        WorkerStats::add(&self.stats.frames_dropped, conn.out.dropped_frames());
         let _envelope = conn.span.enter();
         tracing::info!(
             bytes_in = conn.bytes_in,

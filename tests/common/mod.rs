@@ -183,6 +183,9 @@ impl TestServer {
         };
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        if !config.admin.listen.is_empty() {
+            config.admin.listen = "127.0.0.1:0".into();
+        }
         config.workers.pin = false;
         if config.workers.count == 0 {
             config.workers.count = 1;

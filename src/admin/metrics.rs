@@ -1,0 +1,263 @@
+//! Per-worker counters and their Prometheus text exposition.
+//!
+//! Each worker owns one [`WorkerStats`] and is its only writer (relaxed atomic adds, no
+//! locks); a scrape reads every worker's and renders them side by side with a `worker`
+//! label, so it never stops a worker. Labels come only from bounded sets (worker index,
+//! close reason kinds).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Why connections closed, as a bounded label set (`CloseReason::kind`).
+pub const CLOSE_KINDS: &[&str] = &[
+    "peer_closed",
+    "io_error",
+    "protocol",
+    "publisher_refused",
+    "hub",
+    "http",
+    "timeout",
+    "slow_player",
+    "output_overflow",
+    "relay",
+    "shutdown",
+    "drain",
+    "other",
+];
+
+/// One worker's counters (monotonic unless said otherwise).
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub accepted: AtomicU64,
+    /// Refused at accept (connection caps).
+    pub refused: AtomicU64,
+    /// Gauge: connections in the worker's slab now.
+    pub open: AtomicU64,
+    /// Closed, by [`CLOSE_KINDS`] index.
+    pub closed: Vec<AtomicU64>,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Media messages taken from publishers and pulls.
+    pub media_in: AtomicU64,
+    /// Frames dropped by the slow-player policy (counted when the connection closes).
+    pub frames_dropped: AtomicU64,
+    pub bus_sent: AtomicU64,
+    /// Media refused by a full mailbox (its worker skips to the next keyframe).
+    pub bus_dropped: AtomicU64,
+    pub wakeups: AtomicU64,
+    /// Time spent handling events, in nanoseconds.
+    pub busy_ns: AtomicU64,
+    /// Gauge: streams with an entry on this worker.
+    pub streams: AtomicU64,
+    pub pulls_started: AtomicU64,
+    pub pushes_started: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self {
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            closed: CLOSE_KINDS.iter().map(|_| AtomicU64::new(0)).collect(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            media_in: AtomicU64::new(0),
+            frames_dropped: AtomicU64::new(0),
+            bus_sent: AtomicU64::new(0),
+            bus_dropped: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            streams: AtomicU64::new(0),
+            pulls_started: AtomicU64::new(0),
+            pushes_started: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Adds `n` to `counter` (the worker is the only writer).
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// Counts one close of kind `kind` (one of [`CLOSE_KINDS`]).
+    pub fn closed(&self, kind: &str) {
+        let i = CLOSE_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(CLOSE_KINDS.len() - 1);
+        Self::add(&self.closed[i], 1);
+    }
+}
+
+/// Every worker's stats, in worker order: what a scrape reads.
+pub type Registry = Arc<Vec<Arc<WorkerStats>>>;
+
+/// A new registry of `workers` zeroed workers.
+pub fn registry(workers: usize) -> Registry {
+    Arc::new((0..workers).map(|_| Arc::default()).collect())
+}
+
+/// One metric family: name, help, type, and how to read it from a worker.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    read: fn(&WorkerStats) -> f64,
+}
+
+fn v(counter: &AtomicU64) -> f64 {
+    counter.load(Relaxed) as f64
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "rtmp_edge_connections_accepted_total",
+        help: "Connections accepted.",
+        kind: "counter",
+        read: |s| v(&s.accepted),
+    },
+    Family {
+        name: "rtmp_edge_connections_refused_total",
+        help: "Connections refused at accept (connection caps).",
+        kind: "counter",
+        read: |s| v(&s.refused),
+    },
+    Family {
+        name: "rtmp_edge_connections_open",
+        help: "Connections open now (clients and relay upstreams).",
+        kind: "gauge",
+        read: |s| v(&s.open),
+    },
+    Family {
+        name: "rtmp_edge_received_bytes_total",
+        help: "Bytes read from sockets.",
+        kind: "counter",
+        read: |s| v(&s.bytes_in),
+    },
+    Family {
+        name: "rtmp_edge_sent_bytes_total",
+        help: "Bytes written to sockets.",
+        kind: "counter",
+        read: |s| v(&s.bytes_out),
+    },
+    Family {
+        name: "rtmp_edge_media_messages_in_total",
+        help: "Media messages taken in from publishers and pulls.",
+        kind: "counter",
+        read: |s| v(&s.media_in),
+    },
+    Family {
+        name: "rtmp_edge_player_frames_dropped_total",
+        help: "Frames dropped by the slow-player policy (counted when a connection closes).",
+        kind: "counter",
+        read: |s| v(&s.frames_dropped),
+    },
+    Family {
+        name: "rtmp_edge_bus_messages_sent_total",
+        help: "Messages sent to other workers.",
+        kind: "counter",
+        read: |s| v(&s.bus_sent),
+    },
+    Family {
+        name: "rtmp_edge_bus_media_dropped_total",
+        help: "Media refused by a full mailbox (that worker's players skip to a keyframe).",
+        kind: "counter",
+        read: |s| v(&s.bus_dropped),
+    },
+    Family {
+        name: "rtmp_edge_loop_wakeups_total",
+        help: "Event loop wake-ups.",
+        kind: "counter",
+        read: |s| v(&s.wakeups),
+    },
+    Family {
+        name: "rtmp_edge_loop_busy_seconds_total",
+        help: "Time the event loop spent handling events.",
+        kind: "counter",
+        read: |s| s.busy_ns.load(Relaxed) as f64 / 1e9,
+    },
+    Family {
+        name: "rtmp_edge_streams",
+        help: "Streams with an entry on the worker (published, mirrored or waited for).",
+        kind: "gauge",
+        read: |s| v(&s.streams),
+    },
+    Family {
+        name: "rtmp_edge_relay_pulls_started_total",
+        help: "Pulls from origins started.",
+        kind: "counter",
+        read: |s| v(&s.pulls_started),
+    },
+    Family {
+        name: "rtmp_edge_relay_pushes_started_total",
+        help: "Push target connections started.",
+        kind: "counter",
+        read: |s| v(&s.pushes_started),
+    },
+];
+
+/// The Prometheus text exposition (format 0.0.4) of every worker's counters.
+pub fn render(registry: &[Arc<WorkerStats>]) -> String {
+    let mut out = String::with_capacity(4096);
+    for family in FAMILIES {
+        let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
+        let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
+        for (worker, stats) in registry.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}{{worker=\"{worker}\"}} {}",
+                family.name,
+                (family.read)(stats)
+            );
+        }
+    }
+    let name = "rtmp_edge_connections_closed_total";
+    let _ = writeln!(out, "# HELP {name} Connections closed, by reason kind.");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (worker, stats) in registry.iter().enumerate() {
+        for (kind, count) in CLOSE_KINDS.iter().zip(&stats.closed) {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\",reason=\"{kind}\"}} {}",
+                v(count)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_type_and_one_sample_per_worker() {
+        let reg = registry(2);
+        WorkerStats::add(&reg[1].bytes_out, 1234);
+        reg[0].closed("slow_player");
+        reg[0].closed("not a kind");
+        let text = render(&reg);
+        assert!(text.contains("rtmp_edge_sent_bytes_total{worker=\"1\"} 1234\n"));
+        assert!(text.contains("rtmp_edge_sent_bytes_total{worker=\"0\"} 0\n"));
+        assert!(text.contains(
+            "rtmp_edge_connections_closed_total{worker=\"0\",reason=\"slow_player\"} 1\n"
+        ));
+        assert!(
+            text.contains("rtmp_edge_connections_closed_total{worker=\"0\",reason=\"other\"} 1\n")
+        );
+        for family in FAMILIES {
+            assert_eq!(text.matches(&format!("# TYPE {} ", family.name)).count(), 1);
+            assert_eq!(text.matches(&format!("\n{}{{", family.name)).count(), 2);
+        }
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(
+            samples,
+            2 * FAMILIES.len() + 2 * CLOSE_KINDS.len(),
+            "bounded"
+        );
+    }
+}

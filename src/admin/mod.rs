@@ -1,0 +1,168 @@
+//! The admin listener: operators' HTTP endpoint beside the media listeners, on its own thread
+//! (it never runs on a worker). Today it serves `/metrics` (Prometheus text exposition of the
+//! workers' counters, [`metrics`]); the JSON API and status page are to come.
+//!
+//! `[admin] listen` (default `127.0.0.1:9090`, so it is not public; empty: off). A listener
+//! that cannot be bound is logged as an error and the server runs without it: media first.
+
+pub mod metrics;
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+pub use metrics::{Registry, WorkerStats};
+
+const LISTENER: Token = Token(0);
+const STOP: Token = Token(1);
+/// A request must arrive (and its answer leave) within this.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// A running admin listener.
+pub struct AdminServer {
+    addr: SocketAddr,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// Binds `addr` and serves `registry` from a thread.
+    pub fn start(addr: SocketAddr, registry: Registry, token: String) -> io::Result<Self> {
+        let mut listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
+        let thread = std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || serve(poll, listener, &registry, &token))?;
+        tracing::info!(%addr, "listening for admin requests (/metrics)");
+        Ok(Self {
+            addr,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(mut poll: Poll, listener: TcpListener, registry: &Registry, token: &str) {
+    let mut events = Events::with_capacity(16);
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            tracing::error!(error = %e, "admin listener stopped");
+            return;
+        }
+        for event in events.iter() {
+            if event.token() == STOP {
+                return;
+            }
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if let Err(e) = answer(stream, registry, token) {
+                        tracing::debug!(%peer, error = %e, "admin request failed");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads one request and answers it (then closes: scrapers reconnect, cheaply, on loopback).
+fn answer(stream: mio::net::TcpStream, registry: &Registry, token: &str) -> io::Result<()> {
+    let mut stream = std::net::TcpStream::from(stream);
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let (method, path, authorised) = loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                let authorised = token.is_empty()
+                    || request.headers.iter().any(|h| {
+                        h.name.eq_ignore_ascii_case("authorization")
+                            && h.value == format!("Bearer {token}").as_bytes()
+                    });
+                break (
+                    request.method.unwrap_or("").to_owned(),
+                    request.path.unwrap_or("").to_owned(),
+                    authorised,
+                );
+            }
+            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => {}
+            _ => return respond(&mut stream, 400, "text/plain", b"bad request\n"),
+        }
+    };
+    let path = path.split('?').next().unwrap_or("");
+    match (method.as_str(), path) {
+        ("GET", "/metrics") if authorised => {
+            let body = metrics::render(registry);
+            respond(
+                &mut stream,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body.as_bytes(),
+            )
+        }
+        ("GET", "/metrics") => respond(&mut stream, 401, "text/plain", b"unauthorised\n"),
+        _ => respond(&mut stream, 404, "text/plain", b"not found\n"),
+    }
+}
+
+fn respond(
+    stream: &mut std::net::TcpStream,
+    status: u16,
+    kind: &str,
+    body: &[u8],
+) -> io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        _ => "Not Found",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)
+}
