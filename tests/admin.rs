@@ -99,8 +99,10 @@ fn a_token_guards_the_metrics() {
     config.admin.token = "s3cret".into();
     let server = TestServer::start(config);
     let addr = server.server().admin_addr().unwrap();
-    let (head, _) = get(addr, "/metrics");
-    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    for path in ["/metrics", "/api/v1/streams"] {
+        let (head, _) = get(addr, path);
+        assert!(head.starts_with("HTTP/1.1 401"), "{path}: {head}");
+    }
     let mut c = std::net::TcpStream::connect(addr).unwrap();
     use std::io::Write;
     c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n")
@@ -109,4 +111,109 @@ fn a_token_guards_the_metrics() {
     let (head, body) = common::read_response(&mut c);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(String::from_utf8_lossy(&body).contains("rtmp_edge_connections_open"));
+}
+
+/// Sends one request with `method` to the admin listener of `server`; the answer.
+fn call(server: &TestServer, method: &str, path: &str) -> (String, serde_json::Value) {
+    use std::io::Write;
+    let addr = server.server().admin_addr().unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let (head, body) = common::read_response(&mut c);
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (head, json)
+}
+
+#[test]
+fn the_api_lists_streams_and_clients_across_workers_and_kicks_by_id() {
+    let mut config = Config::default();
+    config.workers.count = 2;
+    let server = TestServer::start(config);
+    let tags = common::fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "api");
+    for tag in &tags {
+        publisher.send(tag.tag_type, tag.timestamp, &tag.data);
+    }
+    // Enough players that both workers have some (the kernel spreads connections).
+    let mut players: Vec<Client> = (0..8)
+        .map(|_| Client::play(server.addr, "live", "api"))
+        .collect();
+    for p in &mut players {
+        p.media(3);
+    }
+    let (head, streams) = call(&server, "GET", "/api/v1/streams");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let stream = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "api")
+        .unwrap_or_else(|| panic!("listed: {streams}"));
+    assert_eq!(stream["app"], "live");
+    assert_eq!(stream["source"], "local");
+    assert_eq!(
+        stream["players"]["rtmp"], 8,
+        "players of every worker: {stream}"
+    );
+    assert!(
+        stream["video_codec"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("avc1.")),
+        "{stream}"
+    );
+    assert!(stream["width"].as_u64().is_some_and(|w| w > 0), "{stream}");
+    assert_eq!(
+        stream["publisher"],
+        format!("127.0.0.1:{}", publisher.local_port())
+    );
+    let (_, one) = call(&server, "GET", "/api/v1/streams/live/api");
+    assert_eq!(one["stream"], "api");
+    let (head, _) = call(&server, "GET", "/api/v1/streams/live/nope");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    let (_, clients) = call(&server, "GET", "/api/v1/clients?stream=live/api");
+    let clients = clients.as_array().unwrap().clone();
+    assert_eq!(clients.len(), 9, "the publisher and 8 players: {clients:?}");
+    let owner = clients.iter().find(|c| c["role"] == "publisher").unwrap()["worker"].clone();
+    // Kick a player on the other worker than the publisher's, by id.
+    let victim = clients
+        .iter()
+        .find(|c| c["role"] == "player" && c["worker"] != owner)
+        .or_else(|| clients.iter().find(|c| c["role"] == "player"))
+        .unwrap();
+    let id = victim["id"].as_str().unwrap().to_string();
+    let port: u16 = victim["peer"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (head, kicked) = call(&server, "DELETE", &format!("/api/v1/clients/{id}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(kicked["kicked"], true);
+    assert_eq!(
+        server.closed(port).reason,
+        rtmp_edge::shard::CloseReason::Kicked
+    );
+    let (head, _) = call(&server, "DELETE", &format!("/api/v1/clients/{id}"));
+    assert!(
+        head.starts_with("HTTP/1.1 404"),
+        "a kick never reaches a reused slot: {head}"
+    );
+    // The others play on.
+    publish_frames(&mut publisher, 500, 25);
+    for p in players.iter_mut().filter(|p| p.local_port() != port) {
+        p.media(1);
+    }
+    // Reload needs a configuration file (in process there is none); drain works.
+    let (head, _) = call(&server, "POST", "/api/v1/reload");
+    assert!(head.starts_with("HTTP/1.1 501"), "{head}");
+    let (head, _) = call(&server, "POST", "/api/v1/drain");
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    common::wait_for_log_count(&["drain started"], 2, WAIT);
+    let (head, _) = get(server.http, "/healthz");
+    assert!(head.starts_with("HTTP/1.1 503"), "draining: {head}");
 }

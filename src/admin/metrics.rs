@@ -23,6 +23,7 @@ pub const CLOSE_KINDS: &[&str] = &[
     "relay",
     "shutdown",
     "drain",
+    "kicked",
     "other",
 ];
 

@@ -1,10 +1,14 @@
 //! The admin listener: operators' HTTP endpoint beside the media listeners, on its own thread
-//! (it never runs on a worker). Today it serves `/metrics` (Prometheus text exposition of the
-//! workers' counters, [`metrics`]); the JSON API and status page are to come.
+//! (it never runs on a worker). It serves `/metrics` (Prometheus text exposition of the
+//! workers' counters, [`metrics`]) and the JSON control API ([`api`]): `GET /api/v1/streams`,
+//! `GET /api/v1/streams/{app}/{stream}`, `GET /api/v1/clients?stream=`, `DELETE
+//! /api/v1/clients/{id}`, `POST /api/v1/drain`, `POST /api/v1/reload`. The workers answer
+//! over their mailboxes ([`api::Control`]); a scrape or a query never stops them.
 //!
 //! `[admin] listen` (default `127.0.0.1:9090`, so it is not public; empty: off). A listener
 //! that cannot be bound is logged as an error and the server runs without it: media first.
 
+pub mod api;
 pub mod metrics;
 
 use std::io::{self, Read, Write};
@@ -34,7 +38,12 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Binds `addr` and serves `registry` from a thread.
-    pub fn start(addr: SocketAddr, registry: Registry, token: String) -> io::Result<Self> {
+    pub fn start(
+        addr: SocketAddr,
+        registry: Registry,
+        control: Arc<dyn api::Control>,
+        token: String,
+    ) -> io::Result<Self> {
         let mut listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
@@ -43,8 +52,8 @@ impl AdminServer {
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
         let thread = std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || serve(poll, listener, &registry, &token))?;
-        tracing::info!(%addr, "listening for admin requests (/metrics)");
+            .spawn(move || serve(poll, listener, &registry, &*control, &token))?;
+        tracing::info!(%addr, "listening for admin requests (/metrics, /api/v1)");
         Ok(Self {
             addr,
             waker,
@@ -66,7 +75,13 @@ impl AdminServer {
     }
 }
 
-fn serve(mut poll: Poll, listener: TcpListener, registry: &Registry, token: &str) {
+fn serve(
+    mut poll: Poll,
+    listener: TcpListener,
+    registry: &Registry,
+    control: &dyn api::Control,
+    token: &str,
+) {
     let mut events = Events::with_capacity(16);
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
@@ -84,7 +99,7 @@ fn serve(mut poll: Poll, listener: TcpListener, registry: &Registry, token: &str
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if let Err(e) = answer(stream, registry, token) {
+                    if let Err(e) = answer(stream, registry, control, token) {
                         tracing::debug!(%peer, error = %e, "admin request failed");
                     }
                 }
@@ -99,7 +114,12 @@ fn serve(mut poll: Poll, listener: TcpListener, registry: &Registry, token: &str
 }
 
 /// Reads one request and answers it (then closes: scrapers reconnect, cheaply, on loopback).
-fn answer(stream: mio::net::TcpStream, registry: &Registry, token: &str) -> io::Result<()> {
+fn answer(
+    stream: mio::net::TcpStream,
+    registry: &Registry,
+    control: &dyn api::Control,
+    token: &str,
+) -> io::Result<()> {
     let mut stream = std::net::TcpStream::from(stream);
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -131,9 +151,14 @@ fn answer(stream: mio::net::TcpStream, registry: &Registry, token: &str) -> io::
             _ => return respond(&mut stream, 400, "text/plain", b"bad request\n"),
         }
     };
-    let path = path.split('?').next().unwrap_or("");
+    let (path, query) = path.split_once('?').unwrap_or((&path, ""));
+    if !authorised {
+        return respond(&mut stream, 401, "text/plain", b"unauthorised\n");
+    }
+    let wait = Duration::from_secs(1);
+    let json = |value: &dyn erased::Json| value.to_json();
     match (method.as_str(), path) {
-        ("GET", "/metrics") if authorised => {
+        ("GET", "/metrics") => {
             let body = metrics::render(registry);
             respond(
                 &mut stream,
@@ -142,8 +167,70 @@ fn answer(stream: mio::net::TcpStream, registry: &Registry, token: &str) -> io::
                 body.as_bytes(),
             )
         }
-        ("GET", "/metrics") => respond(&mut stream, 401, "text/plain", b"unauthorised\n"),
+        ("GET", "/api/v1/streams") => {
+            let all = api::streams(&control.snapshot(wait));
+            respond(&mut stream, 200, JSON, json(&all).as_bytes())
+        }
+        ("GET", p) if p.starts_with("/api/v1/streams/") => {
+            let key = crate::http::decode_path(&p["/api/v1/streams/".len()..]).ok();
+            let all = api::streams(&control.snapshot(wait));
+            match all
+                .iter()
+                .find(|s| key.as_deref() == Some(&format!("{}/{}", s.app, s.stream)))
+            {
+                Some(found) => respond(&mut stream, 200, JSON, json(found).as_bytes()),
+                None => respond(&mut stream, 404, JSON, b"{\"error\":\"no such stream\"}"),
+            }
+        }
+        ("GET", "/api/v1/clients") => {
+            let wanted = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("stream="))
+                .and_then(|s| crate::http::decode_path(s).ok());
+            let clients: Vec<api::ClientInfo> = control
+                .snapshot(wait)
+                .into_iter()
+                .flat_map(|s| s.clients)
+                .filter(|c| wanted.is_none() || c.stream == wanted)
+                .collect();
+            respond(&mut stream, 200, JSON, json(&clients).as_bytes())
+        }
+        ("DELETE", p) if p.starts_with("/api/v1/clients/") => {
+            match control.kick(&p["/api/v1/clients/".len()..], wait) {
+                api::Kicked::Closed => respond(&mut stream, 200, JSON, b"{\"kicked\":true}"),
+                api::Kicked::NotFound => {
+                    respond(&mut stream, 404, JSON, b"{\"error\":\"no such client\"}")
+                }
+            }
+        }
+        ("POST", "/api/v1/drain") => {
+            control.drain();
+            respond(&mut stream, 202, JSON, b"{\"draining\":true}")
+        }
+        ("POST", "/api/v1/reload") => match control.reload() {
+            Ok(()) => respond(&mut stream, 202, JSON, b"{\"reloading\":true}"),
+            Err(why) => respond(
+                &mut stream,
+                501,
+                JSON,
+                json(&serde_json::json!({ "error": why })).as_bytes(),
+            ),
+        },
         _ => respond(&mut stream, 404, "text/plain", b"not found\n"),
+    }
+}
+
+const JSON: &str = "application/json";
+
+/// Serialises any API value (one place for the error-free JSON rendering).
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|_| "null".into())
+        }
     }
 }
 
@@ -155,8 +242,10 @@ fn respond(
 ) -> io::Result<()> {
     let reason = match status {
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         401 => "Unauthorized",
+        501 => "Not Implemented",
         _ => "Not Found",
     };
     let head = format!(

@@ -251,6 +251,11 @@ impl Hub {
         })
     }
 
+    /// Every stream with an entry here (owned, mirrored or waited for).
+    pub fn streams(&self) -> impl Iterator<Item = &Stream> {
+        self.streams.values()
+    }
+
     /// The streams published here by a local publisher.
     pub fn published_here(&self) -> impl Iterator<Item = &StreamKey> {
         self.streams

@@ -232,6 +232,11 @@ impl Stream {
         self.clock.restart();
     }
 
+    /// The latest video and audio sequence headers, if any.
+    pub fn headers(&self) -> (Option<&Packet>, Option<&Packet>) {
+        (self.video_header.as_ref(), self.audio_header.as_ref())
+    }
+
     /// The publisher left: forget its media; the timeline continues on republish.
     pub fn unpublish(&mut self) {
         self.source = Source::None;

@@ -24,6 +24,8 @@ pub enum BusMsg {
     HlsStart { key: StreamKey },
     /// To every worker: a reloaded, validated configuration (SIGHUP) to apply.
     Reconfigure(Arc<Config>),
+    /// From the admin thread: a snapshot or a kick.
+    Admin(super::admin::AdminQuery),
 }
 
 struct Mailbox {

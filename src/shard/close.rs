@@ -61,6 +61,9 @@ pub enum CloseReason {
     /// The edge relay closed one of its own upstream connections.
     #[error("relay: {0}")]
     Relay(RelayEnd),
+    /// An operator closed it through the admin API.
+    #[error("kicked by the admin API")]
+    Kicked,
     #[error("server shutting down")]
     ShuttingDown,
     /// Still connected when a drain's time (`timeouts.drain_ms`) ran out: shut down.
@@ -91,6 +94,7 @@ impl CloseReason {
             CloseReason::OutputOverflow { .. } => "output_overflow",
             CloseReason::Relay(_) => "relay",
             CloseReason::ShuttingDown | CloseReason::ShutdownDeadline => "shutdown",
+            CloseReason::Kicked => "kicked",
             CloseReason::DrainDeadline { .. } => "drain",
         }
     }

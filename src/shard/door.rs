@@ -193,6 +193,7 @@ impl Worker {
             }
             BusMsg::HlsStart { key } => self.start_packaging(&key, now),
             BusMsg::Reconfigure(config) => self.apply_config(config),
+            BusMsg::Admin(query) => self.admin_query(query, now),
         }
     }
 }

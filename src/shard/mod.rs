@@ -7,6 +7,7 @@
 //! [`Hub`](crate::fanout::Hub) (its `Door` and `Action`s are applied in `door.rs`) and the
 //! HLS/DASH `Packaging` (`hls/`, its actions applied in `http.rs`).
 
+mod admin;
 mod bus;
 mod close;
 mod conn;
@@ -69,8 +70,10 @@ pub struct Server {
     /// Writes recordings (`[record]`); ends after the workers (its last senders), closing the
     /// files still open.
     record_writer: JoinHandle<()>,
-    /// The admin listener (metrics), on its own thread, when `admin.listen` is set.
+    /// The admin listener (metrics, API), on its own thread, when `admin.listen` is set.
     admin: Option<crate::admin::AdminServer>,
+    /// The admin API's way to the workers.
+    control: Arc<admin::ShardControl>,
     addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     bus: Arc<Bus>,
@@ -187,11 +190,14 @@ impl Server {
         }
         drop(hls);
         drop(record);
+        let control = Arc::new(admin::ShardControl::new(bus.clone()));
         let admin = match config.admin.listen.parse::<SocketAddr>() {
             Err(_) => None, // empty: off (validated otherwise)
             Ok(addr) => {
                 let token = config.admin.token.clone();
-                let start = || crate::admin::AdminServer::start(addr, stats.clone(), token);
+                let control: Arc<dyn crate::admin::api::Control> = control.clone();
+                let start =
+                    || crate::admin::AdminServer::start(addr, stats.clone(), control, token);
                 let started = match &hooks.dispatch {
                     Some(dispatch) => tracing::dispatcher::with_default(dispatch, start),
                     None => start(),
@@ -210,6 +216,7 @@ impl Server {
             disk_writer,
             record_writer,
             admin,
+            control,
             addrs,
             http_addrs,
             bus,
@@ -300,6 +307,11 @@ pub fn run(
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let server = Server::start(config)?;
+    // SIGHUP is handled from here on: the admin API's reload may raise it.
+    server
+        .control
+        .signals
+        .store(true, std::sync::atomic::Ordering::Release);
     let bus = server.bus.clone();
     // The signal loop ends when the workers do (a drain that emptied them, or a shutdown).
     let handle = signals.handle();

@@ -1,0 +1,202 @@
+//! The workers' side of the admin API: snapshots of their streams and clients and kicks,
+//! asked over the bus ([`AdminQuery`]) and answered from each worker's loop, and the
+//! [`Control`] the admin thread holds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::bus::{Bus, BusMsg};
+use super::close::CloseReason;
+use super::conn::{Proto, Role};
+use super::worker::Worker;
+use crate::admin::api::{ClientInfo, Control, Kicked, StreamInfo, WorkerSnapshot};
+use crate::fanout::{ConnKey, Source};
+use crate::package::codec::{parse_frame, Parsed};
+use crate::package::{Frame, FrameKind};
+
+/// A question from the admin thread to one worker.
+#[derive(Debug)]
+pub enum AdminQuery {
+    /// Describe your streams and clients.
+    Snapshot(Sender<WorkerSnapshot>),
+    /// Close connection `key` (answer whether it was there).
+    Kick { key: ConnKey, reply: Sender<bool> },
+}
+
+/// The admin thread's handle on the workers.
+pub struct ShardControl {
+    bus: Arc<Bus>,
+    /// Set by `run`: SIGHUP is handled, so a reload request raises it.
+    pub(super) signals: AtomicBool,
+}
+
+impl ShardControl {
+    pub fn new(bus: Arc<Bus>) -> Self {
+        Self {
+            bus,
+            signals: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Control for ShardControl {
+    fn snapshot(&self, timeout: Duration) -> Vec<WorkerSnapshot> {
+        let (tx, rx) = channel();
+        self.bus
+            .broadcast(|| BusMsg::Admin(AdminQuery::Snapshot(tx.clone())));
+        drop(tx);
+        let deadline = Instant::now() + timeout;
+        let mut all: Vec<WorkerSnapshot> = Vec::with_capacity(self.bus.workers());
+        while all.len() < self.bus.workers() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(snapshot) => all.push(snapshot),
+                Err(_) => break, // a worker that does not answer in time is left out
+            }
+        }
+        all.sort_by_key(|s| s.worker);
+        all
+    }
+
+    fn kick(&self, id: &str, timeout: Duration) -> Kicked {
+        let mut parts = id.split('-').map(str::parse::<u64>);
+        let (Some(Ok(worker)), Some(Ok(index)), Some(Ok(generation)), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Kicked::NotFound;
+        };
+        if worker as usize >= self.bus.workers() {
+            return Kicked::NotFound;
+        }
+        let key = ConnKey {
+            index: index as u32,
+            generation: generation as u32,
+        };
+        let (reply, rx) = channel();
+        self.bus.send(
+            worker as usize,
+            BusMsg::Admin(AdminQuery::Kick { key, reply }),
+        );
+        match rx.recv_timeout(timeout) {
+            Ok(true) => Kicked::Closed,
+            _ => Kicked::NotFound,
+        }
+    }
+
+    fn drain(&self) {
+        self.bus.begin_drain();
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        if !self.signals.load(Ordering::Acquire) {
+            return Err("this server was started without a configuration file to reload".into());
+        }
+        signal_hook::low_level::raise(signal_hook::consts::SIGHUP).map_err(|e| e.to_string())
+    }
+}
+
+impl Worker {
+    /// Answers an admin question.
+    pub(super) fn admin_query(&mut self, query: AdminQuery, now: Instant) {
+        match query {
+            AdminQuery::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot(now));
+            }
+            AdminQuery::Kick { key, reply } => {
+                let found = self.conns.get(key).is_some();
+                if found {
+                    self.close(key, CloseReason::Kicked, now);
+                }
+                let _ = reply.send(found);
+            }
+        }
+    }
+
+    fn snapshot(&self, now: Instant) -> WorkerSnapshot {
+        let clients = self
+            .conns
+            .iter()
+            .map(|(key, c)| {
+                let (role, proto) = match (&c.proto, c.role) {
+                    (Proto::Upstream(up), _) => match up.job {
+                        super::relay::Job::Pull => ("pull", "relay"),
+                        super::relay::Job::Push { .. } => ("push", "relay"),
+                    },
+                    (Proto::Http(_), Role::Player { flv: Some(_) }) => ("http-flv", "http"),
+                    (Proto::Http(_), _) => ("http", "http"),
+                    (Proto::Rtmp(_), Role::Publisher) => ("publisher", "rtmp"),
+                    (Proto::Rtmp(_), Role::Player { .. }) => ("player", "rtmp"),
+                    (Proto::Rtmp(_), Role::Pending) => ("pending", "rtmp"),
+                };
+                ClientInfo {
+                    id: format!("{}-{}-{}", self.index, key.index, key.generation),
+                    worker: self.index,
+                    peer: c.peer.to_string(),
+                    role,
+                    proto,
+                    stream: c.last_stream.as_ref().map(ToString::to_string),
+                    bytes_in: c.bytes_in,
+                    bytes_out: c.bytes_out,
+                    queue_bytes: c.out.queued_bytes(),
+                    dropped_frames: c.out.dropped_frames(),
+                    connected_ms: now.duration_since(c.opened).as_millis() as u64,
+                }
+            })
+            .collect();
+        let streams = self
+            .hub
+            .streams()
+            .map(|stream| {
+                let feeder = match stream.source {
+                    Source::Local(conn) => Some(conn),
+                    Source::Pulled => self.relay.feeder(&stream.key),
+                    Source::Remote(_) | Source::None => None,
+                };
+                let feeder = feeder.and_then(|k| self.conns.get(k));
+                let (video, audio) = stream.headers();
+                let video = video.and_then(|p| {
+                    let frame = Frame::new(FrameKind::Video, 0, p.wire.payload().clone());
+                    match parse_frame(&frame) {
+                        Ok(Parsed::VideoConfig(c)) => Some(c),
+                        _ => None,
+                    }
+                });
+                let audio = audio.and_then(|p| {
+                    let frame = Frame::new(FrameKind::Audio, 0, p.wire.payload().clone());
+                    match parse_frame(&frame) {
+                        Ok(Parsed::AudioConfig(c)) => Some(c.codec_string),
+                        _ => None,
+                    }
+                });
+                let http_flv = stream.players.iter().filter(|p| p.flv.is_some()).count();
+                StreamInfo {
+                    key: stream.key.to_string(),
+                    source: match stream.source {
+                        Source::Local(_) => "local",
+                        Source::Pulled => "pulled",
+                        Source::Remote(_) => "remote",
+                        Source::None => "waiting",
+                    },
+                    worker: self.index,
+                    players_rtmp: stream.players.len() - http_flv,
+                    players_http_flv: http_flv,
+                    publisher: feeder.map(|c| c.peer.to_string()),
+                    bytes_in: feeder.map_or(0, |c| c.bytes_in),
+                    uptime_ms: feeder
+                        .map_or(0, |c| now.duration_since(c.opened).as_millis() as u64),
+                    width: video.as_ref().map(|c| c.width).filter(|w| *w > 0),
+                    height: video.as_ref().map(|c| c.height).filter(|h| *h > 0),
+                    video_codec: video.map(|c| c.codec_string),
+                    audio_codec: audio,
+                }
+            })
+            .collect();
+        WorkerSnapshot {
+            worker: self.index,
+            streams,
+            clients,
+        }
+    }
+}
