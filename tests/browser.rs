@@ -218,3 +218,34 @@ fn chromium_plays_hls_from_an_edge_pulling_the_stream_from_its_origin() {
     );
     common::wait_for_log(&["pulling from an origin", "edgeweb"]);
 }
+
+/// The admin listener's status page in Chromium lists a stream ffmpeg publishes, live, with
+/// a non-zero bitrate in; the screenshot is kept under target/browser.
+#[test]
+fn chromium_shows_a_published_stream_on_the_status_page() {
+    need_tools();
+    let server = TestServer::with_defaults();
+    let _publisher = publish(&server, "statuspage");
+    wait_for_video(&server, "statuspage");
+    let admin = server.server().admin_addr().expect("admin listener runs");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("status-page.png");
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("node")
+        .arg(browser_dir().join("status.mjs"))
+        .arg(format!("http://{admin}/"))
+        .arg("live/statuspage")
+        .arg(&shot)
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the status page did not list the stream live: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("avc1."), "codec shown: {stdout}");
+    assert!(shot.exists(), "screenshot written");
+}

@@ -2,7 +2,8 @@
 //! (it never runs on a worker). It serves `/metrics` (Prometheus text exposition of the
 //! workers' counters, [`metrics`]) and the JSON control API ([`api`]): `GET /api/v1/streams`,
 //! `GET /api/v1/streams/{app}/{stream}`, `GET /api/v1/clients?stream=`, `DELETE
-//! /api/v1/clients/{id}`, `POST /api/v1/drain`, `POST /api/v1/reload`. The workers answer
+//! /api/v1/clients/{id}`, `POST /api/v1/drain`, `POST /api/v1/reload`; and at `/` a live
+//! status page (`status.html`, shipped in the binary) polling them. The workers answer
 //! over their mailboxes ([`api::Control`]); a scrape or a query never stops them.
 //!
 //! `[admin] listen` (default `127.0.0.1:9090`, so it is not public; empty: off). A listener
@@ -152,12 +153,14 @@ fn answer(
         }
     };
     let (path, query) = path.split_once('?').unwrap_or((&path, ""));
-    if !authorised {
+    // The status page holds no data (its script asks the API, with `?token=` as bearer).
+    if !authorised && path != "/" {
         return respond(&mut stream, 401, "text/plain", b"unauthorised\n");
     }
     let wait = Duration::from_secs(1);
     let json = |value: &dyn erased::Json| value.to_json();
     match (method.as_str(), path) {
+        ("GET", "/") => respond(&mut stream, 200, "text/html; charset=utf-8", STATUS_PAGE),
         ("GET", "/metrics") => {
             let body = metrics::render(registry);
             respond(
@@ -221,6 +224,10 @@ fn answer(
 }
 
 const JSON: &str = "application/json";
+
+/// The live status page: plain HTML and a small script polling the API (in the binary; no
+/// build step, no CDN).
+const STATUS_PAGE: &[u8] = include_bytes!("status.html");
 
 /// Serialises any API value (one place for the error-free JSON rendering).
 mod erased {
