@@ -572,14 +572,15 @@ fn a_webhook_timeout_fails_closed_and_fail_open_allows() {
 
 #[test]
 fn twenty_quick_plays_make_one_webhook_call() {
-    let hook = Hook::start(|_| (200, Duration::from_millis(100)));
+    let hook = Hook::start(|_| (200, Duration::from_secs(1)));
     let mut config = hook_config(&hook);
     config.auth.on_publish = String::new();
     config.auth.on_done = String::new();
     let server = TestServer::start(config);
     let (_publisher, code) = try_publish(server.addr, "live", "cam");
     assert_eq!(code, "NetStream.Publish.Start");
-    // Five at once share the one call in flight; fifteen more hit the cached answer.
+    // Five at once (pumped in turn, so each sends `play` while the first call is in flight)
+    // share that call; fifteen more afterwards hit the cached answer.
     let mut asking: Vec<Client> = (0..5)
         .map(|_| {
             let mut c = Client::connect(server.addr, "live");
@@ -588,9 +589,29 @@ fn twenty_quick_plays_make_one_webhook_call() {
             c
         })
         .collect();
-    for c in &mut asking {
-        assert_eq!(wait_status(c, "NetStream.Play."), "NetStream.Play.Start");
+    let mut codes: Vec<Option<String>> = vec![None; asking.len()];
+    let deadline = Instant::now() + WAIT;
+    while codes.iter().any(Option::is_none) {
+        assert!(Instant::now() < deadline, "unanswered plays: {codes:?}");
+        for (c, code) in asking.iter_mut().zip(codes.iter_mut()) {
+            if code.is_some() {
+                continue;
+            }
+            c.pump(Duration::from_millis(5));
+            while let Some(event) = c.events.pop_front() {
+                if let ClientEvent::Status { code: status, .. } = event {
+                    if status.starts_with("NetStream.Play.") && status != "NetStream.Play.Reset" {
+                        *code = Some(status);
+                    }
+                }
+            }
+        }
     }
+    for code in &codes {
+        assert_eq!(code.as_deref(), Some("NetStream.Play.Start"));
+    }
+    // They waited together: more than one request was held while one call was made.
+    common::wait_for_log_count(&["waiting for the webhook"], 2, WAIT);
     for _ in 0..15 {
         let (_c, code) = try_play(server.addr, "live", "cam");
         assert_eq!(code, "NetStream.Play.Start");
@@ -691,4 +712,62 @@ fn a_slow_webhook_holds_only_its_own_publish() {
     slow.send(9, 0, &media::avc_header());
     let (type_id, _, payload) = watcher.media(1).remove(0);
     assert_eq!((type_id, &payload[..]), (9, &media::avc_header()[..]));
+}
+
+#[test]
+fn an_answer_for_a_connection_closed_meanwhile_is_dropped() {
+    let hook = Hook::start(|body| {
+        if body.contains("\"stream\":\"gone\"") {
+            (200, Duration::from_millis(500))
+        } else {
+            (200, Duration::ZERO)
+        }
+    });
+    let mut config = hook_config(&hook);
+    config.auth.on_done = String::new();
+    config.workers.count = 1;
+    let server = TestServer::start(config);
+    let mut gone = Client::connect(server.addr, "live");
+    gone.session.publish("gone", PublishMode::Live);
+    gone.flush();
+    let deadline = Instant::now() + WAIT;
+    while hook.calls().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the publish never reached the hook"
+        );
+        gone.pump(Duration::from_millis(20));
+    }
+    let port = gone.local_port();
+    drop(gone);
+    assert_eq!(server.closed(port).reason, CloseReason::PeerClosed);
+    // A new connection (most likely in the freed slot, another generation) is not answered
+    // by the old one's hook answer, and goes on working after it was dropped.
+    let (mut publisher, mut player) = start_stream(server.addr, "live", "other");
+    common::wait_for_log(&["webhook answer for a closed connection: dropped"]);
+    round_trip(&mut publisher, &mut player, 1);
+    // Nothing published `gone` on the dead connection's behalf: a new publisher gets it.
+    let (_late, code) = try_publish(server.addr, "live", "gone");
+    assert_eq!(code, "NetStream.Publish.Start");
+}
+
+#[test]
+fn a_reload_applies_new_rules_to_later_requests() {
+    let server = TestServer::start(Config::default());
+    let (mut publisher, code) = try_publish(server.addr, "live", "cam");
+    assert_eq!(code, "NetStream.Publish.Start");
+    // What the test server runs with, plus the new rule.
+    let mut config = Config::default();
+    config.rtmp.listen = vec![server.addr];
+    config.http.listen = vec![server.http];
+    config.workers.count = 1;
+    config.workers.pin = false;
+    config.auth.deny_play = vec!["127.0.0.0/8".into()];
+    server.server().reload(config);
+    common::wait_for_log(&["configuration reloaded"]);
+    let (c, code) = try_play(server.addr, "live", "cam");
+    assert_eq!(code, "NetStream.Play.Failed");
+    assert_eq!(denied(&server, &c), (Role::Play, Denial::IpDenied));
+    // The publisher, allowed before, goes on.
+    publisher.send(9, 0, &media::avc_header());
 }

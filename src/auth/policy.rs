@@ -187,6 +187,13 @@ impl Policy {
         Ok(())
     }
 
+    /// True when nothing in `[auth]` concerns `role` of `app` (no IP rules, signature or
+    /// hook, `on_done` included): requests skip the stages altogether.
+    pub fn open(&self, role: Role, app: &str) -> bool {
+        let (allow, deny) = self.rules(app).lists(role);
+        allow.is_empty() && deny.is_empty() && !self.guarded(role, app) && self.on_done.is_none()
+    }
+
     /// True when `role` of `app` needs more than its IP rules (a signature or a hook): an
     /// HLS/DASH request then needs a viewer allowance or a full check.
     pub fn guarded(&self, role: Role, app: &str) -> bool {
@@ -276,6 +283,7 @@ mod tests {
         );
         assert!(policy.guarded(Role::Publish, "open"));
         assert!(!policy.guarded(Role::Play, "open"));
+        assert!(policy.open(Role::Play, "open") && !policy.open(Role::Play, "live"));
     }
 
     #[test]
@@ -305,5 +313,6 @@ mod tests {
             Ok(())
         );
         assert!(policy.hook(Role::Play).is_none() && !policy.guarded(Role::Play, "live"));
+        assert!(policy.open(Role::Play, "live") && policy.open(Role::Publish, "x"));
     }
 }

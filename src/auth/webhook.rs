@@ -361,8 +361,8 @@ fn call(job: &Job) -> Result<(), Denial> {
     let failure = match result {
         Ok(status) if (200..300).contains(&status) => return Ok(()),
         Ok(status) => {
-            tracing::info!(url = %c.url, app = %c.app, stream = %c.stream, status,
-                action = ?c.action, "webhook refused");
+            tracing::info!(url = %c.url, worker = c.worker, conn = c.conn, app = %c.app,
+                stream = %c.stream, status, action = ?c.action, "webhook refused");
             return Err(Denial::HookRefused { status });
         }
         Err(e)
@@ -377,8 +377,9 @@ fn call(job: &Job) -> Result<(), Denial> {
             error: e.to_string(),
         },
     };
-    tracing::warn!(url = %c.url, app = %c.app, stream = %c.stream, action = ?c.action,
-        fail_open = c.fail_open, error = %failure, "webhook call failed");
+    tracing::warn!(url = %c.url, worker = c.worker, conn = c.conn, app = %c.app,
+        stream = %c.stream, action = ?c.action, fail_open = c.fail_open, error = %failure,
+        "webhook call failed");
     if c.fail_open {
         Ok(())
     } else {

@@ -278,6 +278,9 @@ impl Worker {
         let Some((app, stream, protocol, session)) = viewer(route) else {
             return true;
         };
+        if self.gate.policy.open(Role::Play, app) {
+            return true;
+        }
         let Some(conn) = self.conns.get(key) else {
             return false;
         };
@@ -383,7 +386,13 @@ impl Worker {
     /// A webhook's answer for `key` (over the bus): serves or refuses what was held.
     pub(super) fn auth_answer(&mut self, key: ConnKey, answer: Result<(), Denial>, now: Instant) {
         let Some(pending) = self.gate.pending.remove(&key) else {
-            return; // closed since: nothing waits
+            // Closed since (its slot may hold another connection, of another generation).
+            tracing::debug!(
+                worker = self.index,
+                ?key,
+                "webhook answer for a closed connection: dropped"
+            );
+            return;
         };
         let Some(span) = self.conns.get(key).map(|c| c.span.clone()) else {
             return;
