@@ -514,13 +514,25 @@ fn a_webhook_2xx_allows_with_the_documented_body_and_done_is_told() {
         assert!(body.contains(field), "{field} in {body}");
     }
     assert!(!body.contains("ff00"), "the signature is not sent: {body}");
+    // An HTTP-FLV viewer is held for its call, then streams; an RTMP player of the same
+    // stream from the same address then uses the cached answer.
+    let mut flv = common::send_get(server.http, "/live/cam.flv?token=v");
+    let mut line = String::new();
+    BufReader::new(&mut flv).read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let asked = hook.wait_calls("\"protocol\":\"http-flv\"", 1).remove(0);
+    assert!(asked.contains("\"query\":\"token=v\""), "{asked}");
     let mut player = Client::play(server.addr, "live", "cam");
     publisher.send(9, 0, &media::avc_header());
     player.media(1);
+    assert_eq!(hook.calls().len(), 2, "{:?}", hook.calls());
+    drop(flv);
+    hook.wait_calls("\"action\":\"done\"", 1);
     drop(publisher);
-    let done = hook.wait_calls("\"action\":\"done\"", 1).remove(0);
+    let done = hook.wait_calls("\"role\":\"publish\"", 2).remove(1);
     assert!(done.contains("\"role\":\"publish\""), "{done}");
-    no_secret_in_logs(&["token=abc", "hook-token"]);
+    assert!(done.contains("\"action\":\"done\""), "{done}");
+    no_secret_in_logs(&["token=abc", "token=v", "hook-token"]);
 }
 
 #[test]

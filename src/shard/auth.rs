@@ -79,6 +79,8 @@ pub(super) struct Gate {
     pending: HashMap<ConnKey, Pending>,
     /// Allowed sessions `auth.on_done` is told about when they end.
     active: HashMap<ConnKey, Ask>,
+    /// A held HTTP request its hook allowed, for `http_input` to serve next.
+    allowed: Option<(ConnKey, http::Request)>,
 }
 
 impl Gate {
@@ -90,6 +92,18 @@ impl Gate {
             shared: None,
             pending: HashMap::new(),
             active: HashMap::new(),
+            allowed: None,
+        }
+    }
+
+    /// The request of `key` its hook just allowed, if any: serve it before reading more.
+    pub(super) fn take_allowed(&mut self, key: ConnKey) -> Option<http::Request> {
+        match self.allowed.take() {
+            Some((k, request)) if k == key => Some(request),
+            other => {
+                self.allowed = other;
+                None
+            }
         }
     }
 
@@ -425,10 +439,10 @@ impl Worker {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.proto = Proto::Http(HttpPhase::Request);
                 }
-                if self.serve_request(key, request, true, now) {
-                    // Requests pipelined behind the held one.
-                    self.http_input(key, now);
-                }
+                // Served first by `http_input`, then the requests pipelined behind it.
+                self.gate.allowed = Some((key, request));
+                self.http_input(key, now);
+                self.gate.allowed = None;
             }
             (Pending::Http { request, .. }, Err(denial)) => self.http_denied(key, &request, denial),
         }

@@ -31,167 +31,162 @@ impl Worker {
                 conn.read_buf.clear();
                 return;
             }
-            let request = match http::parse_request(&mut conn.read_buf, max) {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(e) => {
-                    let (status, reason) = e.status();
-                    let response =
-                        http::simple_response(status, reason, &format!("{e}\n"), false, &cors);
-                    self.refuse(key, response, CloseReason::BadHttpRequest(e));
-                    return;
-                }
-            };
-            if !self.serve_request(key, request, false, now) {
-                return;
-            }
-        }
-    }
-
-    /// Serves one parsed request; `authorised`: `[auth]` already allowed it (a request held
-    /// for a webhook, now answered). Returns false when the connection takes no further
-    /// request now (refused, held, streaming, or gone).
-    pub(super) fn serve_request(
-        &mut self,
-        key: ConnKey,
-        request: http::Request,
-        authorised: bool,
-        now: Instant,
-    ) -> bool {
-        let cors = self.config.http.cors_allow_origin.clone();
-        let keep_alive = request.keep_alive && !request.has_body;
-        let head_only = request.method == "HEAD";
-        let answer = |status: u16, reason: &str, body: &str| {
-            http::simple_response(status, reason, body, keep_alive, &cors)
-        };
-        let response = if request.has_body {
-            answer(
-                413,
-                "Content Too Large",
-                "request bodies are not accepted\n",
-            )
-        } else if request.method == "OPTIONS" {
-            answer(204, "No Content", "")
-        } else if request.method != "GET" && request.method != "HEAD" {
-            answer(
-                405,
-                "Method Not Allowed",
-                "only GET, HEAD and OPTIONS are served\n",
-            )
-        } else {
-            let route = match http::route(&request.path) {
-                Ok(route) => route,
-                Err(e) => {
-                    let response =
-                        http::simple_response(400, "Bad Request", &format!("{e}\n"), false, &cors);
-                    let response = if head_only {
-                        http::head_of(response)
-                    } else {
-                        response
-                    };
-                    let path = request.path.clone();
-                    self.refuse(key, response, CloseReason::BadHttpPath { path, error: e });
-                    return false;
-                }
-            };
-            // `[auth]` (shard/auth.rs): refused, or held for a webhook, unless allowed.
-            if !authorised && !self.http_authorised(key, &request, &route, now) {
-                return false;
-            }
-            match route {
-                Route::NotFound => answer(404, "Not Found", "no such resource\n"),
-                Route::Health if self.is_draining() => {
-                    answer(503, "Service Unavailable", "draining\n")
-                }
-                Route::Health => answer(200, "OK", "ok\n"),
-                Route::Playlist { app, stream } => match http::blocking_params(&request.query) {
-                    Err(e) => answer(400, "Bad Request", &format!("{e}\n")),
-                    Ok(block) => {
-                        let skey = StreamKey::new(&app, &stream);
-                        let what = Awaited::Playlist { stream, block };
-                        let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
-                        else {
-                            return false;
-                        };
-                        response
+            // A request held for its webhook and now allowed (shard/auth.rs) goes first.
+            let (request, authorised) = match self.gate.take_allowed(key) {
+                Some(request) => (request, true),
+                None => match http::parse_request(&mut conn.read_buf, max) {
+                    Ok(Some(request)) => (request, false),
+                    Ok(None) => return,
+                    Err(e) => {
+                        let (status, reason) = e.status();
+                        let response =
+                            http::simple_response(status, reason, &format!("{e}\n"), false, &cors);
+                        self.refuse(key, response, CloseReason::BadHttpRequest(e));
+                        return;
                     }
                 },
-                Route::Manifest { app, stream } => {
-                    let skey = StreamKey::new(&app, &stream);
-                    let what = Awaited::Manifest { stream };
-                    let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
-                    else {
-                        return false;
-                    };
-                    response
+            };
+            let keep_alive = request.keep_alive && !request.has_body;
+            let head_only = request.method == "HEAD";
+            let answer = |status: u16, reason: &str, body: &str| {
+                http::simple_response(status, reason, body, keep_alive, &cors)
+            };
+            let response = if request.has_body {
+                answer(
+                    413,
+                    "Content Too Large",
+                    "request bodies are not accepted\n",
+                )
+            } else if request.method == "OPTIONS" {
+                answer(204, "No Content", "")
+            } else if request.method != "GET" && request.method != "HEAD" {
+                answer(
+                    405,
+                    "Method Not Allowed",
+                    "only GET, HEAD and OPTIONS are served\n",
+                )
+            } else {
+                let route = match http::route(&request.path) {
+                    Ok(route) => route,
+                    Err(e) => {
+                        let response = http::simple_response(
+                            400,
+                            "Bad Request",
+                            &format!("{e}\n"),
+                            false,
+                            &cors,
+                        );
+                        let response = if head_only {
+                            http::head_of(response)
+                        } else {
+                            response
+                        };
+                        let path = request.path.clone();
+                        self.refuse(key, response, CloseReason::BadHttpPath { path, error: e });
+                        return;
+                    }
+                };
+                // `[auth]` (shard/auth.rs): refused, or held for a webhook, unless allowed.
+                if !authorised && !self.http_authorised(key, &request, &route, now) {
+                    return;
                 }
-                Route::Segment {
-                    app,
-                    stream,
-                    rendition,
-                    resource,
-                } => {
-                    let skey = StreamKey::new(&app, &stream);
-                    let what = Awaited::Resource {
+                match route {
+                    Route::NotFound => answer(404, "Not Found", "no such resource\n"),
+                    Route::Health if self.is_draining() => {
+                        answer(503, "Service Unavailable", "draining\n")
+                    }
+                    Route::Health => answer(200, "OK", "ok\n"),
+                    Route::Playlist { app, stream } => {
+                        match http::blocking_params(&request.query) {
+                            Err(e) => answer(400, "Bad Request", &format!("{e}\n")),
+                            Ok(block) => {
+                                let skey = StreamKey::new(&app, &stream);
+                                let what = Awaited::Playlist { stream, block };
+                                let Some(response) =
+                                    self.hls_serve(key, skey, what, keep_alive, head_only)
+                                else {
+                                    return;
+                                };
+                                response
+                            }
+                        }
+                    }
+                    Route::Manifest { app, stream } => {
+                        let skey = StreamKey::new(&app, &stream);
+                        let what = Awaited::Manifest { stream };
+                        let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
+                        else {
+                            return;
+                        };
+                        response
+                    }
+                    Route::Segment {
+                        app,
+                        stream,
                         rendition,
                         resource,
-                    };
-                    let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
-                    else {
-                        return false;
-                    };
-                    response
-                }
-                Route::Flv { app, stream } => {
-                    let skey = StreamKey::new(&app, &stream);
-                    if request.method == "HEAD" {
-                        answer(200, "OK", "")
-                    } else if !self.hub.open(&skey) {
-                        self.apply_hub(now);
-                        answer(404, "Not Found", "stream is not published\n")
-                    } else {
-                        let Some(conn) = self.conns.get_mut(key) else {
-                            return false;
+                    } => {
+                        let skey = StreamKey::new(&app, &stream);
+                        let what = Awaited::Resource {
+                            rendition,
+                            resource,
                         };
-                        let body = if request.http10 {
-                            FlvBody::UntilClose
+                        let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
+                        else {
+                            return;
+                        };
+                        response
+                    }
+                    Route::Flv { app, stream } => {
+                        let skey = StreamKey::new(&app, &stream);
+                        if request.method == "HEAD" {
+                            answer(200, "OK", "")
+                        } else if !self.hub.open(&skey) {
+                            self.apply_hub(now);
+                            answer(404, "Not Found", "stream is not published\n")
                         } else {
-                            FlvBody::Chunked
-                        };
-                        conn.out.push_control(http::flv_stream_head(&cors, body));
-                        conn.proto = Proto::Http(HttpPhase::Streaming);
-                        conn.read_buf.clear();
-                        conn.schedule_write(&mut self.write_list);
-                        let (hub, mut door) = self.door(now);
-                        hub.attach(key, 0, skey, Some(body), &mut door);
-                        self.apply_hub(now);
-                        return false;
+                            let Some(conn) = self.conns.get_mut(key) else {
+                                return;
+                            };
+                            let body = if request.http10 {
+                                FlvBody::UntilClose
+                            } else {
+                                FlvBody::Chunked
+                            };
+                            conn.out.push_control(http::flv_stream_head(&cors, body));
+                            conn.proto = Proto::Http(HttpPhase::Streaming);
+                            conn.read_buf.clear();
+                            conn.schedule_write(&mut self.write_list);
+                            let (hub, mut door) = self.door(now);
+                            hub.attach(key, 0, skey, Some(body), &mut door);
+                            self.apply_hub(now);
+                            return;
+                        }
                     }
                 }
-            }
-        };
-        let Some(conn) = self.conns.get_mut(key) else {
-            return false;
-        };
-        conn.out.push_control(if head_only {
-            http::head_of(response)
-        } else {
-            response
-        });
-        if !keep_alive {
-            conn.closing = Some(CloseReason::HttpAnswered {
-                method: request.method.clone(),
-                path: request.path.clone(),
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            conn.out.push_control(if head_only {
+                http::head_of(response)
+            } else {
+                response
             });
-            conn.read_buf.clear();
+            if !keep_alive {
+                conn.closing = Some(CloseReason::HttpAnswered {
+                    method: request.method.clone(),
+                    path: request.path.clone(),
+                });
+                conn.read_buf.clear();
+            }
+            conn.schedule_write(&mut self.write_list);
         }
-        conn.schedule_write(&mut self.write_list);
-        true
     }
 
     /// Answers a request that cannot be served with `response`, then closes the connection
     /// for `reason` once that is written (what follows in its buffer is not read).
-    pub(super) fn refuse(&mut self, key: ConnKey, response: bytes::Bytes, reason: CloseReason) {
+    fn refuse(&mut self, key: ConnKey, response: bytes::Bytes, reason: CloseReason) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
