@@ -80,6 +80,9 @@ macro_rules! config_section {
     };
 }
 
+mod auth;
+pub use auth::{AuthAppConfig, AuthConfig};
+
 /// The whole configuration. `Config::default()` is the embedded default configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -104,6 +107,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[record]`: recording published streams to files.
     pub record: RecordConfig,
+    /// `[auth]`: who may publish and play (IP rules, signed URLs, webhooks).
+    pub auth: AuthConfig,
 }
 
 /// The smallest outbound chunk size accepted (the protocol's initial chunk size).
@@ -383,7 +388,7 @@ pub struct PushConfig {
 
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 10] = [
+    pub const SECTIONS: [SectionDoc; 11] = [
         RtmpConfig::DOC,
         HttpConfig::DOC,
         WorkersConfig::DOC,
@@ -392,6 +397,7 @@ impl Config {
         DrainConfig::DOC,
         RelayConfig::DOC,
         RecordConfig::DOC,
+        AuthConfig::DOC,
         LogConfig::DOC,
         AdminConfig::DOC,
     ];
@@ -653,6 +659,18 @@ impl Config {
                 reason: "must be \"text\" or \"json\"".into(),
             });
         }
+        if let Err((key, value, reason)) = crate::auth::Policy::new(&self.auth) {
+            return Err(ConfigError::Invalid { key, value, reason });
+        }
+        positive("auth.webhook_timeout_ms", self.auth.webhook_timeout_ms)?;
+        in_range(
+            "auth.webhook_threads",
+            as_u64(self.auth.webhook_threads),
+            1,
+            64,
+        )?;
+        positive("auth.http_session_ms", self.auth.http_session_ms)?;
+
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::InvalidLogFilter {
                 key: "log.level",

@@ -12,6 +12,8 @@
 //! - [`package`]: sans-IO HLS/DASH packaging: MPEG-TS, CMAF, segmenter, playlists, MPD.
 //! - [`record`]: recording streams to FLV or fMP4 files: sans-IO file bytes and names, the
 //!   workers' hand-off and the writer thread.
+//! - [`auth`]: authorisation: IP rules and signed URLs (sans-IO, in the loop) and the webhook
+//!   pool (threads off the loops).
 //! - [`config`]: TOML configuration with embedded defaults.
 //! - [`logging`]: how log lines render fields (client text escaped, never raw).
 //! - [`net`]: the only code that calls accept/read/write.
@@ -25,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod fanout;
 pub mod http;

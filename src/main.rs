@@ -21,7 +21,7 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "rtmp-edge", version, about)]
 struct Cli {
     /// Read the configuration from this TOML file (default: the embedded defaults).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
 
     /// Print the effective configuration as commented TOML and exit.
@@ -48,6 +48,42 @@ struct Cli {
     /// Run N workers instead of workers.count (0: one per available core; at most 64).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print a signed URL for `[auth]` (secret from `[auth.keys]` of --config) and exit.
+    Sign(SignArgs),
+}
+
+/// `rtmp-edge sign --role play --app live --stream cam --ttl 3600 [--kid k] --config FILE`
+#[derive(Debug, clap::Args)]
+struct SignArgs {
+    /// What the URL allows: `publish` or `play`.
+    #[arg(long, value_parser = ["publish", "play"])]
+    role: String,
+    /// The app (without a query string).
+    #[arg(long)]
+    app: String,
+    /// The stream name (without a query string).
+    #[arg(long)]
+    stream: String,
+    /// Seconds from now until the URL expires.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+    /// Sign with this key of `[auth.keys]` (and name it in the URL); default: `default`.
+    #[arg(long)]
+    kid: Option<String>,
+    /// What goes before `/{app}/{stream}`, e.g. `rtmp://edge.example` or
+    /// `http://edge.example:8080` (HTTP bases get app and stream percent-encoded).
+    #[arg(long, default_value = "rtmp://127.0.0.1:1935")]
+    base: String,
+    /// Appended to the stream in the URL, e.g. `.flv`, `.m3u8` or `.mpd`.
+    #[arg(long, default_value = "")]
+    suffix: String,
 }
 
 /// Why the process stops with a failure, and so which exit code it returns.
@@ -88,6 +124,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     };
     let config = source.load().map_err(Failure::Config)?;
 
+    if let Some(Command::Sign(args)) = &cli.command {
+        return print(&sign(&config, args)?);
+    }
     if let Some(path) = &cli.check_config {
         println!("ok: {}", path.display());
         return Ok(());
@@ -100,6 +139,35 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     rtmp_edge::shard::run(config, source, set_log_level)
         .context("the server stopped with an error")
         .map_err(Failure::Run)
+}
+
+/// A signed URL (and a newline) for `rtmp-edge sign`.
+fn sign(config: &Config, args: &SignArgs) -> Result<String, Failure> {
+    use rtmp_edge::auth::{sign, Role};
+    let role = if args.role == "publish" {
+        Role::Publish
+    } else {
+        Role::Play
+    };
+    let kid = args.kid.as_deref();
+    let kid_name = kid.unwrap_or(sign::DEFAULT_KID);
+    let secret = config.auth.keys.get(kid_name).ok_or_else(|| {
+        Failure::Config(format!(
+            "no key {kid_name:?} in `auth.keys` (give --config FILE with an [auth.keys] table)"
+        ))
+    })?;
+    let exp = rtmp_edge::auth::unix_now().saturating_add(args.ttl);
+    let query = sign::signed_query(secret.as_bytes(), kid, role, &args.app, &args.stream, exp);
+    let (app, stream) = if args.base.starts_with("http") {
+        (
+            rtmp_edge::http::encode_segment(&args.app),
+            rtmp_edge::http::encode_segment(&args.stream),
+        )
+    } else {
+        (args.app.clone(), args.stream.clone())
+    };
+    let base = args.base.trim_end_matches('/');
+    Ok(format!("{base}/{app}/{stream}{}?{query}\n", args.suffix))
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

@@ -24,6 +24,7 @@ pub const CLOSE_KINDS: &[&str] = &[
     "shutdown",
     "drain",
     "kicked",
+    "denied",
     "other",
 ];
 

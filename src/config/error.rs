@@ -102,6 +102,16 @@ pub enum ConfigError {
         /// Which rule it breaks.
         reason: String,
     },
+    /// A value does not have the form its key needs (a CIDR block, a webhook URL, a key).
+    #[error("`{key}` entry {value:?} is not usable: {reason}")]
+    Invalid {
+        /// The key path.
+        key: &'static str,
+        /// The offending entry (never a secret).
+        value: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
     /// The log level is not a valid tracing filter.
     #[error("`{key}` = {value:?} is not a valid tracing filter: {reason}")]
     InvalidLogFilter {
@@ -143,6 +153,7 @@ impl ConfigError {
             | Self::DuplicateListenAddress { key, .. }
             | Self::CoreNotAvailable { key, .. }
             | Self::NotUsable { key, .. }
+            | Self::Invalid { key, .. }
             | Self::InvalidLogFilter { key, .. } => Some(key),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use mio::Waker;
 
 use crate::config::Config;
-use crate::fanout::{Mail, StreamKey};
+use crate::fanout::{ConnKey, Mail, StreamKey};
 
 /// Most messages waiting in one mailbox; past it media is dropped (never headers).
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -22,6 +22,13 @@ pub enum BusMsg {
     HlsProgress { key: StreamKey },
     /// To an owner: a viewer asked for `key` over HLS or DASH; start packaging it.
     HlsStart { key: StreamKey },
+    /// From the webhook pool to the worker owning `conn`: the hook's answer (a connection
+    /// closed since, or whose slot was reused, is not found by its key and the answer is
+    /// dropped).
+    Auth {
+        conn: ConnKey,
+        answer: Result<(), crate::auth::Denial>,
+    },
     /// To every worker: a reloaded, validated configuration (SIGHUP) to apply.
     Reconfigure(Arc<Config>),
     /// From the admin thread: a snapshot or a kick.

@@ -58,6 +58,13 @@ pub enum CloseReason {
         "output queue of {queued} bytes over its cap of {cap}: the peer does not read its replies"
     )]
     OutputOverflow { queued: usize, cap: usize },
+    /// Authorisation refused a publish or play (`[auth]`): the client was answered
+    /// (`NetStream.Publish.BadName`, `NetStream.Play.Failed`, HTTP 401/403) first.
+    #[error("{role} denied by {}: {reason}", reason.stage())]
+    Denied {
+        role: crate::auth::Role,
+        reason: crate::auth::Denial,
+    },
     /// The edge relay closed one of its own upstream connections.
     #[error("relay: {0}")]
     Relay(RelayEnd),
@@ -95,6 +102,7 @@ impl CloseReason {
             CloseReason::Relay(_) => "relay",
             CloseReason::ShuttingDown | CloseReason::ShutdownDeadline => "shutdown",
             CloseReason::Kicked => "kicked",
+            CloseReason::Denied { .. } => "denied",
             CloseReason::DrainDeadline { .. } => "drain",
         }
     }

@@ -192,6 +192,7 @@ impl Worker {
                 self.apply_packaging(now);
             }
             BusMsg::HlsStart { key } => self.start_packaging(&key, now),
+            BusMsg::Auth { conn, answer } => self.auth_answer(conn, answer, now),
             BusMsg::Reconfigure(config) => self.apply_config(config),
             BusMsg::Admin(query) => self.admin_query(query, now),
         }

@@ -31,16 +31,20 @@ impl Worker {
                 conn.read_buf.clear();
                 return;
             }
-            let request = match http::parse_request(&mut conn.read_buf, max) {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(e) => {
-                    let (status, reason) = e.status();
-                    let response =
-                        http::simple_response(status, reason, &format!("{e}\n"), false, &cors);
-                    self.refuse(key, response, CloseReason::BadHttpRequest(e));
-                    return;
-                }
+            // A request held for its webhook and now allowed (shard/auth.rs) goes first.
+            let (request, authorised) = match self.gate.take_allowed(key) {
+                Some(request) => (request, true),
+                None => match http::parse_request(&mut conn.read_buf, max) {
+                    Ok(Some(request)) => (request, false),
+                    Ok(None) => return,
+                    Err(e) => {
+                        let (status, reason) = e.status();
+                        let response =
+                            http::simple_response(status, reason, &format!("{e}\n"), false, &cors);
+                        self.refuse(key, response, CloseReason::BadHttpRequest(e));
+                        return;
+                    }
+                },
             };
             let keep_alive = request.keep_alive && !request.has_body;
             let head_only = request.method == "HEAD";
@@ -82,6 +86,10 @@ impl Worker {
                         return;
                     }
                 };
+                // `[auth]` (shard/auth.rs): refused, or held for a webhook, unless allowed.
+                if !authorised && !self.http_authorised(key, &request, &route, now) {
+                    return;
+                }
                 match route {
                     Route::NotFound => answer(404, "Not Found", "no such resource\n"),
                     Route::Health if self.is_draining() => {

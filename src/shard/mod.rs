@@ -8,6 +8,7 @@
 //! HLS/DASH `Packaging` (`hls/`, its actions applied in `http.rs`).
 
 mod admin;
+mod auth;
 mod bus;
 mod close;
 mod conn;
@@ -78,6 +79,8 @@ pub struct Server {
     http_addrs: Vec<SocketAddr>,
     bus: Arc<Bus>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// The webhook pool (stopped after the workers) and HLS/DASH viewers' allowances.
+    auth: Arc<auth::AuthShared>,
 }
 
 impl Server {
@@ -97,6 +100,13 @@ impl Server {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{workers} workers configured (`workers.count`/`workers.cores`): at most {MAX_WORKERS}"),
+            ));
+        }
+        // `[auth]` that does not compile must not run as "allow everyone".
+        if let Err((key, value, reason)) = crate::auth::Policy::new(&config.auth) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{key}` entry {value:?} is not usable: {reason}"),
             ));
         }
         let rtmp = crate::net::bind_all(&config.rtmp.listen, workers)?;
@@ -141,6 +151,27 @@ impl Server {
             }
             None => crate::record::spawn_writer(),
         }?;
+        let auth = {
+            let bus = bus.clone();
+            let deliver: crate::auth::webhook::Deliver = Box::new(move |waiter, answer| {
+                bus.send(
+                    waiter.worker,
+                    BusMsg::Auth {
+                        conn: waiter.conn,
+                        answer,
+                    },
+                );
+            });
+            let pool = crate::auth::webhook::Webhooks::start(
+                config.auth.webhook_threads,
+                deliver,
+                hooks.dispatch.clone(),
+            )?;
+            Arc::new(auth::AuthShared {
+                hooks: pool,
+                viewers: crate::auth::Viewers::default(),
+            })
+        };
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
         let stats = crate::admin::metrics::registry(workers);
@@ -163,6 +194,7 @@ impl Server {
             )?;
             worker.on_close = hooks.on_close.clone();
             worker.stats = stats[index].clone();
+            worker.gate.set_shared(auth.clone());
             worker.recording = Recording::new(index, (&config.record).into(), record.clone());
             let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()
@@ -221,6 +253,7 @@ impl Server {
             http_addrs,
             bus,
             threads,
+            auth,
         })
     }
 
@@ -273,6 +306,8 @@ impl Server {
                 Err(_) => result = Err(io::Error::other("worker thread panicked")),
             }
         }
+        // No worker asks any more: the pool threads end within their calls' timeouts.
+        self.auth.hooks.stop();
         if let Some(writer) = self.disk_writer {
             if writer.join().is_err() {
                 result = Err(io::Error::other("HLS disk writer panicked"));

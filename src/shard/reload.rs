@@ -9,6 +9,7 @@
 //! `[record]` applies to streams published from then on. `[relay]`: origins at once (a pull on
 //! a removed origin hands over to the next, make-before-break), push targets for every stream
 //! published here (a target kept by URL goes on), timeouts for pulls started from then on.
+//! `[auth]` decides every request from then on (`auth.webhook_threads` needs a restart).
 //! Needing a restart ([`restart_needed`]): listeners, HTTP on/off, worker count and cores,
 //! `rtmp.chunk_size` (streams encode media once at it) and HLS/DASH packaging.
 
@@ -52,6 +53,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(
         old.log.repeat_limit != new.log.repeat_limit,
         "log.repeat_limit",
+    );
+    check(
+        old.auth.webhook_threads != new.auth.webhook_threads,
+        "auth.webhook_threads",
     );
     keys
 }
@@ -127,6 +132,9 @@ impl Worker {
     /// `[record]` settings to streams published from now on; the relay takes its new origins
     /// and push targets (`relay_reconfigure`; new host names are resolved then).
     fn reconfigure(&mut self, old: &Config) {
+        if self.config.auth != old.auth {
+            self.gate.reconfigure(&self.config);
+        }
         if self.config.record != old.record {
             self.recording.set_settings((&self.config.record).into());
         }

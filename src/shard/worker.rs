@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::auth::Gate;
 use super::bus::Bus;
 use super::close::CloseReason;
 use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
@@ -24,6 +25,7 @@ use super::memory::Trim;
 use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
 use crate::admin::WorkerStats;
+use crate::auth::Role as AuthRole;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
@@ -93,6 +95,8 @@ pub struct Worker {
     pub(super) output_cap: usize,
     /// Set while draining (SIGTERM), until the drain deadline starts the shutdown.
     pub(super) drain: Option<super::drain::Drain>,
+    /// `[auth]`: decides publish and play requests, holds those waiting for a webhook.
+    pub(super) gate: Gate,
 }
 
 impl Worker {
@@ -148,6 +152,7 @@ impl Worker {
             on_close: None,
             output_cap: output_cap(&config),
             drain: None,
+            gate: Gate::new(&config),
             config,
         })
     }
@@ -431,7 +436,7 @@ impl Worker {
         }
     }
 
-    fn on_event(&mut self, key: ConnKey, event: ServerEvent, now: Instant) {
+    pub(super) fn on_event(&mut self, key: ConnKey, event: ServerEvent, now: Instant) {
         match event {
             ServerEvent::ConnectRequested { app, tc_url, .. } => {
                 if let Some(conn) = self.conns.get_mut(key) {
@@ -441,24 +446,19 @@ impl Worker {
                     }
                 }
             }
+            // `[auth]` decides first (shard/auth.rs); allowed requests go to the hub.
             ServerEvent::PublishRequested {
-                stream_id, name, ..
-            } => {
-                let Some(stream) = self.stream_named(key, &name) else {
-                    return;
-                };
-                let (hub, mut door) = self.door(now);
-                hub.publish(key, stream_id, stream, &mut door);
-            }
+                stream_id,
+                name,
+                query,
+                ..
+            } => self.rtmp_request(key, AuthRole::Publish, stream_id, &name, query, now),
             ServerEvent::PlayRequested {
-                stream_id, name, ..
-            } => {
-                let Some(stream) = self.stream_named(key, &name) else {
-                    return;
-                };
-                let (hub, mut door) = self.door(now);
-                hub.play(key, stream_id, stream, &mut door);
-            }
+                stream_id,
+                name,
+                query,
+                ..
+            } => self.rtmp_request(key, AuthRole::Play, stream_id, &name, query, now),
             ServerEvent::Media {
                 type_id,
                 timestamp,
@@ -481,6 +481,7 @@ impl Worker {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.role = Role::Pending;
                 }
+                self.auth_done(key);
                 let (hub, mut door) = self.door(now);
                 hub.unpublish(key, &mut door);
             }
@@ -488,6 +489,7 @@ impl Worker {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.role = Role::Pending;
                 }
+                self.auth_done(key);
                 let (hub, mut door) = self.door(now);
                 hub.stop(key, &mut door);
             }
@@ -500,12 +502,6 @@ impl Worker {
             }
         }
         self.apply_hub(now);
-    }
-
-    /// The stream an RTMP connection's publish or play of `name` names (in its app).
-    fn stream_named(&mut self, key: ConnKey, name: &str) -> Option<StreamKey> {
-        let session = self.conns.get_mut(key)?.rtmp()?;
-        Some(StreamKey::new(session.app().unwrap_or_default(), name))
     }
 
     /// Publisher media the hub took: dates it against the publisher's clock and hands it to
@@ -690,6 +686,7 @@ impl Worker {
             return;
         };
         self.packaging.gone(key);
+        self.auth_done(key);
         self.trim.freed();
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(count) = self.per_ip.get_mut(&conn.peer.ip()) {

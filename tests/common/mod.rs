@@ -113,6 +113,8 @@ pub fn wait_for_log_count(needles: &[&str], n: usize, timeout: Duration) -> Vec<
 /// reason ([`TestServer::closed`]).
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The RTMP listener on `[::1]`, when the config listed `[::1]:0`.
+    pub addr6: Option<SocketAddr>,
     /// The HTTP listener (HTTP-FLV).
     pub http: SocketAddr,
     server: Option<Server>,
@@ -181,7 +183,16 @@ impl TestServer {
             })),
             dispatch: Some(subscriber_into(&log)),
         };
+        // A test that lists `[::1]:0` gets an IPv6 listener too (`addr6`).
+        let v6 = config
+            .rtmp
+            .listen
+            .iter()
+            .any(|a| a.ip().is_loopback() && a.is_ipv6());
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        if v6 {
+            config.rtmp.listen.push("[::1]:0".parse().unwrap());
+        }
         config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
         if !config.admin.listen.is_empty() {
             config.admin.listen = "127.0.0.1:0".into();
@@ -192,9 +203,15 @@ impl TestServer {
         }
         let server = Server::start_with(config, hooks).expect("server starts");
         let addr = server.local_addrs()[0];
+        let addr6 = server
+            .local_addrs()
+            .iter()
+            .copied()
+            .find(SocketAddr::is_ipv6);
         let http = server.http_addrs()[0];
         Self {
             addr,
+            addr6,
             http,
             server: Some(server),
             closes,
