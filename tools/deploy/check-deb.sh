@@ -11,7 +11,8 @@
 # packaged /etc/rtmp-edge/rtmp-edge.toml, which dpkg lists as a conffile; every key commented
 # out in that file is a real key with a valid value; the unit is installed and passes
 # `systemd-analyze verify` (skipped, saying so, when systemd-analyze is not installed); the
-# installed binary serves /healthz with the packaged config and drains and exits 0 on SIGTERM;
+# installed binary, run as an unprivileged user with only CAP_NET_BIND_SERVICE on a port below
+# 1024, serves /healthz with the packaged config and drains and exits 0 on SIGTERM;
 # dpkg -P leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -74,10 +75,21 @@ else
   echo "check-deb: systemd-analyze not installed: the unit file was NOT verified"
 fi
 
-# The packaged binary and config serve, and a SIGTERM with no clients exits 0 at once.
-rtmp_port=$((20000 + RANDOM % 20000))
-http_port=$((rtmp_port + 1))
-"$bin" --config "$conf" --workers 1 --listen "127.0.0.1:$rtmp_port" \
+# The packaged binary and config serve, and a SIGTERM with no clients exits 0 at once. As in
+# the unit: an unprivileged UID whose only capability is CAP_NET_BIND_SERVICE (ambient and
+# bounding), no_new_privs, RTMP on a port below 1024, one worker per core, pinned. (The rest of
+# the unit's sandbox needs systemd to run it.)
+rtmp_port=$((900 + RANDOM % 100))
+http_port=$((20000 + RANDOM % 20000))
+as_service=()
+if command -v setpriv >/dev/null; then
+  as_service=(setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs
+    --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service
+    --bounding-set=-all,+net_bind_service)
+else
+  echo "check-deb: setpriv not installed: the server runs as root here"
+fi
+"${as_service[@]}" "$bin" --config "$conf" --listen "127.0.0.1:$rtmp_port" \
   --http-listen "127.0.0.1:$http_port" 2>"$work/server.log" &
 server=$!
 healthy=""
