@@ -263,3 +263,35 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod dashboard_tests {
+    use super::*;
+
+    /// Every metric the shipped Grafana dashboard queries is one this server exports.
+    #[test]
+    fn the_grafana_dashboard_queries_only_exported_metrics() {
+        let dashboard = include_str!("../../tools/deploy/grafana-dashboard.json");
+        let value: serde_json::Value = serde_json::from_str(dashboard).expect("valid JSON");
+        let exported = render(&registry(1));
+        let mut queried = std::collections::HashSet::new();
+        for panel in value["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for name in expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("rtmp_edge_"))
+                {
+                    queried.insert(name.to_owned());
+                    assert!(
+                        exported.contains(&format!("# TYPE {name} ")),
+                        "the dashboard queries {name}, which is not exported"
+                    );
+                }
+            }
+        }
+        for family in FAMILIES {
+            assert!(queried.contains(family.name), "no panel shows {}", family.name);
+        }
+    }
+}
