@@ -350,6 +350,12 @@ config_section! {
         pub listen: String,
         /// When set, requests need `Authorization: Bearer TOKEN`.
         pub token: String,
+        /// Per-stream series (players per protocol, bitrate in, uptime; labelled by stream
+        /// name, never by query or token). Needs a restart.
+        pub stream_metrics: bool,
+        /// With `stream_metrics`, series for at most this many streams (most players first),
+        /// so the number of series stays bounded.
+        pub stream_metrics_max: usize,
     }
 }
 
@@ -969,6 +975,8 @@ impl Default for AdminConfig {
         Self {
             listen: "127.0.0.1:9090".into(),
             token: String::new(),
+            stream_metrics: false,
+            stream_metrics_max: 100,
         }
     }
 }

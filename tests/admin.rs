@@ -217,3 +217,38 @@ fn the_api_lists_streams_and_clients_across_workers_and_kicks_by_id() {
     let (head, _) = get(server.http, "/healthz");
     assert!(head.starts_with("HTTP/1.1 503"), "draining: {head}");
 }
+
+#[test]
+fn per_stream_series_are_opt_in_and_parse() {
+    let mut config = Config::default();
+    config.admin.stream_metrics = true;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "per");
+    publisher.send(VIDEO, 0, &media::avc_header());
+    let mut players: Vec<Client> = (0..3)
+        .map(|_| Client::play(server.addr, "live", "per"))
+        .collect();
+    publish_frames(&mut publisher, 0, 10);
+    for p in &mut players {
+        p.media(11);
+    }
+    let players_rtmp: f64 = scrape(&server)
+        .samples
+        .iter()
+        .filter(|s| s.metric == "rtmp_edge_stream_players")
+        .filter(|s| {
+            s.labels.get("stream") == Some("live/per") && s.labels.get("proto") == Some("rtmp")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            _ => -1.0,
+        })
+        .sum();
+    assert_eq!(players_rtmp, 3.0);
+    // Off by default.
+    let plain = TestServer::with_defaults();
+    assert!(!scrape(&plain)
+        .samples
+        .iter()
+        .any(|s| s.metric.starts_with("rtmp_edge_stream_")));
+}

@@ -232,6 +232,51 @@ pub fn render(registry: &[Arc<WorkerStats>]) -> String {
     out
 }
 
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Appends per-stream series for the `max` streams with the most players.
+pub fn render_streams(out: &mut String, mut streams: Vec<super::api::StreamSummary>, max: usize) {
+    let players = |s: &super::api::StreamSummary| s.players.values().sum::<usize>();
+    streams.sort_by_key(|s| std::cmp::Reverse(players(s)));
+    streams.truncate(max);
+    let name = "rtmp_edge_stream_players";
+    let _ = writeln!(out, "# HELP {name} Players of the stream, by protocol.");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for s in &streams {
+        let stream = label(&format!("{}/{}", s.app, s.stream));
+        for (proto, n) in &s.players {
+            let _ = writeln!(out, "{name}{{stream=\"{stream}\",proto=\"{proto}\"}} {n}");
+        }
+    }
+    let name = "rtmp_edge_stream_bitrate_in_bits";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Average bitrate in since the feed started."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for s in &streams {
+        let stream = label(&format!("{}/{}", s.app, s.stream));
+        let _ = writeln!(
+            out,
+            "{name}{{stream=\"{stream}\"}} {}",
+            s.bitrate_in_kbps * 1000
+        );
+    }
+    let name = "rtmp_edge_stream_uptime_seconds";
+    let _ = writeln!(out, "# HELP {name} Time since the feed started.");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for s in &streams {
+        let stream = label(&format!("{}/{}", s.app, s.stream));
+        let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {}", s.uptime_s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +310,55 @@ mod tests {
 }
 
 #[cfg(test)]
+mod stream_tests {
+    use super::super::api::StreamSummary;
+    use super::*;
+
+    fn summary(i: usize) -> StreamSummary {
+        StreamSummary {
+            app: "live".into(),
+            stream: if i == 0 {
+                "odd\"name\\\n".into()
+            } else {
+                format!("s{i}")
+            },
+            source: "local",
+            owner: Some(0),
+            publisher: None,
+            video_codec: None,
+            width: None,
+            height: None,
+            audio_codec: None,
+            bitrate_in_kbps: 100,
+            players: std::collections::BTreeMap::from([("rtmp", i), ("http-flv", 0)]),
+            uptime_s: 5,
+        }
+    }
+
+    #[test]
+    fn two_thousand_streams_give_series_for_the_top_of_them_only() {
+        let mut out = String::new();
+        render_streams(&mut out, (0..2_000).map(summary).collect(), 100);
+        let samples = out.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(
+            samples,
+            100 * 2 + 100 + 100,
+            "bounded by stream_metrics_max"
+        );
+        assert!(
+            out.contains("rtmp_edge_stream_players{stream=\"live/s1999\",proto=\"rtmp\"} 1999\n")
+        );
+        assert!(!out.contains("live/s1899\""), "the 101st is left out");
+        let mut out = String::new();
+        render_streams(&mut out, vec![summary(0)], 100);
+        assert!(
+            out.contains("stream=\"live/odd\\\"name\\\\\\n\""),
+            "label values escaped: {out}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod dashboard_tests {
     use super::*;
 
@@ -291,7 +385,11 @@ mod dashboard_tests {
             }
         }
         for family in FAMILIES {
-            assert!(queried.contains(family.name), "no panel shows {}", family.name);
+            assert!(
+                queried.contains(family.name),
+                "no panel shows {}",
+                family.name
+            );
         }
     }
 }

@@ -30,6 +30,15 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 
+/// How the admin listener answers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Requests need `Authorization: Bearer TOKEN` when set.
+    pub token: String,
+    /// Per-stream series for at most this many streams (most players first); 0: none.
+    pub stream_metrics: usize,
+}
+
 /// A running admin listener.
 pub struct AdminServer {
     addr: SocketAddr,
@@ -43,7 +52,7 @@ impl AdminServer {
         addr: SocketAddr,
         registry: Registry,
         control: Arc<dyn api::Control>,
-        token: String,
+        options: Options,
     ) -> io::Result<Self> {
         let mut listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
@@ -53,7 +62,7 @@ impl AdminServer {
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
         let thread = std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || serve(poll, listener, &registry, &*control, &token))?;
+            .spawn(move || serve(poll, listener, &registry, &*control, &options))?;
         tracing::info!(%addr, "listening for admin requests (/metrics, /api/v1)");
         Ok(Self {
             addr,
@@ -81,7 +90,7 @@ fn serve(
     listener: TcpListener,
     registry: &Registry,
     control: &dyn api::Control,
-    token: &str,
+    options: &Options,
 ) {
     let mut events = Events::with_capacity(16);
     loop {
@@ -100,7 +109,7 @@ fn serve(
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if let Err(e) = answer(stream, registry, control, token) {
+                    if let Err(e) = answer(stream, registry, control, options) {
                         tracing::debug!(%peer, error = %e, "admin request failed");
                     }
                 }
@@ -119,8 +128,9 @@ fn answer(
     stream: mio::net::TcpStream,
     registry: &Registry,
     control: &dyn api::Control,
-    token: &str,
+    options: &Options,
 ) -> io::Result<()> {
+    let token = options.token.as_str();
     let mut stream = std::net::TcpStream::from(stream);
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -162,7 +172,11 @@ fn answer(
     match (method.as_str(), path) {
         ("GET", "/") => respond(&mut stream, 200, "text/html; charset=utf-8", STATUS_PAGE),
         ("GET", "/metrics") => {
-            let body = metrics::render(registry);
+            let mut body = metrics::render(registry);
+            if options.stream_metrics > 0 {
+                let streams = api::streams(&control.snapshot(Duration::from_secs(1)));
+                metrics::render_streams(&mut body, streams, options.stream_metrics);
+            }
             respond(
                 &mut stream,
                 200,

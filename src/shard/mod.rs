@@ -226,10 +226,17 @@ impl Server {
         let admin = match config.admin.listen.parse::<SocketAddr>() {
             Err(_) => None, // empty: off (validated otherwise)
             Ok(addr) => {
-                let token = config.admin.token.clone();
+                let options = crate::admin::Options {
+                    token: config.admin.token.clone(),
+                    stream_metrics: if config.admin.stream_metrics {
+                        config.admin.stream_metrics_max
+                    } else {
+                        0
+                    },
+                };
                 let control: Arc<dyn crate::admin::api::Control> = control.clone();
                 let start =
-                    || crate::admin::AdminServer::start(addr, stats.clone(), control, token);
+                    || crate::admin::AdminServer::start(addr, stats.clone(), control, options);
                 let started = match &hooks.dispatch {
                     Some(dispatch) => tracing::dispatcher::with_default(dispatch, start),
                     None => start(),
