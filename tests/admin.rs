@@ -77,6 +77,28 @@ fn metrics_move_with_the_traffic_and_count_closes_by_reason() {
     assert!(total(&with_six, "rtmp_edge_media_messages_in_total", None) >= 101.0);
     assert!(total(&with_six, "rtmp_edge_connections_accepted_total", None) >= 7.0);
     assert_eq!(with_six.samples.len(), series, "the series set is fixed");
+    // The gauges are refreshed by the workers' 100 ms tick: poll until they show everyone.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let s = scrape(&server);
+        let rtmp = s
+            .samples
+            .iter()
+            .filter(|x| x.metric == "rtmp_edge_connections_open_by_proto")
+            .filter(|x| x.labels.get("proto") == Some("rtmp"))
+            .map(|x| match x.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                _ => 0.0,
+            })
+            .sum::<f64>();
+        if rtmp == 7.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "open RTMP connections: {rtmp}"
+        );
+    }
     // A player that leaves (with unread data: the kernel resets it) is counted by reason.
     let closed = |s: &prometheus_parse::Scrape| {
         let by = |r| total(s, "rtmp_edge_connections_closed_total", Some(r));

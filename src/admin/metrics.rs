@@ -54,6 +54,20 @@ pub struct WorkerStats {
     pub streams: AtomicU64,
     pub pulls_started: AtomicU64,
     pub pushes_started: AtomicU64,
+    /// Pull connections given up for the next origin.
+    pub relay_failovers: AtomicU64,
+    /// Gauge: configured origins up (not in backoff) as this worker sees them.
+    pub origins_up: AtomicU64,
+    pub auth_allowed: AtomicU64,
+    pub auth_denied: AtomicU64,
+    /// HLS/DASH requests (playlists, manifests, segments, parts).
+    pub hls_requests: AtomicU64,
+    /// HLS/DASH parts and segments completed by this worker's packagers.
+    pub hls_parts: AtomicU64,
+    /// Gauges: connections open by protocol (`rtmp`, `http`, `relay`).
+    pub open_rtmp: AtomicU64,
+    pub open_http: AtomicU64,
+    pub open_relay: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -74,6 +88,15 @@ impl Default for WorkerStats {
             streams: AtomicU64::new(0),
             pulls_started: AtomicU64::new(0),
             pushes_started: AtomicU64::new(0),
+            relay_failovers: AtomicU64::new(0),
+            origins_up: AtomicU64::new(0),
+            auth_allowed: AtomicU64::new(0),
+            auth_denied: AtomicU64::new(0),
+            hls_requests: AtomicU64::new(0),
+            hls_parts: AtomicU64::new(0),
+            open_rtmp: AtomicU64::new(0),
+            open_http: AtomicU64::new(0),
+            open_relay: AtomicU64::new(0),
         }
     }
 }
@@ -195,6 +218,42 @@ const FAMILIES: &[Family] = &[
         read: |s| v(&s.pulls_started),
     },
     Family {
+        name: "rtmp_edge_relay_failovers_total",
+        help: "Pull connections given up for the next origin (failed, refused, stalled).",
+        kind: "counter",
+        read: |s| v(&s.relay_failovers),
+    },
+    Family {
+        name: "rtmp_edge_relay_origins_up",
+        help: "Configured origins up (not in backoff), as the worker sees them.",
+        kind: "gauge",
+        read: |s| v(&s.origins_up),
+    },
+    Family {
+        name: "rtmp_edge_auth_allowed_total",
+        help: "Publish/play/view requests the authorisation stages allowed.",
+        kind: "counter",
+        read: |s| v(&s.auth_allowed),
+    },
+    Family {
+        name: "rtmp_edge_auth_denied_total",
+        help: "Publish/play/view requests the authorisation stages denied.",
+        kind: "counter",
+        read: |s| v(&s.auth_denied),
+    },
+    Family {
+        name: "rtmp_edge_hls_requests_total",
+        help: "HLS/DASH requests (playlists, manifests, segments, parts).",
+        kind: "counter",
+        read: |s| v(&s.hls_requests),
+    },
+    Family {
+        name: "rtmp_edge_hls_parts_total",
+        help: "HLS/DASH parts and segments completed by the worker's packagers.",
+        kind: "counter",
+        read: |s| v(&s.hls_parts),
+    },
+    Family {
         name: "rtmp_edge_relay_pushes_started_total",
         help: "Push target connections started.",
         kind: "counter",
@@ -214,6 +273,22 @@ pub fn render(registry: &[Arc<WorkerStats>]) -> String {
                 "{}{{worker=\"{worker}\"}} {}",
                 family.name,
                 (family.read)(stats)
+            );
+        }
+    }
+    let name = "rtmp_edge_connections_open_by_proto";
+    let _ = writeln!(out, "# HELP {name} Connections open now, by protocol.");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (worker, stats) in registry.iter().enumerate() {
+        for (proto, gauge) in [
+            ("rtmp", &stats.open_rtmp),
+            ("http", &stats.open_http),
+            ("relay", &stats.open_relay),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\",proto=\"{proto}\"}} {}",
+                v(gauge)
             );
         }
     }
@@ -303,7 +378,7 @@ mod tests {
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(
             samples,
-            2 * FAMILIES.len() + 2 * CLOSE_KINDS.len(),
+            2 * FAMILIES.len() + 2 * CLOSE_KINDS.len() + 2 * 3,
             "bounded"
         );
     }

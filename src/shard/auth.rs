@@ -243,6 +243,7 @@ impl Worker {
     }
 
     fn rtmp_allowed(&mut self, key: ConnKey, ask: Ask, stream_id: u32, now: Instant) {
+        crate::admin::WorkerStats::add(&self.stats.auth_allowed, 1);
         let stream = StreamKey::new(&ask.app, &ask.stream);
         let role = ask.role;
         self.remember_active(key, ask);
@@ -257,6 +258,7 @@ impl Worker {
     /// Refuses as RTMP clients expect (`NetStream.Publish.BadName`, `NetStream.Play.Failed`),
     /// then closes once that is written.
     fn rtmp_denied(&mut self, key: ConnKey, role: Role, stream_id: u32, denial: Denial) {
+        crate::admin::WorkerStats::add(&self.stats.auth_denied, 1);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -356,6 +358,7 @@ impl Worker {
 
     /// An HTTP-FLV viewer is remembered for `on_done`; an HLS/DASH viewer gets its allowance.
     fn http_allowed(&mut self, key: ConnKey, ask: Ask, session: bool, now: Instant) {
+        crate::admin::WorkerStats::add(&self.stats.auth_allowed, 1);
         if !session {
             self.remember_active(key, ask);
             return;
@@ -373,6 +376,7 @@ impl Worker {
 
     /// Answers 401 (a signature would do) or 403 (refused), then closes.
     fn http_denied(&mut self, key: ConnKey, request: &http::Request, denial: Denial) {
+        crate::admin::WorkerStats::add(&self.stats.auth_denied, 1);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };

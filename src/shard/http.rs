@@ -207,6 +207,7 @@ impl Worker {
         head_only: bool,
     ) -> Option<bytes::Bytes> {
         let now = Instant::now();
+        crate::admin::WorkerStats::add(&self.stats.hls_requests, 1);
         // A stream no worker has is pulled from an origin (when configured); the request
         // then waits for its first segment like any other first request.
         self.hub.want(&skey);
@@ -268,6 +269,7 @@ impl Worker {
                     self.http_input(conn, now);
                 }
                 PackagingAction::Progress { key } => {
+                    crate::admin::WorkerStats::add(&self.stats.hls_parts, 1);
                     for worker in (0..self.bus.workers()).filter(|&w| w != self.index) {
                         self.bus
                             .send(worker, BusMsg::HlsProgress { key: key.clone() });

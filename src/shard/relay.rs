@@ -114,6 +114,13 @@ impl Relay {
         }
     }
 
+    /// Configured origins not in backoff at `now`.
+    pub fn origins_up(&self, now: Instant) -> usize {
+        (0..self.origins.urls().len())
+            .filter(|&i| self.origins.health(i).is_up(now))
+            .count()
+    }
+
     /// The upstream connection feeding `key`'s pull now, if any.
     pub fn feeder(&self, key: &StreamKey) -> Option<ConnKey> {
         self.pulls.get(key)?.upstream
@@ -247,6 +254,9 @@ impl Worker {
                         crate::relay::PullState::Closed => RelayEnd::Idle,
                         _ => RelayEnd::FailedOver,
                     };
+                    if end == RelayEnd::FailedOver {
+                        crate::admin::WorkerStats::add(&self.stats.relay_failovers, 1);
+                    }
                     // A standby goes with it: the pull moves on (or ends) from here.
                     let standby = entry.standby.take().map(|(conn, _)| conn);
                     for conn in entry.upstream.take().into_iter().chain(standby) {

@@ -575,6 +575,24 @@ impl Worker {
             self.hub.stream_count() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let mut by_proto = [0u64; 3];
+        for (_, conn) in self.conns.iter() {
+            by_proto[match conn.proto {
+                Proto::Rtmp(_) => 0,
+                Proto::Http(_) => 1,
+                Proto::Upstream(_) => 2,
+            }] += 1;
+        }
+        for (gauge, n) in [&stats.open_rtmp, &stats.open_http, &stats.open_relay]
+            .into_iter()
+            .zip(by_proto)
+        {
+            gauge.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        stats.origins_up.store(
+            self.relay.origins_up(now) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.packaging.tick(now);
         self.apply_packaging(now);
         self.relay_tick(now);
