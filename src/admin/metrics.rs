@@ -28,6 +28,9 @@ pub const CLOSE_KINDS: &[&str] = &[
     "other",
 ];
 
+/// Upper bounds (bytes) of the player-queue histogram's buckets (`+Inf` follows).
+pub const QUEUE_BUCKETS: [u64; 5] = [16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
+
 /// One worker's counters (monotonic unless said otherwise).
 #[derive(Debug)]
 pub struct WorkerStats {
@@ -68,6 +71,10 @@ pub struct WorkerStats {
     pub open_rtmp: AtomicU64,
     pub open_http: AtomicU64,
     pub open_relay: AtomicU64,
+    /// Snapshot at the last tick: players by queued bytes, cumulative per
+    /// [`QUEUE_BUCKETS`] bound, then everyone (`+Inf`); and the bytes queued in all.
+    pub queue_le: Vec<AtomicU64>,
+    pub queue_sum: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -97,6 +104,10 @@ impl Default for WorkerStats {
             open_rtmp: AtomicU64::new(0),
             open_http: AtomicU64::new(0),
             open_relay: AtomicU64::new(0),
+            queue_le: (0..=QUEUE_BUCKETS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            queue_sum: AtomicU64::new(0),
         }
     }
 }
@@ -276,6 +287,29 @@ pub fn render(registry: &[Arc<WorkerStats>]) -> String {
             );
         }
     }
+    let name = "rtmp_edge_player_queue_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bytes queued per player, as of the worker's last 100 ms tick."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (worker, stats) in registry.iter().enumerate() {
+        let bounds = QUEUE_BUCKETS.iter().map(|b| b.to_string());
+        for (le, count) in bounds.chain(["+Inf".to_string()]).zip(&stats.queue_le) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{worker=\"{worker}\",le=\"{le}\"}} {}",
+                v(count)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum{{worker=\"{worker}\"}} {}",
+            v(&stats.queue_sum)
+        );
+        let all = stats.queue_le.last().map_or(0.0, v);
+        let _ = writeln!(out, "{name}_count{{worker=\"{worker}\"}} {all}");
+    }
     let name = "rtmp_edge_connections_open_by_proto";
     let _ = writeln!(out, "# HELP {name} Connections open now, by protocol.");
     let _ = writeln!(out, "# TYPE {name} gauge");
@@ -378,7 +412,7 @@ mod tests {
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(
             samples,
-            2 * FAMILIES.len() + 2 * CLOSE_KINDS.len() + 2 * 3,
+            2 * FAMILIES.len() + 2 * CLOSE_KINDS.len() + 2 * 3 + 2 * (QUEUE_BUCKETS.len() + 3),
             "bounded"
         );
     }
@@ -452,8 +486,9 @@ mod dashboard_tests {
                     .filter(|w| w.starts_with("rtmp_edge_"))
                 {
                     queried.insert(name.to_owned());
+                    let family = name.strip_suffix("_bucket").unwrap_or(name);
                     assert!(
-                        exported.contains(&format!("# TYPE {name} ")),
+                        exported.contains(&format!("# TYPE {family} ")),
                         "the dashboard queries {name}, which is not exported"
                     );
                 }
