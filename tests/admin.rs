@@ -274,3 +274,25 @@ fn per_stream_series_are_opt_in_and_parse() {
         .iter()
         .any(|s| s.metric.starts_with("rtmp_edge_stream_")));
 }
+
+#[test]
+fn hls_and_dash_viewers_are_counted_per_stream_by_address() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "v");
+    for tag in common::fixture_tags() {
+        publisher.send(tag.tag_type, tag.timestamp, &tag.data);
+    }
+    // Two playlist requests from one address are one HLS viewer; a manifest request is DASH.
+    let _a = common::send_get(server.http, "/live/v.m3u8");
+    let _b = common::send_get(server.http, "/live/v.m3u8");
+    let _c = common::send_get(server.http, "/live/v.mpd");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, streams) = call(&server, "GET", "/api/v1/streams/live/v");
+        if streams["players"]["hls"] == 1 && streams["players"]["dash"] == 1 {
+            assert_eq!(streams["players"]["rtmp"], 0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{streams}");
+    }
+}

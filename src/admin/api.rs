@@ -38,6 +38,10 @@ pub struct StreamInfo {
     pub worker: usize,
     pub players_rtmp: usize,
     pub players_http_flv: usize,
+    /// HLS / DASH viewers: distinct addresses that asked for the playlist or manifest on this
+    /// worker in the last 30 s.
+    pub viewers_hls: usize,
+    pub viewers_dash: usize,
     /// The feeding connection (publisher or pull), on the owning worker.
     pub publisher: Option<String>,
     pub bytes_in: u64,
@@ -93,11 +97,13 @@ pub fn streams(snapshots: &[WorkerSnapshot]) -> Vec<StreamSummary> {
                 height: None,
                 audio_codec: None,
                 bitrate_in_kbps: 0,
-                players: BTreeMap::from([("rtmp", 0), ("http-flv", 0)]),
+                players: BTreeMap::from([("rtmp", 0), ("http-flv", 0), ("hls", 0), ("dash", 0)]),
                 uptime_s: 0,
             });
         *entry.players.entry("rtmp").or_default() += info.players_rtmp;
         *entry.players.entry("http-flv").or_default() += info.players_http_flv;
+        *entry.players.entry("hls").or_default() += info.viewers_hls;
+        *entry.players.entry("dash").or_default() += info.viewers_dash;
         if matches!(info.source, "local" | "pulled") {
             entry.source = info.source;
             entry.owner = Some(info.worker);
@@ -146,6 +152,8 @@ mod tests {
             worker,
             players_rtmp: players,
             players_http_flv: 1,
+            viewers_hls: 0,
+            viewers_dash: 0,
             publisher: (source == "local").then(|| "127.0.0.1:5000".into()),
             bytes_in: 1_000_000,
             uptime_ms: 4_000,

@@ -2,6 +2,8 @@
 //! asked over the bus ([`AdminQuery`]) and answered from each worker's loop, and the
 //! [`Control`] the admin thread holds.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
@@ -12,9 +14,45 @@ use super::close::CloseReason;
 use super::conn::{Proto, Role};
 use super::worker::Worker;
 use crate::admin::api::{ClientInfo, Control, Kicked, StreamInfo, WorkerSnapshot};
-use crate::fanout::{ConnKey, Source};
+use crate::fanout::{ConnKey, Source, StreamKey};
 use crate::package::codec::{parse_frame, Parsed};
 use crate::package::{Frame, FrameKind};
+
+/// How long an HLS/DASH viewer counts after its last playlist or manifest request.
+const VIEWER_WINDOW: Duration = Duration::from_secs(30);
+
+/// HLS/DASH viewers seen by this worker: per stream and protocol, each address's last
+/// playlist or manifest request (viewers are requests, not connections).
+#[derive(Debug, Default)]
+pub struct HttpViewers {
+    seen: HashMap<(StreamKey, &'static str), HashMap<IpAddr, Instant>>,
+}
+
+impl HttpViewers {
+    /// `ip` asked for `key`'s playlist (`proto` = `hls`) or manifest (`dash`) at `now`.
+    pub fn seen(&mut self, key: &StreamKey, proto: &'static str, ip: IpAddr, now: Instant) {
+        self.seen
+            .entry((key.clone(), proto))
+            .or_default()
+            .insert(ip, now);
+    }
+
+    /// Forgets viewers quiet for the window (call from the timer).
+    pub fn prune(&mut self, now: Instant) {
+        self.seen.retain(|_, ips| {
+            ips.retain(|_, at| now.duration_since(*at) < VIEWER_WINDOW);
+            !ips.is_empty()
+        });
+    }
+
+    fn count(&self, key: &StreamKey, proto: &'static str) -> usize {
+        self.seen.get(&(key.clone(), proto)).map_or(0, HashMap::len)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &StreamKey> {
+        self.seen.keys().map(|(k, _)| k)
+    }
+}
 
 /// A question from the admin thread to one worker.
 #[derive(Debug)]
@@ -171,6 +209,7 @@ impl Worker {
                     }
                 });
                 let http_flv = stream.players.iter().filter(|p| p.flv.is_some()).count();
+                let viewers = &self.http_viewers;
                 StreamInfo {
                     key: stream.key.to_string(),
                     source: match stream.source {
@@ -182,6 +221,8 @@ impl Worker {
                     worker: self.index,
                     players_rtmp: stream.players.len() - http_flv,
                     players_http_flv: http_flv,
+                    viewers_hls: viewers.count(&stream.key, "hls"),
+                    viewers_dash: viewers.count(&stream.key, "dash"),
                     publisher: feeder.map(|c| c.peer.to_string()),
                     bytes_in: feeder.map_or(0, |c| c.bytes_in),
                     uptime_ms: feeder
@@ -192,7 +233,36 @@ impl Worker {
                     audio_codec: audio,
                 }
             })
+            .collect::<Vec<StreamInfo>>();
+        // Streams this worker serves over HLS/DASH without a hub entry (packaged elsewhere).
+        let mut streams = streams;
+        let extra: Vec<StreamKey> = self
+            .http_viewers
+            .keys()
+            .filter(|k| self.hub.stream(k).is_none())
+            .cloned()
             .collect();
+        for key in extra {
+            if streams.iter().any(|s| s.key == key.as_str()) {
+                continue;
+            }
+            streams.push(StreamInfo {
+                key: key.to_string(),
+                source: "remote",
+                worker: self.index,
+                players_rtmp: 0,
+                players_http_flv: 0,
+                viewers_hls: self.http_viewers.count(&key, "hls"),
+                viewers_dash: self.http_viewers.count(&key, "dash"),
+                publisher: None,
+                bytes_in: 0,
+                uptime_ms: 0,
+                video_codec: None,
+                width: None,
+                height: None,
+                audio_codec: None,
+            });
+        }
         WorkerSnapshot {
             worker: self.index,
             streams,

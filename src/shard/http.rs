@@ -97,6 +97,7 @@ impl Worker {
                     }
                     Route::Health => answer(200, "OK", "ok\n"),
                     Route::Playlist { app, stream } => {
+                        self.viewer_seen(key, &app, &stream, "hls", now);
                         match http::blocking_params(&request.query) {
                             Err(e) => answer(400, "Bad Request", &format!("{e}\n")),
                             Ok(block) => {
@@ -112,6 +113,7 @@ impl Worker {
                         }
                     }
                     Route::Manifest { app, stream } => {
+                        self.viewer_seen(key, &app, &stream, "dash", now);
                         let skey = StreamKey::new(&app, &stream);
                         let what = Awaited::Manifest { stream };
                         let Some(response) = self.hls_serve(key, skey, what, keep_alive, head_only)
@@ -181,6 +183,21 @@ impl Worker {
                 conn.read_buf.clear();
             }
             conn.schedule_write(&mut self.write_list);
+        }
+    }
+
+    /// Counts `key`'s peer as a viewer of `app/stream` over `proto` (for the admin API).
+    fn viewer_seen(
+        &mut self,
+        key: ConnKey,
+        app: &str,
+        stream: &str,
+        proto: &'static str,
+        now: Instant,
+    ) {
+        if let Some(ip) = self.conns.get(key).map(|c| c.peer.ip()) {
+            self.http_viewers
+                .seen(&StreamKey::new(app, stream), proto, ip, now);
         }
     }
 

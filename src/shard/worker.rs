@@ -84,6 +84,8 @@ pub struct Worker {
     pub(super) shutdown_deadline: Option<Instant>,
     /// Gives freed memory back to the OS after connections close.
     trim: Trim,
+    /// HLS/DASH viewers seen here lately, for the admin API.
+    pub(super) http_viewers: super::admin::HttpViewers,
     /// This worker's counters, read by the admin listener's scrapes.
     pub(super) stats: Arc<crate::admin::WorkerStats>,
     /// When worker 0 last reported the log lines the repeat limit dropped.
@@ -149,6 +151,7 @@ impl Worker {
             trim: Trim::new(Instant::now()),
             suppressed_reported: Instant::now(),
             stats: Arc::default(),
+            http_viewers: Default::default(),
             on_close: None,
             output_cap: output_cap(&config),
             drain: None,
@@ -565,6 +568,7 @@ impl Worker {
 
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
     fn tick(&mut self, now: Instant) -> bool {
+        self.http_viewers.prune(now);
         // Gauges, for the admin listener's scrapes.
         let stats = &self.stats;
         stats.open.store(
