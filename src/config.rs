@@ -212,6 +212,15 @@ config_section! {
     pub struct TimeoutsConfig in "timeouts" {
         /// The handshake must complete within this.
         pub handshake_ms: u64,
+        /// An RTMP connection must be publishing or playing within this of its accept (after
+        /// handshake, connect and publish/play); one still idle at it is closed. A player held
+        /// for a stream not yet published counts as playing. HTTP connections are bounded by
+        /// `handshake_ms` per request head instead; the relay's own upstream connections by
+        /// `relay.origin_timeout_ms`.
+        pub setup_ms: u64,
+        /// An RTMP message the peer started (its first chunk, or part of it, arrived) must be
+        /// complete within this; a peer that trickles or stalls mid-message is closed.
+        pub message_ms: u64,
         /// A connection that sends nothing for this long is closed (publishers mid-message too).
         pub idle_ms: u64,
         /// A player whose queue stays over its limit, or that reads nothing, for this long is dropped.
@@ -572,6 +581,8 @@ impl Config {
         let timeouts = &self.timeouts;
         positive("timeouts.handshake_ms", timeouts.handshake_ms)?;
         positive("timeouts.idle_ms", timeouts.idle_ms)?;
+        positive("timeouts.setup_ms", timeouts.setup_ms)?;
+        positive("timeouts.message_ms", timeouts.message_ms)?;
         positive("timeouts.slow_player_ms", timeouts.slow_player_ms)?;
         positive("timeouts.shutdown_ms", timeouts.shutdown_ms)?;
         positive("timeouts.drain_ms", timeouts.drain_ms)?;
@@ -905,6 +916,8 @@ impl Default for TimeoutsConfig {
     fn default() -> Self {
         Self {
             handshake_ms: 10_000,
+            setup_ms: 10_000,
+            message_ms: 10_000,
             idle_ms: 30_000,
             slow_player_ms: 10_000,
             shutdown_ms: 3_000,

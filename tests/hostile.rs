@@ -361,3 +361,123 @@ fn a_peer_that_asks_and_never_reads_the_replies_is_closed_at_the_output_cap() {
     assert!(grown < 32 << 20, "RSS grew {} MB", grown >> 20);
     bystander.check();
 }
+
+/// Server whose setup and message bounds are short (`ms`) and whose idle and slow-player
+/// timeouts are far beyond every wait here: only the bound under test can end a session.
+fn server_with_short_setup_and_message_bounds(ms: u64) -> TestServer {
+    let mut config = Config::default();
+    config.timeouts.setup_ms = ms;
+    config.timeouts.message_ms = ms;
+    config.timeouts.idle_ms = 120_000;
+    config.timeouts.slow_player_ms = 120_000;
+    TestServer::start(config)
+}
+
+/// A whole Window Acknowledgement Size message (csid 2, stream 0): harmless, complete, and
+/// neither a publish nor a play.
+const WINDOW_ACK_SIZE: [u8; 16] = [
+    0x02, 0, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0x00, 0x26, 0x25, 0xA0,
+];
+
+/// The first 12 + 10 bytes of a 1,000-byte video message on csid 6, stream 1 (fmt 0 header).
+fn ten_bytes_of_a_thousand_byte_message() -> Vec<u8> {
+    let mut wire = vec![0x06, 0, 0, 0, 0x00, 0x03, 0xE8, VIDEO, 1, 0, 0, 0];
+    wire.extend_from_slice(&[0x17; 10]);
+    wire
+}
+
+#[test]
+fn a_client_that_connects_and_never_publishes_or_plays_is_closed_at_setup_ms() {
+    let _serial = serial();
+    let server = server_with_short_setup_and_message_bounds(1000);
+    let mut bystander = Bystander::start(&server, "bystander");
+    let started = std::time::Instant::now();
+    let mut loiterer = Client::connect(server.addr, "live");
+    loiterer.wait_for("connected", |e| matches!(e, ClientEvent::Connected));
+    let tag = port_tag(&loiterer);
+    // Whole, valid messages every 200 ms: never idle, never mid-message, never set up.
+    while loiterer.stream.write_all(&WINDOW_ACK_SIZE).is_ok() && !loiterer.closed {
+        loiterer.pump(Duration::from_millis(200));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still open ({tag})"
+        );
+    }
+    assert_eq!(
+        server.close_reason(&loiterer),
+        CloseReason::SetupTimeout { ms: 1000 },
+        "{tag}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{tag}");
+    bystander.check();
+}
+
+#[test]
+fn a_player_waiting_for_a_publisher_is_not_closed_at_setup_ms() {
+    let _serial = serial();
+    let server = server_with_short_setup_and_message_bounds(500);
+    let mut waiting = Client::play(server.addr, "live", "later");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut publisher = Client::publish(server.addr, "live", "later");
+    let frame = media::avc_frame(true, 1, 1000);
+    publisher.send(VIDEO, 0, &frame);
+    assert_eq!(waiting.media(1)[0].2.as_ref(), frame.as_slice());
+}
+
+#[test]
+fn a_publisher_that_stops_mid_message_is_closed_at_message_ms() {
+    let _serial = serial();
+    let server = server_with_short_setup_and_message_bounds(1000);
+    let mut bystander = Bystander::start(&server, "bystander");
+    let mut stalled = Client::publish(server.addr, "live", "stalled");
+    let tag = port_tag(&stalled);
+    let started = std::time::Instant::now();
+    stalled
+        .stream
+        .write_all(&ten_bytes_of_a_thousand_byte_message())
+        .unwrap();
+    stalled.wait_closed();
+    assert_eq!(
+        server.close_reason(&stalled),
+        CloseReason::MessageTimeout { ms: 1000 },
+        "{tag}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?} ({tag})"
+    );
+    // The name is free again.
+    Client::publish(server.addr, "live", "stalled");
+    bystander.check();
+}
+
+#[test]
+fn a_player_trickling_one_byte_at_a_time_is_closed_at_message_ms() {
+    let _serial = serial();
+    let server = server_with_short_setup_and_message_bounds(1000);
+    let mut bystander = Bystander::start(&server, "bystander");
+    // Players are never idle-timed (they only read): only the message bound catches this.
+    let mut trickler = Client::play(server.addr, "live", "bystander");
+    let tag = port_tag(&trickler);
+    let started = std::time::Instant::now();
+    let wire = ten_bytes_of_a_thousand_byte_message();
+    for byte in wire.iter().cycle() {
+        if trickler.stream.write_all(&[*byte]).is_err()
+            || !trickler.pump(Duration::from_millis(200))
+        {
+            break;
+        }
+        trickler.events.clear();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still open ({tag})"
+        );
+    }
+    assert_eq!(
+        server.close_reason(&trickler),
+        CloseReason::MessageTimeout { ms: 1000 },
+        "{tag}"
+    );
+    bystander.check();
+}

@@ -61,6 +61,9 @@ pub struct Conn {
     /// timestamp) since the last video keyframe, i.e. the offset of its least delayed
     /// message; dates the GOP cache when HLS packaging starts on demand.
     pub media_offset: Option<MediaOffset>,
+    /// The RTMP message the peer left unfinished (its ordinal, from
+    /// `ServerSession::unfinished_message`) and when it was first seen so.
+    pub unfinished: Option<(u64, Instant)>,
     /// The socket has refused bytes since then without the queue draining.
     pub stalled_since: Option<Instant>,
     pub bytes_in: u64,
@@ -136,6 +139,7 @@ impl Conn {
             opened: now,
             last_read: now,
             media_offset: None,
+            unfinished: None,
             stalled_since: None,
             bytes_in: 0,
             bytes_out: 0,

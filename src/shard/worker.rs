@@ -381,7 +381,18 @@ impl Worker {
             conn.last_read = now;
         }
         let result = match &mut conn.proto {
-            Proto::Rtmp(session) => session.handle_input(&mut conn.read_buf),
+            Proto::Rtmp(session) => {
+                let result = session.handle_input(&mut conn.read_buf);
+                // Times the oldest unfinished message (`timeouts.message_ms`, in `tick`).
+                conn.unfinished = match session.unfinished_message(conn.read_buf.len()) {
+                    None => None,
+                    Some(ordinal) => match conn.unfinished {
+                        Some((same, since)) if same == ordinal => Some((same, since)),
+                        _ => Some((ordinal, now)),
+                    },
+                };
+                result
+            }
             Proto::Upstream(up) => up.session.handle_input(&mut conn.read_buf),
             Proto::Http(_) => Ok(()),
         };
@@ -597,6 +608,8 @@ impl Worker {
         let t = &self.config.timeouts;
         let handshake = Duration::from_millis(t.handshake_ms);
         let idle = Duration::from_millis(t.idle_ms);
+        let setup = Duration::from_millis(t.setup_ms);
+        let message = Duration::from_millis(t.message_ms);
         let slow = Duration::from_millis(t.slow_player_ms);
         let mut expired = Vec::new();
         for (key, conn) in self.conns.iter() {
@@ -615,6 +628,17 @@ impl Worker {
                     Proto::Http(_) if conn.read_buf.is_empty() => CloseReason::HttpIdle { ms },
                     Proto::Http(_) => CloseReason::HttpHeadTimeout { ms },
                 })
+            } else if matches!(conn.proto, Proto::Rtmp(_))
+                && conn.last_stream.is_none()
+                && now.duration_since(conn.opened) > setup
+                && !self.hub.is_member(key)
+            {
+                Some(CloseReason::SetupTimeout { ms: t.setup_ms })
+            } else if conn
+                .unfinished
+                .is_some_and(|(_, since)| now.duration_since(since) > message)
+            {
+                Some(CloseReason::MessageTimeout { ms: t.message_ms })
             } else if !matches!(conn.role, Role::Player { .. })
                 && !upstream
                 && now.duration_since(conn.last_read) > idle
