@@ -165,6 +165,12 @@ config_section! {
         pub max_connections: usize,
         /// Connections per client IP per worker; 0 disables the cap.
         pub max_connections_per_ip: usize,
+        /// New connections admitted per client IP per second, per worker (the kernel spreads a
+        /// client's connections over the workers, so a process admits up to this times the
+        /// number of workers); past it a connection is closed at accept, and a warning is
+        /// logged at most once a second per worker with the count refused. 0 disables the
+        /// limit.
+        pub max_new_connections_per_ip_per_s: u32,
         /// Connections accepted per listener per wake-up. Must be > 0.
         pub accept_budget: usize,
         /// Bytes read from one connection per wake-up before yielding to others. Must be > 0.
@@ -887,6 +893,7 @@ impl Default for WorkersConfig {
             pin: true,
             max_connections: 16_384,
             max_connections_per_ip: 0,
+            max_new_connections_per_ip_per_s: 0,
             accept_budget: 64,
             read_budget_bytes: 256 * 1024,
             write_budget_bytes: 1024 * 1024,

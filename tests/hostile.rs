@@ -481,3 +481,45 @@ fn a_player_trickling_one_byte_at_a_time_is_closed_at_message_ms() {
     );
     bystander.check();
 }
+
+/// True when the server closed `stream` (EOF or reset) within `wait`; false while it is open.
+fn closed_by_server(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    match stream.read(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn connections_from_one_ip_past_the_rate_limit_are_refused_at_accept() {
+    let _serial = serial();
+    let mut config = Config::default();
+    config.workers.max_new_connections_per_ip_per_s = 5;
+    let server = TestServer::start(config);
+    let mut bystander = Bystander::start(&server, "bystander");
+    // A new window, then a burst of 20 from the same IP (the bystander's).
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut burst: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+        .collect();
+    let refused = burst
+        .iter_mut()
+        .filter_map(|s| closed_by_server(s, Duration::from_millis(300)).then_some(()))
+        .count();
+    assert_eq!(refused, 15, "20 in a burst, 5 admitted");
+    // One warning for the whole burst (at its first refusal; the next one, a second later at
+    // the earliest, counts those refused in between).
+    let warnings = common::log_lines_with(&["max_new_connections_per_ip_per_s reached"]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("refused=1"), "{warnings:?}");
+    // Those admitted and the bystander carry on; the next second admits again.
+    bystander.check();
+    drop(burst);
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut again = Client::publish(server.addr, "live", "after");
+    again.send(AUDIO, 0, &media::aac_header());
+    bystander.check();
+}

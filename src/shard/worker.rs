@@ -21,6 +21,7 @@ use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
 use super::conns::Conns;
 use super::hls::{HlsShelf, Packaging};
 use super::memory::Trim;
+use super::rate::{Admission, RateLimit};
 use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
 use crate::admin::WorkerStats;
@@ -54,6 +55,8 @@ pub struct Worker {
     /// The streams published and played here (sans-IO; applied through `door.rs`).
     pub(super) hub: Hub,
     pub(super) per_ip: HashMap<IpAddr, usize>,
+    /// New connections per IP per second (`workers.max_new_connections_per_ip_per_s`).
+    new_per_ip: RateLimit,
     pub(super) bus: Arc<Bus>,
     /// HLS/DASH: packaging the streams published here, serving and holding requests.
     pub(super) packaging: Packaging,
@@ -125,6 +128,7 @@ impl Worker {
             conns: Conns::with_capacity(config.workers.max_connections),
             hub,
             per_ip: HashMap::new(),
+            new_per_ip: RateLimit::default(),
             bus,
             packaging: Packaging::new(index, config.http.clone(), hls, directory, Instant::now()),
             relay: Relay::new(&config),
@@ -278,6 +282,15 @@ impl Worker {
             tracing::warn!(worker = self.index, %peer, limit = limits.max_connections_per_ip,
                 "connection refused: max_connections_per_ip reached");
             WorkerStats::add(&self.stats.refused, 1);
+            return;
+        }
+        let rate = limits.max_new_connections_per_ip_per_s;
+        if let Admission::Refuse { warn } = self.new_per_ip.admit(ip, rate, now) {
+            // One line a second at most: a flood must not flood the log too.
+            if let Some(refused) = warn {
+                tracing::warn!(worker = self.index, %peer, limit = rate, refused,
+                    "connections refused: max_new_connections_per_ip_per_s reached");
+            }
             return;
         }
         if let Err(e) = self.socket_options.apply(&socket) {
@@ -605,6 +618,7 @@ impl Worker {
         if self.drain_tick(now) {
             return true;
         }
+        self.new_per_ip.prune(now);
         let t = &self.config.timeouts;
         let handshake = Duration::from_millis(t.handshake_ms);
         let idle = Duration::from_millis(t.idle_ms);
