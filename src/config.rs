@@ -216,7 +216,9 @@ config_section! {
 config_section! {
     /// Every timeout, in milliseconds. Each must be > 0.
     pub struct TimeoutsConfig in "timeouts" {
-        /// The handshake must complete within this.
+        /// The handshake must complete within this; so must each HTTP request head, from its
+        /// first byte (and a kept-alive HTTP connection with no next request is closed after
+        /// this long).
         pub handshake_ms: u64,
         /// An RTMP connection must be publishing or playing within this of its accept (after
         /// handshake, connect and publish/play); one still idle at it is closed. A player held

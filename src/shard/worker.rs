@@ -413,6 +413,9 @@ impl Worker {
             let span = conn.span.clone();
             let _envelope = span.enter();
             self.http_input(key, now);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.note_http_head(now);
+            }
         } else if matches!(conn.proto, Proto::Upstream(_)) {
             self.upstream_events(key, now);
         } else {
@@ -627,9 +630,11 @@ impl Worker {
         let slow = Duration::from_millis(t.slow_player_ms);
         let mut expired = Vec::new();
         for (key, conn) in self.conns.iter() {
-            // HTTP keep-alive: each request head has the handshake bound from the last read.
+            // HTTP keep-alive: each request head has the handshake bound from its first byte
+            // (a head trickled a byte at a time gets no more), or, with nothing of a next
+            // request, from the last read.
             let since = if matches!(conn.proto, Proto::Http(_)) {
-                conn.last_read
+                conn.http_head_since().unwrap_or(conn.last_read)
             } else {
                 conn.opened
             };
@@ -648,9 +653,10 @@ impl Worker {
                 && !self.hub.is_member(key)
             {
                 Some(CloseReason::SetupTimeout { ms: t.setup_ms })
-            } else if conn
-                .unfinished
-                .is_some_and(|(_, since)| now.duration_since(since) > message)
+            } else if matches!(conn.proto, Proto::Rtmp(_))
+                && conn
+                    .unfinished
+                    .is_some_and(|(_, since)| now.duration_since(since) > message)
             {
                 Some(CloseReason::MessageTimeout { ms: t.message_ms })
             } else if !matches!(conn.role, Role::Player { .. })
