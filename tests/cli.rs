@@ -413,6 +413,7 @@ fn json_logs_are_one_object_per_line_and_a_warning_flood_is_cut_to_the_repeat_li
         .args(["-INT", &child.id().to_string()])
         .status();
     let _ = child.wait();
+}
 
 #[test]
 fn a_second_server_on_ports_already_served_exits_1_naming_the_address() {

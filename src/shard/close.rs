@@ -90,6 +90,8 @@ impl CloseReason {
             | CloseReason::HttpAnswered { .. }
             | CloseReason::HttpResponseSent => "http",
             CloseReason::HandshakeTimeout { .. }
+            | CloseReason::SetupTimeout { .. }
+            | CloseReason::MessageTimeout { .. }
             | CloseReason::HttpIdle { .. }
             | CloseReason::HttpHeadTimeout { .. }
             | CloseReason::Idle { .. } => "timeout",

@@ -291,6 +291,7 @@ impl Worker {
                 tracing::warn!(worker = self.index, %peer, limit = rate, refused,
                     "connections refused: max_new_connections_per_ip_per_s reached");
             }
+            WorkerStats::add(&self.stats.refused, 1);
             return;
         }
         if let Err(e) = self.socket_options.apply(&socket) {
