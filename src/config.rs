@@ -170,6 +170,12 @@ config_section! {
         pub max_connections: usize,
         /// Connections per client IP per worker; 0 disables the cap.
         pub max_connections_per_ip: usize,
+        /// New connections admitted per client IP per second, per worker (the kernel spreads a
+        /// client's connections over the workers, so a process admits up to this times the
+        /// number of workers); past it a connection is closed at accept, and a warning is
+        /// logged at most once a second per worker with the count refused. 0 disables the
+        /// limit.
+        pub max_new_connections_per_ip_per_s: u32,
         /// Connections accepted per listener per wake-up. Must be > 0.
         pub accept_budget: usize,
         /// Bytes read from one connection per wake-up before yielding to others. Must be > 0.
@@ -215,8 +221,19 @@ config_section! {
 config_section! {
     /// Every timeout, in milliseconds. Each must be > 0.
     pub struct TimeoutsConfig in "timeouts" {
-        /// The handshake must complete within this.
+        /// The handshake must complete within this; so must each HTTP request head, from its
+        /// first byte (and a kept-alive HTTP connection with no next request is closed after
+        /// this long).
         pub handshake_ms: u64,
+        /// An RTMP connection must be publishing or playing within this of its accept (after
+        /// handshake, connect and publish/play); one still idle at it is closed. A player held
+        /// for a stream not yet published counts as playing. HTTP connections are bounded by
+        /// `handshake_ms` per request head instead; the relay's own upstream connections by
+        /// `relay.origin_timeout_ms`.
+        pub setup_ms: u64,
+        /// An RTMP message the peer started (its first chunk, or part of it, arrived) must be
+        /// complete within this; a peer that trickles or stalls mid-message is closed.
+        pub message_ms: u64,
         /// A connection that sends nothing for this long is closed (publishers mid-message too).
         pub idle_ms: u64,
         /// A player whose queue stays over its limit, or that reads nothing, for this long is dropped.
@@ -584,6 +601,8 @@ impl Config {
         let timeouts = &self.timeouts;
         positive("timeouts.handshake_ms", timeouts.handshake_ms)?;
         positive("timeouts.idle_ms", timeouts.idle_ms)?;
+        positive("timeouts.setup_ms", timeouts.setup_ms)?;
+        positive("timeouts.message_ms", timeouts.message_ms)?;
         positive("timeouts.slow_player_ms", timeouts.slow_player_ms)?;
         positive("timeouts.shutdown_ms", timeouts.shutdown_ms)?;
         positive("timeouts.drain_ms", timeouts.drain_ms)?;
@@ -900,6 +919,7 @@ impl Default for WorkersConfig {
             pin: true,
             max_connections: 16_384,
             max_connections_per_ip: 0,
+            max_new_connections_per_ip_per_s: 0,
             accept_budget: 64,
             read_budget_bytes: 256 * 1024,
             write_budget_bytes: 1024 * 1024,
@@ -929,6 +949,8 @@ impl Default for TimeoutsConfig {
     fn default() -> Self {
         Self {
             handshake_ms: 10_000,
+            setup_ms: 10_000,
+            message_ms: 10_000,
             idle_ms: 30_000,
             slow_player_ms: 10_000,
             shutdown_ms: 3_000,

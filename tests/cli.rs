@@ -414,3 +414,28 @@ fn json_logs_are_one_object_per_line_and_a_warning_flood_is_cut_to_the_repeat_li
         .status();
     let _ = child.wait();
 }
+
+#[test]
+fn a_second_server_on_ports_already_served_exits_1_naming_the_address() {
+    let (mut first, port, lines) = start_server(&[]);
+    let addr = format!("127.0.0.1:{port}");
+    let second = rtmp_edge(&[
+        "--listen",
+        &addr,
+        "--http-listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ]);
+    let _ = Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status();
+    let _ = first.wait();
+    drop(lines);
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let err = stderr(&second);
+    assert!(
+        err.contains(&addr) && err.contains("already in use"),
+        "{err}"
+    );
+}

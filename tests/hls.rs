@@ -844,6 +844,9 @@ fn hls_dir_gives_every_stream_its_own_directory_whatever_its_name() {
         ("live", "a b%25", "live/a%20b%2525"),
         ("live", "café", "live/caf%C3%A9"),
         ("live", "..", "live/%2E."),
+        // The key `live/../../etc/x` splits at its last `/`: app `live/../../etc`, stream
+        // `x`; unescaped, `hls/live/../../etc/x` would be `etc/x` beside `hls`.
+        ("live", "../../etc/x", "live%2F..%2F..%2Fetc/x"),
         ("live", ".hidden", "live/%2Ehidden"),
         ("../up", "x", "%2E.%2Fup/x"),
         ("live/sub", "cam", "live%2Fsub/cam"),
@@ -931,4 +934,49 @@ fn hls_dir_files_of_a_stream_go_when_its_publisher_leaves_and_come_back_on_repub
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bytes_streamed_behind_a_held_request_close_the_connection_at_max_request_bytes() {
+    let mut config = eager();
+    config.http.hls_segment_ms = 1000;
+    config.http.hls_part_ms = 250;
+    let server = TestServer::start(config);
+    let tags = fixture_tags();
+    let mut publisher = Client::publish(server.addr, "live", "held");
+    let mut watcher = Client::play(server.addr, "live", "held");
+    publish_loops(&mut publisher, &tags, 1, 0);
+    watcher.media(tags.len());
+    let (_, body) = get(server.http, "/live/held.m3u8");
+    let hint = preload_hint(&String::from_utf8(body).unwrap());
+    let (msn, index) = hint
+        .trim_start_matches("held/part-")
+        .trim_end_matches(".ts")
+        .split_once('.')
+        .unwrap();
+    let mut flood = send_get(
+        server.http,
+        &format!("/live/held.m3u8?_HLS_msn={msn}&_HLS_part={index}"),
+    );
+    assert_held(&mut flood, "the blocking reload");
+    let port = flood.local_addr().unwrap().port();
+    // Then bytes that never make a request head, as fast as the server takes them.
+    let junk = vec![b'x'; 64 * 1024];
+    let started = std::time::Instant::now();
+    while flood.write_all(&junk).is_ok() {
+        assert!(started.elapsed() < WAIT, "still open after {WAIT:?}");
+    }
+    let closed = server.closed(port);
+    assert!(
+        matches!(
+            closed.reason,
+            CloseReason::BadHttpRequest(rtmp_edge::http::HttpError::HeadTooLarge { limit: 8192 })
+        ),
+        "{:?}",
+        closed.reason
+    );
+    // The stream and its playlist are unharmed.
+    let (head, _) = get(server.http, "/live/held.m3u8");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    drop(publisher);
 }

@@ -9,6 +9,14 @@
   (tests/fixtures/sessions/): ffmpeg's connect/publish/metadata, our server's answers and
   media as sent to a player.
 - amf0/, amf3/: hand-made values covering every marker the decoders know.
+- server_session/: [answer policy, read size] + what real clients send after the handshake
+  (tests/fixtures/sessions/*.c2s.bin).
+- http_request/: [cut] + hand-made request heads (FLV, playlists with blocking reload,
+  percent-encoded names, pipelining, keep-alive, bodies).
+- media/: tag bodies (sequence headers, frames) of the FLV fixtures (tests/fixtures/media/)
+  and one small FLV file.
+- package/: [mode] + the fixtures' first tags as `[kind, delta u16, length u16, payload]`
+  records, for TS, fMP4 and fMP4 with parts.
 Seeds stay under 4 KiB so libFuzzer's default max_len covers them.
 """
 import os
@@ -137,4 +145,65 @@ write("amf3", "objects", b"\x0a" + u29(2 << 4 | 0x03) + a3_sv("Pt") + a3_sv("x")
       + b"\x0a" + u29(0 << 2 | 0x01) + b"\x04\x05\x04\x06")
 write("amf3", "byte_array", b"\x0c" + u29(4 << 1 | 1) + b"\x00\x01\x02\x03" + b"\x0c" + u29(0))
 write("amf3", "nested", b"\x09\x03\x01" + b"\x09\x03\x01" + b"\x09\x03\x01" + b"\x0a\x0b\x01\x01")
+
+
+# ---- server_session: [policy, read size] + the client's bytes after C2 ----
+for name in ("ffmpeg_publish.c2s.bin", "gst_publish.c2s.bin", "rtmpdump_play.c2s.bin",
+             "ffmpeg_play.c2s.bin", "gst_play.c2s.bin"):
+    if os.path.exists(os.path.join(FIX, "sessions", name)):
+        base = name.replace(".c2s.bin", "")
+        write("server_session", base, b"\x0f\x00" + after_handshake(name))
+        write("server_session", base + "_cut", b"\x07\x0d" + after_handshake(name))
+
+# ---- http_request: [cut] + request heads ----
+heads = {
+    "flv": b"GET /live/cam.flv HTTP/1.1\r\nHost: edge\r\nConnection: keep-alive\r\n\r\n",
+    "blocking": b"GET /live/cam.m3u8?_HLS_msn=12&_HLS_part=3 HTTP/1.1\r\nHost: e\r\n\r\n",
+    "segment": b"GET /live/caf%C3%A9/video/seg-4.m4s HTTP/1.1\r\n\r\n"
+               b"GET /live/cam/init-1.mp4 HTTP/1.0\r\nConnection: close\r\n\r\n",
+    "body": b"POST /live/x.mpd HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "dots": b"GET /live/%2e%2e/%2Fetc.flv?x=1 HTTP/1.1\r\n\r\n",
+}
+for name, head in heads.items():
+    write("http_request", name, bytes([len(head) // 2]) + head)
+
+
+# ---- media and package: tags of the FLV fixtures ----
+def flv_tags(name):
+    data = read("media", name)
+    at = struct.unpack(">I", data[5:9])[0] + 4
+    tags = []
+    while at + 11 <= len(data):
+        kind = data[at]
+        size = int.from_bytes(data[at + 1:at + 4], "big")
+        ts = int.from_bytes(data[at + 4:at + 7], "big") | data[at + 7] << 24
+        body = data[at + 11:at + 11 + size]
+        tags.append((kind, ts, body))
+        at += 11 + size + 4
+    return tags
+
+
+for name in ("h264_aac.flv", "hevc_aac.flv", "av1_opus.flv"):
+    base = name.replace(".flv", "")
+    tags = flv_tags(name)
+    seen = {}
+    for kind, ts, body in tags:
+        # The sequence headers and the first few frames of each kind.
+        key = (kind, body[:2])
+        if seen.get(key, 0) < 2:
+            seen[key] = seen.get(key, 0) + 1
+            write("media", f"{base}_{kind}_{body[:2].hex()}_{seen[key]}", body[:MAX_SEED])
+    records = b""
+    last = 0
+    for kind, ts, body in tags:
+        code = {8: 0, 9: 1}.get(kind, 2)
+        body = body[:3000]
+        records += bytes([code]) + struct.pack(">HH", (ts - last) & 0xFFFF, len(body)) + body
+        last = ts
+        if len(records) > 16384:
+            break
+    for mode in (0, 1, 3):
+        write("package", f"{base}_mode{mode}", bytes([mode]) + records)
+write("media", "small_flv", read("media", "h264_aac.flv")[:MAX_SEED])
 print("wrote seeds under", HERE)

@@ -223,6 +223,12 @@ impl Hub {
         Stream::new(key, self.settings.stream)
     }
 
+    /// True while `conn` publishes or plays here, or is held as a player waiting for its
+    /// stream (a publisher, an origin's first frames).
+    pub fn is_member(&self, conn: ConnKey) -> bool {
+        self.members.contains_key(&conn)
+    }
+
     /// The stream `key` as this worker has it (owned or mirrored), if any.
     pub fn stream(&self, key: &StreamKey) -> Option<&Stream> {
         self.streams.get(key)

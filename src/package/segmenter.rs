@@ -768,6 +768,16 @@ impl Segmenter {
         self.close_part(t, progress);
         let Some(open) = self.open.take() else { return };
         if open.parts.is_empty() {
+            // Nothing was written: the segment never existed, so its number and its
+            // discontinuity go to the next one. The window's msns must stay consecutive:
+            // `segment(msn)` indexes by them and players count them from the media sequence
+            // (a gap served one segment under another's number; found by fuzz/package).
+            debug_assert_eq!(open.msn + 1, self.next_msn, "one segment open at a time");
+            self.next_msn = open.msn;
+            if open.discontinuity {
+                self.discontinuity_pending = true;
+                self.discontinuity_sequence -= 1;
+            }
             return;
         }
         let data = self.out.split().freeze();
@@ -1127,5 +1137,51 @@ mod tests {
         let msns: Vec<u64> = s.segments().map(|g| g.msn).collect();
         assert_eq!(msns, [5, 6]);
         assert!(s.segment(4).is_none() && s.segment(6).is_some());
+    }
+
+    /// A segment opened and closed before any sample was written (here a codec change forcing
+    /// a cut, then frames that did not parse) used its msn up: the window read [0, 1, 2, 4],
+    /// and `segment(3)` served segment 4. The input is fuzz/package's crash, minimized, replayed
+    /// as that target reads it.
+    #[test]
+    fn a_segment_closed_with_nothing_in_it_does_not_use_up_its_msn() {
+        let input = include_bytes!("testdata/fuzz_package_msn_gap.bin");
+        let (&mode, mut rest) = input.split_first().unwrap();
+        assert_eq!(mode, 3, "fMP4 with parts");
+        let mut s = Segmenter::new(SegmenterConfig {
+            container: Container::Fmp4,
+            tracks: Tracks::All,
+            target_duration_ms: 1000,
+            part_target_ms: Some(200),
+            window: 4,
+            segment_cap_ms: 5000,
+            segment_cap_bytes: 256 * 1024,
+        });
+        let mut ts = 0u32;
+        let check = |s: &Segmenter| {
+            let msns: Vec<u64> = s.segments().map(|g| g.msn).collect();
+            assert!(msns.windows(2).all(|w| w[1] == w[0] + 1), "msns {msns:?}");
+            for &m in &msns {
+                assert_eq!(s.segment(m).map(|g| g.msn), Some(m));
+            }
+        };
+        while rest.len() >= 5 {
+            let kind = rest[0] % 5;
+            ts = ts.wrapping_add(u32::from(u16::from_be_bytes([rest[1], rest[2]])));
+            let len = usize::from(u16::from_be_bytes([rest[3], rest[4]])).min(rest.len() - 5);
+            let payload = Bytes::copy_from_slice(&rest[5..5 + len]);
+            rest = &rest[5 + len..];
+            let wall = 1_700_000_000_000 + u64::from(ts);
+            let _ = match kind {
+                0 => s.push(&Frame::new(FrameKind::Audio, ts, payload), wall),
+                1 => s.push(&Frame::new(FrameKind::Video, ts, payload), wall),
+                2 => s.push(&Frame::new(FrameKind::Metadata, ts, payload), wall),
+                3 => Ok(s.discontinuity()),
+                _ => Ok(s.flush()),
+            };
+            check(&s);
+        }
+        let _ = s.finish();
+        check(&s);
     }
 }

@@ -38,6 +38,12 @@ pub enum CloseReason {
     HttpResponseSent,
     #[error("handshake not completed within {ms} ms")]
     HandshakeTimeout { ms: u64 },
+    /// An RTMP connection neither published nor played within `timeouts.setup_ms` of accept.
+    #[error("setup not completed: neither publishing nor playing within {ms} ms of accept")]
+    SetupTimeout { ms: u64 },
+    /// An RTMP message the peer started was not complete within `timeouts.message_ms`.
+    #[error("message not completed within {ms} ms of its first bytes")]
+    MessageTimeout { ms: u64 },
     #[error("HTTP connection idle: no request within {ms} ms")]
     HttpIdle { ms: u64 },
     #[error("HTTP request head not completed within {ms} ms")]
@@ -94,6 +100,8 @@ impl CloseReason {
             | CloseReason::HttpAnswered { .. }
             | CloseReason::HttpResponseSent => "http",
             CloseReason::HandshakeTimeout { .. }
+            | CloseReason::SetupTimeout { .. }
+            | CloseReason::MessageTimeout { .. }
             | CloseReason::HttpIdle { .. }
             | CloseReason::HttpHeadTimeout { .. }
             | CloseReason::Idle { .. } => "timeout",

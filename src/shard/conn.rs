@@ -61,6 +61,11 @@ pub struct Conn {
     /// timestamp) since the last video keyframe, i.e. the offset of its least delayed
     /// message; dates the GOP cache when HLS packaging starts on demand.
     pub media_offset: Option<MediaOffset>,
+    /// What the peer left unfinished, and when it was first seen so: an RTMP message (its
+    /// ordinal, from `ServerSession::unfinished_message`; bounded by `timeouts.message_ms`),
+    /// or an HTTP request head (the stream offset it starts at; bounded by
+    /// `timeouts.handshake_ms`, see [`Conn::note_http_head`]).
+    pub unfinished: Option<(u64, Instant)>,
     /// The socket has refused bytes since then without the queue draining.
     pub stalled_since: Option<Instant>,
     pub bytes_in: u64,
@@ -136,6 +141,7 @@ impl Conn {
             opened: now,
             last_read: now,
             media_offset: None,
+            unfinished: None,
             stalled_since: None,
             bytes_in: 0,
             bytes_out: 0,
@@ -165,6 +171,32 @@ impl Conn {
             // Its pull or push bounds its setup (`relay.origin_timeout_ms`).
             Proto::Upstream(_) => true,
         }
+    }
+
+    /// After an HTTP read: notes when the request head waiting in `read_buf` began (the
+    /// stream offset it starts at stays the same until a request is parsed off it).
+    pub fn note_http_head(&mut self, now: Instant) {
+        self.unfinished = match self.head_offset() {
+            None => None,
+            Some(offset) => match self.unfinished {
+                Some((same, since)) if same == offset => Some((same, since)),
+                _ => Some((offset, now)),
+            },
+        };
+    }
+
+    /// When the HTTP request head now in `read_buf` began arriving, if one is partly here
+    /// and was noted by [`note_http_head`](Self::note_http_head).
+    pub fn http_head_since(&self) -> Option<Instant> {
+        let offset = self.head_offset()?;
+        self.unfinished
+            .and_then(|(at, since)| (at == offset).then_some(since))
+    }
+
+    /// The stream offset of the partial request head in `read_buf` (HTTP, between requests).
+    fn head_offset(&self) -> Option<u64> {
+        let waiting = matches!(self.proto, Proto::Http(HttpPhase::Request));
+        (waiting && !self.read_buf.is_empty()).then(|| self.bytes_in - self.read_buf.len() as u64)
     }
 
     /// Puts the connection on `write_list` if it has output and the socket can take it.

@@ -23,7 +23,12 @@ impl Worker {
                 return;
             };
             if matches!(conn.proto, Proto::Http(HttpPhase::Held)) {
-                // Pipelined requests wait until the held one is answered.
+                // Pipelined requests wait until the held one is answered, in at most one
+                // request head's worth of buffer: more is a peer streaming bytes at us.
+                if conn.read_buf.len() > max {
+                    let e = http::HttpError::HeadTooLarge { limit: max };
+                    self.close(key, CloseReason::BadHttpRequest(e), now);
+                }
                 return;
             }
             if !matches!(conn.proto, Proto::Http(HttpPhase::Request)) || conn.closing.is_some() {

@@ -18,6 +18,7 @@ mod drain;
 mod hls;
 mod http;
 mod memory;
+mod rate;
 mod relay;
 mod reload;
 mod worker;

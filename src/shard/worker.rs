@@ -22,6 +22,7 @@ use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
 use super::conns::Conns;
 use super::hls::{HlsShelf, Packaging};
 use super::memory::Trim;
+use super::rate::{Admission, RateLimit};
 use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
 use crate::admin::WorkerStats;
@@ -56,6 +57,8 @@ pub struct Worker {
     /// The streams published and played here (sans-IO; applied through `door.rs`).
     pub(super) hub: Hub,
     pub(super) per_ip: HashMap<IpAddr, usize>,
+    /// New connections per IP per second (`workers.max_new_connections_per_ip_per_s`).
+    new_per_ip: RateLimit,
     pub(super) bus: Arc<Bus>,
     /// HLS/DASH: packaging the streams published here, serving and holding requests.
     pub(super) packaging: Packaging,
@@ -131,6 +134,7 @@ impl Worker {
             conns: Conns::with_capacity(config.workers.max_connections),
             hub,
             per_ip: HashMap::new(),
+            new_per_ip: RateLimit::default(),
             bus,
             packaging: Packaging::new(index, config.http.clone(), hls, directory, Instant::now()),
             relay: Relay::new(&config),
@@ -288,6 +292,16 @@ impl Worker {
             WorkerStats::add(&self.stats.refused, 1);
             return;
         }
+        let rate = limits.max_new_connections_per_ip_per_s;
+        if let Admission::Refuse { warn } = self.new_per_ip.admit(ip, rate, now) {
+            // One line a second at most: a flood must not flood the log too.
+            if let Some(refused) = warn {
+                tracing::warn!(worker = self.index, %peer, limit = rate, refused,
+                    "connections refused: max_new_connections_per_ip_per_s reached");
+            }
+            WorkerStats::add(&self.stats.refused, 1);
+            return;
+        }
         if let Err(e) = self.socket_options.apply(&socket) {
             tracing::warn!(worker = self.index, %peer, error = %e, "cannot set socket options");
         }
@@ -389,7 +403,18 @@ impl Worker {
             conn.last_read = now;
         }
         let result = match &mut conn.proto {
-            Proto::Rtmp(session) => session.handle_input(&mut conn.read_buf),
+            Proto::Rtmp(session) => {
+                let result = session.handle_input(&mut conn.read_buf);
+                // Times the oldest unfinished message (`timeouts.message_ms`, in `tick`).
+                conn.unfinished = match session.unfinished_message(conn.read_buf.len()) {
+                    None => None,
+                    Some(ordinal) => match conn.unfinished {
+                        Some((same, since)) if same == ordinal => Some((same, since)),
+                        _ => Some((ordinal, now)),
+                    },
+                };
+                result
+            }
             Proto::Upstream(up) => up.session.handle_input(&mut conn.read_buf),
             Proto::Http(_) => Ok(()),
         };
@@ -397,6 +422,9 @@ impl Worker {
             let span = conn.span.clone();
             let _envelope = span.enter();
             self.http_input(key, now);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.note_http_head(now);
+            }
         } else if matches!(conn.proto, Proto::Upstream(_)) {
             self.upstream_events(key, now);
         } else {
@@ -631,15 +659,20 @@ impl Worker {
         if self.drain_tick(now) {
             return true;
         }
+        self.new_per_ip.prune(now);
         let t = &self.config.timeouts;
         let handshake = Duration::from_millis(t.handshake_ms);
         let idle = Duration::from_millis(t.idle_ms);
+        let setup = Duration::from_millis(t.setup_ms);
+        let message = Duration::from_millis(t.message_ms);
         let slow = Duration::from_millis(t.slow_player_ms);
         let mut expired = Vec::new();
         for (key, conn) in self.conns.iter() {
-            // HTTP keep-alive: each request head has the handshake bound from the last read.
+            // HTTP keep-alive: each request head has the handshake bound from its first byte
+            // (a head trickled a byte at a time gets no more), or, with nothing of a next
+            // request, from the last read.
             let since = if matches!(conn.proto, Proto::Http(_)) {
-                conn.last_read
+                conn.http_head_since().unwrap_or(conn.last_read)
             } else {
                 conn.opened
             };
@@ -652,6 +685,18 @@ impl Worker {
                     Proto::Http(_) if conn.read_buf.is_empty() => CloseReason::HttpIdle { ms },
                     Proto::Http(_) => CloseReason::HttpHeadTimeout { ms },
                 })
+            } else if matches!(conn.proto, Proto::Rtmp(_))
+                && conn.last_stream.is_none()
+                && now.duration_since(conn.opened) > setup
+                && !self.hub.is_member(key)
+            {
+                Some(CloseReason::SetupTimeout { ms: t.setup_ms })
+            } else if matches!(conn.proto, Proto::Rtmp(_))
+                && conn
+                    .unfinished
+                    .is_some_and(|(_, since)| now.duration_since(since) > message)
+            {
+                Some(CloseReason::MessageTimeout { ms: t.message_ms })
             } else if !matches!(conn.role, Role::Player { .. })
                 && !upstream
                 && now.duration_since(conn.last_read) > idle

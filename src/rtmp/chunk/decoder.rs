@@ -74,6 +74,8 @@ struct ChunkStream {
     extended: Option<u32>,
     /// A message is partly assembled in `partial`.
     in_progress: bool,
+    /// The ordinal of the message in progress (see [`ChunkDecoder::oldest_partial`]).
+    started: u64,
     partial: BytesMut,
 }
 
@@ -114,6 +116,8 @@ pub struct ChunkDecoder {
     max_message_size: u32,
     max_chunk_streams: usize,
     bytes_received: u64,
+    /// Messages whose first chunk was consumed so far: the next message's ordinal.
+    messages_started: u64,
     streams: Vec<ChunkStream>,
     /// csid (< 64) → index + 1 into `streams`; 0 = not seen.
     small: [u16; 64],
@@ -132,6 +136,7 @@ impl ChunkDecoder {
             max_message_size: limits.max_message_size,
             max_chunk_streams,
             bytes_received: 0,
+            messages_started: 0,
             streams: Vec::new(),
             small: [0; 64],
             large: Vec::new(),
@@ -297,6 +302,10 @@ impl ChunkDecoder {
                 None => self.insert(csid),
             };
             self.bytes_received += (pos + chunk_len) as u64;
+            let ordinal = self.messages_started;
+            if new_message {
+                self.messages_started += 1;
+            }
             let st = &mut self.streams[i];
             st.timestamp = p.timestamp;
             st.delta = p.delta;
@@ -328,6 +337,7 @@ impl ChunkDecoder {
                 // 16 MB message must not cost 16 MB before the bytes arrive.
                 st.partial = BytesMut::with_capacity((p.length as usize).min(ASSEMBLY_PREALLOC));
                 st.in_progress = true;
+                st.started = ordinal;
             } else if st.partial.capacity() - st.partial.len() < chunk_len {
                 grow(&mut st.partial, chunk_len, p.length as usize);
             }
@@ -344,6 +354,26 @@ impl ChunkDecoder {
     /// Total bytes consumed since the start, for acknowledgements.
     pub fn bytes_received(&self) -> u64 {
         self.bytes_received
+    }
+
+    /// Messages whose first chunk has been consumed so far, complete or not; also the ordinal
+    /// the next message started will have.
+    pub fn messages_started(&self) -> u64 {
+        self.messages_started
+    }
+
+    /// The ordinal (see [`messages_started`](Self::messages_started)) of the oldest message
+    /// partly assembled, or `None` when no chunk stream has one in progress.
+    ///
+    /// The decoder reads no clock: a caller that bounds how long a message may take records
+    /// when it first saw an ordinal here and times out while the same ordinal stays. Progress
+    /// on other chunk streams does not reset it; finishing (or aborting) that message does.
+    pub fn oldest_partial(&self) -> Option<u64> {
+        self.streams
+            .iter()
+            .filter(|s| s.in_progress)
+            .map(|s| s.started)
+            .min()
     }
 
     /// Number of chunk streams the peer has used so far.
@@ -396,6 +426,7 @@ impl ChunkDecoder {
             stream_id: 0,
             extended: None,
             in_progress: false,
+            started: 0,
             partial: BytesMut::new(),
         });
         // Fits: max_chunk_streams ≤ 65598.

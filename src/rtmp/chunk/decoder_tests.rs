@@ -209,6 +209,34 @@ fn interleaved_messages_on_two_csids_reassemble_separately() {
 }
 
 #[test]
+fn oldest_partial_names_the_oldest_unfinished_message_until_it_completes() {
+    let mut d = decoder();
+    assert_eq!(d.oldest_partial(), None);
+    // Message 0 (csid 4, 200 bytes) starts; message 1 (csid 6, 150 bytes) starts after it.
+    let mut wire = BytesMut::new();
+    hdr(&mut wire, 0, 4, 100, 200, 9, 1);
+    wire.put_slice(&[9; 128]);
+    assert_eq!(d.decode(&mut wire), Ok(None));
+    assert_eq!((d.oldest_partial(), d.messages_started()), (Some(0), 1));
+    hdr(&mut wire, 0, 6, 90, 150, 8, 1);
+    wire.put_slice(&[8; 128]);
+    assert_eq!(d.decode(&mut wire), Ok(None));
+    // Progress on csid 6 does not make csid 4's message any younger.
+    assert_eq!((d.oldest_partial(), d.messages_started()), (Some(0), 2));
+    // A whole message on a third csid in between changes nothing either.
+    hdr(&mut wire, 0, 3, 0, 4, 20, 0);
+    wire.put_slice(&[1; 4]);
+    assert!(d.decode(&mut wire).unwrap().is_some());
+    assert_eq!((d.oldest_partial(), d.messages_started()), (Some(0), 3));
+    wire.put_u8(0xC4);
+    wire.put_slice(&[9; 72]);
+    assert_eq!(d.decode(&mut wire).unwrap().unwrap().csid, 4);
+    assert_eq!(d.oldest_partial(), Some(1));
+    d.abort(6);
+    assert_eq!(d.oldest_partial(), None);
+}
+
+#[test]
 fn single_chunk_message_is_cut_out_without_a_copy() {
     let len = SMALL_MESSAGE + 100;
     let mut wire = BytesMut::with_capacity(len + 64);

@@ -281,6 +281,25 @@ impl ServerSession {
         !matches!(self.phase, Phase::Handshaking(_))
     }
 
+    /// The message the peer started and has not finished, as an ordinal that stays the same
+    /// until that message completes: the oldest message partly assembled in the chunk decoder,
+    /// else, when `unread` bytes of a chunk are left in the caller's buffer after
+    /// [`handle_input`](Self::handle_input), the message that chunk begins. `None` during the
+    /// handshake (bounded on its own) and when nothing is pending.
+    ///
+    /// Call it after `handle_input` with what is left in the buffer. The session reads no
+    /// clock: the caller notes when it first saw an ordinal and closes the connection when the
+    /// same ordinal outlives its bound (the worker's `timeouts.message_ms`).
+    pub fn unfinished_message(&self, unread: usize) -> Option<u64> {
+        if !self.is_established() {
+            return None;
+        }
+        let decoder = &self.link.decoder;
+        decoder
+            .oldest_partial()
+            .or_else(|| (unread > 0).then(|| decoder.messages_started()))
+    }
+
     /// The app from `connect`, once requested, without its query string or a trailing `/`:
     /// streams are named `app/name` from it.
     pub fn app(&self) -> Option<&str> {
