@@ -115,6 +115,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The HTTP listener (HTTP-FLV).
     pub http: SocketAddr,
+    /// The RTMPS listener, when the config has `[rtmps] listen`.
+    pub rtmps: Option<SocketAddr>,
     server: Option<Server>,
     closes: Journal,
 }
@@ -183,6 +185,9 @@ impl TestServer {
         };
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        if !config.rtmps.listen.is_empty() {
+            config.rtmps.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        }
         config.workers.pin = false;
         if config.workers.count == 0 {
             config.workers.count = 1;
@@ -190,9 +195,11 @@ impl TestServer {
         let server = Server::start_with(config, hooks).expect("server starts");
         let addr = server.local_addrs()[0];
         let http = server.http_addrs()[0];
+        let rtmps = server.rtmps_addrs().first().copied();
         Self {
             addr,
             http,
+            rtmps,
             server: Some(server),
             closes,
         }
