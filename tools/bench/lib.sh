@@ -31,8 +31,8 @@
 #   rtmp-load publishes there (--publish-url) and plays from the edge; only the edge's CPU
 #   is sampled.
 #   edge-tls: like edge, plus an [rtmps] listener on EDGE_TLS_PORT (19363) with a self-signed
-#   RSA-2048 certificate made with openssl; rtmp-load publishes and plays over rtmps:// (its
-#   TLS client does not verify the certificate).
+#   certificate made with openssl (TLS_KEY: rsa, RSA-2048, the default; or ec, ECDSA P-256);
+#   rtmp-load publishes and plays over rtmps:// (its TLS client does not verify it).
 #   The edge's HLS variants
 #   package on demand (the default) with DASH off; variant_args gives each variant's rtmp-load
 #   arguments.
@@ -276,13 +276,14 @@ CONF
     wait_port "$ORIGIN_PORT"
 }
 
-# tls_cert: a self-signed certificate for localhost/127.0.0.1 in OUT/tls (made once); prints
+# tls_cert: a self-signed certificate for localhost/127.0.0.1 in OUT/tls-TLS_KEY (made once); prints
 # the [rtmps] section serving it on EDGE_TLS_PORT.
 tls_cert() {
-    local dir=$OUT/tls
+    local dir=$OUT/tls-${TLS_KEY:-rsa} newkey=(rsa:2048)
+    [ "${TLS_KEY:-rsa}" != ec ] || newkey=(ec -pkeyopt ec_paramgen_curve:prime256v1)
     if [ ! -s "$dir/cert.pem" ]; then
         mkdir -p "$dir"
-        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+        openssl req -x509 -newkey "${newkey[@]}" -nodes -days 30 -subj /CN=localhost \
             -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
             -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
     fi
