@@ -89,6 +89,8 @@ pub use auth::{AuthAppConfig, AuthConfig};
 pub struct Config {
     /// `[rtmp]`: listeners and protocol settings.
     pub rtmp: RtmpConfig,
+    /// `[rtmps]`: RTMP over TLS listeners, certificate, and the relay's trusted CAs.
+    pub rtmps: RtmpsConfig,
     /// `[http]`: HTTP delivery (HTTP-FLV, HLS, DASH) on the same workers.
     pub http: HttpConfig,
     /// `[workers]`: per-core workers and sockets.
@@ -153,6 +155,25 @@ config_section! {
         pub max_chunk_streams: usize,
         /// Deepest AMF nesting accepted. Must be > 0.
         pub max_amf_depth: usize,
+    }
+}
+
+config_section! {
+    /// RTMPS: RTMP over TLS (rustls) on the same workers as plain RTMP, and the TLS client
+    /// side of `rtmps://` relay origins and push targets.
+    pub struct RtmpsConfig in "rtmps" {
+        /// Addresses to listen on for RTMPS, e.g. `["0.0.0.0:1936", "[::]:1936"]`; each
+        /// worker binds each with SO_REUSEPORT. Empty: RTMPS is off. Needs `cert` and `key`;
+        /// must not list an address twice nor one that `rtmp.listen` or `http.listen` lists.
+        pub listen: Vec<SocketAddr>,
+        /// PEM file with the server's certificate chain (leaf first). Read and checked at
+        /// startup (and by --check-config); required when `listen` is not empty.
+        pub cert: String,
+        /// PEM file with the private key of `cert` (PKCS#8, PKCS#1 or SEC1).
+        pub key: String,
+        /// PEM file of the CA certificates that `rtmps://` origins and push targets are
+        /// verified against; empty: the system roots (Mozilla's set, built in).
+        pub ca_file: String,
     }
 }
 
@@ -411,8 +432,9 @@ pub struct PushConfig {
 
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 11] = [
+    pub const SECTIONS: [SectionDoc; 12] = [
         RtmpConfig::DOC,
+        RtmpsConfig::DOC,
         HttpConfig::DOC,
         WorkersConfig::DOC,
         StreamsConfig::DOC,
@@ -495,6 +517,7 @@ impl Config {
         )?;
         positive("rtmp.max_chunk_streams", as_u64(rtmp.max_chunk_streams))?;
         positive("rtmp.max_amf_depth", as_u64(rtmp.max_amf_depth))?;
+        self.validate_rtmps()?;
 
         let workers = &self.workers;
         in_range(
@@ -626,13 +649,6 @@ impl Config {
                     value: origin.clone(),
                     reason: error.to_string(),
                 })?;
-            if parsed.endpoint().scheme == crate::relay::Scheme::Rtmps {
-                return Err(ConfigError::NotUsable {
-                    key: "relay.origins",
-                    value: origin.clone(),
-                    reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
-                });
-            }
             if relay.origins[..i].iter().any(|o| {
                 crate::relay::OriginUrl::parse(o).is_ok_and(|o| o.to_string() == parsed.to_string())
             }) {
@@ -654,20 +670,11 @@ impl Config {
                     reason: "`app` must be an app name or \"*\"".into(),
                 });
             }
-            let url = crate::relay::PushUrl::parse(&push.url).map_err(|error| {
-                ConfigError::NotUsable {
-                    key: "relay.push",
-                    value: push.url.clone(),
-                    reason: error.to_string(),
-                }
+            crate::relay::PushUrl::parse(&push.url).map_err(|error| ConfigError::NotUsable {
+                key: "relay.push",
+                value: push.url.clone(),
+                reason: error.to_string(),
             })?;
-            if url.endpoint().scheme == crate::relay::Scheme::Rtmps {
-                return Err(ConfigError::NotUsable {
-                    key: "relay.push",
-                    value: push.url.clone(),
-                    reason: "rtmps:// upstreams are not supported yet (no TLS client)".into(),
-                });
-            }
         }
 
         if !self.admin.listen.is_empty() && self.admin.listen.parse::<SocketAddr>().is_err() {
@@ -702,6 +709,65 @@ impl Config {
                 value: self.log.level.clone(),
                 reason: error.to_string(),
             });
+        }
+        Ok(())
+    }
+
+    /// `[rtmps]`: listeners that need a certificate have one that loads, and a CA file, when
+    /// set, holds certificates. (The files are read here, so --check-config reads them too.)
+    fn validate_rtmps(&self) -> Result<(), ConfigError> {
+        let rtmps = &self.rtmps;
+        for (i, addr) in rtmps.listen.iter().enumerate() {
+            if rtmps.listen[..i].contains(addr) {
+                return Err(ConfigError::DuplicateListenAddress {
+                    key: "rtmps.listen",
+                    addr: *addr,
+                });
+            }
+            // Port 0 is a fresh port per listener, never shared.
+            let http = self.http.enabled.then_some(&self.http.listen);
+            let other = if addr.port() == 0 {
+                None
+            } else if self.rtmp.listen.contains(addr) {
+                Some("rtmp.listen")
+            } else if http.is_some_and(|h| h.contains(addr)) {
+                Some("http.listen")
+            } else {
+                None
+            };
+            if let Some(other) = other {
+                return Err(ConfigError::ListenAddressInUse {
+                    key: "rtmps.listen",
+                    addr: *addr,
+                    other,
+                });
+            }
+        }
+        if !rtmps.listen.is_empty() {
+            for (key, value) in [("rtmps.cert", &rtmps.cert), ("rtmps.key", &rtmps.key)] {
+                if value.is_empty() {
+                    return Err(ConfigError::RequiredBy {
+                        key,
+                        by: "rtmps.listen",
+                    });
+                }
+            }
+            let tls_error = |key, error: crate::net::tls::TlsFileError| ConfigError::BadTlsFile {
+                key,
+                reason: error.to_string(),
+            };
+            use crate::net::tls;
+            tls::load_certs(&rtmps.cert).map_err(|e| tls_error("rtmps.cert", e))?;
+            tls::load_key(&rtmps.key).map_err(|e| tls_error("rtmps.key", e))?;
+            tls::server_config(&rtmps.cert, &rtmps.key).map_err(|e| tls_error("rtmps.key", e))?;
+        }
+        if !rtmps.ca_file.is_empty() {
+            crate::net::tls::client_config(&rtmps.ca_file).map_err(|e| {
+                ConfigError::BadTlsFile {
+                    key: "rtmps.ca_file",
+                    reason: e.to_string(),
+                }
+            })?;
         }
         Ok(())
     }
@@ -907,6 +973,19 @@ impl Default for RtmpConfig {
             max_chunk_size: limits.max_chunk_size,
             max_chunk_streams: limits.max_chunk_streams,
             max_amf_depth: limits.max_amf_depth,
+        }
+    }
+}
+
+// Written out like the other sections' defaults (the section macro derives no Default).
+#[allow(clippy::derivable_impls)]
+impl Default for RtmpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            cert: String::new(),
+            key: String::new(),
+            ca_file: String::new(),
         }
     }
 }

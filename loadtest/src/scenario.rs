@@ -38,7 +38,8 @@ pub enum PlayerProto {
 #[serde(deny_unknown_fields)]
 pub struct Knobs {
     /// Server URL with app and stream name: rtmp://127.0.0.1:1935/live/stream. With several
-    /// streams, stream i is named NAME-i.
+    /// streams, stream i is named NAME-i. rtmps://HOST:PORT/... speaks RTMP over TLS (rustls,
+    /// the server's certificate NOT verified: for benchmarks on loopback).
     #[arg(long)]
     pub url: Option<String>,
     /// Publishers publish here instead of `--url` (same app and stream names), e.g. the
@@ -152,15 +153,23 @@ pub struct RtmpUrl {
     pub stream: String,
     /// `rtmp://host:port/app`, as sent in `connect`.
     pub tc_url: String,
+    /// `rtmps://`: RTMP over TLS.
+    pub tls: bool,
 }
 
 impl RtmpUrl {
-    /// Parses `rtmp://host[:port]/app/stream` (the stream may contain further slashes and a
-    /// query string; IPv6 hosts in brackets).
+    /// Parses `rtmp://host[:port]/app/stream` or `rtmps://…` (the stream may contain further
+    /// slashes and a query string; IPv6 hosts in brackets).
     pub fn parse(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("rtmp://")
-            .with_context(|| format!("{url:?} does not start with rtmp://"))?;
+        let (scheme, tls, rest) = match url.strip_prefix("rtmps://") {
+            Some(rest) => ("rtmps", true, rest),
+            None => (
+                "rtmp",
+                false,
+                url.strip_prefix("rtmp://")
+                    .with_context(|| format!("{url:?} does not start with rtmp:// or rtmps://"))?,
+            ),
+        };
         let (authority, path) = rest
             .split_once('/')
             .context("URL has no /app/stream path")?;
@@ -175,6 +184,7 @@ impl RtmpUrl {
         };
         let port = match port {
             Some(p) => p.parse().with_context(|| format!("bad port {p:?}"))?,
+            None if tls => 443,
             None => 1935,
         };
         let (app, stream) = path
@@ -189,11 +199,12 @@ impl RtmpUrl {
             host.clone()
         };
         Ok(Self {
-            tc_url: format!("rtmp://{host_in_url}:{port}/{app}"),
+            tc_url: format!("{scheme}://{host_in_url}:{port}/{app}"),
             host,
             port,
             app: app.to_string(),
             stream: stream.to_string(),
+            tls,
         })
     }
 
@@ -412,6 +423,11 @@ mod tests {
     fn url_without_stream_or_scheme_is_rejected() {
         assert!(RtmpUrl::parse("rtmp://127.0.0.1/live").is_err());
         assert!(RtmpUrl::parse("http://127.0.0.1/live/x").is_err());
+        let u = RtmpUrl::parse("rtmps://localhost/live/x").unwrap();
+        assert_eq!(
+            (u.port, u.tls, u.tc_url.as_str()),
+            (443, true, "rtmps://localhost:443/live")
+        );
         assert!(RtmpUrl::parse("rtmp://127.0.0.1:port/live/x").is_err());
     }
 

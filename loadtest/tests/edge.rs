@@ -301,3 +301,49 @@ fn players_on_an_edge_receive_what_is_published_on_its_origin() {
         "the origin had the publisher and the edge's pull"
     );
 }
+
+#[test]
+fn rtmps_players_and_publisher_receive_stamped_frames_over_tls() {
+    let dir = std::env::temp_dir().join(format!("rtmp-load-rtmps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let server = start_edge_with(false, |c| {
+        c.rtmps.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.rtmps.cert = cert_path.to_str().unwrap().to_string();
+        c.rtmps.key = key_path.to_str().unwrap().to_string();
+    });
+    let url = format!("rtmps://{}/live/tls", server.rtmps_addrs()[0]);
+    let r = rtmp_load(&[
+        "--url",
+        &url,
+        "--players",
+        "20",
+        "--duration",
+        "3",
+        "--synthetic",
+        "600k",
+        "--fps",
+        "25",
+        "--gop",
+        "25",
+    ]);
+    server.shutdown();
+    server.join().expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(u(&r, &["counters", "errors"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["counters", "stalls"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["connections", "publishers_up"]), 1, "{r:#}");
+    assert_eq!(u(&r, &["connections", "players_up"]), 20, "{r:#}");
+    assert!(
+        u(&r, &["counters", "player_video_frames"]) > 20 * 2 * 25,
+        "{r:#}"
+    );
+    assert_eq!(u(&r, &["counters", "frames_without_stamp"]), 0, "{r:#}");
+}

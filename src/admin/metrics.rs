@@ -25,6 +25,7 @@ pub const CLOSE_KINDS: &[&str] = &[
     "drain",
     "kicked",
     "denied",
+    "tls",
     "other",
 ];
 

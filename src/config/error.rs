@@ -73,6 +73,32 @@ pub enum ConfigError {
         /// Most entries accepted.
         max: usize,
     },
+    /// A key that another key's value makes necessary is empty.
+    #[error("`{key}` must be set when `{by}` is not empty")]
+    RequiredBy {
+        /// The key path of the missing value.
+        key: &'static str,
+        /// The key path that needs it.
+        by: &'static str,
+    },
+    /// A certificate, key or CA file cannot be read or used.
+    #[error("`{key}`: {reason}")]
+    BadTlsFile {
+        /// The key path naming the file.
+        key: &'static str,
+        /// What is wrong with it (unreadable, no PEM, a key not matching the certificate).
+        reason: String,
+    },
+    /// A listen address of one protocol is also another's.
+    #[error("`{key}` lists {addr}, which `{other}` lists too")]
+    ListenAddressInUse {
+        /// The key path.
+        key: &'static str,
+        /// The shared address.
+        addr: SocketAddr,
+        /// The other key that lists it.
+        other: &'static str,
+    },
     /// The same listen address appears twice.
     #[error("`{key}` lists {addr} twice")]
     DuplicateListenAddress {
@@ -151,6 +177,9 @@ impl ConfigError {
             | Self::MustNotBeEmpty { key }
             | Self::TooManyEntries { key, .. }
             | Self::DuplicateListenAddress { key, .. }
+            | Self::RequiredBy { key, .. }
+            | Self::BadTlsFile { key, .. }
+            | Self::ListenAddressInUse { key, .. }
             | Self::CoreNotAvailable { key, .. }
             | Self::NotUsable { key, .. }
             | Self::Invalid { key, .. }

@@ -635,7 +635,6 @@ fn unusable_relay_urls_are_refused_with_their_key() {
             "[relay]\norigin_timeout_ms = 0\n",
             "relay.origin_timeout_ms",
         ),
-        ("[relay]\norigins = [\"rtmps://a:443\"]\n", "relay.origins"),
         (
             "[[relay.push]]\napp = \"live\"\nurl = \"rtmp://host\"\n",
             "relay.push",
@@ -649,4 +648,69 @@ fn unusable_relay_urls_are_refused_with_their_key() {
         let error = config.validate_with_cores(&[0]).unwrap_err();
         assert_eq!(error.key(), Some(key), "{text}: {error}");
     }
+}
+
+#[test]
+fn rtmps_origins_and_push_targets_are_accepted() {
+    let text = "[relay]\norigins = [\"rtmps://a.example\"]\n\
+                [[relay.push]]\napp = \"live\"\nurl = \"rtmps://b.example/live\"\n";
+    let config = Config::from_toml_str(text).unwrap();
+    config
+        .validate_with_cores(&[0])
+        .expect("rtmps upstreams are valid");
+}
+
+/// A self-signed certificate and its key, as PEM files in a fresh directory.
+fn pem_files(test: &str) -> (std::path::PathBuf, String, String) {
+    let dir = std::env::temp_dir().join(format!("rtmp-edge-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    (dir, path(cert_path), path(key_path))
+}
+
+#[test]
+fn rtmps_listeners_need_a_certificate_and_key_that_load() {
+    let (dir, cert, key) = pem_files("rtmps-config");
+    fn with(cert: &str, key: &str, ca: &str) -> impl FnOnce(&mut Config) {
+        let (cert, key, ca) = (cert.to_string(), key.to_string(), ca.to_string());
+        move |c: &mut Config| {
+            c.rtmps.listen = vec!["127.0.0.1:1936".parse().unwrap()];
+            c.rtmps.cert = cert;
+            c.rtmps.key = key;
+            c.rtmps.ca_file = ca;
+        }
+    }
+    let mut good = Config::default();
+    with(&cert, &key, &cert)(&mut good);
+    good.validate_with_cores(CORES).expect("a loadable pair");
+    assert_eq!(rejected_key(with("", &key, "")), "rtmps.cert");
+    assert_eq!(rejected_key(with(&cert, "", "")), "rtmps.key");
+    assert_eq!(
+        rejected_key(with("/nonexistent.pem", &key, "")),
+        "rtmps.cert"
+    );
+    // A certificate file given as the key: no private key in it.
+    assert_eq!(rejected_key(with(&cert, &cert, "")), "rtmps.key");
+    assert_eq!(rejected_key(with(&cert, &key, &key)), "rtmps.ca_file");
+    // A key of another certificate.
+    let (other_dir, _, other_key) = pem_files("rtmps-config-other");
+    assert_eq!(rejected_key(with(&cert, &other_key, "")), "rtmps.key");
+    // Off (no listener): nothing is read.
+    Config::default().validate_with_cores(CORES).unwrap();
+    let shared = |c: &mut Config| {
+        with(&cert, &key, "")(c);
+        c.rtmps.listen = c.rtmp.listen.clone();
+    };
+    assert_eq!(rejected_key(shared), "rtmps.listen");
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(other_dir);
 }

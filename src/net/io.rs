@@ -69,6 +69,9 @@ pub enum WriteOutcome {
     Blocked { bytes: usize },
     /// Budget spent with the socket still writable: come back without waiting for an event.
     Budget { bytes: usize },
+    /// TLS only: the handshake is not done and takes no more plaintext yet; the read that
+    /// moves it on schedules the connection again.
+    Waiting { bytes: usize },
 }
 
 /// Writes the queue with vectored writes until empty, WouldBlock or `budget` bytes.

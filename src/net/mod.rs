@@ -1,8 +1,10 @@
 //! The only code that calls bind/accept/read/write: SO_REUSEPORT listeners and socket IO
-//! with budgets and vectored writes.
+//! with budgets and vectored writes, and TLS (RTMPS) between the two for connections that
+//! have it.
 
 mod io;
 mod listener;
+pub mod tls;
 
 pub use io::{read_some, write_queue, ReadOutcome, WriteOutcome};
 pub use listener::{bind_all, bind_reuseport, SocketOptions};

@@ -17,6 +17,10 @@ pub enum CloseReason {
     ReadFailed(IoFailure),
     #[error("write error: {0}")]
     WriteFailed(IoFailure),
+    /// The peer broke TLS on an RTMPS connection, or never spoke it (a plain RTMP client on
+    /// the TLS port), or an upstream's certificate failed verification.
+    #[error("TLS failed: {0}")]
+    TlsFailed(rustls::Error),
     /// The RTMP session broke a rule (handshake, chunking, AMF, commands, limits).
     #[error("protocol error: {0}")]
     Protocol(SessionError),
@@ -110,6 +114,7 @@ impl CloseReason {
             CloseReason::Relay(_) => "relay",
             CloseReason::ShuttingDown | CloseReason::ShutdownDeadline => "shutdown",
             CloseReason::Kicked => "kicked",
+            CloseReason::TlsFailed(_) => "tls",
             CloseReason::Denied { .. } => "denied",
             CloseReason::DrainDeadline { .. } => "drain",
         }

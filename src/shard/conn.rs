@@ -51,6 +51,8 @@ pub struct Conn {
     pub key: ConnKey,
     pub peer: SocketAddr,
     pub socket: TcpStream,
+    /// RTMPS: the TLS session between the socket and `read_buf`/`out` (None: plain).
+    pub tls: Option<Box<rustls::Connection>>,
     pub proto: Proto,
     pub read_buf: BytesMut,
     pub out: OutputQueue,
@@ -134,6 +136,7 @@ impl Conn {
             key,
             peer,
             socket,
+            tls: None,
             proto,
             read_buf: BytesMut::new(),
             out,
@@ -199,9 +202,11 @@ impl Conn {
         (waiting && !self.read_buf.is_empty()).then(|| self.bytes_in - self.read_buf.len() as u64)
     }
 
-    /// Puts the connection on `write_list` if it has output and the socket can take it.
+    /// Puts the connection on `write_list` if it has output (queued, or TLS records of its
+    /// own: a handshake message, an alert) and the socket can take it.
     pub fn schedule_write(&mut self, write_list: &mut Vec<ConnKey>) {
-        if !self.write_listed && !self.write_blocked && !self.out.is_empty() {
+        let output = !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write());
+        if !self.write_listed && !self.write_blocked && output {
             self.write_listed = true;
             write_list.push(self.key);
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::close::CloseReason;
 use super::conn::{Proto, Role};
-use super::worker::Worker;
+use super::worker::{Listener, Worker};
 use crate::fanout::ConnKey;
 
 /// A worker's drain in progress.
@@ -44,11 +44,12 @@ impl Worker {
     pub(super) fn begin_drain(&mut self, now: Instant) {
         let drain_ms = self.config.timeouts.drain_ms;
         let registry = self.poll.registry();
-        self.listeners.retain_mut(|(listener, http)| {
-            if !*http {
+        self.listeners.retain_mut(|(listener, kind)| {
+            let http = *kind == Listener::Http;
+            if !http {
                 let _ = registry.deregister(listener);
             }
-            *http
+            http
         });
         self.drain = Some(Drain {
             started: now,

@@ -37,7 +37,7 @@ pub use reload::restart_needed;
 use crate::config::{Config, ConfigSource, MAX_WORKERS};
 use crate::fanout::StreamKey;
 use crate::record::Recording;
-use worker::{Worker, WAKER_TOKEN};
+use worker::{Listener, Worker, WAKER_TOKEN};
 
 /// A connection a worker closed, as [`Hooks::on_close`] sees it.
 #[derive(Debug, Clone)]
@@ -77,6 +77,7 @@ pub struct Server {
     /// The admin API's way to the workers.
     control: Arc<admin::ShardControl>,
     addrs: Vec<SocketAddr>,
+    rtmps_addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     bus: Arc<Bus>,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -111,6 +112,24 @@ impl Server {
             ));
         }
         let rtmp = crate::net::bind_all(&config.rtmp.listen, workers)?;
+        // RTMPS: the certificate is loaded once (a config that skipped validation fails here,
+        // naming the file); each worker binds the same SO_REUSEPORT listeners as for RTMP.
+        let (tls_server, rtmps) = if config.rtmps.listen.is_empty() {
+            (None, None)
+        } else {
+            let tls = crate::net::tls::server_config(&config.rtmps.cert, &config.rtmps.key)
+                .map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("[rtmps]: {e}"))
+                })?;
+            (
+                Some(tls),
+                Some(crate::net::bind_all(&config.rtmps.listen, workers)?),
+            )
+        };
+        let rtmps_addrs: Vec<SocketAddr> = rtmps
+            .as_ref()
+            .map(|l| l[0].iter().filter_map(|l| l.local_addr().ok()).collect())
+            .unwrap_or_default();
         let http = if config.http.enabled {
             Some(crate::net::bind_all(&config.http.listen, workers)?)
         } else {
@@ -177,11 +196,17 @@ impl Server {
         let mut threads = Vec::with_capacity(workers);
         let stats = crate::admin::metrics::registry(workers);
         let mut http = http.map(|h| h.into_iter());
+        let mut rtmps = rtmps.map(|l| l.into_iter());
         for (index, (poll, rtmp_listeners)) in polls.into_iter().zip(rtmp).enumerate() {
-            let mut worker_listeners: Vec<_> =
-                rtmp_listeners.into_iter().map(|l| (l, false)).collect();
+            let mut worker_listeners: Vec<_> = rtmp_listeners
+                .into_iter()
+                .map(|l| (l, Listener::Rtmp))
+                .collect();
+            if let Some(rtmps) = rtmps.as_mut().and_then(Iterator::next) {
+                worker_listeners.extend(rtmps.into_iter().map(|l| (l, Listener::Rtmps)));
+            }
             if let Some(http) = http.as_mut().and_then(Iterator::next) {
-                worker_listeners.extend(http.into_iter().map(|l| (l, true)));
+                worker_listeners.extend(http.into_iter().map(|l| (l, Listener::Http)));
             }
             let core = cores.get(index).copied().flatten();
             let mut worker = Worker::new(
@@ -196,6 +221,7 @@ impl Server {
             worker.on_close = hooks.on_close.clone();
             worker.stats = stats[index].clone();
             worker.gate.set_shared(auth.clone());
+            worker.tls_server = tls_server.clone();
             worker.recording = Recording::new(index, (&config.record).into(), record.clone());
             let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()
@@ -217,6 +243,9 @@ impl Server {
         }
         for addr in &addrs {
             tracing::info!(%addr, workers, "listening for RTMP");
+        }
+        for addr in &rtmps_addrs {
+            tracing::info!(%addr, workers, "listening for RTMPS");
         }
         for addr in &http_addrs {
             tracing::info!(%addr, workers, "listening for HTTP");
@@ -258,6 +287,7 @@ impl Server {
             admin,
             control,
             addrs,
+            rtmps_addrs,
             http_addrs,
             bus,
             threads,
@@ -268,6 +298,11 @@ impl Server {
     /// The RTMP addresses actually bound (ports resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The RTMPS addresses actually bound (empty when `[rtmps]` is off).
+    pub fn rtmps_addrs(&self) -> &[SocketAddr] {
+        &self.rtmps_addrs
     }
 
     /// The HTTP addresses actually bound (empty when HTTP is off).

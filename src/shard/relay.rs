@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -86,6 +87,9 @@ pub struct Relay {
     pushes: HashMap<StreamKey, PushEntry>,
     /// Host names resolved at start (and on reload), so the loop never waits on DNS.
     addresses: HashMap<Endpoint, SocketAddr>,
+    /// The TLS client side of `rtmps://` upstreams (`rtmps.ca_file`, else the system roots);
+    /// None if the CA file could not be loaded (logged; rtmps upstreams then fail to open).
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Relay {
@@ -104,6 +108,13 @@ impl Relay {
                 addresses.insert(endpoint, addr);
             }
         }
+        let tls_client = match crate::net::tls::client_config(&config.rtmps.ca_file) {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                tracing::error!(%error, "rtmps.ca_file: rtmps:// upstreams cannot be opened");
+                None
+            }
+        };
         Self {
             origins: settings.origins(),
             settings,
@@ -111,6 +122,7 @@ impl Relay {
             pulls: HashMap::new(),
             pushes: HashMap::new(),
             addresses,
+            tls_client,
         }
     }
 
@@ -295,10 +307,23 @@ impl Worker {
         if self.shutdown_deadline.is_some() {
             return None; // shutting down: no new connections
         }
-        if url.endpoint().scheme != crate::relay::Scheme::Rtmp {
-            tracing::warn!(%url, "rtmps:// upstreams are not supported yet");
-            return None;
-        }
+        // rtmps://: a TLS client session, its SNI and verified name the URL's host.
+        let tls = match (url.endpoint().scheme, &self.relay.tls_client) {
+            (crate::relay::Scheme::Rtmp, _) => None,
+            (crate::relay::Scheme::Rtmps, None) => {
+                tracing::warn!(%url, "cannot open rtmps:// upstream: no usable rtmps.ca_file");
+                return None;
+            }
+            (crate::relay::Scheme::Rtmps, Some(config)) => {
+                match crate::net::tls::connect(config, &url.endpoint().host) {
+                    Ok(tls) => Some(Box::new(tls)),
+                    Err(e) => {
+                        tracing::warn!(%url, error = %e, "cannot open rtmps:// upstream");
+                        return None;
+                    }
+                }
+            }
+        };
         let addr = self.relay.address(url.endpoint())?;
         if self.conns.len() >= self.config.workers.max_connections {
             tracing::warn!(%url, "cannot open upstream connection: worker at max_connections");
@@ -376,6 +401,7 @@ impl Worker {
             span,
         );
         conn.last_stream = Some(stream);
+        conn.tls = tls;
         self.conns.insert(conn);
         self.pump(key);
         Some(key)

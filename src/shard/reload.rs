@@ -10,7 +10,8 @@
 //! a removed origin hands over to the next, make-before-break), push targets for every stream
 //! published here (a target kept by URL goes on), timeouts for pulls started from then on.
 //! `[auth]` decides every request from then on (`auth.webhook_threads` needs a restart).
-//! Needing a restart ([`restart_needed`]): listeners, HTTP on/off, worker count and cores,
+//! Needing a restart ([`restart_needed`]): listeners, `[rtmps]` (certificate too), HTTP on/off,
+//! worker count and cores,
 //! `rtmp.chunk_size` (streams encode media once at it) and HLS/DASH packaging.
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.rtmp.chunk_size != new.rtmp.chunk_size,
         "rtmp.chunk_size",
     );
+    check(old.rtmps != new.rtmps, "rtmps");
     check(old.http.listen != new.http.listen, "http.listen");
     check(old.http.enabled != new.http.enabled, "http.enabled");
     let packaging = |c: &Config| {

@@ -29,6 +29,7 @@ use crate::admin::WorkerStats;
 use crate::auth::Role as AuthRole;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
+use crate::net::tls::{read_tls_some, write_tls_queue, TlsReadError};
 use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
 use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
@@ -47,12 +48,23 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// A drained connection keeps at most this much read buffer.
 const IDLE_READ_BUFFER: usize = 4 * 1024;
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Rtmp,
+    /// RTMP over TLS (`[rtmps]`): each accepted connection gets a TLS session.
+    Rtmps,
+    Http,
+}
+
 /// Everything one worker owns.
 pub struct Worker {
     pub(super) index: usize,
     pub(super) poll: Poll,
-    /// Listening sockets, each flagged true when it serves HTTP.
-    pub(super) listeners: Vec<(TcpListener, bool)>,
+    /// Listening sockets, each with what it serves.
+    pub(super) listeners: Vec<(TcpListener, Listener)>,
+    /// The TLS server configuration of `[rtmps]` listeners (loaded once at start).
+    pub(super) tls_server: Option<Arc<rustls::ServerConfig>>,
     pub(super) conns: Conns,
     /// The streams published and played here (sans-IO; applied through `door.rs`).
     pub(super) hub: Hub,
@@ -109,7 +121,7 @@ impl Worker {
     pub fn new(
         index: usize,
         poll: Poll,
-        mut listeners: Vec<(TcpListener, bool)>,
+        mut listeners: Vec<(TcpListener, Listener)>,
         bus: Arc<Bus>,
         directory: Arc<Directory>,
         hls: Arc<HlsShelf>,
@@ -131,6 +143,7 @@ impl Worker {
             index,
             poll,
             listeners,
+            tls_server: None,
             conns: Conns::with_capacity(config.workers.max_connections),
             hub,
             per_ip: HashMap::new(),
@@ -261,8 +274,8 @@ impl Worker {
                 match self.listeners[i].0.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
-                        let http = self.listeners[i].1;
-                        self.admit(stream, peer, now, http);
+                        let kind = self.listeners[i].1;
+                        self.admit(stream, peer, now, kind);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -275,7 +288,7 @@ impl Worker {
         }
     }
 
-    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant, http: bool) {
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant, kind: Listener) {
         let limits = &self.config.workers;
         if self.conns.len() >= limits.max_connections {
             tracing::warn!(worker = self.index, %peer, limit = limits.max_connections,
@@ -305,6 +318,16 @@ impl Worker {
         if let Err(e) = self.socket_options.apply(&socket) {
             tracing::warn!(worker = self.index, %peer, error = %e, "cannot set socket options");
         }
+        let tls = match (kind, &self.tls_server) {
+            (Listener::Rtmps, Some(config)) => match crate::net::tls::accept(config) {
+                Ok(tls) => Some(Box::new(tls)),
+                Err(e) => {
+                    tracing::warn!(worker = self.index, %peer, error = %e, "cannot start TLS");
+                    return;
+                }
+            },
+            _ => None,
+        };
         let index = self.conns.next_index();
         if let Err(e) = self.poll.registry().register(
             &mut socket,
@@ -319,7 +342,7 @@ impl Worker {
         let id = self.next_conn;
         self.next_conn += 1;
         *self.per_ip.entry(ip).or_insert(0) += 1;
-        let proto = if http {
+        let proto = if kind == Listener::Http {
             Proto::Http(HttpPhase::Request)
         } else {
             Proto::Rtmp(Box::new(ServerSession::new(
@@ -336,9 +359,10 @@ impl Worker {
         // Peer first: tests and greps find a connection by `:port `.
         let span = tracing::info_span!("conn", %peer, worker = self.index, conn = id,
             stream = tracing::field::Empty, role = tracing::field::Empty);
-        span.in_scope(|| tracing::debug!("connection accepted"));
-        self.conns
-            .insert(Conn::new(id, key, peer, socket, proto, queue, now, span));
+        span.in_scope(|| tracing::debug!(tls = tls.is_some(), "connection accepted"));
+        let mut conn = Conn::new(id, key, peer, socket, proto, queue, now, span);
+        conn.tls = tls;
+        self.conns.insert(conn);
         WorkerStats::add(&self.stats.accepted, 1);
     }
 
@@ -381,19 +405,34 @@ impl Worker {
         if conn.closing.is_some() {
             return;
         }
-        let outcome = read_some(
-            &mut conn.socket,
-            &mut self.scratch,
-            &mut conn.read_buf,
-            budget,
-            conn.peer_closed,
-        );
+        // One branch per pass: plain sockets read straight into the buffer, RTMPS decrypts.
+        let outcome = match conn.tls.as_deref_mut() {
+            None => read_some(
+                &mut conn.socket,
+                &mut self.scratch,
+                &mut conn.read_buf,
+                budget,
+                conn.peer_closed,
+            )
+            .map_err(|e| CloseReason::ReadFailed(e.into())),
+            Some(tls) => read_tls_some(
+                &mut conn.socket,
+                tls,
+                &mut self.scratch,
+                &mut conn.read_buf,
+                budget,
+            )
+            .map_err(|e| match e {
+                TlsReadError::Io(e) => CloseReason::ReadFailed(e.into()),
+                TlsReadError::Tls(e) => CloseReason::TlsFailed(e),
+            }),
+        };
         let (bytes, more, eof) = match outcome {
             Ok(ReadOutcome::Drained { bytes }) => (bytes, false, false),
             Ok(ReadOutcome::Budget { bytes }) => (bytes, true, false),
             Ok(ReadOutcome::Closed { bytes }) => (bytes, false, true),
-            Err(e) => {
-                self.close(key, CloseReason::ReadFailed(e.into()), now);
+            Err(reason) => {
+                self.close(key, reason, now);
                 return;
             }
         };
@@ -567,7 +606,12 @@ impl Worker {
                 continue;
             };
             conn.write_listed = false;
-            match write_queue(&mut conn.socket, &mut conn.out, budget) {
+            // One branch per pass: RTMPS encrypts the queued slices into TLS records.
+            let written = match conn.tls.as_deref_mut() {
+                None => write_queue(&mut conn.socket, &mut conn.out, budget),
+                Some(tls) => write_tls_queue(&mut conn.socket, tls, &mut conn.out, budget),
+            };
+            match written {
                 Ok(WriteOutcome::Flushed { bytes }) => {
                     conn.bytes_out += bytes as u64;
                     WorkerStats::add(&self.stats.bytes_out, bytes as u64);
@@ -588,6 +632,8 @@ impl Worker {
                     conn.write_listed = true;
                     self.write_list.push(key);
                 }
+                // A TLS handshake still under way: its next read schedules the rest.
+                Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
                 Err(e) => self.close(key, CloseReason::WriteFailed(e.into()), now),
             }
         }
@@ -774,6 +820,11 @@ impl Worker {
         self.packaging.gone(key);
         self.auth_done(key);
         self.trim.freed();
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            if !matches!(reason, CloseReason::TlsFailed(_)) {
+                crate::net::tls::close_notify(&mut conn.socket, tls);
+            }
+        }
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(count) = self.per_ip.get_mut(&conn.peer.ip()) {
             *count -= 1;

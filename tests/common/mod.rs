@@ -117,6 +117,8 @@ pub struct TestServer {
     pub addr6: Option<SocketAddr>,
     /// The HTTP listener (HTTP-FLV).
     pub http: SocketAddr,
+    /// The RTMPS listener, when the config has `[rtmps] listen`.
+    pub rtmps: Option<SocketAddr>,
     server: Option<Server>,
     closes: Journal,
 }
@@ -197,6 +199,9 @@ impl TestServer {
         if !config.admin.listen.is_empty() {
             config.admin.listen = "127.0.0.1:0".into();
         }
+        if !config.rtmps.listen.is_empty() {
+            config.rtmps.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        }
         config.workers.pin = false;
         if config.workers.count == 0 {
             config.workers.count = 1;
@@ -209,10 +214,12 @@ impl TestServer {
             .copied()
             .find(SocketAddr::is_ipv6);
         let http = server.http_addrs()[0];
+        let rtmps = server.rtmps_addrs().first().copied();
         Self {
             addr,
             addr6,
             http,
+            rtmps,
             server: Some(server),
             closes,
         }

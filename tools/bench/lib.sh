@@ -30,6 +30,9 @@
 #   pinned to LOAD_CORE, port ORIGIN_PORT 19362) that the edge pulls from ([relay] origins);
 #   rtmp-load publishes there (--publish-url) and plays from the edge; only the edge's CPU
 #   is sampled.
+#   edge-tls: like edge, plus an [rtmps] listener on EDGE_TLS_PORT (19363) with a self-signed
+#   certificate made with openssl (TLS_KEY: rsa, RSA-2048, the default; or ec, ECDSA P-256);
+#   rtmp-load publishes and plays over rtmps:// (its TLS client does not verify it).
 #   The edge's HLS variants
 #   package on demand (the default) with DASH off; variant_args gives each variant's rtmp-load
 #   arguments.
@@ -41,6 +44,7 @@ LOAD_CORE=${LOAD_CORE:-1}
 EDGE2_CORES=${EDGE2_CORES:-0,1}
 EDGE_PORT=${EDGE_PORT:-19360}
 ORIGIN_PORT=${ORIGIN_PORT:-19362}
+EDGE_TLS_PORT=${EDGE_TLS_PORT:-19363}
 ORIGIN_HTTP_PORT=${ORIGIN_HTTP_PORT:-19382}
 NGINX_PORT=${NGINX_PORT:-19361}
 EDGE_HTTP_PORT=${EDGE_HTTP_PORT:-19380}
@@ -86,6 +90,7 @@ bench_setup() {
     [ -f "$RTMP_MODULE" ] || need+=(libnginx-mod-rtmp)
     command -v ffmpeg >/dev/null || need+=(ffmpeg)
     command -v jq >/dev/null || need+=(jq)
+    command -v openssl >/dev/null || need+=(openssl)
     command -v taskset >/dev/null || need+=(util-linux)
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]}"
@@ -271,12 +276,31 @@ CONF
     wait_port "$ORIGIN_PORT"
 }
 
+# tls_cert: a self-signed certificate for localhost/127.0.0.1 in OUT/tls-TLS_KEY (made once); prints
+# the [rtmps] section serving it on EDGE_TLS_PORT.
+tls_cert() {
+    local dir=$OUT/tls-${TLS_KEY:-rsa} newkey=(rsa:2048)
+    [ "${TLS_KEY:-rsa}" != ec ] || newkey=(ec -pkeyopt ec_paramgen_curve:prime256v1)
+    if [ ! -s "$dir/cert.pem" ]; then
+        mkdir -p "$dir"
+        openssl req -x509 -newkey "${newkey[@]}" -nodes -days 30 -subj /CN=localhost \
+            -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+            -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+    fi
+    printf '[rtmps]\nlisten = ["127.0.0.1:%s"]\ncert = "%s"\nkey = "%s"\n' \
+        "$EDGE_TLS_PORT" "$dir/cert.pem" "$dir/key.pem"
+}
+
 # start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS> | edge-flv | edge-hls |
 # edge-llhls | edge-llhls200 | nginx-hls | edge-before
 start_server() {
     local nl=$'\n'
     case $1 in
     edge | edge-flv) start_edge 1 ;;
+    edge-tls)
+        start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN" "$(tls_cert)"
+        wait_port "$EDGE_TLS_PORT"
+        SERVER_URL_BASE="rtmps://127.0.0.1:$EDGE_TLS_PORT/live" ;;
     edge-pull)
         start_origin
         start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN" "[relay]${nl}origins = [\"rtmp://127.0.0.1:$ORIGIN_PORT\"]" ;;

@@ -33,6 +33,7 @@ mod http;
 mod media;
 mod reconnect;
 mod rng;
+mod tls;
 
 use self::hls::{HlsPoller, Next};
 use self::http::HttpFlv;
@@ -111,6 +112,8 @@ enum Wire {
 
 struct Conn {
     sock: TcpStream,
+    /// RTMPS (an `rtmps://` URL): the TLS session over `sock`.
+    tls: Option<Box<rustls::ClientConnection>>,
     wire: Wire,
     connected: bool,
     rbuf: BytesMut,
@@ -159,6 +162,8 @@ struct Engine<'a> {
     peak_open: u64,
     /// Per stream, the video frames its publisher sent (loss and duplicate checks).
     ledgers: Vec<Ledger>,
+    /// The TLS client config of `rtmps://` connections (made at the first).
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Runs one scenario to completion.
@@ -185,6 +190,7 @@ pub fn run(sc: &Scenario, src: &MediaSource, opts: &RunOptions) -> Result<RunOut
         publishers_up: 0,
         peak_open: 0,
         ledgers: (0..sc.streams).map(|_| Ledger::default()).collect(),
+        tls_config: None,
     };
     e.run(opts)
 }
@@ -574,6 +580,18 @@ impl Engine<'_> {
                 return None;
             }
         };
+        let tls = if url.tls && !matches!(role, Role::HlsPoller { .. }) && http_player.is_none() {
+            let config = self.tls_config.get_or_insert_with(tls::insecure_config);
+            match tls::connect(config, &url.host) {
+                Ok(tls) => Some(Box::new(tls)),
+                Err(e) => {
+                    self.stats.error(e);
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
         let mut wq = VecDeque::new();
         let mut wq_bytes = 0;
         let wire = if let Some(stream) = http_player {
@@ -595,6 +613,7 @@ impl Engine<'_> {
         let key = entry.key();
         let mut conn = Conn {
             sock,
+            tls,
             wire,
             connected: false,
             rbuf: BytesMut::with_capacity(INITIAL_READ_BUFFER),
@@ -793,20 +812,32 @@ impl Engine<'_> {
     fn read(&mut self, key: usize) -> Result<(), Close> {
         loop {
             let conn = self.conns.get_mut(key).ok_or(Close::Leave)?;
-            let n = match conn.sock.read(&mut self.scratch) {
-                Ok(0) if matches!(&conn.wire, Wire::HttpFlv(f) if !f.head_done()) => {
-                    return Err(Close::Error(
-                        "server closed before the HTTP response head".into(),
-                    ))
+            let n = if let Some(tls) = conn.tls.as_deref_mut() {
+                match tls::read(&mut conn.sock, tls, &mut self.scratch, &mut conn.rbuf) {
+                    Ok(tls::TlsRead::Data(n)) => n,
+                    Ok(tls::TlsRead::WouldBlock) => return Ok(()),
+                    Ok(tls::TlsRead::Closed) => {
+                        return Err(Close::Disconnect("server closed the connection".into()))
+                    }
+                    Err(e) => return Err(Close::Disconnect(e)),
                 }
-                Ok(0) => return Err(Close::Disconnect("server closed the connection".into())),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Close::Disconnect(format!("read: {e}"))),
+            } else {
+                let n = match conn.sock.read(&mut self.scratch) {
+                    Ok(0) if matches!(&conn.wire, Wire::HttpFlv(f) if !f.head_done()) => {
+                        return Err(Close::Error(
+                            "server closed before the HTTP response head".into(),
+                        ))
+                    }
+                    Ok(0) => return Err(Close::Disconnect("server closed the connection".into())),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Close::Disconnect(format!("read: {e}"))),
+                };
+                conn.rbuf.extend_from_slice(&self.scratch[..n]);
+                n
             };
             let now = Instant::now();
-            conn.rbuf.extend_from_slice(&self.scratch[..n]);
             if matches!(conn.role, Role::Player { .. }) {
                 self.stats.counters.player_bytes += n as u64;
             }
@@ -1040,7 +1071,21 @@ impl Engine<'_> {
             return Ok(());
         }
         let is_publisher = matches!(conn.role, Role::Publisher { .. });
-        while !conn.wq.is_empty() {
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            let n = tls::write(
+                &mut conn.sock,
+                tls,
+                &mut conn.wq,
+                &mut conn.woff,
+                MAX_IOVECS,
+            )
+            .map_err(Close::Disconnect)?;
+            conn.wq_bytes -= n;
+            if is_publisher {
+                self.stats.counters.publisher_bytes += n as u64;
+            }
+        }
+        while conn.tls.is_none() && !conn.wq.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n_iov = 0;
             for (i, b) in conn.wq.iter().take(MAX_IOVECS).enumerate() {
