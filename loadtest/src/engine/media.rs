@@ -8,7 +8,7 @@ use rtmp_edge::media::parse_video_tag;
 
 use super::{Conn, Role, Wire, MAX_FRAMES_PER_WAKE};
 use crate::sei;
-use crate::source::{MediaSource, AUDIO, DATA, VIDEO};
+use crate::source::{Cursor, MediaSource, AUDIO, DATA, VIDEO};
 use crate::stats::{Counters, PlayerTrack, Stats};
 
 /// Most frames a [`Ledger`] remembers per stream (about half a minute at 30 fps): a player
@@ -91,8 +91,36 @@ pub(super) fn coded_frame_is_keyframe(payload: &[u8]) -> Option<bool> {
     Some(tag.info().is_keyframe)
 }
 
-/// Sends every frame of a publisher that is due by `now`, recording its stamped video frames
-/// in `ledger`; returns when the next one is due.
+/// How many frames from `cursor` on are due `elapsed_ms` into a publisher's stream (at most
+/// [`MAX_FRAMES_PER_WAKE`]). With `hold_keyframe` (a successor is waiting to take over at
+/// the next keyframe) it stops before a keyframe that is not the first due, so a late wake-up
+/// that finds several frames due does not send the handover keyframe along with the frames
+/// before it: the caller comes back with the keyframe first in line and hands over there.
+pub(super) fn frames_due(
+    src: &MediaSource,
+    mut cursor: Cursor,
+    elapsed_ms: u64,
+    hold_keyframe: bool,
+) -> usize {
+    let mut n = 0;
+    while src.due_ms(cursor) <= elapsed_ms && n < MAX_FRAMES_PER_WAKE {
+        let frame = src.frame(cursor);
+        if hold_keyframe
+            && n > 0
+            && frame.type_id == VIDEO
+            && coded_frame_is_keyframe(&frame.data) == Some(true)
+        {
+            break;
+        }
+        src.advance(&mut cursor);
+        n += 1;
+    }
+    n
+}
+
+/// Sends the frames of a publisher that are due by `now` (see [`frames_due`] for
+/// `hold_keyframe`), recording its stamped video frames in `ledger`; returns when the next
+/// one is due.
 pub(super) fn publish_due(
     conn: &mut Conn,
     src: &MediaSource,
@@ -100,6 +128,7 @@ pub(super) fn publish_due(
     ledger: &mut Ledger,
     now: Instant,
     base: Instant,
+    hold_keyframe: bool,
 ) -> Option<Instant> {
     let (
         Role::Publisher {
@@ -113,8 +142,7 @@ pub(super) fn publish_due(
         return None;
     };
     let elapsed_ms = (now - *started).as_millis() as u64;
-    let mut sent = 0;
-    while src.due_ms(*cursor) <= elapsed_ms && sent < MAX_FRAMES_PER_WAKE {
+    for _ in 0..frames_due(src, *cursor, elapsed_ms, hold_keyframe) {
         let frame = src.frame(*cursor);
         let ts = src.due_ms(*cursor) as u32; // RTMP timestamps wrap at 2^32 ms
         let stamped = match frame.type_id {
@@ -136,7 +164,6 @@ pub(super) fn publish_due(
         }
         counters.publisher_messages += 1;
         src.advance(cursor);
-        sent += 1;
     }
     Some(*started + Duration::from_millis(src.due_ms(*cursor)))
 }
@@ -144,6 +171,38 @@ pub(super) fn publish_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_wake_up_holds_the_handover_keyframe_back_when_a_successor_is_ready() {
+        // 25 fps, GOP 25 + AAC: the loop's last audio frame (998 ms) is 2 ms before the next
+        // loop's keyframe (1000 ms), so a wake-up a few ms late finds both due.
+        let src = MediaSource::synthetic(600_000, 25, 25).unwrap();
+        let last = Cursor {
+            index: src.frames.len() - 1,
+            loops: 0,
+        };
+        assert_eq!(src.frame(last).type_id, AUDIO);
+        assert_eq!(src.due_ms(last), 998);
+        assert_eq!(
+            frames_due(&src, last, 1010, false),
+            3,
+            "audio, keyframe, audio at 1000"
+        );
+        assert_eq!(
+            frames_due(&src, last, 1010, true),
+            1,
+            "the keyframe waits for the handover"
+        );
+        // With the keyframe first in line (the handover declined) it is sent.
+        let key = Cursor { index: 0, loops: 1 };
+        assert_eq!(
+            frames_due(&src, key, 1010, true),
+            2,
+            "keyframe, audio at 1000"
+        );
+        assert_eq!(frames_due(&src, key, 1030, true), 3, "and audio at 1023");
+        assert_eq!(frames_due(&src, last, 990, true), 0, "nothing due yet");
+    }
 
     #[test]
     fn ledger_stamps_increase_strictly_and_map_back_to_their_sequence() {

@@ -129,6 +129,9 @@ struct Conn {
     predecessor: Option<(usize, u64)>,
     /// Replaced by its successor: closed without counting anything.
     retired: bool,
+    /// A successor player's coded video frames (and when each arrived), held until it takes
+    /// over (`reconnect::player_switch`), then counted in order after its predecessor's.
+    held: Vec<(Bytes, Instant)>,
 }
 
 /// Why a connection is being closed.
@@ -625,6 +628,7 @@ impl Engine<'_> {
             successor: None,
             predecessor,
             retired: false,
+            held: Vec::new(),
         };
         if let Err(e) = self.poll.registry().register(
             &mut conn.sock,
@@ -752,6 +756,15 @@ impl Engine<'_> {
             let Role::Publisher { stream, .. } = conn.role else {
                 continue;
             };
+            // A successor ready to take over does so at the next keyframe: hold it back so
+            // the timer comes round with it first in line (`hand_over_due` above).
+            let hold_keyframe = matches!(
+                conn.successor,
+                Some(Successor {
+                    ready_at: Some(_),
+                    ..
+                })
+            );
             let ledger = &mut self.ledgers[stream as usize];
             let next = publish_due(
                 conn,
@@ -760,6 +773,7 @@ impl Engine<'_> {
                 ledger,
                 now,
                 self.base,
+                hold_keyframe,
             );
             if let Some(next) = next {
                 self.timers.push(Reverse((next, key, generation)));
@@ -943,7 +957,6 @@ impl Engine<'_> {
     fn drain_events(&mut self, key: usize, now: Instant) -> Result<(), Close> {
         let base = self.base;
         let mut reconnect = None;
-        let mut retired = None;
         {
             let Engine {
                 conns,
@@ -952,7 +965,6 @@ impl Engine<'_> {
                 timers,
                 publishers_up,
                 ledgers,
-                players,
                 ..
             } = self;
             loop {
@@ -1010,15 +1022,18 @@ impl Engine<'_> {
                     ClientEvent::Media {
                         type_id, payload, ..
                     } => {
-                        if type_id == VIDEO && conn.predecessor.is_some() {
-                            // Make before break: the first coded frame on the new connection
-                            // switches the player over; the old one is closed below.
-                            if media::coded_frame_is_keyframe(&payload).is_some() {
-                                retired =
-                                    reconnect::player_take_over(conns, players, stats, key, now);
-                            }
+                        if type_id == VIDEO
+                            && conn.predecessor.is_some()
+                            && matches!(conn.role, Role::Player { .. })
+                            && media::coded_frame_is_keyframe(&payload).is_some()
+                        {
+                            // Make before break: the new connection's coded frames wait
+                            // until it takes over (below), once the old one has delivered
+                            // what came before them.
+                            stats.counters.player_messages += 1;
+                            conn.held.push((payload, now));
+                            continue;
                         }
-                        let conn = conns.get_mut(key).ok_or(Close::Leave)?;
                         if let Role::Player {
                             stream,
                             track,
@@ -1047,6 +1062,15 @@ impl Engine<'_> {
                 }
             }
         }
+        let retired = reconnect::player_switch(
+            &mut self.conns,
+            &mut self.players,
+            &mut self.stats,
+            &self.ledgers,
+            key,
+            now,
+            base,
+        );
         if let Some(old) = retired {
             self.close(old, Close::Leave);
         }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!   player:    old plays ──request──► new connects, plays (old still counted)
-//!              ──new's first coded video frame──► new takes the old one's track; old closed
+//!              ──new's first coded video frame, held──► old delivers the frame before it
+//!              ──► new takes the old one's track, its held frames counted; old closed
 //!   publisher: old publishes ──request──► new connects, publishes, gets the headers
 //!              ──next keyframe due──► new takes over the pacing and cursor; old closed
 //! ```
@@ -26,6 +27,10 @@ use crate::stats::{PlayerTrack, Stats};
 
 /// A publisher whose source has no keyframe coming hands over after this long anyway.
 const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// A successor player takes over after holding its first frame this long even when its
+/// predecessor has not delivered everything before it.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 /// The connection opened to replace one that was asked to reconnect.
 #[derive(Clone, Copy, Debug)]
@@ -245,11 +250,102 @@ pub(super) fn successor_publishing(
     }
 }
 
-/// Player `key`, a successor, delivered its first coded video frame: it takes over its
-/// predecessor's track (so frames are counted once across both) and place among the
-/// players. Returns the predecessor to close; with the predecessor gone, `key` becomes a
-/// player of its own.
-pub(super) fn player_take_over(
+/// After events on player `key`: when it, or its successor, is a successor player whose
+/// switch is due ([`player_switch_due`]), that successor takes over (see
+/// [`player_take_over`]) and its held frames are counted, in order, after its predecessor's.
+/// Returns the predecessor to close.
+pub(super) fn player_switch(
+    conns: &mut Slab<Conn>,
+    players: &mut Vec<usize>,
+    stats: &mut Stats,
+    ledgers: &[media::Ledger],
+    key: usize,
+    now: Instant,
+    base: Instant,
+) -> Option<usize> {
+    let conn = conns.get(key)?;
+    if !matches!(conn.role, Role::Player { .. }) {
+        return None;
+    }
+    let succ = match (conn.predecessor, conn.successor) {
+        (Some(_), _) => key,
+        (None, Some(s))
+            if conns
+                .get(s.key)
+                .is_some_and(|c| c.generation == s.generation) =>
+        {
+            s.key
+        }
+        _ => return None,
+    };
+    if !player_switch_due(conns, ledgers, succ, now) {
+        return None;
+    }
+    let retired = player_take_over(conns, players, stats, succ, now);
+    let conn = conns.get_mut(succ)?;
+    let held = std::mem::take(&mut conn.held);
+    if let Role::Player {
+        stream,
+        track,
+        nal_length_size,
+        ..
+    } = &mut conn.role
+    {
+        let ledger = ledgers.get(*stream as usize);
+        for (payload, at) in &held {
+            media::on_player_video(stats, track, nal_length_size, payload, ledger, *at, base);
+        }
+    }
+    retired
+}
+
+/// Whether successor player `succ` is to take over now: it has a coded frame held and its
+/// predecessor has delivered the frame the publisher sent before it (frames on the two
+/// servers travel separately; the new one's can arrive first), or the predecessor is gone,
+/// or the frame is not stamped, or the predecessor has not caught up within
+/// [`CATCH_UP_WAIT`] (what it did not deliver is then counted lost).
+fn player_switch_due(
+    conns: &Slab<Conn>,
+    ledgers: &[media::Ledger],
+    succ: usize,
+    now: Instant,
+) -> bool {
+    let Some(conn) = conns.get(succ) else {
+        return false;
+    };
+    let (Some(&(ref first, at)), Some((pred, generation))) = (conn.held.first(), conn.predecessor)
+    else {
+        return false;
+    };
+    let Some(old) = conns.get(pred).filter(|c| c.generation == generation) else {
+        return true;
+    };
+    if now.saturating_duration_since(at) >= CATCH_UP_WAIT {
+        return true;
+    }
+    let (
+        Role::Player {
+            stream,
+            nal_length_size,
+            ..
+        },
+        Role::Player { track, .. },
+    ) = (&conn.role, &old.role)
+    else {
+        return true;
+    };
+    let Some(seq) = crate::sei::find_stamp_in_avc_frame(first, *nal_length_size)
+        .and_then(|stamp| ledgers.get(*stream as usize)?.seq_of(stamp))
+    else {
+        return true;
+    };
+    track.last_seq.is_some_and(|last| last + 1 >= seq)
+}
+
+/// Successor player `key` takes over its predecessor's track (so frames are counted once
+/// across both) and place among the players. Returns the predecessor to close; with the
+/// predecessor gone, `key` becomes a player of its own.
+fn player_take_over(
     conns: &mut Slab<Conn>,
     players: &mut Vec<usize>,
     stats: &mut Stats,
