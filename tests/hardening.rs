@@ -7,57 +7,13 @@ mod common;
 use std::io::{ErrorKind, Write};
 use std::time::Duration;
 
-use common::{media, Client, TestServer};
+use common::{media, port_tag, serial, Bystander, Client, TestServer};
 use rtmp_edge::config::Config;
 use rtmp_edge::rtmp::session::ClientEvent;
 use rtmp_edge::shard::CloseReason;
 
 const VIDEO: u8 = 9;
 const AUDIO: u8 = 8;
-
-/// Timing-bound tests run one at a time, so none is slowed by another's burst.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn port_tag(c: &Client) -> String {
-    format!(":{} ", c.local_port())
-}
-
-/// A publisher and a player of `name` that exchange one keyframe, to check on afterwards.
-struct Bystander {
-    publisher: Client,
-    player: Client,
-    seq: u32,
-}
-
-impl Bystander {
-    fn start(server: &TestServer, name: &str) -> Self {
-        let publisher = Client::publish(server.addr, "live", name);
-        let player = Client::play(server.addr, "live", name);
-        let mut b = Self {
-            publisher,
-            player,
-            seq: 0,
-        };
-        b.check();
-        b
-    }
-
-    /// The bystander's next keyframe reaches its player byte for byte.
-    fn check(&mut self) {
-        self.seq += 1;
-        let frame = media::avc_frame(true, self.seq, 2000);
-        self.publisher.send(VIDEO, self.seq * 40, &frame);
-        let got = self.player.media(1);
-        assert_eq!(
-            got[0].2.as_ref(),
-            frame.as_slice(),
-            "bystander got its frame"
-        );
-    }
-}
 
 /// Server whose setup and message bounds are short (`ms`) and whose idle and slow-player
 /// timeouts are far beyond every wait here: only the bound under test can end a session.

@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-use common::{media, Client, TestServer};
+use common::{media, port_tag, serial, Bystander, Client, TestServer};
 use rtmp_edge::config::Config;
 use rtmp_edge::fanout::IngestError;
 use rtmp_edge::rtmp::session::ClientEvent;
@@ -16,51 +16,6 @@ use rtmp_edge::shard::CloseReason;
 const VIDEO: u8 = 9;
 const AUDIO: u8 = 8;
 const DATA: u8 = 18;
-
-/// RSS is the whole process's: under `cargo test` (tests as threads of one process) these
-/// tests run one at a time so no test's allocations show in another's measurement.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn port_tag(c: &Client) -> String {
-    format!(":{} ", c.local_port())
-}
-
-/// A publisher and a player of `name` that exchange one keyframe, to check on afterwards.
-struct Bystander {
-    publisher: Client,
-    player: Client,
-    seq: u32,
-}
-
-impl Bystander {
-    fn start(server: &TestServer, name: &str) -> Self {
-        let publisher = Client::publish(server.addr, "live", name);
-        let player = Client::play(server.addr, "live", name);
-        let mut b = Self {
-            publisher,
-            player,
-            seq: 0,
-        };
-        b.check();
-        b
-    }
-
-    /// The bystander's next keyframe reaches its player byte for byte.
-    fn check(&mut self) {
-        self.seq += 1;
-        let frame = media::avc_frame(true, self.seq, 2000);
-        self.publisher.send(VIDEO, self.seq * 40, &frame);
-        let got = self.player.media(1);
-        assert_eq!(
-            got[0].2.as_ref(),
-            frame.as_slice(),
-            "bystander got its frame"
-        );
-    }
-}
 
 /// Server with idle and slow-player timeouts far beyond every wait here: only noticing the
 /// peer's close can end a session in time, and a stuck player holds its queue until it goes.

@@ -6,11 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use common::procs::{run_ok, Proc};
 use common::tools::{tool, Dir};
 use common::{media, wait_for_log_count, Client, TestServer, WAIT};
 use rtmp_edge::config::Config;
@@ -22,86 +22,6 @@ use rtmp_edge::rtmp::session::ClientEvent;
 const FPS: usize = 25;
 const SECONDS: usize = 3;
 const PUBLISH_LIMIT: Duration = Duration::from_secs(60);
-
-/// A child process this test started, killed by PID if still running when dropped.
-struct Proc {
-    name: String,
-    pid: u32,
-    done: mpsc::Receiver<ExitStatus>,
-    status: Option<ExitStatus>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, dir: &Dir, cmd: &mut Command) -> Self {
-        let log = dir.path(&format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut child: Child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let pid = child.id();
-        let (tx, done) = mpsc::channel();
-        std::thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let _ = tx.send(status);
-            }
-        });
-        Self {
-            name: name.to_string(),
-            pid,
-            done,
-            status: None,
-            log,
-        }
-    }
-
-    /// Waits for a successful exit; kills it (by PID) and fails if it takes too long.
-    fn wait_ok(&mut self, timeout: Duration) {
-        let status = match self.done.recv_timeout(timeout) {
-            Ok(status) => status,
-            Err(_) => {
-                self.kill();
-                panic!("{} did not finish within {timeout:?}", self.name);
-            }
-        };
-        self.status = Some(status);
-        let output = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "{} failed:\n{output}", self.name);
-    }
-
-    fn kill(&mut self) {
-        if self.status.is_none() {
-            // Only the process this test started, by PID.
-            let _ = Command::new("kill")
-                .arg("-9")
-                .arg(self.pid.to_string())
-                .status();
-            self.status = self.done.recv_timeout(Duration::from_secs(10)).ok();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn run_ok(what: &str, cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A deterministic H.264 + AAC FLV, one keyframe a second.
 fn h264_aac_source(dir: &Dir) -> PathBuf {

@@ -596,23 +596,7 @@ impl Hub {
         payload: Bytes,
         door: &mut impl Door,
     ) -> Result<Option<Packet>, IngestError> {
-        let me = self.me;
-        let Some(stream) = self.streams.get_mut(key) else {
-            return Ok(None);
-        };
-        if stream.source != Source::Local(conn) {
-            return Ok(None);
-        }
-        feed(
-            me,
-            stream,
-            key,
-            type_id,
-            timestamp,
-            payload,
-            &mut self.actions,
-            door,
-        )
+        self.feed_from(Source::Local(conn), key, type_id, timestamp, payload, door)
     }
 
     /// Media of `key` from the origin this worker pulls it from (the worker passes only
@@ -625,13 +609,23 @@ impl Hub {
         payload: Bytes,
         door: &mut impl Door,
     ) -> Result<Option<Packet>, IngestError> {
+        self.feed_from(Source::Pulled, key, type_id, timestamp, payload, door)
+    }
+
+    /// One message of `key`, fed only if `source` is what feeds it here.
+    fn feed_from(
+        &mut self,
+        source: Source,
+        key: &StreamKey,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+        door: &mut impl Door,
+    ) -> Result<Option<Packet>, IngestError> {
         let me = self.me;
-        let Some(stream) = self.streams.get_mut(key) else {
+        let Some(stream) = self.streams.get_mut(key).filter(|s| s.source == source) else {
             return Ok(None);
         };
-        if stream.source != Source::Pulled {
-            return Ok(None);
-        }
         feed(
             me,
             stream,
@@ -669,20 +663,9 @@ impl Hub {
         if stream.source != Source::Pulled {
             return;
         }
-        stream.unpublish();
-        let remote = std::mem::take(&mut stream.remote_workers);
-        stream.bus_behind = 0;
         let players = std::mem::take(&mut stream.players);
-        self.directory.release(key, me);
-        self.actions
-            .push_back(Action::Unpublished { key: key.clone() });
-        for worker in workers_in(remote) {
-            let mail = Mail::Unpublished {
-                key: key.clone(),
-                owner: me,
-            };
-            self.send(worker, mail);
-        }
+        // Subscribed workers' players pull again from there if they still want it.
+        self.end_feed(key);
         tracing::info!(worker = me, stream = %key, players = players.len(), gave_up, "pull ended");
         for player in players {
             let stream_id = player.stream_id;
@@ -791,14 +774,26 @@ impl Hub {
 
     /// The stream's local publisher left.
     fn stream_unpublished(&mut self, key: &StreamKey, door: &mut impl Door) {
-        let me = self.me;
-        let Some(stream) = self.streams.get_mut(key) else {
+        let Some(remote) = self.end_feed(key) else {
             return;
         };
+        for worker in workers_in(remote) {
+            self.resubscribe(key, worker);
+        }
+        let players = self.streams.get(key).map_or(0, |s| s.players.len());
+        tracing::info!(worker = self.me, stream = %key, players, "unpublished");
+        self.players_lost_source(key, door);
+    }
+
+    /// `key`'s feed here (publisher or pull) ended: its media is forgotten, the directory
+    /// entry released, packaging told, and each subscribed worker told it ended. Returns those
+    /// workers (`None`: no such stream).
+    fn end_feed(&mut self, key: &StreamKey) -> Option<u64> {
+        let me = self.me;
+        let stream = self.streams.get_mut(key)?;
         stream.unpublish();
         let remote = std::mem::take(&mut stream.remote_workers);
         stream.bus_behind = 0;
-        let players = stream.players.len();
         self.directory.release(key, me);
         self.actions
             .push_back(Action::Unpublished { key: key.clone() });
@@ -808,10 +803,8 @@ impl Hub {
                 owner: me,
             };
             self.send(worker, mail);
-            self.resubscribe(key, worker);
         }
-        tracing::info!(worker = me, stream = %key, players, "unpublished");
-        self.players_lost_source(key, door);
+        Some(remote)
     }
 
     /// Points worker `worker`'s interest in `key` at the current owner (or records it as

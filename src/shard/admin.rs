@@ -136,6 +136,57 @@ impl Control for ShardControl {
 }
 
 impl Worker {
+    /// From the timer: refreshes this worker's gauges for the admin listener's scrapes
+    /// (connections by protocol, the player-queue histogram, streams, origins up).
+    pub(super) fn publish_gauges(&self, now: Instant) {
+        let stats = &self.stats;
+        stats.open.store(
+            self.conns.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats.streams.store(
+            self.hub.stream_count() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut by_proto = [0u64; 3];
+        let mut le = [0u64; crate::admin::metrics::QUEUE_BUCKETS.len() + 1];
+        let mut queued_sum = 0u64;
+        for (_, conn) in self.conns.iter() {
+            if let Role::Player { .. } = conn.role {
+                let queued = conn.out.queued_bytes() as u64;
+                queued_sum += queued;
+                let first = crate::admin::metrics::QUEUE_BUCKETS
+                    .iter()
+                    .position(|b| queued <= *b)
+                    .unwrap_or(le.len() - 1);
+                for count in &mut le[first..] {
+                    *count += 1;
+                }
+            }
+            by_proto[match conn.proto {
+                Proto::Rtmp(_) => 0,
+                Proto::Http(_) => 1,
+                Proto::Upstream(_) => 2,
+            }] += 1;
+        }
+        for (gauge, n) in [&stats.open_rtmp, &stats.open_http, &stats.open_relay]
+            .into_iter()
+            .zip(by_proto)
+        {
+            gauge.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        for (gauge, n) in stats.queue_le.iter().zip(le) {
+            gauge.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        stats
+            .queue_sum
+            .store(queued_sum, std::sync::atomic::Ordering::Relaxed);
+        stats.origins_up.store(
+            self.relay.origins_up(now) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Answers an admin question.
     pub(super) fn admin_query(&mut self, query: AdminQuery, now: Instant) {
         match query {

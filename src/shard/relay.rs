@@ -410,14 +410,22 @@ impl Worker {
     /// Runs what an upstream connection's session has to say after a read.
     pub(super) fn upstream_events(&mut self, conn: ConnKey, now: Instant) {
         self.pump(conn);
-        while let Some((event, stream, job, fresh)) = self.conns.get_mut(conn).and_then(|c| {
+        // The stream and job are the connection's for its life: read once per pass, not
+        // per message.
+        let Some((stream, job)) = self.conns.get(conn).and_then(|c| match &c.proto {
+            Proto::Upstream(up) => Some((up.stream.clone(), up.job.clone())),
+            _ => None,
+        }) else {
+            return;
+        };
+        while let Some((event, fresh)) = self.conns.get_mut(conn).and_then(|c| {
             let Proto::Upstream(up) = &mut c.proto else {
                 return None;
             };
             let event = up.session.poll_event()?;
             let fresh = up.fresh;
             up.fresh = fresh && !matches!(event, ClientEvent::Media { .. });
-            Some((event, up.stream.clone(), up.job.clone(), fresh))
+            Some((event, fresh))
         }) {
             // Media logs nothing and skips the envelope (as for publishers).
             let span = match event {

@@ -538,3 +538,53 @@ pub fn read_response(c: &mut TcpStream) -> (String, Vec<u8>) {
 pub fn get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
     read_response(&mut send_get(addr, path))
 }
+
+/// Tests of time bounds or process-wide memory run one at a time (each test binary has its
+/// own lock), so no test's burst or allocations show in another's measurement.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `:PORT ` as a connection's envelope names it in a log line.
+pub fn port_tag(c: &Client) -> String {
+    format!(":{} ", c.local_port())
+}
+
+/// A publisher and a player of `name` that exchange one keyframe, to check on afterwards.
+pub struct Bystander {
+    pub publisher: Client,
+    pub player: Client,
+    seq: u32,
+}
+
+impl Bystander {
+    pub fn start(server: &TestServer, name: &str) -> Self {
+        let publisher = Client::publish(server.addr, "live", name);
+        let player = Client::play(server.addr, "live", name);
+        let mut b = Self {
+            publisher,
+            player,
+            seq: 0,
+        };
+        b.check();
+        b
+    }
+
+    /// The bystander's next keyframe reaches its player byte for byte.
+    pub fn check(&mut self) {
+        self.seq += 1;
+        let frame = media::avc_frame(true, self.seq, 2000);
+        self.publisher.send(
+            rtmp_edge::rtmp::message::type_id::VIDEO,
+            self.seq * 40,
+            &frame,
+        );
+        let got = self.player.media(1);
+        assert_eq!(
+            got[0].2.as_ref(),
+            frame.as_slice(),
+            "bystander got its frame"
+        );
+    }
+}

@@ -122,6 +122,12 @@ impl Proc {
         }
     }
 
+    /// [`wait`](Self::wait)s for an exit that must be a success (its output is shown if not).
+    pub fn wait_ok(&mut self, timeout: Duration) {
+        let status = self.wait(timeout);
+        assert!(status.success(), "{} failed:\n{}", self.name, self.output());
+    }
+
     /// Waits for exit up to `timeout`, then stops it with `signal`; returns once it is gone.
     pub fn stop_after(&mut self, timeout: Duration, signal: i32) {
         if self.status.is_some() {
