@@ -629,3 +629,38 @@ fn a_redirect_from_an_origin_is_followed() {
     common::wait_for_log(&["origin redirects the pull", &b.addr.to_string()]);
     thread.join().unwrap();
 }
+
+/// A push target that accepts and then says nothing is given up after `origin_timeout_ms`
+/// (its connection closed as failed over) and retried with backoff, while the publisher and
+/// a player on the edge carry on unharmed.
+#[test]
+fn a_dead_push_target_is_retried_with_backoff_and_slows_nobody() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = Config::default();
+    config.workers.count = 1;
+    config.relay.origin_timeout_ms = 300;
+    config.relay.push = vec![PushConfig {
+        app: "live".into(),
+        url: format!("rtmp://{}/live", dead.local_addr().unwrap()),
+    }];
+    let edge = TestServer::start(config);
+    let mut publisher = Client::publish(edge.addr, "live", "deadpush");
+    let mut player = Client::play(edge.addr, "live", "deadpush");
+    send_headers(&mut publisher);
+    // Accept only once the edge has dialled (logged), so a missing dial fails, not hangs.
+    common::wait_for_log_count(&["upstream connection opened", "deadpush"], 1, WAIT);
+    let (first, _) = dead.accept().expect("the edge dials the target");
+    let failed = CloseReason::Relay(rtmp_edge::shard::RelayEnd::FailedOver);
+    edge.journal()
+        .wait_for("the silent push connection", |c| c.reason == failed);
+    // Meanwhile, and after, the edge's own player gets every GOP at once.
+    for gop in 0..3 {
+        publish_gop(&mut publisher, gop * 200, 5, gop * 10);
+        wait_for_frame(&mut player, &media::avc_frame(true, gop * 10, 3000));
+    }
+    // The target is dialled again after its backoff (1 s).
+    common::wait_for_log_count(&["upstream connection opened", "deadpush"], 2, WAIT);
+    let (second, _) = dead.accept().expect("retried");
+    drop((first, second));
+    assert!(!player.closed && !publisher.closed);
+}
