@@ -296,3 +296,214 @@ fn hls_and_dash_viewers_are_counted_per_stream_by_address() {
         assert!(std::time::Instant::now() < deadline, "{streams}");
     }
 }
+
+/// The value of the one sample of `name` whose labels include every pair of `labels`,
+/// summed over workers.
+fn labelled(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Scrapes until `ok` holds for a scrape (the gauges follow the workers' 100 ms tick).
+fn scrape_until(
+    server: &TestServer,
+    what: &str,
+    ok: impl Fn(&prometheus_parse::Scrape) -> bool,
+) -> prometheus_parse::Scrape {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let s = scrape(server);
+        if ok(&s) {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+    }
+}
+
+#[test]
+fn a_slow_players_drops_are_counted_while_it_is_still_connected() {
+    let mut config = Config::default();
+    config.streams.player_queue_bytes = 128 * 1024;
+    config.timeouts.slow_player_ms = 60_000; // it stays: its drops must show before it goes
+    config.workers.socket_send_buffer = 64 * 1024;
+    config.admin.stream_metrics = true;
+    let server = TestServer::start(config);
+    let mut publisher = Client::publish(server.addr, "live", "drops");
+    publisher.send(VIDEO, 0, &media::avc_header());
+    let mut good = Client::play(server.addr, "live", "drops");
+    let stuck = Client::play(server.addr, "live", "drops");
+    socket2::SockRef::from(&stuck.stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let dropped = |s: &prometheus_parse::Scrape| {
+        (
+            total(s, "rtmp_edge_player_frames_dropped_total", None),
+            labelled(
+                s,
+                "rtmp_edge_stream_player_frames_dropped_total",
+                &[("stream", "live/drops")],
+            ),
+        )
+    };
+    assert_eq!(dropped(&scrape(&server)), (0.0, 0.0));
+    // Frame by frame (the good player reads each) until the stuck one's queue overflows.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seq = 0;
+    let s = loop {
+        publisher.send(
+            VIDEO,
+            seq * 40,
+            &media::avc_frame(seq % 25 == 0, seq, 20_000),
+        );
+        good.media(1);
+        seq += 1;
+        let s = scrape(&server);
+        let (worker, stream) = dropped(&s);
+        if worker > 0.0 && stream > 0.0 {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no drops counted");
+    };
+    // The worker's counter follows its tick, the stream's the scrape: they meet.
+    scrape_until(&server, "one stream, the same drops", |s| {
+        let (worker, stream) = dropped(s);
+        worker == stream
+    });
+    let out = total(&s, "rtmp_edge_media_messages_out_total", None);
+    assert!(
+        out >= f64::from(seq),
+        "the good player alone was queued {seq} frames: {out}"
+    );
+    // The good player read the header and seq - 1 frames at least.
+    let frames = f64::from(seq - 1) * 20_000.0;
+    let sent = labelled(
+        &s,
+        "rtmp_edge_stream_sent_bytes_total",
+        &[("stream", "live/drops")],
+    );
+    assert!(sent > frames, "sent to the stream's players: {sent}");
+    let received = labelled(
+        &s,
+        "rtmp_edge_stream_received_bytes_total",
+        &[("stream", "live/drops")],
+    );
+    assert!(received > frames, "received: {received}");
+    // The API names the one dropping.
+    let (_, clients) = call(&server, "GET", "/api/v1/clients?stream=live/drops");
+    let port = stuck.local_port().to_string();
+    let stuck_info = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["peer"].as_str().unwrap().ends_with(&format!(":{port}")))
+        .unwrap_or_else(|| panic!("{clients}"));
+    assert!(
+        stuck_info["dropped_frames"].as_u64().unwrap() > 0,
+        "{stuck_info}"
+    );
+    // When the stuck player goes, the counters keep what it dropped.
+    let before = dropped(&scrape(&server));
+    drop(stuck);
+    server.closed(port.parse().unwrap());
+    publisher.send(VIDEO, seq * 40, &media::avc_frame(true, seq, 100));
+    good.media(1);
+    let after = scrape_until(&server, "counters kept", |s| {
+        let c = dropped(s);
+        c.0 >= before.0 && c.1 >= before.1
+    });
+    assert!(dropped(&after).0 >= before.0);
+}
+
+#[test]
+fn connections_are_labelled_by_protocol_and_role_and_setup_failures_by_reason() {
+    let server = TestServer::with_defaults();
+    let mut publisher = Client::publish(server.addr, "live", "lab");
+    publisher.send(VIDEO, 0, &media::avc_header());
+    let mut player = Client::play(server.addr, "live", "lab");
+    publish_frames(&mut publisher, 0, 3);
+    player.media(4);
+    let open = |s: &prometheus_parse::Scrape, proto, role| {
+        labelled(
+            s,
+            "rtmp_edge_connections_open_by_proto",
+            &[("proto", proto), ("role", role)],
+        )
+    };
+    scrape_until(&server, "a publisher and a player", |s| {
+        open(s, "rtmp", "publisher") == 1.0 && open(s, "rtmp", "player") == 1.0
+    });
+    let (_, clients) = call(&server, "GET", "/api/v1/clients");
+    let roles: Vec<(String, String)> = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["proto"].to_string(), c["role"].to_string()))
+        .collect();
+    assert!(
+        roles.contains(&("\"rtmp\"".into(), "\"publisher\"".into())),
+        "{roles:?}"
+    );
+    // A client that fails its handshake (version 9) is a setup failure; the others play on.
+    let failures = |s: &prometheus_parse::Scrape| {
+        labelled(
+            s,
+            "rtmp_edge_setup_failures_total",
+            &[("reason", "protocol")],
+        )
+    };
+    let before = failures(&scrape(&server));
+    let mut bad = std::net::TcpStream::connect(server.addr).unwrap();
+    std::io::Write::write_all(&mut bad, &[9u8; 1537]).unwrap();
+    let port = bad.local_addr().unwrap().port();
+    server.closed(port);
+    assert_eq!(failures(&scrape(&server)), before + 1.0);
+    assert_eq!(
+        labelled(
+            &scrape(&server),
+            "rtmp_edge_setup_failures_total",
+            &[("reason", "peer_closed")]
+        ),
+        0.0,
+        "players that played are not setup failures"
+    );
+    publish_frames(&mut publisher, 3, 2);
+    player.media(2);
+}
+
+#[test]
+fn each_configured_origin_has_an_up_gauge_that_falls_when_it_fails() {
+    // A port nothing listens on: the pull a player asks for fails, and the origin backs off.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut config = Config::default();
+    config.relay.origins = vec![format!("rtmp://127.0.0.1:{dead_port}")];
+    let server = TestServer::start(config);
+    let origin = format!("rtmp://127.0.0.1:{dead_port}");
+    let up = |s: &prometheus_parse::Scrape| {
+        labelled(s, "rtmp_edge_relay_origin_up", &[("origin", &origin)])
+    };
+    scrape_until(&server, "the origin listed up", |s| up(s) == 1.0);
+    // A player asks for a stream nobody has here: the edge tries to pull it.
+    let mut player = Client::connect(server.addr, "live");
+    player.session.play("far");
+    player.flush();
+    let deadline = std::time::Instant::now() + WAIT;
+    while up(&scrape(&server)) != 0.0 {
+        player.pump(std::time::Duration::from_millis(20));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed origin never shown down"
+        );
+    }
+}

@@ -312,6 +312,31 @@ fn a_published_stream_is_pushed_to_every_matching_target() {
         common::log_lines_with(&["pushing", "never"]).is_empty(),
         "the target of another app is not pushed to"
     );
+    // The admin listener shows each configured target with the streams publishing to it.
+    let admin = edge.server().admin_addr().expect("admin listener");
+    let gauge = |target: String| {
+        format!("rtmp_edge_relay_pushes_publishing{{worker=\"0\",target=\"{target}\"}}")
+    };
+    let expected: Vec<String> = [
+        (format!("rtmp://{}/live", target_a.addr), 1),
+        (format!("rtmp://{}/ingest", target_b.addr), 1),
+        (format!("rtmp://{}/never", target_b.addr), 0),
+    ]
+    .into_iter()
+    .map(|(target, n)| format!("{} {n}\n", gauge(target)))
+    .collect();
+    // (Gauges follow the worker's 100 ms tick.)
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let metrics = String::from_utf8(common::get(admin, "/metrics").1).unwrap();
+        if expected.iter().all(|line| metrics.contains(line)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{expected:?} in\n{metrics}"
+        );
+    }
     // The publisher leaves: the pushes stop (their connections close with a typed reason).
     drop(publisher);
     common::wait_for_log_count(&["push stopped: the publisher left"], 2, WAIT);

@@ -16,9 +16,11 @@ pub struct ClientInfo {
     pub id: String,
     pub worker: usize,
     pub peer: String,
-    /// `pending`, `publisher`, `player`, `http-flv`, `pull`, `push`, `http`.
+    /// `pending`, `publisher` or `player` (RTMP/RTMPS), `player` (HTTP-FLV), `viewer`
+    /// (HLS/DASH), `request` (other HTTP), `pull` or `push` (relay): see
+    /// [`crate::admin::metrics::OPEN_LABELS`].
     pub role: &'static str,
-    /// `rtmp`, `http` or `relay`.
+    /// `rtmp`, `rtmps`, `http-flv`, `hls`, `dash`, `http` or `relay`.
     pub proto: &'static str,
     pub stream: Option<String>,
     pub bytes_in: u64,
@@ -45,6 +47,10 @@ pub struct StreamInfo {
     /// The feeding connection (publisher or pull), on the owning worker.
     pub publisher: Option<String>,
     pub bytes_in: u64,
+    /// Sent to this worker's RTMP and HTTP-FLV players of the stream, those gone included.
+    pub bytes_out: u64,
+    /// Frames those players dropped (slow-player policy).
+    pub dropped_frames: u64,
     pub uptime_ms: u64,
     pub video_codec: Option<String>,
     pub width: Option<u32>,
@@ -75,6 +81,13 @@ pub struct StreamSummary {
     pub audio_codec: Option<String>,
     /// Average since the feed started.
     pub bitrate_in_kbps: u64,
+    /// Bytes the feed brought in since it started.
+    pub bytes_in: u64,
+    /// Bytes sent to RTMP and HTTP-FLV players on every worker (HLS/DASH segments are not
+    /// counted per stream).
+    pub bytes_out: u64,
+    /// Frames the stream's players dropped (slow-player policy).
+    pub dropped_frames: u64,
     pub players: BTreeMap<&'static str, usize>,
     pub uptime_s: u64,
 }
@@ -97,6 +110,9 @@ pub fn streams(snapshots: &[WorkerSnapshot]) -> Vec<StreamSummary> {
                 height: None,
                 audio_codec: None,
                 bitrate_in_kbps: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                dropped_frames: 0,
                 players: BTreeMap::from([("rtmp", 0), ("http-flv", 0), ("hls", 0), ("dash", 0)]),
                 uptime_s: 0,
             });
@@ -104,6 +120,8 @@ pub fn streams(snapshots: &[WorkerSnapshot]) -> Vec<StreamSummary> {
         *entry.players.entry("http-flv").or_default() += info.players_http_flv;
         *entry.players.entry("hls").or_default() += info.viewers_hls;
         *entry.players.entry("dash").or_default() += info.viewers_dash;
+        entry.bytes_out += info.bytes_out;
+        entry.dropped_frames += info.dropped_frames;
         if matches!(info.source, "local" | "pulled") {
             entry.source = info.source;
             entry.owner = Some(info.worker);
@@ -113,6 +131,7 @@ pub fn streams(snapshots: &[WorkerSnapshot]) -> Vec<StreamSummary> {
             entry.height = info.height;
             entry.audio_codec.clone_from(&info.audio_codec);
             entry.uptime_s = info.uptime_ms / 1000;
+            entry.bytes_in = info.bytes_in;
             entry.bitrate_in_kbps = (info.bytes_in * 8)
                 .checked_div(info.uptime_ms.max(1))
                 .unwrap_or(0);
@@ -156,6 +175,8 @@ mod tests {
             viewers_dash: 0,
             publisher: (source == "local").then(|| "127.0.0.1:5000".into()),
             bytes_in: 1_000_000,
+            bytes_out: 300 * worker as u64,
+            dropped_frames: worker as u64,
             uptime_ms: 4_000,
             video_codec: Some("avc1.64001f".into()),
             width: Some(1280),
@@ -186,6 +207,11 @@ mod tests {
         assert_eq!(s.players["rtmp"], 5);
         assert_eq!(s.players["http-flv"], 2);
         assert_eq!(s.bitrate_in_kbps, 2_000, "1 MB in 4 s");
+        assert_eq!(
+            (s.bytes_out, s.dropped_frames),
+            (300, 1),
+            "summed over workers"
+        );
         assert_eq!(s.width, Some(1280));
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Why connections closed, as a bounded label set (`CloseReason::kind`).
 pub const CLOSE_KINDS: &[&str] = &[
@@ -29,6 +29,23 @@ pub const CLOSE_KINDS: &[&str] = &[
     "other",
 ];
 
+/// The `(proto, role)` label pairs a connection can have (`Conn::labels`): the bounded set
+/// of `rtmp_edge_connections_open_by_proto` and the API's client list.
+pub const OPEN_LABELS: &[(&str, &str)] = &[
+    ("rtmp", "pending"),
+    ("rtmp", "publisher"),
+    ("rtmp", "player"),
+    ("rtmps", "pending"),
+    ("rtmps", "publisher"),
+    ("rtmps", "player"),
+    ("http-flv", "player"),
+    ("hls", "viewer"),
+    ("dash", "viewer"),
+    ("http", "request"),
+    ("relay", "pull"),
+    ("relay", "push"),
+];
+
 /// Upper bounds (bytes) of the player-queue histogram's buckets (`+Inf` follows).
 pub const QUEUE_BUCKETS: [u64; 5] = [16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
 
@@ -46,8 +63,13 @@ pub struct WorkerStats {
     pub bytes_out: AtomicU64,
     /// Media messages taken from publishers and pulls.
     pub media_in: AtomicU64,
-    /// Frames dropped by the slow-player policy (counted when the connection closes).
+    /// Media messages queued to players (as of the last tick: players gone plus players here).
+    pub media_out: AtomicU64,
+    /// Frames dropped by the slow-player policy (as of the last tick, like `media_out`).
     pub frames_dropped: AtomicU64,
+    /// RTMP connections closed before they published or played, by [`CLOSE_KINDS`] index:
+    /// handshake and setup failures.
+    pub setup_failed: Vec<AtomicU64>,
     pub bus_sent: AtomicU64,
     /// Media refused by a full mailbox (its worker skips to the next keyframe).
     pub bus_dropped: AtomicU64,
@@ -68,10 +90,14 @@ pub struct WorkerStats {
     pub hls_requests: AtomicU64,
     /// HLS/DASH parts and segments completed by this worker's packagers.
     pub hls_parts: AtomicU64,
-    /// Gauges: connections open by protocol (`rtmp`, `http`, `relay`).
-    pub open_rtmp: AtomicU64,
-    pub open_http: AtomicU64,
-    pub open_relay: AtomicU64,
+    /// Gauges: connections open by [`OPEN_LABELS`] pair.
+    pub open_by: Vec<AtomicU64>,
+    /// Each configured origin (URL) and whether it is up (not in backoff), as of the last
+    /// tick; a lock taken there and by scrapes only.
+    pub origins: Mutex<Vec<(String, bool)>>,
+    /// Each configured push target (`endpoint/app`) and the streams publishing to it, as of
+    /// the last tick (the same lock discipline).
+    pub pushes: Mutex<Vec<(String, u64)>>,
     /// Snapshot at the last tick: players by queued bytes, cumulative per
     /// [`QUEUE_BUCKETS`] bound, then everyone (`+Inf`); and the bytes queued in all.
     pub queue_le: Vec<AtomicU64>,
@@ -88,7 +114,9 @@ impl Default for WorkerStats {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             media_in: AtomicU64::new(0),
+            media_out: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
+            setup_failed: CLOSE_KINDS.iter().map(|_| AtomicU64::new(0)).collect(),
             bus_sent: AtomicU64::new(0),
             bus_dropped: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
@@ -102,9 +130,9 @@ impl Default for WorkerStats {
             auth_denied: AtomicU64::new(0),
             hls_requests: AtomicU64::new(0),
             hls_parts: AtomicU64::new(0),
-            open_rtmp: AtomicU64::new(0),
-            open_http: AtomicU64::new(0),
-            open_relay: AtomicU64::new(0),
+            open_by: OPEN_LABELS.iter().map(|_| AtomicU64::new(0)).collect(),
+            origins: Mutex::new(Vec::new()),
+            pushes: Mutex::new(Vec::new()),
             queue_le: (0..=QUEUE_BUCKETS.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -120,13 +148,17 @@ impl WorkerStats {
         counter.fetch_add(n, Relaxed);
     }
 
-    /// Counts one close of kind `kind` (one of [`CLOSE_KINDS`]).
-    pub fn closed(&self, kind: &str) {
+    /// Counts one close of kind `kind` (one of [`CLOSE_KINDS`]); `in_setup`: an RTMP
+    /// connection that never published or played.
+    pub fn closed(&self, kind: &str, in_setup: bool) {
         let i = CLOSE_KINDS
             .iter()
             .position(|k| *k == kind)
             .unwrap_or(CLOSE_KINDS.len() - 1);
         Self::add(&self.closed[i], 1);
+        if in_setup {
+            Self::add(&self.setup_failed[i], 1);
+        }
     }
 }
 
@@ -188,8 +220,14 @@ const FAMILIES: &[Family] = &[
         read: |s| v(&s.media_in),
     },
     Family {
+        name: "rtmp_edge_media_messages_out_total",
+        help: "Media messages queued to players (as of the worker's last 100 ms tick).",
+        kind: "counter",
+        read: |s| v(&s.media_out),
+    },
+    Family {
         name: "rtmp_edge_player_frames_dropped_total",
-        help: "Frames dropped by the slow-player policy (counted when a connection closes).",
+        help: "Frames dropped by the slow-player policy (as of the worker's last 100 ms tick).",
         kind: "counter",
         read: |s| v(&s.frames_dropped),
     },
@@ -312,18 +350,50 @@ pub fn render(registry: &[Arc<WorkerStats>]) -> String {
         let _ = writeln!(out, "{name}_count{{worker=\"{worker}\"}} {all}");
     }
     let name = "rtmp_edge_connections_open_by_proto";
-    let _ = writeln!(out, "# HELP {name} Connections open now, by protocol.");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections open now, by protocol and role (as of the last tick)."
+    );
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (worker, stats) in registry.iter().enumerate() {
-        for (proto, gauge) in [
-            ("rtmp", &stats.open_rtmp),
-            ("http", &stats.open_http),
-            ("relay", &stats.open_relay),
-        ] {
+        for ((proto, role), gauge) in OPEN_LABELS.iter().zip(&stats.open_by) {
             let _ = writeln!(
                 out,
-                "{name}{{worker=\"{worker}\",proto=\"{proto}\"}} {}",
+                "{name}{{worker=\"{worker}\",proto=\"{proto}\",role=\"{role}\"}} {}",
                 v(gauge)
+            );
+        }
+    }
+    let name = "rtmp_edge_relay_origin_up";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 while a configured origin is up (not in backoff), as each worker sees it."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (worker, stats) in registry.iter().enumerate() {
+        let origins = stats.origins.lock().unwrap_or_else(|e| e.into_inner());
+        for (origin, up) in origins.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\",origin=\"{}\"}} {}",
+                label(origin),
+                u8::from(*up)
+            );
+        }
+    }
+    let name = "rtmp_edge_relay_pushes_publishing";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Streams publishing to a configured push target now."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (worker, stats) in registry.iter().enumerate() {
+        let pushes = stats.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        for (target, n) in pushes.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\",target=\"{}\"}} {n}",
+                label(target)
             );
         }
     }
@@ -332,6 +402,21 @@ pub fn render(registry: &[Arc<WorkerStats>]) -> String {
     let _ = writeln!(out, "# TYPE {name} counter");
     for (worker, stats) in registry.iter().enumerate() {
         for (kind, count) in CLOSE_KINDS.iter().zip(&stats.closed) {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\",reason=\"{kind}\"}} {}",
+                v(count)
+            );
+        }
+    }
+    let name = "rtmp_edge_setup_failures_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} RTMP connections closed before publishing or playing (handshake, connect, authorisation), by reason kind."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (worker, stats) in registry.iter().enumerate() {
+        for (kind, count) in CLOSE_KINDS.iter().zip(&stats.setup_failed) {
             let _ = writeln!(
                 out,
                 "{name}{{worker=\"{worker}\",reason=\"{kind}\"}} {}",
@@ -385,6 +470,32 @@ pub fn render_streams(out: &mut String, mut streams: Vec<super::api::StreamSumma
         let stream = label(&format!("{}/{}", s.app, s.stream));
         let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {}", s.uptime_s);
     }
+    type Read = fn(&super::api::StreamSummary) -> u64;
+    let counters: [(&str, &str, Read); 3] = [
+        (
+            "rtmp_edge_stream_received_bytes_total",
+            "Bytes the stream's feed brought in since it started.",
+            |s| s.bytes_in,
+        ),
+        (
+            "rtmp_edge_stream_sent_bytes_total",
+            "Bytes sent to the stream's RTMP and HTTP-FLV players (per worker while it has the stream).",
+            |s| s.bytes_out,
+        ),
+        (
+            "rtmp_edge_stream_player_frames_dropped_total",
+            "Frames the stream's players dropped (slow-player policy).",
+            |s| s.dropped_frames,
+        ),
+    ];
+    for (name, help, read) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for s in &streams {
+            let stream = label(&format!("{}/{}", s.app, s.stream));
+            let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {}", read(s));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -395,8 +506,10 @@ mod tests {
     fn every_family_has_help_type_and_one_sample_per_worker() {
         let reg = registry(2);
         WorkerStats::add(&reg[1].bytes_out, 1234);
-        reg[0].closed("slow_player");
-        reg[0].closed("not a kind");
+        reg[0].closed("slow_player", false);
+        reg[0].closed("not a kind", true);
+        *reg[1].origins.lock().unwrap() = vec![("rtmp://o1/\"x\"".into(), true)];
+        *reg[0].pushes.lock().unwrap() = vec![("rtmp://p:1935/live".into(), 3)];
         let text = render(&reg);
         assert!(text.contains("rtmp_edge_sent_bytes_total{worker=\"1\"} 1234\n"));
         assert!(text.contains("rtmp_edge_sent_bytes_total{worker=\"0\"} 0\n"));
@@ -406,6 +519,15 @@ mod tests {
         assert!(
             text.contains("rtmp_edge_connections_closed_total{worker=\"0\",reason=\"other\"} 1\n")
         );
+        assert!(text.contains("rtmp_edge_setup_failures_total{worker=\"0\",reason=\"other\"} 1\n"));
+        assert!(text
+            .contains("rtmp_edge_setup_failures_total{worker=\"0\",reason=\"slow_player\"} 0\n"));
+        assert!(text.contains(
+            "rtmp_edge_relay_origin_up{worker=\"1\",origin=\"rtmp://o1/\\\"x\\\"\"} 1\n"
+        ));
+        assert!(text.contains(
+            "rtmp_edge_relay_pushes_publishing{worker=\"0\",target=\"rtmp://p:1935/live\"} 3\n"
+        ));
         for family in FAMILIES {
             assert_eq!(text.matches(&format!("# TYPE {} ", family.name)).count(), 1);
             assert_eq!(text.matches(&format!("\n{}{{", family.name)).count(), 2);
@@ -413,7 +535,11 @@ mod tests {
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(
             samples,
-            2 * FAMILIES.len() + 2 * CLOSE_KINDS.len() + 2 * 3 + 2 * (QUEUE_BUCKETS.len() + 3),
+            2 * FAMILIES.len()
+                + 2 * 2 * CLOSE_KINDS.len()
+                + 2 * OPEN_LABELS.len()
+                + 2
+                + 2 * (QUEUE_BUCKETS.len() + 3),
             "bounded"
         );
     }
@@ -440,6 +566,9 @@ mod stream_tests {
             height: None,
             audio_codec: None,
             bitrate_in_kbps: 100,
+            bytes_in: 1000,
+            bytes_out: 2000,
+            dropped_frames: 0,
             players: std::collections::BTreeMap::from([("rtmp", i), ("http-flv", 0)]),
             uptime_s: 5,
         }
@@ -450,11 +579,7 @@ mod stream_tests {
         let mut out = String::new();
         render_streams(&mut out, (0..2_000).map(summary).collect(), 100);
         let samples = out.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(
-            samples,
-            100 * 2 + 100 + 100,
-            "bounded by stream_metrics_max"
-        );
+        assert_eq!(samples, 100 * 2 + 100 * 5, "bounded by stream_metrics_max");
         assert!(
             out.contains("rtmp_edge_stream_players{stream=\"live/s1999\",proto=\"rtmp\"} 1999\n")
         );

@@ -160,6 +160,8 @@ pub struct OutputQueue {
     /// Skipping media until the next keyframe.
     waiting_for_keyframe: bool,
     dropped_frames: u64,
+    /// Media messages queued (headers included), for the messages-out counter.
+    queued_media: u64,
 }
 
 impl OutputQueue {
@@ -172,6 +174,7 @@ impl OutputQueue {
             limit,
             waiting_for_keyframe: false,
             dropped_frames: 0,
+            queued_media: 0,
         }
     }
 
@@ -206,6 +209,7 @@ impl OutputQueue {
         let len = item.wire_len();
         if header {
             self.replace_unsent_header(&item);
+            self.queued_media += 1;
             self.queued_bytes += len;
             self.items.push_back(item);
             return PushOutcome::Queued;
@@ -228,6 +232,7 @@ impl OutputQueue {
                 };
             }
         }
+        self.queued_media += 1;
         self.queued_bytes += len;
         self.items.push_back(item);
         outcome
@@ -302,6 +307,11 @@ impl OutputQueue {
     /// Media frames dropped so far.
     pub fn dropped_frames(&self) -> u64 {
         self.dropped_frames
+    }
+
+    /// Media messages queued so far (headers included; dropped ones are not counted).
+    pub fn queued_media(&self) -> u64 {
+        self.queued_media
     }
 
     /// Fills `out` with the unwritten wire slices in order; returns how many it filled.
@@ -478,6 +488,11 @@ mod tests {
         assert_eq!(q.push_media(packet(100, true, false)), PushOutcome::Queued);
         assert!(!q.is_behind());
         assert_eq!(q.dropped_frames(), 4);
+        assert_eq!(
+            q.queued_media(),
+            5,
+            "two headers and three frames entered (two of them were dropped later)"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::bus::{Bus, BusMsg};
 use super::close::CloseReason;
-use super::conn::{Proto, Role};
+use super::conn::{Conn, Role};
 use super::worker::Worker;
 use crate::admin::api::{ClientInfo, Control, Kicked, StreamInfo, WorkerSnapshot};
 use crate::fanout::{ConnKey, Source, StreamKey};
@@ -51,6 +51,40 @@ impl HttpViewers {
 
     fn keys(&self) -> impl Iterator<Item = &StreamKey> {
         self.seen.keys().map(|(k, _)| k)
+    }
+}
+
+/// What connections that left this worker had queued and dropped, so the counters (the
+/// worker's and, for players, their stream's) stay monotonic when connections go.
+#[derive(Debug, Default)]
+pub struct Departed {
+    media_out: u64,
+    dropped: u64,
+    by_stream: HashMap<StreamKey, StreamOut>,
+}
+
+/// Bytes sent to a stream's players and frames they dropped.
+#[derive(Debug, Default, Clone, Copy)]
+struct StreamOut {
+    bytes: u64,
+    dropped: u64,
+}
+
+impl Departed {
+    /// `conn` is closing.
+    pub fn left(&mut self, conn: &Conn) {
+        self.media_out += conn.out.queued_media();
+        self.dropped += conn.out.dropped_frames();
+        if let (Role::Player { .. }, Some(key)) = (conn.role, &conn.last_stream) {
+            let out = self.by_stream.entry(key.clone()).or_default();
+            out.bytes += conn.bytes_out;
+            out.dropped += conn.out.dropped_frames();
+        }
+    }
+
+    /// Forgets the streams this worker no longer has (their series end with them).
+    pub fn prune(&mut self, hub: &crate::fanout::Hub) {
+        self.by_stream.retain(|key, _| hub.stream(key).is_some());
     }
 }
 
@@ -148,9 +182,10 @@ impl Worker {
             self.hub.stream_count() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let mut by_proto = [0u64; 3];
+        let mut open_by = [0u64; crate::admin::metrics::OPEN_LABELS.len()];
         let mut le = [0u64; crate::admin::metrics::QUEUE_BUCKETS.len() + 1];
         let mut queued_sum = 0u64;
+        let (mut media_out, mut dropped) = (self.departed.media_out, self.departed.dropped);
         for (_, conn) in self.conns.iter() {
             if let Role::Player { .. } = conn.role {
                 let queued = conn.out.queued_bytes() as u64;
@@ -163,28 +198,32 @@ impl Worker {
                     *count += 1;
                 }
             }
-            by_proto[match conn.proto {
-                Proto::Rtmp(_) => 0,
-                Proto::Http(_) => 1,
-                Proto::Upstream(_) => 2,
-            }] += 1;
+            media_out += conn.out.queued_media();
+            dropped += conn.out.dropped_frames();
+            open_by[conn.label_index()] += 1;
         }
-        for (gauge, n) in [&stats.open_rtmp, &stats.open_http, &stats.open_relay]
-            .into_iter()
-            .zip(by_proto)
-        {
+        for (gauge, n) in stats.open_by.iter().zip(open_by) {
             gauge.store(n, std::sync::atomic::Ordering::Relaxed);
         }
+        stats
+            .media_out
+            .store(media_out, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .frames_dropped
+            .store(dropped, std::sync::atomic::Ordering::Relaxed);
         for (gauge, n) in stats.queue_le.iter().zip(le) {
             gauge.store(n, std::sync::atomic::Ordering::Relaxed);
         }
         stats
             .queue_sum
             .store(queued_sum, std::sync::atomic::Ordering::Relaxed);
+        let origins = self.relay.origins_health(now);
         stats.origins_up.store(
-            self.relay.origins_up(now) as u64,
+            origins.iter().filter(|(_, up)| *up).count() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        *stats.origins.lock().unwrap_or_else(|e| e.into_inner()) = origins;
+        *stats.pushes.lock().unwrap_or_else(|e| e.into_inner()) = self.relay.pushes_health();
     }
 
     /// Answers an admin question.
@@ -208,17 +247,7 @@ impl Worker {
             .conns
             .iter()
             .map(|(key, c)| {
-                let (role, proto) = match (&c.proto, c.role) {
-                    (Proto::Upstream(up), _) => match up.job {
-                        super::relay::Job::Pull => ("pull", "relay"),
-                        super::relay::Job::Push { .. } => ("push", "relay"),
-                    },
-                    (Proto::Http(_), Role::Player { flv: Some(_) }) => ("http-flv", "http"),
-                    (Proto::Http(_), _) => ("http", "http"),
-                    (Proto::Rtmp(_), Role::Publisher) => ("publisher", "rtmp"),
-                    (Proto::Rtmp(_), Role::Player { .. }) => ("player", "rtmp"),
-                    (Proto::Rtmp(_), Role::Pending) => ("pending", "rtmp"),
-                };
+                let (proto, role) = c.labels();
                 ClientInfo {
                     id: format!("{}-{}-{}", self.index, key.index, key.generation),
                     worker: self.index,
@@ -234,10 +263,25 @@ impl Worker {
                 }
             })
             .collect();
+        // What this worker's players of each stream were sent and dropped.
+        let mut out: HashMap<&StreamKey, StreamOut> = HashMap::new();
+        for (_, c) in self.conns.iter() {
+            if let (Role::Player { .. }, Some(key)) = (c.role, &c.last_stream) {
+                let o = out.entry(key).or_default();
+                o.bytes += c.bytes_out;
+                o.dropped += c.out.dropped_frames();
+            }
+        }
+        for (key, gone) in &self.departed.by_stream {
+            let o = out.entry(key).or_default();
+            o.bytes += gone.bytes;
+            o.dropped += gone.dropped;
+        }
         let streams = self
             .hub
             .streams()
             .map(|stream| {
+                let sent = out.get(&stream.key).copied().unwrap_or_default();
                 let feeder = match stream.source {
                     Source::Local(conn) => Some(conn),
                     Source::Pulled => self.relay.feeder(&stream.key),
@@ -276,6 +320,8 @@ impl Worker {
                     viewers_dash: viewers.count(&stream.key, "dash"),
                     publisher: feeder.map(|c| c.peer.to_string()),
                     bytes_in: feeder.map_or(0, |c| c.bytes_in),
+                    bytes_out: sent.bytes,
+                    dropped_frames: sent.dropped,
                     uptime_ms: feeder
                         .map_or(0, |c| now.duration_since(c.opened).as_millis() as u64),
                     width: video.as_ref().map(|c| c.width).filter(|w| *w > 0),
@@ -307,6 +353,8 @@ impl Worker {
                 viewers_dash: self.http_viewers.count(&key, "dash"),
                 publisher: None,
                 bytes_in: 0,
+                bytes_out: 0,
+                dropped_frames: 0,
                 uptime_ms: 0,
                 video_codec: None,
                 width: None,

@@ -77,6 +77,8 @@ pub struct Conn {
     /// The last stream this connection published or played (its role is in `role` and,
     /// for logs, in `span`).
     pub last_stream: Option<StreamKey>,
+    /// HTTP: `hls` or `dash` once the connection asked for a playlist or manifest.
+    pub http_served: Option<&'static str>,
     /// Already on the worker's write list.
     pub write_listed: bool,
     /// The socket said WouldBlock: don't write again before a writable event.
@@ -150,6 +152,7 @@ impl Conn {
             bytes_out: 0,
             closing: None,
             last_stream: None,
+            http_served: None,
             write_listed: false,
             write_blocked: false,
             peer_closed: false,
@@ -209,6 +212,34 @@ impl Conn {
         if !self.write_listed && !self.write_blocked && output {
             self.write_listed = true;
             write_list.push(self.key);
+        }
+    }
+
+    /// Its `(proto, role)` labels in metrics and the API.
+    pub fn labels(&self) -> (&'static str, &'static str) {
+        crate::admin::metrics::OPEN_LABELS[self.label_index()]
+    }
+
+    /// The index of its labels in [`crate::admin::metrics::OPEN_LABELS`].
+    pub fn label_index(&self) -> usize {
+        let role = |role| match role {
+            Role::Pending => 0,
+            Role::Publisher => 1,
+            Role::Player { .. } => 2,
+        };
+        match (&self.proto, self.role) {
+            (Proto::Rtmp(_), r) if self.tls.is_none() => role(r),
+            (Proto::Rtmp(_), r) => 3 + role(r),
+            (Proto::Http(_), Role::Player { flv: Some(_) }) => 6,
+            (Proto::Http(_), _) => match self.http_served {
+                Some("hls") => 7,
+                Some(_) => 8,
+                None => 9,
+            },
+            (Proto::Upstream(up), _) => match up.job {
+                super::relay::Job::Pull => 10,
+                super::relay::Job::Push { .. } => 11,
+            },
         }
     }
 

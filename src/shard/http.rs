@@ -200,7 +200,9 @@ impl Worker {
         proto: &'static str,
         now: Instant,
     ) {
-        if let Some(ip) = self.conns.get(key).map(|c| c.peer.ip()) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.http_served = Some(proto);
+            let ip = conn.peer.ip();
             self.http_viewers
                 .seen(&StreamKey::new(app, stream), proto, ip, now);
         }

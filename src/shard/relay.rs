@@ -29,7 +29,7 @@ use super::worker::Worker;
 use crate::config::Config;
 use crate::fanout::{ConnKey, OutputQueue, StreamKey};
 use crate::relay::{
-    Endpoint, FailureKind, Origins, Pull, PullAction, PushAction, PushTarget, PushUrl,
+    Endpoint, FailureKind, Origins, Pull, PullAction, PushAction, PushState, PushTarget, PushUrl,
     RelaySettings, StreamUrl,
 };
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientSession};
@@ -126,11 +126,32 @@ impl Relay {
         }
     }
 
-    /// Configured origins not in backoff at `now`.
-    pub fn origins_up(&self, now: Instant) -> usize {
-        (0..self.origins.urls().len())
-            .filter(|&i| self.origins.health(i).is_up(now))
-            .count()
+    /// Each configured origin and whether it is up (not in backoff) at `now`.
+    pub fn origins_health(&self, now: Instant) -> Vec<(String, bool)> {
+        let urls = self.origins.urls().iter().enumerate();
+        urls.map(|(i, url)| (url.to_string(), self.origins.health(i).is_up(now)))
+            .collect()
+    }
+
+    /// Each configured push target (`endpoint/app`) and how many streams publish to it now.
+    pub fn pushes_health(&self) -> Vec<(String, u64)> {
+        let mut targets: Vec<(String, u64)> = Vec::new();
+        for (_, url) in &self.pushes_configured {
+            let name = url.to_string();
+            if !targets.iter().any(|(n, _)| *n == name) {
+                targets.push((name, 0));
+            }
+        }
+        for slot in self.pushes.values().flat_map(|e| &e.targets) {
+            if let PushState::Publishing { .. } = slot.push.state() {
+                let url = slot.push.url();
+                let name = format!("{}/{}", url.endpoint(), url.app());
+                if let Some((_, n)) = targets.iter_mut().find(|(t, _)| *t == name) {
+                    *n += 1;
+                }
+            }
+        }
+        targets
     }
 
     /// The upstream connection feeding `key`'s pull now, if any.

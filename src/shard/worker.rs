@@ -101,6 +101,8 @@ pub struct Worker {
     trim: Trim,
     /// HLS/DASH viewers seen here lately, for the admin API.
     pub(super) http_viewers: super::admin::HttpViewers,
+    /// What closed connections had queued and dropped, for the counters.
+    pub(super) departed: super::admin::Departed,
     /// This worker's counters, read by the admin listener's scrapes.
     pub(super) stats: Arc<crate::admin::WorkerStats>,
     /// When worker 0 last reported the log lines the repeat limit dropped.
@@ -169,6 +171,7 @@ impl Worker {
             suppressed_reported: Instant::now(),
             stats: Arc::default(),
             http_viewers: Default::default(),
+            departed: Default::default(),
             on_close: None,
             output_cap: output_cap(&config),
             drain: None,
@@ -643,6 +646,7 @@ impl Worker {
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
     fn tick(&mut self, now: Instant) -> bool {
         self.http_viewers.prune(now);
+        self.departed.prune(&self.hub);
         self.publish_gauges(now);
         self.packaging.tick(now);
         self.apply_packaging(now);
@@ -786,8 +790,9 @@ impl Worker {
                 self.per_ip.remove(&conn.peer.ip());
             }
         }
-        self.stats.closed(reason.kind());
-        WorkerStats::add(&self.stats.frames_dropped, conn.out.dropped_frames());
+        let in_setup = matches!(conn.proto, Proto::Rtmp(_)) && conn.role == Role::Pending;
+        self.stats.closed(reason.kind(), in_setup);
+        self.departed.left(&conn);
         let _envelope = conn.span.enter();
         tracing::info!(
             bytes_in = conn.bytes_in,
