@@ -81,16 +81,23 @@ for t in "${targets[@]}"; do
         -artifact_prefix="$artifacts/" -print_final_stats=1)
     start=$SECONDS
     status=0
+    # CPU seconds of the run (user + system), so long runs can be quoted in CPU-minutes.
+    timer=()
+    if [ -x /usr/bin/time ]; then timer=(/usr/bin/time -o "$work/$t.time" -f '%U %S'); fi
     if [ $use_cargo_fuzz = 1 ]; then
-        cargo fuzz run --target-dir "$target_dir" "$t" "$corpus" -- "${libfuzzer_args[@]}" \
+        "${timer[@]}" cargo fuzz run --target-dir "$target_dir" "$t" "$corpus" -- "${libfuzzer_args[@]}" \
             >"$log" 2>&1 || status=$?
     else
-        "$target_dir/$triple/release/$t" "${libfuzzer_args[@]}" "$corpus" >"$log" 2>&1 || status=$?
+        "${timer[@]}" "$target_dir/$triple/release/$t" "${libfuzzer_args[@]}" "$corpus" >"$log" 2>&1 || status=$?
     fi
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)"
     cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)"
+    cpu=""
+    if [ -s "$work/$t.time" ]; then
+        cpu=", $(awk '/^[0-9.]+ [0-9.]+$/ { printf "%.0f", $1 + $2 }' "$work/$t.time") CPU-s"
+    fi
     if [ $status = 0 ]; then
-        echo "fuzz: $t ok: ${runs:-?} runs in $((SECONDS - start)) s, $cov, corpus $(ls "$corpus" | wc -l) inputs"
+        echo "fuzz: $t ok: ${runs:-?} runs in $((SECONDS - start)) s$cpu, $cov, corpus $(ls "$corpus" | wc -l) inputs"
     else
         echo "fuzz: $t FAILED (exit $status) after $((SECONDS - start)) s; last lines of its log:"
         tail -n 40 "$log"
