@@ -228,3 +228,52 @@ fn a_second_sigterm_during_a_drain_stops_at_once() {
     );
     assert!(edge.seen_with(&["drain started"]));
 }
+
+/// `POST /api/v1/reload` on the admin listener of the real binary: the same as SIGHUP (a new
+/// log level applies, players keep playing), behind the bearer token.
+#[test]
+fn the_api_reload_rereads_the_config_file_like_sighup() {
+    let admin_config = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"t0k\"\n";
+    let mut edge = Edge::start(
+        "api-reload",
+        &format!("[log]\nlevel = \"info\"\n{admin_config}"),
+    );
+    let line = edge.wait_line(&["listening for admin requests"]);
+    let addr = line.split("addr=").nth(1).unwrap();
+    let admin: std::net::SocketAddr = addr
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect::<String>()
+        .parse()
+        .unwrap();
+    let (mut publisher, mut player) = playing(edge.addr());
+    let post = |token: Option<&str>| {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(admin).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            c,
+            "POST /api/v1/reload HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        common::read_response(&mut c).0
+    };
+    edge.rewrite(&format!("[log]\nlevel = \"debug\"\n{admin_config}"));
+    let refused = post(None);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let port = one_connection(&mut edge);
+    assert!(
+        !edge.seen_with(&["connection accepted", &format!(":{port} ")]),
+        "no reload without the token"
+    );
+    let accepted = post(Some("t0k"));
+    assert!(accepted.starts_with("HTTP/1.1 202"), "{accepted}");
+    edge.wait_line(&["configuration reloaded", "worker=0"]);
+    let after = one_connection(&mut edge);
+    assert!(
+        edge.seen_with(&["connection accepted", &format!(":{after} ")]),
+        "debug lines after the reload"
+    );
+    still_playing(&mut publisher, &mut player, 1);
+}

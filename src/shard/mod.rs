@@ -339,15 +339,16 @@ impl Server {
     /// Waits for every worker to finish.
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());
-        if let Some(admin) = self.admin {
-            admin.stop();
-        }
         for thread in self.threads {
             match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = Err(e),
                 Err(_) => result = Err(io::Error::other("worker thread panicked")),
             }
+        }
+        // The admin listener serves until the workers are gone (a drain is watched through it).
+        if let Some(admin) = self.admin {
+            admin.stop();
         }
         // No worker asks any more: the pool threads end within their calls' timeouts.
         self.auth.hooks.stop();
@@ -363,10 +364,17 @@ impl Server {
     }
 }
 
-/// Sends every worker `config` to apply.
+/// Sends every worker `config` to apply. The RTMPS certificate and key are read again even
+/// when their paths did not change (a certificate renewed in place), once for all workers.
 fn reload(bus: &Bus, config: Config) {
+    let rtmps = &config.rtmps;
+    let tls_server = if rtmps.listen.is_empty() {
+        None
+    } else {
+        Some(crate::net::tls::server_config(&rtmps.cert, &rtmps.key).map_err(|e| e.to_string()))
+    };
     let config = Arc::new(config);
-    bus.broadcast(|| BusMsg::Reconfigure(config.clone()));
+    bus.broadcast(|| BusMsg::Reconfigure(config.clone(), tls_server.clone()));
 }
 
 /// Starts the workers and serves until they end, driven by signals:
