@@ -436,3 +436,61 @@ fn an_edge_pushes_to_an_rtmps_target() {
     }
     drop(target);
 }
+
+/// A certificate renewed in place (same paths, new files) is served to connections made after
+/// a reload, while sessions made before play on; a file that does not load is logged and the
+/// running certificate kept.
+#[test]
+fn a_reload_serves_a_renewed_certificate_to_new_connections_while_old_ones_play_on() {
+    let (old_dir, new_dir, served_dir) = (
+        Dir::new("rtmps-cert-old"),
+        Dir::new("rtmps-cert-new"),
+        Dir::new("rtmps-cert-served"),
+    );
+    let (old, new) = (Cert::new(&old_dir), Cert::new(&new_dir));
+    let served = Cert {
+        cert: served_dir.path("cert.pem").to_str().unwrap().to_string(),
+        key: served_dir.path("key.pem").to_str().unwrap().to_string(),
+    };
+    let install = |c: &Cert| {
+        std::fs::copy(&c.cert, &served.cert).unwrap();
+        std::fs::copy(&c.key, &served.key).unwrap();
+    };
+    install(&old);
+    let (server, addr) = tls_server(&served, |c| c.workers.count = 2);
+    let config = || {
+        let mut c = served.serve(Config::default());
+        c.workers.count = 2;
+        c
+    };
+    let mut publisher = TlsClient::publish(addr, &old, "live", "renew");
+    let mut before = TlsClient::play(addr, &old, "live", "renew");
+    send_headers(&mut |t, ts, p| publisher.send(t, ts, p));
+    publisher.send(VIDEO, 0, &media::avc_frame(true, 0, 2000));
+    before.wait_for_frame(&media::avc_frame(true, 0, 2000));
+
+    install(&new);
+    server.server().reload(config());
+    wait_for_log_count(&["RTMPS certificate reloaded"], 1, WAIT);
+    wait_for_log_count(&["configuration reloaded"], 2, WAIT);
+    let mut after = TlsClient::play(addr, &new, "live", "renew");
+    // A client that trusts only the old certificate now refuses the server's.
+    let stale = TlsClient::connect(addr, &old, "live");
+    assert!(stale.closed, "the old certificate is no longer served");
+    for seq in 1..=5 {
+        publisher.send(VIDEO, seq * 40, &media::avc_frame(seq == 1, seq, 2000));
+        let frame = media::avc_frame(seq == 1, seq, 2000);
+        before.wait_for_frame(&frame);
+        after.wait_for_frame(&frame);
+    }
+
+    // A renewal that left a broken file: logged, and the running certificate stays.
+    std::fs::write(&served.cert, "not a certificate").unwrap();
+    server.server().reload(config());
+    wait_for_log_count(&["RTMPS certificate not reloaded"], 1, WAIT);
+    wait_for_log_count(&["configuration reloaded"], 4, WAIT);
+    let mut still = TlsClient::play(addr, &new, "live", "renew");
+    publisher.send(VIDEO, 400, &media::avc_frame(true, 10, 2000));
+    still.wait_for_frame(&media::avc_frame(true, 10, 2000));
+    before.wait_for_frame(&media::avc_frame(true, 10, 2000));
+}

@@ -29,8 +29,12 @@ pub enum BusMsg {
         conn: ConnKey,
         answer: Result<(), crate::auth::Denial>,
     },
-    /// To every worker: a reloaded, validated configuration (SIGHUP) to apply.
-    Reconfigure(Arc<Config>),
+    /// To every worker: a reloaded, validated configuration (SIGHUP) to apply, with the
+    /// RTMPS certificate read again (None: RTMPS off; an error: the files did not load).
+    Reconfigure(
+        Arc<Config>,
+        Option<Result<Arc<rustls::ServerConfig>, String>>,
+    ),
     /// From the admin thread: a snapshot or a kick.
     Admin(super::admin::AdminQuery),
 }

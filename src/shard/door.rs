@@ -193,7 +193,7 @@ impl Worker {
             }
             BusMsg::HlsStart { key } => self.start_packaging(&key, now),
             BusMsg::Auth { conn, answer } => self.auth_answer(conn, answer, now),
-            BusMsg::Reconfigure(config) => self.apply_config(config),
+            BusMsg::Reconfigure(config, tls) => self.apply_config(config, tls),
             BusMsg::Admin(query) => self.admin_query(query, now),
         }
     }

@@ -108,21 +108,28 @@ impl Relay {
                 addresses.insert(endpoint, addr);
             }
         }
-        let tls_client = match crate::net::tls::client_config(&config.rtmps.ca_file) {
-            Ok(tls) => Some(tls),
-            Err(error) => {
-                tracing::error!(%error, "rtmps.ca_file: rtmps:// upstreams cannot be opened");
-                None
-            }
-        };
-        Self {
+        let mut relay = Self {
             origins: settings.origins(),
             settings,
             pushes_configured,
             pulls: HashMap::new(),
             pushes: HashMap::new(),
             addresses,
-            tls_client,
+            tls_client: None,
+        };
+        relay.load_tls_client(&config.rtmps.ca_file);
+        relay
+    }
+
+    /// (Re)reads the CA certificates `rtmps://` upstreams are verified against (`ca_file`,
+    /// else the built-in roots); upstreams opened from then on use them. On an error the
+    /// ones loaded before stay (none at start: rtmps:// upstreams then fail to open).
+    pub fn load_tls_client(&mut self, ca_file: &str) {
+        match crate::net::tls::client_config(ca_file) {
+            Ok(tls) => self.tls_client = Some(tls),
+            Err(error) => {
+                tracing::error!(%error, "rtmps.ca_file not loaded: rtmps:// upstreams keep the CAs loaded before, if any");
+            }
         }
     }
 

@@ -10,7 +10,11 @@
 //! a removed origin hands over to the next, make-before-break), push targets for every stream
 //! published here (a target kept by URL goes on), timeouts for pulls started from then on.
 //! `[auth]` decides every request from then on (`auth.webhook_threads` needs a restart).
-//! Needing a restart ([`restart_needed`]): listeners, `[rtmps]` (certificate too), HTTP on/off,
+//! `[rtmps]`: the certificate and key are read again at every reload (paths changed or not,
+//! so a certificate renewed in place is picked up) and serve TLS handshakes from then on;
+//! established sessions keep theirs. `rtmps.ca_file` is read again for upstreams opened
+//! from then on.
+//! Needing a restart ([`restart_needed`]): listeners (`rtmps.listen` too), HTTP on/off,
 //! worker count and cores,
 //! `rtmp.chunk_size` (streams encode media once at it) and HLS/DASH packaging.
 
@@ -38,7 +42,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.rtmp.chunk_size != new.rtmp.chunk_size,
         "rtmp.chunk_size",
     );
-    check(old.rtmps != new.rtmps, "rtmps");
+    check(old.rtmps.listen != new.rtmps.listen, "rtmps.listen");
     check(old.http.listen != new.http.listen, "http.listen");
     check(old.http.enabled != new.http.enabled, "http.enabled");
     let packaging = |c: &Config| {
@@ -109,7 +113,27 @@ pub(super) fn output_cap(config: &Config) -> usize {
 impl Worker {
     /// Swaps in a reloaded configuration and applies what is live (see the module doc), then
     /// calls [`reconfigure`](Self::reconfigure).
-    pub(super) fn apply_config(&mut self, new: Arc<Config>) {
+    pub(super) fn apply_config(
+        &mut self,
+        new: Arc<Config>,
+        tls_server: Option<Result<Arc<rustls::ServerConfig>, String>>,
+    ) {
+        // RTMPS listeners (bound at start) take the certificate read for this reload.
+        if let (Some(tls), Some(_)) = (tls_server, &self.tls_server) {
+            match tls {
+                Ok(tls) => {
+                    self.tls_server = Some(tls);
+                    if self.index == 0 {
+                        tracing::info!(cert = %new.rtmps.cert, "RTMPS certificate reloaded");
+                    }
+                }
+                Err(error) if self.index == 0 => tracing::error!(
+                    %error,
+                    "RTMPS certificate not reloaded: new connections keep the running one"
+                ),
+                Err(_) => {}
+            }
+        }
         // Streams encode media once at the chunk size the worker started with.
         let chunk_size = self.session_config.chunk_size;
         self.session_config = session_config(&new, chunk_size);
@@ -143,6 +167,8 @@ impl Worker {
         if self.config.relay != old.relay {
             self.relay_reconfigure(std::time::Instant::now());
         }
+        // Read again whether or not its path changed (CA bundles are updated in place).
+        self.relay.load_tls_client(&self.config.rtmps.ca_file);
     }
 }
 
