@@ -81,7 +81,9 @@ macro_rules! config_section {
 }
 
 mod auth;
+mod cluster;
 pub use auth::{AuthAppConfig, AuthConfig};
+pub use cluster::{ClusterConfig, DirectoryKind};
 
 /// The whole configuration. `Config::default()` is the embedded default configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +113,8 @@ pub struct Config {
     pub record: RecordConfig,
     /// `[auth]`: who may publish and play (IP rules, signed URLs, webhooks).
     pub auth: AuthConfig,
+    /// `[cluster]`: the stream directory shared by origins and edges.
+    pub cluster: ClusterConfig,
 }
 
 /// The smallest outbound chunk size accepted (the protocol's initial chunk size).
@@ -432,7 +436,7 @@ pub struct PushConfig {
 
 impl Config {
     /// Every section and key, with documentation, in printing order.
-    pub const SECTIONS: [SectionDoc; 12] = [
+    pub const SECTIONS: [SectionDoc; 13] = [
         RtmpConfig::DOC,
         RtmpsConfig::DOC,
         HttpConfig::DOC,
@@ -445,6 +449,7 @@ impl Config {
         AuthConfig::DOC,
         LogConfig::DOC,
         AdminConfig::DOC,
+        ClusterConfig::DOC,
     ];
 
     /// Parses TOML text; missing keys take their defaults. Unknown keys and values of the wrong
@@ -702,6 +707,7 @@ impl Config {
             64,
         )?;
         positive("auth.http_session_ms", self.auth.http_session_ms)?;
+        self.cluster.validate()?;
 
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::InvalidLogFilter {

@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod fanout;
 pub mod http;

@@ -8,19 +8,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::procs::{
     assert_run_of, assert_same_frames, assert_tail_of, ffmpeg_play, ffmpeg_publish, frame_md5s,
-    h264_source, name_pulled_first_from, Proc, ServerProc, FPS,
+    h264_source, is_video_frame, name_pulled_first_from, watch, Proc, ServerProc, FPS,
 };
 use common::tools::{tool, Dir};
 use common::Client;
-use rtmp_edge::rtmp::session::ClientEvent;
 
 /// A publisher of a few seconds of media runs within this.
 const PUBLISH_LIMIT: Duration = Duration::from_secs(30);
@@ -192,18 +190,6 @@ fn an_hls_request_alone_makes_the_edge_pull_the_stream() {
     assert!(publisher.wait(PUBLISH_LIMIT).success());
 }
 
-/// Video frames (not sequence headers) a player gets: `type_id` 9, AVC packet type 1.
-fn is_video_frame(event: &ClientEvent) -> Option<(u32, bool)> {
-    match event {
-        ClientEvent::Media {
-            type_id: 9,
-            timestamp,
-            payload,
-        } if payload.get(1) == Some(&1) => Some((*timestamp, payload[0] >> 4 == 1)),
-        _ => None,
-    }
-}
-
 #[test]
 fn twenty_players_on_both_edge_workers_make_one_pull_from_the_origin() {
     let dir = Dir::new("edge-one-pull");
@@ -251,23 +237,6 @@ fn twenty_players_on_both_edge_workers_make_one_pull_from_the_origin() {
 
 /// The in-repo client playing `name` on `edge` in a thread: sends the arrival time and the
 /// timestamp of each video frame until the edge closes the connection (or `limit`).
-fn watch(edge: SocketAddr, name: &str, limit: Duration) -> mpsc::Receiver<(Instant, u32)> {
-    let (tx, frames) = mpsc::channel();
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        let mut player = Client::play(edge, "live", &name);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline && player.pump(Duration::from_millis(100)) {
-            while let Some(event) = player.events.pop_front() {
-                if let Some((timestamp, _)) = is_video_frame(&event) {
-                    let _ = tx.send((Instant::now(), timestamp));
-                }
-            }
-        }
-    });
-    frames
-}
-
 #[test]
 fn players_on_the_edge_carry_on_from_origin_b_when_origin_a_is_killed() {
     let ffmpeg = tool("ffmpeg");

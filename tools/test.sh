@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian machine it first installs what the tests need:
 # the real RTMP clients the interop tests drive (ffmpeg, rtmpdump, GStreamer), tshark for
-# wire-format checks, nginx with the RTMP module for the load generator's peer test, Chromium
-# and the npm player libraries for the browser test, and uses cargo-nextest when present.
+# wire-format checks, nginx with the RTMP module for the load generator's peer test,
+# redis-server for the cluster directory tests, Chromium and the npm player libraries for the
+# browser test, and uses cargo-nextest when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ gst-inspect-1.0 rtmp2src >/dev/null 2>&1 || packages+=(gstreamer1.0-plugins-bad)
 gst-inspect-1.0 flvmux >/dev/null 2>&1 || packages+=(gstreamer1.0-plugins-good)
 gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 || packages+=(gstreamer1.0-libav)
 command -v tshark >/dev/null || packages+=(tshark)
+command -v redis-server >/dev/null || packages+=(redis-server)
 command -v nginx >/dev/null || packages+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || packages+=(libnginx-mod-rtmp)
 [ -x /usr/bin/chromium ] || packages+=(chromium)

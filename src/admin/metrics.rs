@@ -26,6 +26,7 @@ pub const CLOSE_KINDS: &[&str] = &[
     "kicked",
     "denied",
     "tls",
+    "cluster",
     "other",
 ];
 
@@ -425,6 +426,53 @@ pub fn render(registry: &[Arc<WorkerStats>]) -> String {
         }
     }
     out
+}
+
+/// Appends the cluster directory's series (`cluster.directory = "redis"`).
+pub fn render_directory(out: &mut String, stats: &crate::cluster::DirectoryStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    one(
+        "rtmp_edge_cluster_directory_up",
+        "gauge",
+        "1 while the last call to the stream directory (Redis) reached it.",
+        u64::from(stats.up.load(Relaxed)),
+    );
+    one(
+        "rtmp_edge_cluster_leases",
+        "gauge",
+        "Stream leases this origin holds in the directory (or wants while it is away).",
+        stats.leases.load(Relaxed) as u64,
+    );
+    one(
+        "rtmp_edge_cluster_leases_refused_total",
+        "counter",
+        "Publishes closed because another origin held the stream.",
+        stats.refused.load(Relaxed),
+    );
+    one(
+        "rtmp_edge_cluster_leases_lost_total",
+        "counter",
+        "Publishers closed because another origin took the stream over.",
+        stats.lost.load(Relaxed),
+    );
+    let name = "rtmp_edge_cluster_lookups_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Directory lookups before a pull, by result (found, missing, failed: pulled by rendezvous hashing)."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (result, count) in [
+        ("found", &stats.found),
+        ("missing", &stats.missing),
+        ("failed", &stats.failed),
+    ] {
+        let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", count.load(Relaxed));
+    }
 }
 
 /// A label value in the exposition format: backslash, quote and newline escaped.

@@ -37,6 +37,8 @@ pub struct Options {
     pub token: String,
     /// Per-stream series for at most this many streams (most players first); 0: none.
     pub stream_metrics: usize,
+    /// The cluster directory's counters, when it runs.
+    pub directory: Option<Arc<crate::cluster::DirectoryStats>>,
 }
 
 /// A running admin listener.
@@ -173,6 +175,9 @@ fn answer(
         ("GET", "/") => respond(&mut stream, 200, "text/html; charset=utf-8", STATUS_PAGE),
         ("GET", "/metrics") => {
             let mut body = metrics::render(registry);
+            if let Some(directory) = &options.directory {
+                metrics::render_directory(&mut body, directory);
+            }
             if options.stream_metrics > 0 {
                 let streams = api::streams(&control.snapshot(Duration::from_secs(1)));
                 metrics::render_streams(&mut body, streams, options.stream_metrics);

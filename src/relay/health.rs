@@ -88,12 +88,18 @@ pub enum NextOrigin {
     At(usize, Instant),
 }
 
-/// The configured origins and their health.
+/// Most origins learned from the cluster directory on top of the configured ones (a
+/// directory full of junk cannot grow a worker's list without bound).
+pub const MAX_LEARNED_ORIGINS: usize = 64;
+
+/// The configured origins, then those learned from the cluster directory, and their health.
 #[derive(Debug, Clone)]
 pub struct Origins {
     urls: Vec<OriginUrl>,
     health: Vec<OriginHealth>,
     backoff: Backoff,
+    /// `urls[..configured]` came from the configuration; the rest were learned.
+    configured: usize,
 }
 
 impl Origins {
@@ -101,13 +107,30 @@ impl Origins {
     pub fn new(urls: Vec<OriginUrl>, backoff: Backoff) -> Self {
         let health = vec![OriginHealth::default(); urls.len()];
         Self {
+            configured: urls.len(),
             urls,
             health,
             backoff,
         }
     }
 
-    /// The configured origins, in configuration order (indices used everywhere here).
+    /// The index of `url`, an origin the cluster directory named for a stream: a known one's,
+    /// or a new index (the origin up) for one not known yet, which joins the rendezvous
+    /// order of every stream. `None` past [`MAX_LEARNED_ORIGINS`].
+    pub fn learn(&mut self, url: OriginUrl) -> Option<usize> {
+        if let Some(at) = self.urls.iter().position(|u| *u == url) {
+            return Some(at);
+        }
+        if self.urls.len() - self.configured >= MAX_LEARNED_ORIGINS {
+            return None;
+        }
+        self.urls.push(url);
+        self.health.push(OriginHealth::default());
+        Some(self.urls.len() - 1)
+    }
+
+    /// The origins, configured ones first in configuration order, then learned ones
+    /// (indices used everywhere here).
     pub fn urls(&self) -> &[OriginUrl] {
         &self.urls
     }
@@ -150,9 +173,17 @@ impl Origins {
         until
     }
 
-    /// The origins become `urls` (a reload): an origin kept keeps its health, a new one is up.
-    /// Returns the new index of each old origin (`None`: removed), to remap pulls.
+    /// The configured origins become `urls` (a reload): an origin kept keeps its health, a
+    /// new one is up; learned origins stay (after the configured ones). Returns the new index
+    /// of each old origin (`None`: removed), to remap pulls.
     pub fn reconfigure(&mut self, urls: Vec<OriginUrl>) -> Vec<Option<usize>> {
+        let configured = urls.len();
+        let learned = self.urls[self.configured..]
+            .iter()
+            .filter(|u| !urls.contains(u))
+            .cloned();
+        let urls: Vec<OriginUrl> = urls.iter().cloned().chain(learned).collect();
+        self.configured = configured;
         let remap: Vec<Option<usize>> = self
             .urls
             .iter()

@@ -41,7 +41,7 @@ mod url;
 
 use std::time::Duration;
 
-pub use health::{Backoff, FailureKind, NextOrigin, OriginHealth, Origins};
+pub use health::{Backoff, FailureKind, NextOrigin, OriginHealth, Origins, MAX_LEARNED_ORIGINS};
 pub use pull::{Progress, Pull, PullAction, PullState, PullTimeouts};
 pub use push::{PushAction, PushState, PushTarget};
 pub use rendezvous::{rendezvous_order, stream_key, weight};

@@ -104,6 +104,8 @@ pub struct Pull {
     /// Since when the players have had no media (start of the pull, or the last media
     /// before a failure); bounds the wait with `player_wait`.
     starved_since: Instant,
+    /// The origin the cluster directory names for the stream: tried first while it is up.
+    preferred: Option<usize>,
     actions: VecDeque<PullAction>,
 }
 
@@ -112,13 +114,15 @@ impl Pull {
     /// origin) for `players` players: connects to the first origin up in the stream's
     /// rendezvous order, or waits for the earliest backoff. Call when the hub finds a player
     /// for a stream no one publishes and the directory makes this worker the puller. With no
-    /// players left by then it is born closed: it dials nothing.
+    /// players left by then it is born closed: it dials nothing. `preferred`: the origin the
+    /// cluster directory named (an index into `origins`), tried first while it is up.
     pub fn new(
         app: &str,
         stream: &str,
         players: usize,
         timeouts: PullTimeouts,
         origins: &Origins,
+        preferred: Option<usize>,
         now: Instant,
     ) -> Self {
         let mut pull = Self {
@@ -129,6 +133,7 @@ impl Pull {
             state: PullState::Wanted { retry_at: now },
             players,
             starved_since: now,
+            preferred,
             actions: VecDeque::new(),
         };
         if players == 0 {
@@ -439,7 +444,24 @@ impl Pull {
     }
 
     /// Connects to the next origin up, or waits for the first to come back.
+    /// The cluster directory names `origin` for the stream (asked again after a failure):
+    /// it is tried first from now on while it is up, and at once if the pull is waiting for
+    /// a backoff. A pull connecting or playing carries on where it is.
+    pub fn prefer(&mut self, origin: usize, origins: &Origins, now: Instant) {
+        self.preferred = Some(origin);
+        if matches!(self.state, PullState::Wanted { .. }) && origins.health(origin).is_up(now) {
+            self.attempt(origins, now);
+        }
+    }
+
     fn attempt(&mut self, origins: &Origins, now: Instant) {
+        if let Some(origin) = self.preferred {
+            if origin < origins.urls().len() && origins.health(origin).is_up(now) {
+                let url = origins.urls()[origin].pull_url(&self.app, &self.stream);
+                self.connect(origin, url, false, now);
+                return;
+            }
+        }
         match origins.next_origin(&self.key, now) {
             None => self.give_up(),
             Some(NextOrigin::Now(origin)) => {

@@ -45,7 +45,7 @@ fn connects(actions: &[PullAction]) -> Vec<usize> {
 }
 
 fn start(o: &Origins, now: Instant) -> Pull {
-    Pull::new("live?token=abc", "demo?sig=1", 1, timeouts(), o, now)
+    Pull::new("live?token=abc", "demo?sig=1", 1, timeouts(), o, None, now)
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn a_new_pull_connects_to_the_first_origin_in_rendezvous_order_with_the_queries_
 fn a_pull_started_with_no_players_is_closed_and_dials_nothing() {
     let t0 = Instant::now();
     let o = origins(2);
-    let mut p = Pull::new("live", "demo", 0, timeouts(), &o, t0);
+    let mut p = Pull::new("live", "demo", 0, timeouts(), &o, None, t0);
     assert!(p.is_closed());
     assert_eq!(actions(&mut p), []);
     assert_eq!(p.poll_timeout(), None);
@@ -524,4 +524,45 @@ fn a_reload_keeps_pulls_on_kept_origins_and_moves_those_on_removed_ones() {
     assert_eq!(url.endpoint(), o.urls()[next].endpoint());
     assert_eq!(p.origin(), Some(next));
     assert!(actions(&mut p).is_empty(), "media keeps flowing meanwhile");
+}
+
+/// The cluster directory names an origin: it is tried first, learned if not configured;
+/// once it fails the rendezvous order takes over, and a fresh answer brings a waiting pull
+/// to the origin named at once.
+#[test]
+fn the_origin_the_directory_names_is_tried_first_and_a_new_answer_ends_a_backoff_wait() {
+    let t0 = Instant::now();
+    let mut o = origins(1);
+    let named = OriginUrl::parse("rtmp://origin-x:1935").unwrap();
+    let x = o.learn(named.clone()).unwrap();
+    assert_eq!((x, o.learn(named)), (1, Some(1)), "learned once");
+    let mut p = Pull::new("live", "demo", 1, timeouts(), &o, Some(x), t0);
+    assert_eq!(connects(&actions(&mut p)), [x]);
+    // X fails: the configured origin is next; it fails too, and the pull waits for a backoff.
+    p.failed(FailureKind::ConnectFailed, &mut o, t0);
+    assert_eq!(connects(&actions(&mut p)), [0]);
+    p.failed(FailureKind::ConnectFailed, &mut o, t0);
+    let _ = actions(&mut p);
+    assert!(matches!(p.state(), PullState::Wanted { .. }));
+    // The directory now names a third origin: dialled at once, no backoff wait.
+    let y = o
+        .learn(OriginUrl::parse("rtmp://origin-y:1935").unwrap())
+        .unwrap();
+    p.prefer(y, &o, t0 + 10 * MS);
+    assert_eq!(connects(&actions(&mut p)), [y]);
+    // A reload keeps learned origins after the configured ones.
+    let remap = o.reconfigure(vec![OriginUrl::parse("rtmp://origin-z:1935").unwrap()]);
+    assert_eq!(remap, [None, Some(1), Some(2)]);
+    assert_eq!(o.urls()[1].to_string(), "rtmp://origin-x:1935");
+}
+
+#[test]
+fn learned_origins_are_capped() {
+    let mut o = origins(1);
+    for i in 0..MAX_LEARNED_ORIGINS {
+        let url = OriginUrl::parse(&format!("rtmp://learned-{i}")).unwrap();
+        assert!(o.learn(url).is_some());
+    }
+    assert_eq!(o.learn(OriginUrl::parse("rtmp://one-more").unwrap()), None);
+    assert_eq!(o.urls().len(), 1 + MAX_LEARNED_ORIGINS);
 }

@@ -37,6 +37,8 @@ pub enum BusMsg {
     ),
     /// From the admin thread: a snapshot or a kick.
     Admin(super::admin::AdminQuery),
+    /// From the cluster directory thread: a lookup's answer, or a lease refused or lost.
+    Cluster(crate::cluster::Note),
 }
 
 struct Mailbox {

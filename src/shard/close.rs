@@ -78,6 +78,9 @@ pub enum CloseReason {
     /// The edge relay closed one of its own upstream connections.
     #[error("relay: {0}")]
     Relay(RelayEnd),
+    /// The cluster directory gave the publisher's stream to another origin.
+    #[error("cluster: {0}")]
+    Cluster(ClusterEnd),
     /// An operator closed it through the admin API.
     #[error("kicked by the admin API")]
     Kicked,
@@ -112,6 +115,7 @@ impl CloseReason {
             CloseReason::SlowPlayer { .. } => "slow_player",
             CloseReason::OutputOverflow { .. } => "output_overflow",
             CloseReason::Relay(_) => "relay",
+            CloseReason::Cluster(_) => "cluster",
             CloseReason::ShuttingDown | CloseReason::ShutdownDeadline => "shutdown",
             CloseReason::Kicked => "kicked",
             CloseReason::TlsFailed(_) => "tls",
@@ -142,6 +146,17 @@ pub enum RelayEnd {
     /// A new connection (make-before-break, after a ReconnectRequest or a reload) took over.
     #[error("handed over to a new connection")]
     HandedOver,
+}
+
+/// Why a publisher was closed for the cluster directory's sake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterEnd {
+    /// Another origin holds the stream's lease and `streams.publish_takeover` is off.
+    #[error("stream already published on another origin")]
+    PublishedElsewhere,
+    /// Another origin took the stream's lease over (a publisher there with takeover on).
+    #[error("stream taken over on another origin")]
+    TakenOverElsewhere,
 }
 
 /// An IO error as a close reason: its kind to match on, its text for the log.

@@ -165,9 +165,15 @@ impl Worker {
                     self.packaging.publish(&key, now);
                     self.apply_packaging(now);
                     self.start_pushes(&key, now);
+                    self.relay.lease(|| crate::cluster::Request::Publish {
+                        worker: self.index,
+                        key: key.clone(),
+                    });
                 }
                 Action::Unpublished { key } => {
                     self.stop_pushes(&key, now);
+                    self.relay
+                        .lease(|| crate::cluster::Request::Unpublish { key: key.clone() });
                     self.recording.unpublished(&key);
                     self.packaging.unpublish(&key, now);
                     self.apply_packaging(now);
@@ -195,6 +201,7 @@ impl Worker {
             BusMsg::Auth { conn, answer } => self.auth_answer(conn, answer, now),
             BusMsg::Reconfigure(config, tls) => self.apply_config(config, tls),
             BusMsg::Admin(query) => self.admin_query(query, now),
+            BusMsg::Cluster(note) => self.cluster_note(note, now),
         }
     }
 }

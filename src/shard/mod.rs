@@ -83,6 +83,9 @@ pub struct Server {
     threads: Vec<JoinHandle<io::Result<()>>>,
     /// The webhook pool (stopped after the workers) and HLS/DASH viewers' allowances.
     auth: Arc<auth::AuthShared>,
+    /// The cluster's stream directory thread (`cluster.directory = "redis"`); it releases
+    /// this server's leases and ends after the workers.
+    cluster: Option<crate::cluster::Directory>,
 }
 
 impl Server {
@@ -192,6 +195,13 @@ impl Server {
                 viewers: crate::auth::Viewers::default(),
             })
         };
+        let cluster = {
+            let bus = bus.clone();
+            let deliver: crate::cluster::Deliver = Box::new(move |worker, note| {
+                bus.send(worker, BusMsg::Cluster(note));
+            });
+            crate::cluster::Directory::start(&config, deliver, hooks.dispatch.clone())?
+        };
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
         let stats = crate::admin::metrics::registry(workers);
@@ -223,6 +233,11 @@ impl Server {
             worker.gate.set_shared(auth.clone());
             worker.tls_server = tls_server.clone();
             worker.recording = Recording::new(index, (&config.record).into(), record.clone());
+            if let Some(cluster) = &cluster {
+                worker
+                    .relay
+                    .join_cluster(cluster.sender(), cluster.registers);
+            }
             let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{index}"))
@@ -263,6 +278,7 @@ impl Server {
                     } else {
                         0
                     },
+                    directory: cluster.as_ref().map(crate::cluster::Directory::stats),
                 };
                 let control: Arc<dyn crate::admin::api::Control> = control.clone();
                 let start =
@@ -292,6 +308,7 @@ impl Server {
             bus,
             threads,
             auth,
+            cluster,
         })
     }
 
@@ -352,6 +369,9 @@ impl Server {
         }
         // No worker asks any more: the pool threads end within their calls' timeouts.
         self.auth.hooks.stop();
+        if let Some(mut cluster) = self.cluster {
+            cluster.stop();
+        }
         if let Some(writer) = self.disk_writer {
             if writer.join().is_err() {
                 result = Err(io::Error::other("HLS disk writer panicked"));

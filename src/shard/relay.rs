@@ -17,20 +17,21 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::close::{CloseReason, RelayEnd};
+use super::close::{CloseReason, ClusterEnd, RelayEnd};
 use super::conn::{Conn, Proto};
 use super::worker::Worker;
+use crate::cluster;
 use crate::config::Config;
 use crate::fanout::{ConnKey, OutputQueue, StreamKey};
 use crate::relay::{
-    Endpoint, FailureKind, Origins, Pull, PullAction, PushAction, PushState, PushTarget, PushUrl,
-    RelaySettings, StreamUrl,
+    Endpoint, FailureKind, OriginUrl, Origins, Pull, PullAction, PushAction, PushState, PushTarget,
+    PushUrl, RelaySettings, StreamUrl,
 };
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientSession};
 
@@ -90,6 +91,18 @@ pub struct Relay {
     /// The TLS client side of `rtmps://` upstreams (`rtmps.ca_file`, else the system roots);
     /// None if the CA file could not be loaded (logged; rtmps upstreams then fail to open).
     tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// The cluster's stream directory (`cluster.directory = "redis"`).
+    cluster: Option<ClusterLink>,
+    /// Pulls waiting for the directory's answer before they start (`true`: claimed for
+    /// HLS/DASH packaging).
+    locating: HashMap<StreamKey, bool>,
+}
+
+/// A worker's way to the cluster directory thread.
+struct ClusterLink {
+    requests: mpsc::Sender<cluster::Request>,
+    /// This server takes a lease for each stream published on it (an origin).
+    registers: bool,
 }
 
 impl Relay {
@@ -116,9 +129,40 @@ impl Relay {
             pushes: HashMap::new(),
             addresses,
             tls_client: None,
+            cluster: None,
+            locating: HashMap::new(),
         };
         relay.load_tls_client(&config.rtmps.ca_file);
         relay
+    }
+
+    /// Pulls look streams up in the cluster directory first, and, when `registers`, streams
+    /// published here take a lease in it.
+    pub fn join_cluster(&mut self, requests: mpsc::Sender<cluster::Request>, registers: bool) {
+        self.cluster = Some(ClusterLink {
+            requests,
+            registers,
+        });
+    }
+
+    /// Sends the lease `request` when this server takes leases (an origin in a cluster).
+    pub(super) fn lease(&self, request: impl FnOnce() -> cluster::Request) {
+        if let Some(link) = self.cluster.as_ref().filter(|l| l.registers) {
+            // The directory thread ends only after the workers: a send cannot fail before.
+            let _ = link.requests.send(request());
+        }
+    }
+
+    /// Asks the directory which origin has `key` (answered over the bus); false without one.
+    fn look_up(&self, key: &StreamKey, worker: usize) -> bool {
+        let Some(link) = &self.cluster else {
+            return false;
+        };
+        let request = cluster::Request::Lookup {
+            worker,
+            key: key.clone(),
+        };
+        link.requests.send(request).is_ok()
     }
 
     /// (Re)reads the CA certificates `rtmps://` upstreams are verified against (`ca_file`,
@@ -223,14 +267,31 @@ impl Worker {
     /// The hub claimed `key` for this worker to pull (players want it, nobody publishes it).
     /// (`for_packaging`: an HLS/DASH request claimed it; its packaging, which starts right
     /// after, is the audience.)
+    /// In a cluster the directory is asked first; the pull starts with its answer.
     pub(super) fn start_pull(&mut self, key: StreamKey, for_packaging: bool, now: Instant) {
-        if self.relay.pulls.contains_key(&key) {
+        if self.relay.pulls.contains_key(&key) || self.relay.locating.contains_key(&key) {
             return;
         }
+        if self.relay.look_up(&key, self.index) {
+            self.relay.locating.insert(key, for_packaging);
+            return;
+        }
+        self.begin_pull(key, for_packaging, None, now);
+    }
+
+    /// Starts `key`'s pull, from `preferred` first (the origin the directory named).
+    fn begin_pull(
+        &mut self,
+        key: StreamKey,
+        for_packaging: bool,
+        preferred: Option<usize>,
+        now: Instant,
+    ) {
         let (app, name) = app_and_name(&key);
         let players = self.pull_audience(&key) + usize::from(for_packaging);
         let timeouts = self.relay.settings.pull_timeouts();
-        let pull = Pull::new(app, name, players, timeouts, &self.relay.origins, now);
+        let origins = &self.relay.origins;
+        let pull = Pull::new(app, name, players, timeouts, origins, preferred, now);
         if pull.is_closed() {
             // Whoever wanted it left in the same wake-up (a push target's connection closed
             // with its publisher): the hub's claim is released below.
@@ -250,6 +311,7 @@ impl Worker {
 
     /// A local publisher took `key` over from its pull.
     pub(super) fn stop_pull(&mut self, key: &StreamKey, now: Instant) {
+        self.relay.locating.remove(key);
         if let Some(entry) = self.relay.pulls.remove(key) {
             tracing::info!(stream = %key, "pull stopped: published here");
             let standby = entry.standby.map(|(conn, _)| conn);
@@ -593,13 +655,59 @@ impl Worker {
         }
     }
 
-    /// `stream`'s pull failed on its current upstream for `kind`.
+    /// `stream`'s pull failed on its current upstream for `kind`. In a cluster the directory
+    /// is asked again: the stream may have moved to another origin.
     fn pull_failed(&mut self, stream: &StreamKey, kind: FailureKind, now: Instant) {
         let relay = &mut self.relay;
         if let Some(entry) = relay.pulls.get_mut(stream) {
             entry.pull.failed(kind, &mut relay.origins, now);
+            relay.look_up(stream, self.index);
         }
         self.apply_pull(stream, now);
+    }
+
+    /// A note from the cluster directory thread.
+    pub(super) fn cluster_note(&mut self, note: cluster::Note, now: Instant) {
+        match note {
+            cluster::Note::Located { key, origin } => self.located(key, origin, now),
+            cluster::Note::Lease(event) => {
+                let (key, holder, why) = match event {
+                    cluster::LeaseEvent::Refused { key, holder, .. } => {
+                        (key, holder, ClusterEnd::PublishedElsewhere)
+                    }
+                    cluster::LeaseEvent::Lost { key, holder, .. } => {
+                        (key, holder, ClusterEnd::TakenOverElsewhere)
+                    }
+                };
+                let Some(publisher) = self.hub.publisher(&key) else {
+                    return;
+                };
+                tracing::warn!(stream = %key, origin = %holder, "{why}: closing the publisher here");
+                self.close(publisher, CloseReason::Cluster(why), now);
+            }
+        }
+    }
+
+    /// The directory's answer for `key`: the origin's advertised URL, or none (unknown, or
+    /// the directory unreachable: the rendezvous order decides).
+    fn located(&mut self, key: StreamKey, origin: Option<String>, now: Instant) {
+        let index = origin.and_then(|url| match OriginUrl::parse(&url) {
+            Ok(url) => self.relay.origins.learn(url),
+            Err(error) => {
+                tracing::warn!(stream = %key, %url, %error, "directory names an unusable origin");
+                None
+            }
+        });
+        if let Some(for_packaging) = self.relay.locating.remove(&key) {
+            tracing::debug!(stream = %key, ?index, "directory answered: pulling");
+            self.begin_pull(key, for_packaging, index, now);
+            return;
+        }
+        // Asked again after a failure: a pull waiting for a backoff moves at once.
+        if let (Some(index), Some(entry)) = (index, self.relay.pulls.get_mut(&key)) {
+            entry.pull.prefer(index, &self.relay.origins, now);
+            self.apply_pull(&key, now);
+        }
     }
 
     /// An upstream connection closed: if it was not the relay's doing (it forgets its

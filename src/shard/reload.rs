@@ -15,7 +15,7 @@
 //! established sessions keep theirs. `rtmps.ca_file` is read again for upstreams opened
 //! from then on.
 //! Needing a restart ([`restart_needed`]): listeners (`rtmps.listen` too), HTTP on/off,
-//! worker count and cores,
+//! worker count and cores, `[cluster]`,
 //! `rtmp.chunk_size` (streams encode media once at it) and HLS/DASH packaging.
 
 use std::sync::Arc;
@@ -63,6 +63,13 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(
         old.auth.webhook_threads != new.auth.webhook_threads,
         "auth.webhook_threads",
+    );
+    check(old.cluster != new.cluster, "cluster");
+    // The directory thread applies takeover to the leases it claims.
+    check(
+        new.cluster.directory == crate::config::DirectoryKind::Redis
+            && old.streams.publish_takeover != new.streams.publish_takeover,
+        "streams.publish_takeover (cluster leases)",
     );
     keys
 }

@@ -8,7 +8,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rtmp_edge::rtmp::session::ClientEvent;
+
 use super::tools::{tool, Dir};
+use super::Client;
 
 /// Frame rate of the generated sources; a keyframe every `FPS` frames.
 pub const FPS: usize = 25;
@@ -336,15 +339,22 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts it with the TOML `config` (written to `NAME.toml`); returns once it listens.
     pub fn start(dir: &Dir, name: &str, config: &str) -> Self {
+        Self::start_on(dir, name, config, 0)
+    }
+
+    /// [`start`](Self::start) with RTMP on `127.0.0.1:rtmp_port` (0: any free port), for a
+    /// server that must know its address before it starts (a cluster origin advertises it).
+    pub fn start_on(dir: &Dir, name: &str, config: &str, rtmp_port: u16) -> Self {
         let path = dir.path(&format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
+        let listen = format!("127.0.0.1:{rtmp_port}");
         let proc = Proc::spawn(
             name,
             dir,
             Command::new(env!("CARGO_BIN_EXE_rtmp-edge"))
                 .arg("--config")
                 .arg(&path)
-                .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+                .args(["--listen", &listen, "--http-listen", "127.0.0.1:0"])
                 .args(["--workers", "2"])
                 .env("RUST_LOG", "info"),
         );
@@ -417,4 +427,35 @@ pub fn name_pulled_first_from(first: usize, origins: &[String]) -> String {
             rtmp_edge::relay::rendezvous_order(&key, &urls)[0] == first
         })
         .unwrap()
+}
+
+/// Video frames (not sequence headers) a player gets: `type_id` 9, AVC packet type 1.
+pub fn is_video_frame(event: &ClientEvent) -> Option<(u32, bool)> {
+    match event {
+        ClientEvent::Media {
+            type_id: 9,
+            timestamp,
+            payload,
+        } if payload.get(1) == Some(&1) => Some((*timestamp, payload[0] >> 4 == 1)),
+        _ => None,
+    }
+}
+
+/// An in-repo client playing `live/NAME` on `edge` for at most `limit`: each video frame's
+/// arrival time and timestamp, sent as it comes (the channel ends with the play).
+pub fn watch(edge: SocketAddr, name: &str, limit: Duration) -> mpsc::Receiver<(Instant, u32)> {
+    let (tx, frames) = mpsc::channel();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let mut player = Client::play(edge, "live", &name);
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline && player.pump(Duration::from_millis(100)) {
+            while let Some(event) = player.events.pop_front() {
+                if let Some((timestamp, _)) = is_video_frame(&event) {
+                    let _ = tx.send((Instant::now(), timestamp));
+                }
+            }
+        }
+    });
+    frames
 }

@@ -1,0 +1,251 @@
+//! The cluster's stream directory as processes: a real `redis-server` started by the test on
+//! a free loopback port, `rtmp-edge` origins that take a lease per stream published on them
+//! (`[cluster] directory = "redis"`, `advertise`), and an edge that looks a stream up before
+//! pulling it. Frames are compared bit for bit with the source. A missing tool is a
+//! failure, never a skip: `tools/test.sh` installs redis-server and ffmpeg.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::procs::{
+    assert_tail_of, ffmpeg_play, ffmpeg_publish, frame_md5s, h264_source, name_pulled_first_from,
+    watch, Proc, ServerProc, FPS,
+};
+use common::tools::{tool, Dir};
+use common::{media, Client};
+use rtmp_edge::rtmp::message::type_id;
+
+/// Every bounded wait (a log line, a listener, a key).
+const WAIT: Duration = Duration::from_secs(10);
+/// Players end by themselves within this once their stream has ended.
+const PLAYER_LIMIT: Duration = Duration::from_secs(15);
+
+/// A port nobody listens on as the call returns (the OS picks it; taken by the caller next).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A `redis-server` of the test's own: loopback only, nothing saved, stopped by PID.
+struct Redis {
+    proc: Proc,
+    url: String,
+}
+
+impl Redis {
+    fn start(dir: &Dir) -> Self {
+        let port = free_port().to_string();
+        let mut proc = Proc::spawn(
+            "redis",
+            dir,
+            Command::new(tool("redis-server")).args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]),
+        );
+        proc.wait_for_output(&["Ready to accept connections"], 1, WAIT);
+        Self {
+            proc,
+            url: format!("redis://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The directory's entry for `live/NAME`.
+    fn origin_of(&self, name: &str) -> Option<String> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client.get_connection_with_timeout(WAIT).unwrap();
+        redis::cmd("GET")
+            .arg(format!("rtmp-edge:stream:live/{name}"))
+            .query(&mut conn)
+            .unwrap()
+    }
+
+    /// Polls (bounded) until the directory's entry for `live/NAME` is `want`.
+    fn wait_for_origin(&self, name: &str, want: Option<&str>) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.origin_of(name);
+            if got.as_deref() == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "directory entry of {name}: {got:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, and waits (bounded) for it to exit.
+    fn stop(&mut self) {
+        self.proc.stop_after(Duration::ZERO, libc::SIGTERM);
+    }
+}
+
+/// Workers not pinned (several processes share the cores), a short shutdown, the directory
+/// in `redis`, then `rest`.
+fn config(redis: &str, rest: &str) -> String {
+    format!(
+        "[workers]\npin = false\n\n[timeouts]\nshutdown_ms = 500\n\n\
+         [cluster]\ndirectory = \"redis\"\nredis_url = \"{redis}\"\nlease_ms = 2000\n\
+         renew_ms = 300\n{rest}"
+    )
+}
+
+/// An origin advertising its RTMP address in the directory at `redis`; `streams` goes in a
+/// `[streams]` section.
+fn origin(dir: &Dir, name: &str, redis: &str, streams: &str) -> ServerProc {
+    let port = free_port();
+    let rest = format!("advertise = \"rtmp://127.0.0.1:{port}\"\n\n[streams]\n{streams}\n");
+    let server = ServerProc::start_on(dir, name, &config(redis, &rest), port);
+    assert_eq!(server.rtmp.port(), port);
+    server
+}
+
+/// An edge pulling from `origins` (their rendezvous order the fallback), looking streams up
+/// in the directory at `redis` first.
+fn edge(dir: &Dir, redis: &str, origins: &[String]) -> ServerProc {
+    let rest = format!("\n[relay]\norigins = {origins:?}\nplayer_wait_ms = 2000\n");
+    ServerProc::start(dir, "edge", &config(redis, &rest))
+}
+
+/// `url=URL ` as the edge logs the stream URL it connects to.
+fn pull_from(url: &str) -> String {
+    format!("url={url} ")
+}
+
+#[test]
+fn an_edge_pulls_from_the_origin_the_directory_names_and_plays_on_when_redis_stops() {
+    let ffmpeg = tool("ffmpeg");
+    let dir = Dir::new("cluster-directory");
+    let source = h264_source(&dir, "src.flv", "testsrc", 8);
+    let mut redis = Redis::start(&dir);
+    let a = origin(&dir, "origin-a", &redis.url, "");
+    let mut b = origin(&dir, "origin-b", &redis.url, "");
+    let origins = [a.base_url(), b.base_url()];
+    // Hashing alone would pull this stream from A: it is published on B.
+    let name = name_pulled_first_from(0, &origins);
+    let mut edge = edge(&dir, &redis.url, &origins);
+    let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &b.url(&name), "ffmpeg-pub");
+    b.wait_for_log(&["publishing", &format!("stream=live/{name}")], 1, WAIT);
+    redis.wait_for_origin(&name, Some(&b.base_url()));
+
+    let frames = watch(edge.rtmp, &name, Duration::from_secs(30));
+    let out = dir.path("ffmpeg.flv");
+    let mut player = ffmpeg_play(&dir, &ffmpeg, &edge.url(&name), &out, "ffmpeg-player");
+    edge.wait_for_log(
+        &["pull: connecting to origin", &pull_from(&b.url(&name))],
+        1,
+        WAIT,
+    );
+    let mut got = Vec::new();
+    while got.len() < FPS {
+        got.push(frames.recv_timeout(WAIT).expect("frames from origin B"));
+    }
+    // One pull, from B: A was never asked for the stream.
+    let pulls = edge.log_lines_with(&["pull: connecting to origin"]);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let on_a = a.log_lines_with(&[&format!("live/{name}")]);
+    assert!(on_a.is_empty(), "{on_a:?}");
+    // The directory goes away mid-stream: the origin notices at its next renewal, and
+    // nothing that flows is touched.
+    let stopped_at = Instant::now();
+    redis.stop();
+    b.wait_for_log(&["directory unreachable"], 1, WAIT);
+    got.extend(frames.iter());
+    let after = got.iter().filter(|(at, _)| *at > stopped_at).count();
+    assert!(
+        after >= 3 * FPS,
+        "{after} frames after Redis stopped, want at least {}",
+        3 * FPS
+    );
+    let gap = got.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+    assert!(
+        gap <= Duration::from_secs(1),
+        "a {gap:?} gap between frames"
+    );
+    publisher.wait_ok(Duration::from_secs(30));
+    player.stop_after(PLAYER_LIMIT, libc::SIGINT);
+    let decoded = frame_md5s(&ffmpeg, &out);
+    assert_tail_of(
+        "ffmpeg on the edge",
+        &frame_md5s(&ffmpeg, &source),
+        &decoded,
+        4 * FPS,
+    );
+}
+
+/// Publishes `live/NAME` on `server` with the in-repo client and sends its headers and a
+/// keyframe.
+fn publish(server: &ServerProc, name: &str) -> Client {
+    let mut publisher = Client::publish(server.rtmp, "live", name);
+    publisher.send(type_id::VIDEO, 0, &media::avc_header());
+    publisher.send(type_id::VIDEO, 0, &media::avc_frame(true, 1, 2000));
+    publisher
+}
+
+#[test]
+fn a_stream_held_by_one_origin_is_refused_by_a_second_and_taken_over_by_a_third() {
+    let dir = Dir::new("cluster-leases");
+    let redis = Redis::start(&dir);
+    let mut a = origin(&dir, "origin-a", &redis.url, "");
+    let mut b = origin(&dir, "origin-b", &redis.url, "");
+    let mut c = origin(&dir, "origin-c", &redis.url, "publish_takeover = true");
+    let _on_a = publish(&a, "dup");
+    redis.wait_for_origin("dup", Some(&a.base_url()));
+
+    // B (takeover off) accepts the publish, learns the lease is A's, and closes it.
+    let mut on_b = publish(&b, "dup");
+    b.wait_for_log(
+        &["stream already published on another origin", &a.base_url()],
+        1,
+        WAIT,
+    );
+    on_b.wait_closed();
+    assert_eq!(redis.origin_of("dup"), Some(a.base_url()));
+
+    // C (takeover on) takes the lease; A closes its publisher at its next renewal.
+    let mut on_c = publish(&c, "dup");
+    c.wait_for_log(&["stream taken over from another origin"], 1, WAIT);
+    a.wait_for_log(
+        &["stream taken over on another origin", &c.base_url()],
+        1,
+        WAIT,
+    );
+    assert_eq!(redis.origin_of("dup"), Some(c.base_url()));
+    // C's publisher goes on; when it leaves, C lets the lease go.
+    on_c.send(type_id::VIDEO, 40, &media::avc_frame(false, 2, 500));
+    drop(on_c);
+    redis.wait_for_origin("dup", None);
+}
+
+#[test]
+fn with_the_directory_unreachable_an_edge_pulls_by_rendezvous_hashing() {
+    let dir = Dir::new("cluster-no-redis");
+    // Nobody listens there.
+    let redis = format!("redis://127.0.0.1:{}", free_port());
+    let mut a = origin(&dir, "origin-a", &redis, "");
+    let mut edge = edge(&dir, &redis, &[a.base_url()]);
+    let mut publisher = publish(&a, "s");
+    a.wait_for_log(&["directory unreachable"], 1, WAIT);
+    let mut player = Client::play(edge.rtmp, "live", "s");
+    edge.wait_for_log(&["directory unreachable"], 1, WAIT);
+    // The header and the keyframe cached on A, then a new keyframe live, bit-exact.
+    let cached = player.media(2);
+    assert_eq!(
+        cached[1].2.as_ref(),
+        media::avc_frame(true, 1, 2000).as_slice()
+    );
+    let frame = media::avc_frame(true, 7, 3000);
+    publisher.send(type_id::VIDEO, 40, &frame);
+    assert_eq!(player.media(1)[0].2.as_ref(), frame.as_slice());
+}
