@@ -501,7 +501,8 @@ impl Hub {
         };
         let live = match stream.source {
             Source::Local(_) => true,
-            Source::Remote(_) | Source::Pulled => stream.has_fast_start(),
+            Source::Remote(_) => stream.mirrored || stream.has_fast_start(),
+            Source::Pulled => stream.has_fast_start(),
             Source::None => false,
         };
         let mut player = Player::new(conn, stream_id, flv);
@@ -874,6 +875,8 @@ impl Hub {
                 // Its pull ended elsewhere with players still here: pull it from here.
                 source = self.claim_pull(key, &mut stream);
             }
+            // A new owner's Started is awaited before joiners are primed.
+            stream.mirrored &= stream.source == source;
             stream.source = source;
             self.streams.insert(key.clone(), stream);
         }
@@ -963,6 +966,7 @@ impl Hub {
                     stream.unpublish();
                 }
                 stream.source = Source::Remote(owner);
+                stream.mirrored = true;
                 for packet in &snapshot {
                     stream.remember(packet);
                 }

@@ -434,6 +434,25 @@ fn a_player_on_another_worker_subscribes_and_gets_every_packet_once() {
     assert_eq!(stream.remote_workers, 0b110);
 }
 
+/// A stream just published (nothing cached yet) with a player on another worker: a second
+/// player joining that worker after the owner's Started (empty) came back gets the stream
+/// from the first packet on, like the first. (Found by the cluster test: the second player
+/// was never primed and got nothing.)
+#[test]
+fn a_second_remote_player_joining_before_any_media_gets_the_stream() {
+    let mut c = Cluster::new(2, settings());
+    let publisher = c.publish(0, "a");
+    let p1 = c.play(1, "a");
+    let p2 = c.play(1, "a");
+    c.send_headers(0, publisher);
+    c.send_gop(0, publisher, 1, 3);
+    for p in [p1, p2] {
+        let got = c.received(1, p);
+        assert_eq!(got.iter().filter(|p| p.header).count(), 3, "headers");
+        assert_eq!(got.iter().filter_map(seq_of).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+}
+
 #[test]
 fn the_last_remote_player_leaving_unsubscribes_its_worker() {
     let mut c = Cluster::new(2, settings());

@@ -86,6 +86,9 @@ pub struct Stream {
     /// Owner only: subscribed workers whose mailbox overflowed; they get no media but headers
     /// until the next video keyframe, so their players never see a gap mid-GOP.
     pub bus_behind: u64,
+    /// Mirror only (`Source::Remote`): the owner's `Started` came, so every packet arrives
+    /// from now on and a joiner is primed at once, even before anything is cached.
+    pub mirrored: bool,
     settings: StreamSettings,
     metadata: Option<Packet>,
     video_header: Option<Packet>,
@@ -108,6 +111,7 @@ impl Stream {
             players: Vec::new(),
             remote_workers: 0,
             bus_behind: 0,
+            mirrored: false,
             settings,
             metadata: None,
             video_header: None,
@@ -240,6 +244,7 @@ impl Stream {
     /// The publisher left: forget its media; the timeline continues on republish.
     pub fn unpublish(&mut self) {
         self.source = Source::None;
+        self.mirrored = false;
         self.metadata = None;
         self.video_header = None;
         self.audio_header = None;
