@@ -419,7 +419,10 @@ config_section! {
         /// answered NetStream.Play.StreamNotFound (HTTP-FLV: the body ends).
         pub player_wait_ms: u64,
         /// Push targets, repeatable as `[[relay.push]]` tables with `app` (or `"*"`) and `url`
-        /// (`rtmp://host[:port]/app`; the stream name and its query are appended).
+        /// (`rtmp://host[:port]/app`; the stream name and its query are appended). `url =
+        /// "origins"` pushes each stream to one origin: the least-loaded live one of the
+        /// cluster directory, else `relay.origins` in the stream's rendezvous order (the
+        /// origin edges pull it from first), moving to the next at once when one fails.
         pub push: Vec<PushConfig>,
     }
 }
@@ -430,7 +433,7 @@ config_section! {
 pub struct PushConfig {
     /// Streams of this app are pushed (`"*"`: every app).
     pub app: String,
-    /// Where: `rtmp://host[:port]/app[/...]`; each stream's name is appended.
+    /// Where: `rtmp://host[:port]/app[/...]`; each stream's name is appended. Or `"origins"`.
     pub url: String,
 }
 
@@ -674,6 +677,17 @@ impl Config {
                     value: push.app.clone(),
                     reason: "`app` must be an app name or \"*\"".into(),
                 });
+            }
+            if push.url == crate::relay::PUSH_TO_ORIGINS {
+                if relay.origins.is_empty() && self.cluster.directory != DirectoryKind::Redis {
+                    return Err(ConfigError::NotUsable {
+                        key: "relay.push",
+                        value: push.url.clone(),
+                        reason: "pushing to the origins needs relay.origins or a cluster directory"
+                            .into(),
+                    });
+                }
+                continue;
             }
             crate::relay::PushUrl::parse(&push.url).map_err(|error| ConfigError::NotUsable {
                 key: "relay.push",

@@ -249,3 +249,113 @@ fn with_the_directory_unreachable_an_edge_pulls_by_rendezvous_hashing() {
     publisher.send(type_id::VIDEO, 40, &frame);
     assert_eq!(player.media(1)[0].2.as_ref(), frame.as_slice());
 }
+
+/// An ingest edge pushing every stream to the origins (the least-loaded live one first).
+fn ingest_edge(dir: &Dir, redis: &str, origins: &[String]) -> ServerProc {
+    let rest = format!(
+        "\n[relay]\norigins = {origins:?}\n\n[[relay.push]]\napp = \"*\"\nurl = \"origins\"\n"
+    );
+    ServerProc::start(dir, "ingest", &config(redis, &rest))
+}
+
+/// The three tiers as processes: ffmpeg publishes to an ingest edge, which pushes to one of
+/// two origins (takeover on, as a cluster runs them); two play edges find it in the
+/// directory. The origin holding the stream is SIGKILLed mid-stream: the ingest edge
+/// pushes to the other at once, which takes the lease over, and the play edges fail over to
+/// it; then Redis stops, and the stream flows on.
+#[test]
+fn killing_the_origin_that_holds_a_stream_moves_it_to_the_other_with_players_kept() {
+    let ffmpeg = tool("ffmpeg");
+    let dir = Dir::new("cluster-failover");
+    let source = h264_source(&dir, "src.flv", "testsrc", 14);
+    let mut redis = Redis::start(&dir);
+    let takeover = "publish_takeover = true";
+    let mut origins = [
+        origin(&dir, "origin-a", &redis.url, takeover),
+        origin(&dir, "origin-b", &redis.url, takeover),
+    ];
+    let urls: Vec<String> = origins.iter().map(ServerProc::base_url).collect();
+    let mut ingest = ingest_edge(&dir, &redis.url, &urls);
+    let play_edges = [
+        edge(&dir, &redis.url, &urls),
+        ServerProc::start(
+            &dir,
+            "edge-2",
+            &config(
+                &redis.url,
+                &format!("\n[relay]\norigins = {urls:?}\nplayer_wait_ms = 2000\n"),
+            ),
+        ),
+    ];
+    let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &ingest.url("s"), "ffmpeg-pub");
+    ingest.wait_for_log(&["push target publishing"], 1, WAIT);
+    let deadline = Instant::now() + WAIT;
+    let holder = loop {
+        if let Some(holder) = redis.origin_of("s") {
+            break urls.iter().position(|u| *u == holder).expect("an origin");
+        }
+        assert!(Instant::now() < deadline, "no lease for the stream");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let other = 1 - holder;
+
+    let watchers: Vec<_> = play_edges
+        .iter()
+        .map(|e| watch(e.rtmp, "s", Duration::from_secs(40)))
+        .collect();
+    let out = dir.path("ffmpeg.flv");
+    let mut player = ffmpeg_play(
+        &dir,
+        &ffmpeg,
+        &play_edges[0].url("s"),
+        &out,
+        "ffmpeg-player",
+    );
+    let mut got: Vec<Vec<(Instant, u32)>> = vec![Vec::new(); 2];
+    for (frames, got) in watchers.iter().zip(&mut got) {
+        while got.len() < FPS {
+            got.push(frames.recv_timeout(WAIT).expect("frames on a play edge"));
+        }
+    }
+    let killed_at = Instant::now();
+    origins[holder].kill();
+    // The ingest edge pushes to the other origin, which takes the lease over.
+    ingest.wait_for_log(&["push target publishing", &urls[other]], 1, WAIT);
+    redis.wait_for_origin("s", Some(&urls[other]));
+    for (frames, got) in watchers.iter().zip(&mut got) {
+        while got.last().unwrap().0 < killed_at + Duration::from_secs(2) {
+            got.push(frames.recv_timeout(WAIT).expect("frames after the kill"));
+        }
+    }
+    // The directory stops; what flows carries on to the end of the stream.
+    let redis_stopped_at = Instant::now();
+    redis.stop();
+    origins[other].wait_for_log(&["directory unreachable"], 1, WAIT);
+    for (i, (frames, got)) in watchers.iter().zip(&mut got).enumerate() {
+        got.extend(frames.iter());
+        let after_kill = got.iter().filter(|(at, _)| *at > killed_at).count();
+        let after_redis = got.iter().filter(|(at, _)| *at > redis_stopped_at).count();
+        assert!(
+            after_kill >= 6 * FPS && after_redis >= 3 * FPS,
+            "play edge {i}: {after_kill} frames after the kill, {after_redis} after Redis stopped"
+        );
+        let gap = got.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+        assert!(
+            gap <= Duration::from_secs(3),
+            "play edge {i}: a {gap:?} gap between frames"
+        );
+        eprintln!("play edge {i}: largest gap {gap:?}");
+    }
+    publisher.wait_ok(Duration::from_secs(30));
+    player.stop_after(PLAYER_LIMIT, libc::SIGINT);
+    // ffmpeg on a play edge, across the failover: every frame from the source, from its
+    // first GOP, through to the source's last frame.
+    let expected = frame_md5s(&ffmpeg, &source);
+    let decoded = frame_md5s(&ffmpeg, &out);
+    common::procs::assert_run_of("ffmpeg before the kill", &expected, &decoded[..FPS]);
+    assert!(
+        decoded.iter().all(|m| expected.contains(m)),
+        "ffmpeg decoded a frame not in the source"
+    );
+    assert_eq!(decoded.last(), expected.last(), "ffmpeg got to the end");
+}

@@ -10,12 +10,16 @@
 //!   stream held elsewhere means ([`LeaseEvent`]).
 //! - [`RedisStore`]: the [`Store`] on a Redis server, with timeouts, failing fast while the
 //!   server is unreachable.
+//! - Node load ([`NodeLoad`], [`Nodes`]): each origin writes its load (connections, loop
+//!   busy time, bytes out per second) with an expiry every `renew_ms`; every server reads
+//!   the live origins back, least loaded first, for pushes to the origins.
 //! - [`Directory`]: the control thread that owns the store. Workers send it [`Request`]s and
 //!   never wait: answers and events come back as [`Note`]s through the bus. So an outage or
 //!   a slow Redis never stalls a worker loop; lookups then answer "unknown" at once and the
 //!   edge pulls by rendezvous hashing, and streams already flowing are not touched.
 
 mod leases;
+mod nodes;
 mod redis_store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use leases::{LeaseEvent, Leases, Store, StoreError, RETRY};
+pub use nodes::{NodeLoad, Nodes, OwnLoad, SharedNodes, NODES_KEY, NODE_PREFIX};
 pub use redis_store::RedisStore;
 
 use crate::config::{Config, DirectoryKind};
@@ -93,6 +98,7 @@ pub struct Directory {
     requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<DirectoryStats>,
+    nodes: SharedNodes,
     /// This server takes leases.
     pub registers: bool,
 }
@@ -100,8 +106,10 @@ pub struct Directory {
 impl Directory {
     /// Starts the directory thread for `config` when `cluster.directory = "redis"`; `None`
     /// for the static directory.
+    /// `workers`: the workers' counters, for this origin's load.
     pub fn start(
         config: &Config,
+        workers: crate::admin::metrics::Registry,
         deliver: Deliver,
         dispatch: Option<tracing::Dispatch>,
     ) -> std::io::Result<Option<Self>> {
@@ -122,14 +130,22 @@ impl Directory {
             config.streams.publish_takeover,
         );
         let stats = Arc::new(DirectoryStats::default());
+        let nodes = SharedNodes::default();
         let (tx, rx) = mpsc::channel();
         let url = redacted_url(&cluster.redis_url);
+        let own = (!cluster.advertise.is_empty())
+            .then(|| (cluster.advertise.clone(), OwnLoad::new(workers)));
         let control = Control {
             store,
             leases,
             stats: stats.clone(),
             deliver,
             up: None,
+            own,
+            nodes: nodes.clone(),
+            lease: Duration::from_millis(cluster.lease_ms),
+            beat_every: Duration::from_millis(cluster.renew_ms),
+            next_beat: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("directory".into())
@@ -147,6 +163,7 @@ impl Directory {
             requests: Some(tx),
             thread: Some(thread),
             stats,
+            nodes,
             registers: !cluster.advertise.is_empty(),
         }))
     }
@@ -159,6 +176,11 @@ impl Directory {
     /// Its counters.
     pub fn stats(&self) -> Arc<DirectoryStats> {
         self.stats.clone()
+    }
+
+    /// The live origins, least loaded first (refreshed every `renew_ms`).
+    pub fn nodes(&self) -> SharedNodes {
+        self.nodes.clone()
     }
 
     /// Releases the leases held (best effort) and ends the thread once every worker's
@@ -185,17 +207,22 @@ struct Control {
     deliver: Deliver,
     /// Whether the store was reachable at the last call (`None`: not yet asked).
     up: Option<bool>,
+    /// This origin's advertised URL and load (None: an edge, which writes no load).
+    own: Option<(String, OwnLoad)>,
+    nodes: SharedNodes,
+    lease: Duration,
+    beat_every: Duration,
+    next_beat: Instant,
 }
 
 impl Control {
     fn run(mut self, requests: mpsc::Receiver<Request>) {
         loop {
-            let wait = self
+            let next = self
                 .leases
                 .next_tick()
-                .map_or(Duration::from_secs(1), |at| {
-                    at.saturating_duration_since(Instant::now())
-                });
+                .map_or(self.next_beat, |at| at.min(self.next_beat));
+            let wait = next.saturating_duration_since(Instant::now());
             match requests.recv_timeout(wait) {
                 Ok(request) => self.on_request(request),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -209,8 +236,44 @@ impl Control {
             self.stats
                 .leases
                 .store(self.leases.len(), Ordering::Relaxed);
+            if Instant::now() >= self.next_beat {
+                self.beat();
+            }
         }
         self.leases.release_all(&mut self.store);
+    }
+
+    /// Writes this origin's load, then reads every live origin's.
+    fn beat(&mut self) {
+        let now = Instant::now();
+        self.next_beat = now + self.beat_every;
+        if let Some((advertise, own)) = &mut self.own {
+            let load = serde_json::to_string(&own.sample(now)).unwrap_or_default();
+            let node_key = format!("{NODE_PREFIX}{advertise}");
+            let result = self
+                .store
+                .beat(NODES_KEY, &node_key, advertise, &load, self.lease);
+            if let Err(error) = result {
+                self.observe(Some(&error));
+                self.nodes.set(Vec::new());
+                return;
+            }
+        }
+        match self.store.nodes(NODES_KEY, NODE_PREFIX) {
+            Ok(nodes) => {
+                self.observe(None);
+                let loads = nodes
+                    .into_iter()
+                    .filter_map(|(url, load)| Some((url, serde_json::from_str(&load).ok()?)))
+                    .collect();
+                self.nodes.set(loads);
+            }
+            Err(error) => {
+                self.observe(Some(&error));
+                // Loads unknown: pushes to the origins fall back to the rendezvous order.
+                self.nodes.set(Vec::new());
+            }
+        }
     }
 
     fn on_request(&mut self, request: Request) {

@@ -98,6 +98,62 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Writes this origin's load under `node_key` for `ttl` and adds `advertise` to the
+    /// set of origins `set_key`.
+    pub fn beat(
+        &mut self,
+        set_key: &str,
+        node_key: &str,
+        advertise: &str,
+        load: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.with(|conn, _| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(node_key)
+                .arg(load)
+                .arg("PX")
+                .arg(millis(ttl))
+                .ignore()
+                .cmd("SADD")
+                .arg(set_key)
+                .arg(advertise)
+                .ignore()
+                .query::<()>(conn)
+        })
+    }
+
+    /// The origins in the set `set_key` whose load key (`node_prefix` + URL) is still there,
+    /// with that load; the others (expired: the origin died) are removed from the set.
+    pub fn nodes(
+        &mut self,
+        set_key: &str,
+        node_prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|conn, _| {
+            let urls: Vec<String> = redis::cmd("SMEMBERS").arg(set_key).query(conn)?;
+            if urls.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = urls.iter().map(|u| format!("{node_prefix}{u}")).collect();
+            let loads: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(conn)?;
+            let mut live = Vec::new();
+            for (url, load) in urls.into_iter().zip(loads) {
+                match load {
+                    Some(load) => live.push((url, load)),
+                    None => redis::cmd("SREM")
+                        .arg(set_key)
+                        .arg(&url)
+                        .query::<()>(conn)?,
+                }
+            }
+            Ok(live)
+        })
+    }
+}
+
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }

@@ -643,10 +643,26 @@ fn unusable_relay_urls_are_refused_with_their_key() {
             "[[relay.push]]\napp = \"a/b\"\nurl = \"rtmp://host/live\"\n",
             "relay.push",
         ),
+        // Pushing to the origins with none known.
+        (
+            "[[relay.push]]\napp = \"*\"\nurl = \"origins\"\n",
+            "relay.push",
+        ),
     ] {
         let config = Config::from_toml_str(text).unwrap();
         let error = config.validate_with_cores(&[0]).unwrap_err();
         assert_eq!(error.key(), Some(key), "{text}: {error}");
+    }
+}
+
+#[test]
+fn a_push_to_the_origins_is_accepted_with_origins_or_a_directory() {
+    for text in [
+        "[relay]\norigins = [\"rtmp://a\"]\n[[relay.push]]\napp = \"*\"\nurl = \"origins\"\n",
+        "[cluster]\ndirectory = \"redis\"\n[[relay.push]]\napp = \"*\"\nurl = \"origins\"\n",
+    ] {
+        let config = Config::from_toml_str(text).unwrap();
+        config.validate_with_cores(&[0]).unwrap();
     }
 }
 

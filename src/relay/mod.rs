@@ -45,7 +45,13 @@ pub use health::{Backoff, FailureKind, NextOrigin, OriginHealth, Origins, MAX_LE
 pub use pull::{Progress, Pull, PullAction, PullState, PullTimeouts};
 pub use push::{PushAction, PushState, PushTarget};
 pub use rendezvous::{rendezvous_order, stream_key, weight};
+
 pub use url::{Endpoint, OriginUrl, PushUrl, Scheme, StreamUrl, UrlError};
+
+/// A `[[relay.push]]` `url` meaning "one of the origins": the least-loaded live origin of
+/// the cluster directory, else `relay.origins` in the stream's rendezvous order, moving to
+/// the next when one fails.
+pub const PUSH_TO_ORIGINS: &str = "origins";
 
 /// The relay's settings (from `[relay]`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,10 +50,17 @@ pub enum PushAction {
     Disconnect,
 }
 
-/// One push target for one stream; see the module doc for the call order.
+/// One push target for one stream; see the module doc for the call order. A target may
+/// have several candidate URLs (a push to the cluster's origins): a failure moves to the
+/// next candidate at once, and only a whole round of failures backs off.
 #[derive(Debug)]
 pub struct PushTarget {
-    url: StreamUrl,
+    /// The target as configured (its identity across reloads, and its metrics label).
+    target: String,
+    /// Where it may publish, best first; never empty.
+    urls: Vec<StreamUrl>,
+    /// The candidate in use.
+    at: usize,
     backoff: Backoff,
     connect_timeout: Duration,
     state: PushState,
@@ -71,8 +78,27 @@ impl PushTarget {
         backoff: Backoff,
         connect_timeout: Duration,
     ) -> Self {
+        Self::to_any(
+            target.to_string(),
+            vec![target.stream_url(stream)],
+            backoff,
+            connect_timeout,
+        )
+    }
+
+    /// An idle target named `target` that publishes to one of `urls` (best first), moving to
+    /// the next when one fails. Panics if `urls` is empty.
+    pub fn to_any(
+        target: String,
+        urls: Vec<StreamUrl>,
+        backoff: Backoff,
+        connect_timeout: Duration,
+    ) -> Self {
+        assert!(!urls.is_empty(), "a push target needs a URL");
         Self {
-            url: target.stream_url(stream),
+            target,
+            urls,
+            at: 0,
             backoff,
             connect_timeout,
             state: PushState::Idle,
@@ -82,9 +108,14 @@ impl PushTarget {
         }
     }
 
-    /// The URL published to.
+    /// The URL published to (or tried next).
     pub fn url(&self) -> &StreamUrl {
-        &self.url
+        &self.urls[self.at]
+    }
+
+    /// The target as configured: a push URL, or `origins`.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// The current state.
@@ -131,8 +162,9 @@ impl PushTarget {
         }
     }
 
-    /// The target's connection failed (connect error, refused `publish`, lost): disconnect
-    /// and retry after the backoff of the consecutive failures.
+    /// The target's connection failed (connect error, refused `publish`, lost): disconnect,
+    /// and connect to the next candidate at once, or, after a whole round of candidates
+    /// failed, retry from the first after the backoff of the rounds failed in a row.
     pub fn failed(&mut self, kind: FailureKind, now: Instant) {
         if matches!(
             self.state,
@@ -141,7 +173,15 @@ impl PushTarget {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             self.last_failure = Some(kind);
             self.actions.push_back(PushAction::Disconnect);
-            let until = now + self.backoff.delay(self.consecutive_failures);
+            let n = u32::try_from(self.urls.len()).unwrap_or(u32::MAX);
+            if self.consecutive_failures % n != 0 {
+                self.at = (self.at + 1) % self.urls.len();
+                self.connect(now);
+                return;
+            }
+            self.at = 0;
+            let rounds = self.consecutive_failures / n;
+            let until = now + self.backoff.delay(rounds);
             self.state = PushState::Backoff { until };
         }
     }
@@ -171,7 +211,7 @@ impl PushTarget {
 
     fn connect(&mut self, now: Instant) {
         self.actions.push_back(PushAction::Connect {
-            url: self.url.clone(),
+            url: self.urls[self.at].clone(),
         });
         self.state = PushState::Connecting { since: now };
     }
@@ -258,6 +298,47 @@ mod tests {
         assert_eq!(t.state(), PushState::Idle);
         t.start(t0 + S);
         assert!(matches!(actions(&mut t)[..], [PushAction::Connect { .. }]));
+    }
+
+    #[test]
+    fn a_push_to_several_candidates_moves_on_at_once_and_backs_off_per_round() {
+        let t0 = Instant::now();
+        let urls: Vec<StreamUrl> = ["rtmp://a/live", "rtmp://b/live"]
+            .iter()
+            .map(|u| PushUrl::parse(u).unwrap().stream_url("s"))
+            .collect();
+        let mut t = PushTarget::to_any("origins".into(), urls.clone(), Backoff::default(), 3 * S);
+        t.start(t0);
+        t.publishing(t0);
+        assert_eq!(
+            actions(&mut t),
+            [PushAction::Connect {
+                url: urls[0].clone()
+            }]
+        );
+        // A dies while publishing: B at once.
+        t.failed(FailureKind::Stall, t0 + S);
+        assert_eq!(
+            actions(&mut t),
+            [
+                PushAction::Disconnect,
+                PushAction::Connect {
+                    url: urls[1].clone()
+                }
+            ]
+        );
+        // B refuses too: a whole round failed, back off 1 s, then A first again.
+        t.failed(FailureKind::Refused, t0 + S);
+        assert_eq!(actions(&mut t), [PushAction::Disconnect]);
+        assert_eq!(t.state(), PushState::Backoff { until: t0 + 2 * S });
+        t.handle_timeout(t0 + 2 * S);
+        assert_eq!(
+            actions(&mut t),
+            [PushAction::Connect {
+                url: urls[0].clone()
+            }]
+        );
+        assert_eq!(t.target(), "origins");
     }
 
     #[test]

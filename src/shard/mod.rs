@@ -195,16 +195,21 @@ impl Server {
                 viewers: crate::auth::Viewers::default(),
             })
         };
+        let stats = crate::admin::metrics::registry(workers);
         let cluster = {
             let bus = bus.clone();
             let deliver: crate::cluster::Deliver = Box::new(move |worker, note| {
                 bus.send(worker, BusMsg::Cluster(note));
             });
-            crate::cluster::Directory::start(&config, deliver, hooks.dispatch.clone())?
+            crate::cluster::Directory::start(
+                &config,
+                stats.clone(),
+                deliver,
+                hooks.dispatch.clone(),
+            )?
         };
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(workers);
-        let stats = crate::admin::metrics::registry(workers);
         let mut http = http.map(|h| h.into_iter());
         let mut rtmps = rtmps.map(|l| l.into_iter());
         for (index, (poll, rtmp_listeners)) in polls.into_iter().zip(rtmp).enumerate() {
@@ -236,7 +241,7 @@ impl Server {
             if let Some(cluster) = &cluster {
                 worker
                     .relay
-                    .join_cluster(cluster.sender(), cluster.registers);
+                    .join_cluster(cluster.sender(), cluster.registers, cluster.nodes());
             }
             let dispatch = hooks.dispatch.clone();
             let thread = std::thread::Builder::new()

@@ -29,6 +29,7 @@ use super::worker::Worker;
 use crate::cluster;
 use crate::config::Config;
 use crate::fanout::{ConnKey, OutputQueue, StreamKey};
+use crate::relay::PUSH_TO_ORIGINS;
 use crate::relay::{
     Endpoint, FailureKind, OriginUrl, Origins, Pull, PullAction, PushAction, PushState, PushTarget,
     PushUrl, RelaySettings, StreamUrl,
@@ -83,7 +84,7 @@ struct PushEntry {
 pub struct Relay {
     settings: RelaySettings,
     origins: Origins,
-    pushes_configured: Vec<(String, PushUrl)>,
+    pushes_configured: Vec<(String, PushTo)>,
     pulls: HashMap<StreamKey, PullEntry>,
     pushes: HashMap<StreamKey, PushEntry>,
     /// Host names resolved at start (and on reload), so the loop never waits on DNS.
@@ -103,6 +104,34 @@ struct ClusterLink {
     requests: mpsc::Sender<cluster::Request>,
     /// This server takes a lease for each stream published on it (an origin).
     registers: bool,
+    /// The live origins, least loaded first.
+    nodes: cluster::SharedNodes,
+}
+
+/// Where a `[[relay.push]]` target publishes.
+#[derive(Debug, Clone)]
+enum PushTo {
+    Url(PushUrl),
+    /// One of the origins ([`PUSH_TO_ORIGINS`]).
+    Origins,
+}
+
+impl PushTo {
+    /// Where a push URL connects (`None` for the origins, resolved with them).
+    fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            PushTo::Url(url) => Some(url.endpoint()),
+            PushTo::Origins => None,
+        }
+    }
+
+    /// The target's name: its URL (`endpoint/app`) or `origins`.
+    fn name(&self) -> String {
+        match self {
+            PushTo::Url(url) => url.to_string(),
+            PushTo::Origins => PUSH_TO_ORIGINS.to_owned(),
+        }
+    }
 }
 
 impl Relay {
@@ -111,11 +140,15 @@ impl Relay {
         let settings = RelaySettings::from_config(&config.relay);
         let pushes_configured = push_urls(config);
         let mut addresses = HashMap::new();
+        let push_endpoints: Vec<Endpoint> = pushes_configured
+            .iter()
+            .filter_map(|(_, to)| to.endpoint().cloned())
+            .collect();
         let endpoints = settings
             .origins
             .iter()
             .map(|o| o.endpoint().clone())
-            .chain(pushes_configured.iter().map(|(_, p)| p.endpoint().clone()));
+            .chain(push_endpoints);
         for endpoint in endpoints {
             if let Some(addr) = resolve(&endpoint) {
                 addresses.insert(endpoint, addr);
@@ -138,11 +171,37 @@ impl Relay {
 
     /// Pulls look streams up in the cluster directory first, and, when `registers`, streams
     /// published here take a lease in it.
-    pub fn join_cluster(&mut self, requests: mpsc::Sender<cluster::Request>, registers: bool) {
+    pub fn join_cluster(
+        &mut self,
+        requests: mpsc::Sender<cluster::Request>,
+        registers: bool,
+        nodes: cluster::SharedNodes,
+    ) {
         self.cluster = Some(ClusterLink {
             requests,
             registers,
+            nodes,
         });
+    }
+
+    /// The origins a push of `key` to the origins tries, best first: the cluster's live
+    /// origins least loaded first, then the others known here in the stream's rendezvous
+    /// order.
+    fn origin_candidates(&self, key: &StreamKey) -> Vec<OriginUrl> {
+        let mut candidates: Vec<OriginUrl> = self
+            .cluster
+            .iter()
+            .flat_map(|link| link.nodes.ranked())
+            .filter_map(|url| OriginUrl::parse(&url).ok())
+            .collect();
+        let (app, name) = app_and_name(key);
+        let urls = self.origins.urls();
+        for i in crate::relay::rendezvous_order(&crate::relay::stream_key(app, name), urls) {
+            if !candidates.contains(&urls[i]) {
+                candidates.push(urls[i].clone());
+            }
+        }
+        candidates
     }
 
     /// Sends the lease `request` when this server takes leases (an origin in a cluster).
@@ -177,6 +236,12 @@ impl Relay {
         }
     }
 
+    /// The endpoints of the push URLs configured (resolved at start and on reload).
+    fn push_endpoints(&self) -> Vec<Endpoint> {
+        let to = self.pushes_configured.iter();
+        to.filter_map(|(_, to)| to.endpoint().cloned()).collect()
+    }
+
     /// Each configured origin and whether it is up (not in backoff) at `now`.
     pub fn origins_health(&self, now: Instant) -> Vec<(String, bool)> {
         let urls = self.origins.urls().iter().enumerate();
@@ -184,20 +249,20 @@ impl Relay {
             .collect()
     }
 
-    /// Each configured push target (`endpoint/app`) and how many streams publish to it now.
+    /// Each configured push target (`endpoint/app`, or `origins`) and how many streams
+    /// publish to it now.
     pub fn pushes_health(&self) -> Vec<(String, u64)> {
         let mut targets: Vec<(String, u64)> = Vec::new();
-        for (_, url) in &self.pushes_configured {
-            let name = url.to_string();
+        for (_, to) in &self.pushes_configured {
+            let name = to.name();
             if !targets.iter().any(|(n, _)| *n == name) {
                 targets.push((name, 0));
             }
         }
         for slot in self.pushes.values().flat_map(|e| &e.targets) {
             if let PushState::Publishing { .. } = slot.push.state() {
-                let url = slot.push.url();
-                let name = format!("{}/{}", url.endpoint(), url.app());
-                if let Some((_, n)) = targets.iter_mut().find(|(t, _)| *t == name) {
+                let name = slot.push.target();
+                if let Some((_, n)) = targets.iter_mut().find(|(t, _)| t == name) {
                     *n += 1;
                 }
             }
@@ -243,13 +308,17 @@ fn resolve(endpoint: &Endpoint) -> Option<SocketAddr> {
     }
 }
 
-/// `[[relay.push]]` as (app pattern, URL) pairs (validated: every URL parses).
-fn push_urls(config: &Config) -> Vec<(String, PushUrl)> {
+/// `[[relay.push]]` as (app pattern, target) pairs (validated: every URL parses).
+fn push_urls(config: &Config) -> Vec<(String, PushTo)> {
+    let to = |url: &str| match url {
+        PUSH_TO_ORIGINS => Some(PushTo::Origins),
+        _ => PushUrl::parse(url).ok().map(PushTo::Url),
+    };
     config
         .relay
         .push
         .iter()
-        .filter_map(|p| Some((p.app.clone(), PushUrl::parse(&p.url).ok()?)))
+        .filter_map(|p| Some((p.app.clone(), to(&p.url)?)))
         .collect()
 }
 
@@ -784,7 +853,22 @@ impl Worker {
             .pushes_configured
             .iter()
             .filter(|(pattern, _)| app_matches(pattern, app))
-            .map(|(_, url)| PushTarget::new(url, name, backoff, timeout))
+            .filter_map(|(_, to)| match to {
+                PushTo::Url(url) => Some(PushTarget::new(url, name, backoff, timeout)),
+                PushTo::Origins => {
+                    let urls: Vec<StreamUrl> = self
+                        .relay
+                        .origin_candidates(key)
+                        .iter()
+                        .map(|o| o.pull_url(app, name))
+                        .collect();
+                    if urls.is_empty() {
+                        tracing::warn!(stream = %key, "push to the origins: no origin known");
+                        return None;
+                    }
+                    Some(PushTarget::to_any(to.name(), urls, backoff, timeout))
+                }
+            })
             .collect()
     }
 
@@ -809,7 +893,7 @@ impl Worker {
         let mut slots = Vec::with_capacity(targets.len());
         let mut started = Vec::new();
         for push in targets {
-            match old.iter().position(|s| s.push.url() == push.url()) {
+            match old.iter().position(|s| s.push.target() == push.target()) {
                 Some(at) => {
                     let slot = old.remove(at);
                     let index = slots.len();
@@ -1008,12 +1092,7 @@ impl Worker {
             .origins
             .iter()
             .map(|o| o.endpoint().clone())
-            .chain(
-                self.relay
-                    .pushes_configured
-                    .iter()
-                    .map(|(_, p)| p.endpoint().clone()),
-            )
+            .chain(self.relay.push_endpoints())
             .collect();
         for endpoint in endpoints {
             let _ = self.relay.address(&endpoint);
