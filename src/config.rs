@@ -83,7 +83,7 @@ macro_rules! config_section {
 mod auth;
 mod cluster;
 pub use auth::{AuthAppConfig, AuthConfig};
-pub use cluster::{ClusterConfig, DirectoryKind};
+pub use cluster::{ClusterConfig, DirectoryKind, NodeRole};
 
 /// The whole configuration. `Config::default()` is the embedded default configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ use common::procs::{
 use common::tools::{tool, Dir};
 use common::{media, Client};
 use rtmp_edge::rtmp::message::type_id;
+use rtmp_edge::rtmp::session::ClientEvent;
 
 /// Every bounded wait (a log line, a listener, a key).
 const WAIT: Duration = Duration::from_secs(10);
@@ -106,7 +107,7 @@ fn config(redis: &str, rest: &str) -> String {
 fn origin(dir: &Dir, name: &str, redis: &str, streams: &str) -> ServerProc {
     let port = free_port();
     let rest = format!("advertise = \"rtmp://127.0.0.1:{port}\"\n\n[streams]\n{streams}\n");
-    let server = ServerProc::start_on(dir, name, &config(redis, &rest), port);
+    let server = ServerProc::start_on(dir, name, &config(redis, &rest), port, 0);
     assert_eq!(server.rtmp.port(), port);
     server
 }
@@ -358,4 +359,92 @@ fn killing_the_origin_that_holds_a_stream_moves_it_to_the_other_with_players_kep
         "ffmpeg decoded a frame not in the source"
     );
     assert_eq!(decoded.last(), expected.last(), "ffmpeg got to the end");
+}
+
+/// A play edge that advertises itself as a redirect target and, with `busy_connections`,
+/// redirects new players while it has that many connections (0: never).
+fn advertised_edge(
+    dir: &Dir,
+    name: &str,
+    redis: &str,
+    origins: &[String],
+    busy_connections: u64,
+) -> ServerProc {
+    let (rtmp, http) = (free_port(), free_port());
+    let rest = format!(
+        "role = \"edge\"\nadvertise = \"rtmp://127.0.0.1:{rtmp}\"\n\
+         advertise_http = \"http://127.0.0.1:{http}\"\n\
+         redirect_when_busy = {}\nbusy_connections = {busy_connections}\n\n\
+         [relay]\norigins = {origins:?}\nplayer_wait_ms = 2000\n",
+        busy_connections > 0
+    );
+    let server = ServerProc::start_on(dir, name, &config(redis, &rest), rtmp, http);
+    assert_eq!((server.rtmp.port(), server.http.port()), (rtmp, http));
+    server
+}
+
+/// An edge past its busy mark sends new players to an idle edge: RTMP `connect` is rejected
+/// with `ex.redirect` (followed here by the in-repo client, as the relay does), HTTP-FLV gets
+/// a 302 that ffmpeg follows to the frames; back under the mark, it serves them itself.
+#[test]
+fn a_busy_edge_redirects_new_players_to_an_idle_edge() {
+    let ffmpeg = tool("ffmpeg");
+    let dir = Dir::new("cluster-redirect");
+    let source = h264_source(&dir, "src.flv", "testsrc", 12);
+    let redis = Redis::start(&dir);
+    let mut a = origin(&dir, "origin-a", &redis.url, "");
+    let origins = [a.base_url()];
+    // Busy from 4 connections: its 3 players and its pull.
+    let mut busy = advertised_edge(&dir, "edge-busy", &redis.url, &origins, 4);
+    let idle = advertised_edge(&dir, "edge-idle", &redis.url, &origins, 0);
+    let _publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &a.url("s"), "ffmpeg-pub");
+    a.wait_for_log(&["publishing", "stream=live/s"], 1, WAIT);
+
+    // Three players make the first edge busy at its next measure.
+    let mut players: Vec<Client> = (0..3)
+        .map(|_| Client::play(busy.rtmp, "live", "s"))
+        .collect();
+    busy.wait_for_log(
+        &["busy: new players are redirected", &idle.base_url()],
+        1,
+        WAIT,
+    );
+
+    let mut redirected = Client::connect(busy.rtmp, "live");
+    let status = redirected.wait_for("the connect's answer", |e| {
+        matches!(e, ClientEvent::Status { .. })
+    });
+    let ClientEvent::Status { code, redirect, .. } = status else {
+        unreachable!()
+    };
+    assert_eq!(code, "NetConnection.Connect.Rejected");
+    assert_eq!(redirect, Some(format!("{}/live", idle.base_url())));
+    redirected.wait_closed();
+
+    // ffmpeg over HTTP-FLV follows the 302 and gets the stream from the idle edge.
+    let http_url = format!("http://{}/live/s.flv", busy.http);
+    let out = dir.path("http.flv");
+    let mut viewer = Proc::spawn(
+        "ffmpeg-http",
+        &dir,
+        Command::new(&ffmpeg)
+            .args(["-v", "warning", "-nostats", "-i", &http_url])
+            .args(["-c", "copy", "-frames:v", "30", "-f", "flv", "-y"])
+            .arg(&out),
+    );
+    viewer.wait_ok(WAIT);
+    let expected = frame_md5s(&ffmpeg, &source);
+    let got = frame_md5s(&ffmpeg, &out);
+    common::procs::assert_run_of("ffmpeg via the redirect", &expected, &got);
+    let redirects = busy.log_lines_with(&[&format!(
+        "busy: redirected to http://{}/live/s.flv",
+        idle.http
+    )]);
+    assert_eq!(redirects.len(), 1, "{}", busy.log());
+
+    // Under the mark again, it serves new players itself.
+    players.clear();
+    busy.wait_for_log(&["not busy: new players are served here"], 1, WAIT);
+    let mut served = Client::play(busy.rtmp, "live", "s");
+    assert!(!served.media(1).is_empty());
 }

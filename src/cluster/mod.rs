@@ -28,10 +28,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use leases::{LeaseEvent, Leases, Store, StoreError, RETRY};
-pub use nodes::{NodeLoad, Nodes, OwnLoad, SharedNodes, NODES_KEY, NODE_PREFIX};
+pub use nodes::{
+    redirect_target, BusyAt, NodeLoad, Nodes, OwnLoad, Redirect, SharedNodes, EDGES_KEY, NODES_KEY,
+    NODE_PREFIX,
+};
 pub use redis_store::RedisStore;
 
-use crate::config::{Config, DirectoryKind};
+use crate::config::{Config, DirectoryKind, NodeRole};
 use crate::fanout::StreamKey;
 
 /// The prefix of every stream key in the directory.
@@ -133,15 +136,29 @@ impl Directory {
         let nodes = SharedNodes::default();
         let (tx, rx) = mpsc::channel();
         let url = redacted_url(&cluster.redis_url);
-        let own = (!cluster.advertise.is_empty())
-            .then(|| (cluster.advertise.clone(), OwnLoad::new(workers)));
+        let registers = cluster.role == NodeRole::Origin && !cluster.advertise.is_empty();
+        let advertised = (!cluster.advertise.is_empty()).then(|| Advertised {
+            set: match cluster.role {
+                NodeRole::Origin => NODES_KEY,
+                NodeRole::Edge => EDGES_KEY,
+            },
+            url: cluster.advertise.clone(),
+            http: cluster.advertise_http.clone(),
+        });
+        let busy = cluster.redirect_when_busy.then_some(BusyAt {
+            percent: cluster.busy_percent,
+            connections: cluster.busy_connections,
+        });
         let control = Control {
             store,
             leases,
             stats: stats.clone(),
             deliver,
             up: None,
-            own,
+            own: OwnLoad::new(workers),
+            advertised,
+            busy,
+            busy_state: (false, None),
             nodes: nodes.clone(),
             lease: Duration::from_millis(cluster.lease_ms),
             beat_every: Duration::from_millis(cluster.renew_ms),
@@ -164,7 +181,7 @@ impl Directory {
             thread: Some(thread),
             stats,
             nodes,
-            registers: !cluster.advertise.is_empty(),
+            registers,
         }))
     }
 
@@ -199,6 +216,14 @@ impl Drop for Directory {
     }
 }
 
+/// This server as the directory lists it.
+struct Advertised {
+    /// The set it is listed in (origins or edges).
+    set: &'static str,
+    url: String,
+    http: String,
+}
+
 /// The directory thread's state.
 struct Control {
     store: RedisStore,
@@ -207,8 +232,14 @@ struct Control {
     deliver: Deliver,
     /// Whether the store was reachable at the last call (`None`: not yet asked).
     up: Option<bool>,
-    /// This origin's advertised URL and load (None: an edge, which writes no load).
-    own: Option<(String, OwnLoad)>,
+    /// This server's load, measured every beat.
+    own: OwnLoad,
+    /// Where this server writes its load (`None`: not advertised).
+    advertised: Option<Advertised>,
+    /// When this edge redirects new players (`cluster.redirect_when_busy`).
+    busy: Option<BusyAt>,
+    /// Whether it was busy at the last measure, and where players went.
+    busy_state: (bool, Option<Redirect>),
     nodes: SharedNodes,
     lease: Duration,
     beat_every: Duration,
@@ -243,37 +274,68 @@ impl Control {
         self.leases.release_all(&mut self.store);
     }
 
-    /// Writes this origin's load, then reads every live origin's.
+    /// Writes this server's load (when advertised), reads the live origins' back, and, on a
+    /// busy-redirecting edge, decides where new players go.
     fn beat(&mut self) {
         let now = Instant::now();
         self.next_beat = now + self.beat_every;
-        if let Some((advertise, own)) = &mut self.own {
-            let load = serde_json::to_string(&own.sample(now)).unwrap_or_default();
-            let node_key = format!("{NODE_PREFIX}{advertise}");
-            let result = self
-                .store
-                .beat(NODES_KEY, &node_key, advertise, &load, self.lease);
-            if let Err(error) = result {
-                self.observe(Some(&error));
-                self.nodes.set(Vec::new());
-                return;
-            }
+        let mut own = self.own.sample(now);
+        if let Err(error) = self.beat_store(&mut own) {
+            self.observe(Some(&error));
+            // Loads unknown: pushes to the origins fall back to the rendezvous order, and
+            // players are served here.
+            self.nodes.set(Vec::new());
+            let busy = self.busy_state.0;
+            self.set_redirect(busy, None);
+            return;
         }
-        match self.store.nodes(NODES_KEY, NODE_PREFIX) {
-            Ok(nodes) => {
-                self.observe(None);
-                let loads = nodes
-                    .into_iter()
-                    .filter_map(|(url, load)| Some((url, serde_json::from_str(&load).ok()?)))
-                    .collect();
-                self.nodes.set(loads);
-            }
-            Err(error) => {
-                self.observe(Some(&error));
-                // Loads unknown: pushes to the origins fall back to the rendezvous order.
-                self.nodes.set(Vec::new());
-            }
+        self.observe(None);
+    }
+
+    fn beat_store(&mut self, own: &mut NodeLoad) -> Result<(), StoreError> {
+        if let Some(me) = &self.advertised {
+            own.http.clone_from(&me.http);
+            let load = serde_json::to_string(&own).unwrap_or_default();
+            let node_key = format!("{NODE_PREFIX}{}", me.url);
+            self.store
+                .beat(me.set, &node_key, &me.url, &load, self.lease)?;
         }
+        let parse = |nodes: Vec<(String, String)>| -> Vec<(String, NodeLoad)> {
+            nodes
+                .into_iter()
+                .filter_map(|(url, load)| Some((url, serde_json::from_str(&load).ok()?)))
+                .collect()
+        };
+        let origins = self.store.nodes(NODES_KEY, NODE_PREFIX)?;
+        self.nodes.set(parse(origins));
+        if let Some(busy) = self.busy {
+            let edges = parse(self.store.nodes(EDGES_KEY, NODE_PREFIX)?);
+            let me = self.advertised.as_ref().map_or("", |a| a.url.as_str());
+            let target = redirect_target(me, own, edges, busy);
+            self.set_redirect(busy.is_busy(own), target);
+        }
+        Ok(())
+    }
+
+    /// Sets where new players go, logging the changes: busy or not, and where to.
+    fn set_redirect(&mut self, busy: bool, redirect: Option<Redirect>) {
+        let state = (busy, redirect);
+        if self.busy_state == state {
+            return;
+        }
+        match &state {
+            (true, Some(to)) => {
+                tracing::warn!(to = %to.rtmp, http = %to.http, "busy: new players are redirected")
+            }
+            (true, None) => {
+                tracing::warn!(
+                    "busy, but no other edge is live and not busy: new players are served here"
+                )
+            }
+            (false, _) => tracing::info!("not busy: new players are served here"),
+        }
+        self.nodes.set_redirect(state.1.clone());
+        self.busy_state = state;
     }
 
     fn on_request(&mut self, request: Request) {

@@ -12,6 +12,8 @@ use crate::admin::metrics::Registry;
 
 /// The set of advertised origins.
 pub const NODES_KEY: &str = "rtmp-edge:nodes";
+/// The set of advertised edges (redirect targets).
+pub const EDGES_KEY: &str = "rtmp-edge:edges";
 /// The prefix of each origin's load key.
 pub const NODE_PREFIX: &str = "rtmp-edge:node:";
 
@@ -24,6 +26,33 @@ pub struct NodeLoad {
     pub busy: f64,
     /// Bytes sent per second since its last write.
     pub bytes_out_per_s: u64,
+    /// An edge's HTTP address for players (`cluster.advertise_http`; empty for origins).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub http: String,
+}
+
+/// When an edge counts as busy (`cluster.busy_percent`, `cluster.busy_connections`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BusyAt {
+    pub percent: u64,
+    /// 0: connections not counted.
+    pub connections: u64,
+}
+
+impl BusyAt {
+    pub fn is_busy(&self, load: &NodeLoad) -> bool {
+        load.busy * 100.0 >= self.percent as f64
+            || (self.connections > 0 && load.connections >= self.connections)
+    }
+}
+
+/// Where a busy edge sends new players: another edge's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `rtmp://host:port` (the app and stream are the player's).
+    pub rtmp: String,
+    /// `http://host:port`, or empty (HTTP players are then served here).
+    pub http: String,
 }
 
 impl NodeLoad {
@@ -35,23 +64,65 @@ impl NodeLoad {
     }
 }
 
-/// The live origins and their loads, least loaded first; written by the directory thread,
-/// read by workers when a push to the origins starts.
+/// The live origins and their loads, least loaded first, and where this edge sends new
+/// players while it is busy; written by the directory thread every `renew_ms`, read by
+/// workers when a push to the origins starts and when a player arrives.
 #[derive(Debug, Default)]
-pub struct Nodes(Mutex<Vec<(String, NodeLoad)>>);
+pub struct Nodes {
+    origins: Mutex<Vec<(String, NodeLoad)>>,
+    redirect: Mutex<Option<Redirect>>,
+}
 
 impl Nodes {
     /// The advertised URLs of the live origins, least loaded first.
     pub fn ranked(&self) -> Vec<String> {
-        let nodes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let nodes = self.origins.lock().unwrap_or_else(|e| e.into_inner());
         nodes.iter().map(|(url, _)| url.clone()).collect()
     }
 
-    /// Replaces the list with `nodes` (any order).
-    pub fn set(&self, mut nodes: Vec<(String, NodeLoad)>) {
-        nodes.sort_by(|a, b| a.1.rank().cmp(&b.1.rank()).then_with(|| a.0.cmp(&b.0)));
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = nodes;
+    /// Replaces the origins with `nodes` (any order).
+    pub fn set(&self, nodes: Vec<(String, NodeLoad)>) {
+        *self.origins.lock().unwrap_or_else(|e| e.into_inner()) = rank(nodes);
     }
+
+    /// Where to send a new player now (`None`: serve it here).
+    pub fn redirect(&self) -> Option<Redirect> {
+        self.redirect
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets where new players go (`None`: served here).
+    pub fn set_redirect(&self, redirect: Option<Redirect>) {
+        *self.redirect.lock().unwrap_or_else(|e| e.into_inner()) = redirect;
+    }
+}
+
+/// `nodes` least loaded first (ties by URL).
+pub fn rank(mut nodes: Vec<(String, NodeLoad)>) -> Vec<(String, NodeLoad)> {
+    nodes.sort_by(|a, b| a.1.rank().cmp(&b.1.rank()).then_with(|| a.0.cmp(&b.0)));
+    nodes
+}
+
+/// Where a busy edge (`me`) sends new players: the least-loaded live edge other than itself
+/// that is not busy; `None` when it is not busy or no such edge exists.
+pub fn redirect_target(
+    me: &str,
+    own: &NodeLoad,
+    edges: Vec<(String, NodeLoad)>,
+    busy: BusyAt,
+) -> Option<Redirect> {
+    if !busy.is_busy(own) {
+        return None;
+    }
+    rank(edges)
+        .into_iter()
+        .find(|(url, load)| url != me && !busy.is_busy(load))
+        .map(|(rtmp, load)| Redirect {
+            rtmp,
+            http: load.http,
+        })
 }
 
 /// This server's own load, measured between two calls from the workers' counters.
@@ -89,6 +160,7 @@ impl OwnLoad {
             connections,
             busy,
             bytes_out_per_s,
+            http: String::new(),
         }
     }
 }
@@ -105,7 +177,35 @@ mod tests {
             connections,
             busy,
             bytes_out_per_s: 0,
+            http: String::new(),
         }
+    }
+
+    #[test]
+    fn a_busy_edge_sends_players_to_the_least_loaded_edge_that_is_not_busy() {
+        let busy = BusyAt {
+            percent: 80,
+            connections: 1000,
+        };
+        let edges = || {
+            vec![
+                ("rtmp://me".to_string(), load(1200, 0.1)),
+                ("rtmp://hot".to_string(), load(10, 0.95)),
+                ("rtmp://full".to_string(), load(1000, 0.2)),
+                ("rtmp://ok".to_string(), load(500, 0.3)),
+                ("rtmp://better".to_string(), load(100, 0.25)),
+            ]
+        };
+        let target = redirect_target("rtmp://me", &load(1200, 0.1), edges(), busy);
+        assert_eq!(target.map(|r| r.rtmp).as_deref(), Some("rtmp://better"));
+        // Not busy: players are served here.
+        assert_eq!(
+            redirect_target("rtmp://me", &load(999, 0.79), edges(), busy),
+            None
+        );
+        // Busy, but every other edge is too: served here.
+        let hot = vec![("rtmp://hot".to_string(), load(10, 0.95))];
+        assert_eq!(redirect_target("rtmp://me", &load(1, 0.9), hot, busy), None);
     }
 
     #[test]

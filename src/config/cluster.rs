@@ -25,6 +25,16 @@ impl DirectoryKind {
     }
 }
 
+/// What a server is in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Takes a lease per stream published on it and is a push target of ingest edges.
+    Origin,
+    /// Takes no leases; with `advertise`, a target of busy edges' redirects.
+    Edge,
+}
+
 config_section! {
     /// Clusters of origins and edges. With `directory = "redis"` an origin (a server with
     /// `advertise` set) holds a lease `rtmp-edge:stream:{app}/{stream} -> advertise` in Redis
@@ -38,10 +48,28 @@ config_section! {
         pub directory: DirectoryKind,
         /// The directory: `redis://[:password@]host[:port][/db]`.
         pub redis_url: String,
-        /// This server's RTMP address as others reach it (`rtmp://10.0.0.5:1935`), stored as
-        /// the lease value of the streams published here. Empty: this server takes no leases
-        /// (an edge).
+        /// `"origin"` or `"edge"`. An origin with `advertise` holds a lease per stream
+        /// published on it and writes its load for ingest edges' placement; an edge with
+        /// `advertise` writes its load for busy edges' redirects.
+        pub role: NodeRole,
+        /// This server's RTMP address as others reach it (`rtmp://10.0.0.5:1935`): the lease
+        /// value of an origin's streams, or where a busy edge sends RTMP players. Empty:
+        /// this server takes no leases and is not a redirect target.
         pub advertise: String,
+        /// This edge's HTTP address as players reach it (`http://10.0.0.6:8080`), where a
+        /// busy edge sends HTTP-FLV, HLS and DASH players (302). Empty: HTTP players are not
+        /// sent here.
+        pub advertise_http: String,
+        /// An edge busier than `busy_percent` (or with `busy_connections`) answers new
+        /// players with a redirect to the least-loaded live edge that is not busy: RTMP
+        /// `connect` with NetConnection.Connect.Rejected and `ex.redirect`, HTTP-FLV
+        /// streams, HLS playlists and DASH manifests with 302 (segments are always served).
+        pub redirect_when_busy: bool,
+        /// Busy: the workers' loops spent at least this share of their time handling events
+        /// (percent, measured every `renew_ms`). 1..=100.
+        pub busy_percent: u64,
+        /// Busy: at least this many connections open (0: not counted).
+        pub busy_connections: u64,
         /// A lease not renewed within this many ms expires (an origin that died lets go of
         /// its streams). At least 1000.
         pub lease_ms: u64,
@@ -58,7 +86,12 @@ impl Default for ClusterConfig {
         Self {
             directory: DirectoryKind::Static,
             redis_url: "redis://127.0.0.1:6379".into(),
+            role: NodeRole::Origin,
             advertise: String::new(),
+            advertise_http: String::new(),
+            redirect_when_busy: false,
+            busy_percent: 85,
+            busy_connections: 0,
             lease_ms: 10_000,
             renew_ms: 3_000,
             redis_timeout_ms: 500,
@@ -103,6 +136,20 @@ impl ClusterConfig {
                 "at least 100 and less than cluster.lease_ms".into(),
             ));
         }
+        if !self.advertise_http.is_empty() && !self.advertise_http.starts_with("http://") {
+            return Err(invalid(
+                "cluster.advertise_http",
+                &self.advertise_http,
+                "must be an http:// URL".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.busy_percent) {
+            return Err(invalid(
+                "cluster.busy_percent",
+                &self.busy_percent.to_string(),
+                "1 to 100".into(),
+            ));
+        }
         if self.redis_timeout_ms == 0 {
             return Err(invalid(
                 "cluster.redis_timeout_ms",
@@ -136,6 +183,8 @@ mod tests {
             ("lease_ms = 500", "cluster.lease_ms"),
             ("renew_ms = 10000", "cluster.renew_ms"),
             ("redis_timeout_ms = 0", "cluster.redis_timeout_ms"),
+            ("advertise_http = \"rtmp://x\"", "cluster.advertise_http"),
+            ("busy_percent = 0", "cluster.busy_percent"),
         ];
         for (line, key) in cases {
             let text = format!("[cluster]\ndirectory = \"redis\"\n{line}\n");

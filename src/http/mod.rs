@@ -365,6 +365,14 @@ pub fn simple_response(
     Bytes::from(head)
 }
 
+/// `302 Found` to `location` (a busy edge sending a player to another), then close.
+pub fn redirect_response(location: &str, cors: &str) -> Bytes {
+    let mut head = format!("HTTP/1.1 302 Found\r\nServer: rtmp-edge\r\nLocation: {location}\r\n");
+    cors_header(&mut head, cors);
+    head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    Bytes::from(head)
+}
+
 /// The head of a live FLV response followed by the FLV file header (audio and video flags
 /// set, PreviousTagSize0). A chunked body carries one tag per chunk and ends with the zero
 /// chunk when the stream stops; otherwise it runs until either side closes.

@@ -148,9 +148,12 @@ pub enum RelayEnd {
     HandedOver,
 }
 
-/// Why a publisher was closed for the cluster directory's sake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a connection was closed for the cluster's sake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterEnd {
+    /// This edge is busy (`cluster.redirect_when_busy`): the client was sent to `to`.
+    #[error("busy: redirected to {to}")]
+    Redirected { to: String },
     /// Another origin holds the stream's lease and `streams.publish_takeover` is off.
     #[error("stream already published on another origin")]
     PublishedElsewhere,

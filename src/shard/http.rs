@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::bus::BusMsg;
-use super::close::CloseReason;
+use super::close::{CloseReason, ClusterEnd};
 use super::conn::{HttpPhase, Proto};
 use super::hls::{Awaited, PackagingAction};
 use super::worker::Worker;
@@ -93,6 +93,25 @@ impl Worker {
                 };
                 // `[auth]` (shard/auth.rs): refused, or held for a webhook, unless allowed.
                 if !authorised && !self.http_authorised(key, &request, &route, now) {
+                    return;
+                }
+                // A busy edge sends new players elsewhere (segments of a playlist served here
+                // are served here).
+                let starts_play = matches!(
+                    route,
+                    Route::Flv { .. } | Route::Playlist { .. } | Route::Manifest { .. }
+                );
+                let redirect = self.relay.busy_redirect().filter(|r| !r.http.is_empty());
+                if let Some(to) = redirect.filter(|_| starts_play) {
+                    let query = if request.query.is_empty() {
+                        String::new()
+                    } else {
+                        format!("?{}", request.query)
+                    };
+                    let location = format!("{}{}{query}", to.http, request.path);
+                    let response = http::redirect_response(&location, &cors);
+                    let reason = CloseReason::Cluster(ClusterEnd::Redirected { to: location });
+                    self.refuse(key, response, reason);
                     return;
                 }
                 match route {

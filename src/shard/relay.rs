@@ -184,6 +184,11 @@ impl Relay {
         });
     }
 
+    /// Where a new player goes while this edge is busy (`cluster.redirect_when_busy`).
+    pub(super) fn busy_redirect(&self) -> Option<cluster::Redirect> {
+        self.cluster.as_ref()?.nodes.redirect()
+    }
+
     /// The origins a push of `key` to the origins tries, best first: the cluster's live
     /// origins least loaded first, then the others known here in the stream's rendezvous
     /// order.

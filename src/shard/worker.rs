@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::auth::Gate;
 use super::bus::Bus;
-use super::close::CloseReason;
+use super::close::{CloseReason, ClusterEnd};
 use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
 use super::conns::Conns;
 use super::hls::{HlsShelf, Packaging};
@@ -512,11 +512,24 @@ impl Worker {
     pub(super) fn on_event(&mut self, key: ConnKey, event: ServerEvent, now: Instant) {
         match event {
             ServerEvent::ConnectRequested { app, tc_url, .. } => {
+                let redirect = self.relay.busy_redirect();
                 if let Some(conn) = self.conns.get_mut(key) {
                     tracing::debug!(%app, %tc_url, "connect");
-                    if let Some(session) = conn.rtmp() {
+                    let Some(session) = conn.rtmp() else {
+                        return;
+                    };
+                    let Some(to) = redirect else {
                         session.accept_connect();
-                    }
+                        return;
+                    };
+                    // A busy edge (`cluster.redirect_when_busy`) sends the client elsewhere.
+                    let target = format!("{}/{app}", to.rtmp);
+                    session.redirect_connect(&target);
+                    conn.pump_session();
+                    conn.closing =
+                        Some(CloseReason::Cluster(ClusterEnd::Redirected { to: target }));
+                    conn.read_buf.clear();
+                    conn.schedule_write(&mut self.write_list);
                 }
             }
             // `[auth]` decides first (shard/auth.rs); allowed requests go to the hub.

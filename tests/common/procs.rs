@@ -339,22 +339,24 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts it with the TOML `config` (written to `NAME.toml`); returns once it listens.
     pub fn start(dir: &Dir, name: &str, config: &str) -> Self {
-        Self::start_on(dir, name, config, 0)
+        Self::start_on(dir, name, config, 0, 0)
     }
 
-    /// [`start`](Self::start) with RTMP on `127.0.0.1:rtmp_port` (0: any free port), for a
-    /// server that must know its address before it starts (a cluster origin advertises it).
-    pub fn start_on(dir: &Dir, name: &str, config: &str, rtmp_port: u16) -> Self {
+    /// [`start`](Self::start) with RTMP on `127.0.0.1:rtmp_port` and HTTP on
+    /// `127.0.0.1:http_port` (0: any free port), for a server that must know its addresses
+    /// before it starts (a cluster node advertises them).
+    pub fn start_on(dir: &Dir, name: &str, config: &str, rtmp_port: u16, http_port: u16) -> Self {
         let path = dir.path(&format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let listen = format!("127.0.0.1:{rtmp_port}");
+        let http_listen = format!("127.0.0.1:{http_port}");
         let proc = Proc::spawn(
             name,
             dir,
             Command::new(env!("CARGO_BIN_EXE_rtmp-edge"))
                 .arg("--config")
                 .arg(&path)
-                .args(["--listen", &listen, "--http-listen", "127.0.0.1:0"])
+                .args(["--listen", &listen, "--http-listen", &http_listen])
                 .args(["--workers", "2"])
                 .env("RUST_LOG", "info"),
         );
