@@ -304,14 +304,14 @@ fn killing_the_origin_that_holds_a_stream_moves_it_to_the_other_with_players_kep
         .iter()
         .map(|e| watch(e.rtmp, "s", Duration::from_secs(40)))
         .collect();
-    let out = dir.path("ffmpeg.flv");
-    let mut player = ffmpeg_play(
-        &dir,
-        &ffmpeg,
-        &play_edges[0].url("s"),
-        &out,
-        "ffmpeg-player",
-    );
+    // ffmpeg on each play edge, for the frames bit for bit.
+    let outs = [dir.path("ffmpeg-1.flv"), dir.path("ffmpeg-2.flv")];
+    let mut ffmpeg_players: Vec<Proc> = play_edges
+        .iter()
+        .zip(&outs)
+        .enumerate()
+        .map(|(i, (e, out))| ffmpeg_play(&dir, &ffmpeg, &e.url("s"), out, &format!("ffmpeg-{i}")))
+        .collect();
     let mut got: Vec<Vec<(Instant, u32)>> = vec![Vec::new(); 2];
     for (frames, got) in watchers.iter().zip(&mut got) {
         while got.len() < FPS {
@@ -348,17 +348,20 @@ fn killing_the_origin_that_holds_a_stream_moves_it_to_the_other_with_players_kep
         eprintln!("play edge {i}: largest gap {gap:?}");
     }
     publisher.wait_ok(Duration::from_secs(30));
-    player.stop_after(PLAYER_LIMIT, libc::SIGINT);
-    // ffmpeg on a play edge, across the failover: every frame from the source, from its
+    // ffmpeg on both play edges, across the failover: every frame from the source, from its
     // first GOP, through to the source's last frame.
     let expected = frame_md5s(&ffmpeg, &source);
-    let decoded = frame_md5s(&ffmpeg, &out);
-    common::procs::assert_run_of("ffmpeg before the kill", &expected, &decoded[..FPS]);
-    assert!(
-        decoded.iter().all(|m| expected.contains(m)),
-        "ffmpeg decoded a frame not in the source"
-    );
-    assert_eq!(decoded.last(), expected.last(), "ffmpeg got to the end");
+    for (player, out) in ffmpeg_players.iter_mut().zip(&outs) {
+        player.stop_after(PLAYER_LIMIT, libc::SIGINT);
+        let decoded = frame_md5s(&ffmpeg, out);
+        let who = out.display().to_string();
+        common::procs::assert_run_of(&who, &expected, &decoded[..FPS]);
+        assert!(
+            decoded.iter().all(|m| expected.contains(m)),
+            "{who}: a frame not in the source"
+        );
+        assert_eq!(decoded.last(), expected.last(), "{who}: got to the end");
+    }
 }
 
 /// A play edge that advertises itself as a redirect target and, with `busy_connections`,
