@@ -13,7 +13,11 @@
 # A crash leaves its input in fuzz/artifacts/TARGET/ and is printed as hex; reproduce it with
 #     cargo fuzz run TARGET fuzz/artifacts/TARGET/crash-...      (or run the built binary on it)
 # Environment: FUZZ_TARGET_DIR (default $CARGO_TARGET_DIR/fuzz or fuzz/target),
-# FUZZ_DIRECT=1 to skip cargo-fuzz even when installed.
+# FUZZ_DIRECT=1 to skip cargo-fuzz even when installed, FUZZ_CORPUS=DIR to keep each
+# target's corpus in DIR/TARGET (seeded when empty) so a campaign goes on where the last run
+# stopped, and FUZZ_CPU_SECONDS=N to stop a target (SIGINT, final stats kept) once it has
+# used N CPU-seconds, for long runs quoted in CPU time on a shared machine:
+#     FUZZ_DIRECT=1 FUZZ_CPU_SECONDS=1800 FUZZ_CORPUS=fuzz/corpus tools/fuzz.sh 36000 media
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/fuzz"
@@ -70,10 +74,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 failed=()
 for t in "${targets[@]}"; do
-    corpus="$work/corpus-$t"
+    corpus="${FUZZ_CORPUS:-$work}/$t"
+    [ -n "${FUZZ_CORPUS:-}" ] || corpus="$work/corpus-$t"
     artifacts="$root/fuzz/artifacts/$t"
     mkdir -p "$corpus" "$artifacts"
-    if [ -d "$root/fuzz/seeds/$t" ]; then
+    if [ -d "$root/fuzz/seeds/$t" ] && [ -z "$(ls -A "$corpus")" ]; then
         cp "$root/fuzz/seeds/$t"/* "$corpus"/ 2>/dev/null || true
     fi
     log="$work/$t.log"
@@ -86,9 +91,30 @@ for t in "${targets[@]}"; do
     if [ -x /usr/bin/time ]; then timer=(/usr/bin/time -o "$work/$t.time" -f '%U %S'); fi
     if [ $use_cargo_fuzz = 1 ]; then
         "${timer[@]}" cargo fuzz run --target-dir "$target_dir" "$t" "$corpus" -- "${libfuzzer_args[@]}" \
-            >"$log" 2>&1 || status=$?
+            >"$log" 2>&1 &
     else
-        "${timer[@]}" "$target_dir/$triple/release/$t" "${libfuzzer_args[@]}" "$corpus" >"$log" 2>&1 || status=$?
+        "${timer[@]}" "$target_dir/$triple/release/$t" "${libfuzzer_args[@]}" "$corpus" >"$log" 2>&1 &
+    fi
+    run=$!
+    if [ -n "${FUZZ_CPU_SECONDS:-}" ]; then
+        # Stops the fuzzer (the process named after the target) at its CPU budget.
+        (
+            hz=$(getconf CLK_TCK)
+            while kill -0 "$run" 2>/dev/null; do
+                sleep 10
+                for pid in $(pgrep -P "$run" -x "$t") $(pgrep -x "$t" -P "$(pgrep -P "$run" | head -1)" 2>/dev/null); do
+                    used=$(awk -v hz="$hz" '{ printf "%d", ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+                    if [ "$used" -ge "$FUZZ_CPU_SECONDS" ]; then kill -INT "$pid"; fi
+                done
+            done
+        ) &
+        watcher=$!
+    fi
+    wait "$run" || status=$?
+    if [ -n "${FUZZ_CPU_SECONDS:-}" ]; then
+        kill "$watcher" 2>/dev/null || true
+        # libFuzzer exits 72 when interrupted (here: at the CPU budget), after its stats.
+        if [ $status = 72 ] && grep -q "run interrupted" "$log"; then status=0; fi
     fi
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)"
     cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)"
@@ -114,4 +140,4 @@ if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: crashes in: ${failed[*]}" >&2
     exit 1
 fi
-echo "fuzz: all ${#targets[@]} targets ran ${seconds} s each without a crash"
+echo "fuzz: all ${#targets[@]} targets ran ${FUZZ_CPU_SECONDS:+up to ${FUZZ_CPU_SECONDS} CPU-s or }${seconds} s each without a crash"
