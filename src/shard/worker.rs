@@ -408,10 +408,6 @@ impl Worker {
         if conn.closing.is_some() {
             return;
         }
-        // A connection still setting up (handshake, connect, play) has its replies, and a new
-        // player its fast-start frames, written at once below, ahead of the wake-up's bulk
-        // fan-out: each setup round trip would otherwise wait behind every player's write.
-        let setup = conn.role == Role::Pending;
         // One branch per pass: plain sockets read straight into the buffer, RTMPS decrypts.
         let outcome = match conn.tls.as_deref_mut() {
             None => read_some(
@@ -508,13 +504,8 @@ impl Worker {
             self.close(key, CloseReason::OutputOverflow { queued, cap }, now);
         } else if eof {
             self.close(key, CloseReason::PeerClosed, now);
-        } else {
-            if more {
-                self.read_again.push(key);
-            }
-            if setup {
-                self.write_one(key, self.config.workers.write_budget_bytes, now);
-            }
+        } else if more {
+            self.read_again.push(key);
         }
     }
 
@@ -627,52 +618,42 @@ impl Worker {
         let mut list = std::mem::take(&mut self.write_spare);
         std::mem::swap(&mut list, &mut self.write_list);
         for key in list.drain(..) {
-            self.write_one(key, budget, now);
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.write_listed = false;
+            // One branch per pass: RTMPS encrypts the queued slices into TLS records.
+            let written = match conn.tls.as_deref_mut() {
+                None => write_queue(&mut conn.socket, &mut conn.out, budget),
+                Some(tls) => write_tls_queue(&mut conn.socket, tls, &mut conn.out, budget),
+            };
+            match written {
+                Ok(WriteOutcome::Flushed { bytes }) => {
+                    conn.bytes_out += bytes as u64;
+                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
+                    conn.stalled_since = None;
+                    if let Some(reason) = conn.closing.clone() {
+                        self.close(key, reason, now);
+                    }
+                }
+                Ok(WriteOutcome::Blocked { bytes }) => {
+                    conn.bytes_out += bytes as u64;
+                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
+                    conn.write_blocked = true;
+                    conn.stalled_since.get_or_insert(now);
+                }
+                Ok(WriteOutcome::Budget { bytes }) => {
+                    conn.bytes_out += bytes as u64;
+                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
+                    conn.write_listed = true;
+                    self.write_list.push(key);
+                }
+                // A TLS handshake still under way: its next read schedules the rest.
+                Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
+                Err(e) => self.close(key, CloseReason::WriteFailed(e.into()), now),
+            }
         }
         self.write_spare = list;
-    }
-
-    /// Writes `key`'s queue (up to `budget` bytes) if it is on the write list; a connection
-    /// that still has more goes back on it.
-    fn write_one(&mut self, key: ConnKey, budget: usize, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if !conn.write_listed {
-            // Written already in this wake-up (a connection in setup).
-            return;
-        }
-        conn.write_listed = false;
-        // One branch per pass: RTMPS encrypts the queued slices into TLS records.
-        let written = match conn.tls.as_deref_mut() {
-            None => write_queue(&mut conn.socket, &mut conn.out, budget),
-            Some(tls) => write_tls_queue(&mut conn.socket, tls, &mut conn.out, budget),
-        };
-        match written {
-            Ok(WriteOutcome::Flushed { bytes }) => {
-                conn.bytes_out += bytes as u64;
-                WorkerStats::add(&self.stats.bytes_out, bytes as u64);
-                conn.stalled_since = None;
-                if let Some(reason) = conn.closing.clone() {
-                    self.close(key, reason, now);
-                }
-            }
-            Ok(WriteOutcome::Blocked { bytes }) => {
-                conn.bytes_out += bytes as u64;
-                WorkerStats::add(&self.stats.bytes_out, bytes as u64);
-                conn.write_blocked = true;
-                conn.stalled_since.get_or_insert(now);
-            }
-            Ok(WriteOutcome::Budget { bytes }) => {
-                conn.bytes_out += bytes as u64;
-                WorkerStats::add(&self.stats.bytes_out, bytes as u64);
-                conn.write_listed = true;
-                self.write_list.push(key);
-            }
-            // A TLS handshake still under way: its next read schedules the rest.
-            Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
-            Err(e) => self.close(key, CloseReason::WriteFailed(e.into()), now),
-        }
     }
 
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.
