@@ -238,6 +238,13 @@ pub(crate) mod tests {
     }
 
     impl MemStore {
+        pub(crate) fn at(now: Instant) -> Self {
+            Self {
+                now: Some(now),
+                ..Self::default()
+            }
+        }
+
         fn live(&mut self, key: &str) -> Option<String> {
             let now = self.now.expect("set the store's clock");
             match self.keys.get(key) {
@@ -299,10 +306,7 @@ pub(crate) mod tests {
     #[test]
     fn a_lease_is_claimed_renewed_before_it_expires_and_released() {
         let t0 = Instant::now();
-        let mut store = MemStore {
-            now: Some(t0),
-            ..MemStore::default()
-        };
+        let mut store = MemStore::at(t0);
         let mut a = origin("rtmp://a", false);
         assert_eq!(a.publish(&mut store, 1, key(), t0), Ok(None));
         assert_eq!(store.get("t:live/a"), Ok(Some("rtmp://a".into())));
@@ -323,10 +327,7 @@ pub(crate) mod tests {
     #[test]
     fn a_duplicate_publish_is_refused_or_takes_over_and_the_loser_is_told_at_its_renewal() {
         let t0 = Instant::now();
-        let mut store = MemStore {
-            now: Some(t0),
-            ..MemStore::default()
-        };
+        let mut store = MemStore::at(t0);
         let mut a = origin("rtmp://a", false);
         a.publish(&mut store, 0, key(), t0).unwrap();
         let mut b = origin("rtmp://b", false);
@@ -362,11 +363,8 @@ pub(crate) mod tests {
     #[test]
     fn a_store_outage_keeps_the_lease_wanted_and_it_is_claimed_again_when_the_store_returns() {
         let t0 = Instant::now();
-        let mut store = MemStore {
-            now: Some(t0),
-            down: true,
-            ..MemStore::default()
-        };
+        let mut store = MemStore::at(t0);
+        store.down = true;
         let mut a = origin("rtmp://a", false);
         assert!(a.publish(&mut store, 0, key(), t0).is_err());
         assert_eq!(a.len(), 1, "still wanted");
@@ -385,10 +383,7 @@ pub(crate) mod tests {
     #[test]
     fn a_dead_origins_lease_expires_and_another_claims_the_stream() {
         let t0 = Instant::now();
-        let mut store = MemStore {
-            now: Some(t0),
-            ..MemStore::default()
-        };
+        let mut store = MemStore::at(t0);
         let mut a = origin("rtmp://a", false);
         a.publish(&mut store, 0, key(), t0).unwrap();
         // A dies (never renews); B is refused until A's lease runs out.
