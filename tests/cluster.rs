@@ -322,6 +322,8 @@ fn killing_the_origin_that_holds_a_stream_moves_it_to_the_other_with_players_kep
     origins[holder].kill();
     // The ingest edge pushes to the other origin, which takes the lease over.
     ingest.wait_for_log(&["push target publishing", &urls[other]], 1, WAIT);
+    // Taken over at once (the dead origin's lease had not expired), not by expiry.
+    origins[other].wait_for_log(&["stream taken over from another origin"], 1, WAIT);
     redis.wait_for_origin("s", Some(&urls[other]));
     for (frames, got) in watchers.iter().zip(&mut got) {
         while got.last().unwrap().0 < killed_at + Duration::from_secs(2) {

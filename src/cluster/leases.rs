@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::fanout::StreamKey;
+use crate::fanout::{ConnKey, StreamKey};
 
 /// After the store fails, a lease is retried this much later.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -41,12 +41,15 @@ pub enum LeaseEvent {
     /// publisher must go.
     Refused {
         worker: usize,
+        /// The publisher the lease was for (a newer one of the same stream is left alone).
+        publisher: ConnKey,
         key: StreamKey,
         holder: String,
     },
     /// Another origin (`holder`) took the stream over: this publisher must go.
     Lost {
         worker: usize,
+        publisher: ConnKey,
         key: StreamKey,
         holder: String,
     },
@@ -55,8 +58,13 @@ pub enum LeaseEvent {
 #[derive(Debug)]
 struct Held {
     worker: usize,
+    publisher: ConnKey,
     key: StreamKey,
     renew_at: Instant,
+    /// The lease was held at least once: a holder elsewhere now took it over. Until then a
+    /// holder elsewhere is a duplicate publish (refused, or taken over with takeover on),
+    /// even when the first try had to wait for the store.
+    claimed: bool,
 }
 
 /// The leases of the streams published on this server.
@@ -100,12 +108,14 @@ impl Leases {
         self.held.is_empty()
     }
 
-    /// `key` was published here, on `worker`: claim it. An error leaves it to be claimed at
-    /// the next [`tick`](Self::tick) after [`RETRY`] (the stream plays meanwhile).
+    /// `key` was published here by `publisher` on `worker`: claim it. An error leaves it to
+    /// be claimed at the next [`tick`](Self::tick) after [`RETRY`] (the stream plays
+    /// meanwhile).
     pub fn publish(
         &mut self,
         store: &mut dyn Store,
         worker: usize,
+        publisher: ConnKey,
         key: StreamKey,
         now: Instant,
     ) -> Result<Option<LeaseEvent>, StoreError> {
@@ -114,17 +124,26 @@ impl Leases {
             skey.clone(),
             Held {
                 worker,
+                publisher,
                 key,
                 renew_at: now + RETRY,
+                claimed: false,
             },
         );
-        self.claim(store, &skey, true, now)
+        self.claim(store, &skey, now)
     }
 
-    /// `key`'s publisher here left: let its lease go.
-    pub fn unpublish(&mut self, store: &mut dyn Store, key: &StreamKey) -> Result<(), StoreError> {
+    /// `key`'s publisher on `worker` left: let its lease go, unless a publisher on another
+    /// worker has taken the stream over since (its Publish can arrive first).
+    pub fn unpublish(
+        &mut self,
+        store: &mut dyn Store,
+        worker: usize,
+        key: &StreamKey,
+    ) -> Result<(), StoreError> {
         let skey = self.store_key(key);
-        if self.held.remove(&skey).is_some() {
+        if self.held.get(&skey).is_some_and(|h| h.worker == worker) {
+            self.held.remove(&skey);
             store.release(&skey, &self.me)?;
         }
         Ok(())
@@ -150,7 +169,7 @@ impl Leases {
             .collect();
         let mut events = Vec::new();
         for skey in due {
-            match self.claim(store, &skey, false, now) {
+            match self.claim(store, &skey, now) {
                 Ok(Some(event)) => events.push(event),
                 Ok(None) => {}
                 Err(error) => {
@@ -173,16 +192,16 @@ impl Leases {
         }
     }
 
-    /// Claims or renews `skey`. `first`: just published (a holder elsewhere is a duplicate
-    /// publish); else a renewal (a holder elsewhere took it over, or claimed it while the
-    /// store was away).
+    /// Claims or renews `skey`. Not yet claimed: a holder elsewhere is a duplicate publish;
+    /// claimed before: a holder elsewhere took it over (or claimed it while the store was
+    /// away).
     fn claim(
         &mut self,
         store: &mut dyn Store,
         skey: &str,
-        first: bool,
         now: Instant,
     ) -> Result<Option<LeaseEvent>, StoreError> {
+        let first = self.held.get(skey).is_some_and(|h| !h.claimed);
         let holder = match store.hold(skey, &self.me, self.lease) {
             Ok(holder) => holder,
             Err(error) => {
@@ -195,29 +214,44 @@ impl Leases {
         if holder == self.me {
             if let Some(h) = self.held.get_mut(skey) {
                 h.renew_at = now + self.renew;
+                h.claimed = true;
             }
             return Ok(None);
         }
         if first && self.takeover {
-            store.take(skey, &self.me, self.lease)?;
+            if let Err(error) = store.take(skey, &self.me, self.lease) {
+                if let Some(h) = self.held.get_mut(skey) {
+                    h.renew_at = now + RETRY;
+                }
+                return Err(error);
+            }
             tracing::info!(key = skey, from = %holder, "directory: stream taken over from another origin");
             if let Some(h) = self.held.get_mut(skey) {
                 h.renew_at = now + self.renew;
+                h.claimed = true;
             }
             return Ok(None);
         }
-        let Some(Held { worker, key, .. }) = self.held.remove(skey) else {
+        let Some(Held {
+            worker,
+            publisher,
+            key,
+            ..
+        }) = self.held.remove(skey)
+        else {
             return Ok(None);
         };
         Ok(Some(if first {
             LeaseEvent::Refused {
                 worker,
+                publisher,
                 key,
                 holder,
             }
         } else {
             LeaseEvent::Lost {
                 worker,
+                publisher,
                 key,
                 holder,
             }
@@ -303,12 +337,46 @@ pub(crate) mod tests {
         StreamKey::new("live", "a")
     }
 
+    fn pubr() -> ConnKey {
+        ConnKey {
+            index: 1,
+            generation: 1,
+        }
+    }
+
+    /// A takeover on this origin's other worker: its Publish reaches the directory before
+    /// the first publisher's Unpublish, which must not drop the new publisher's lease; and
+    /// a first claim deferred by a store outage is still a first claim (takeover applies).
+    #[test]
+    fn an_unpublish_from_another_worker_and_a_deferred_first_claim_keep_the_rules() {
+        let t0 = Instant::now();
+        let mut store = MemStore::at(t0);
+        let mut a = origin("rtmp://a", true);
+        a.publish(&mut store, 0, pubr(), key(), t0).unwrap();
+        a.publish(&mut store, 1, pubr(), key(), t0).unwrap();
+        a.unpublish(&mut store, 0, &key()).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(store.get("t:live/a"), Ok(Some("rtmp://a".into())));
+
+        // B, takeover on, publishes while the store is away; A still holds the stream.
+        let mut b = origin("rtmp://b", true);
+        store.down = true;
+        assert!(b.publish(&mut store, 0, pubr(), key(), t0).is_err());
+        store.down = false;
+        assert_eq!(b.tick(&mut store, t0 + RETRY), (vec![], None));
+        assert_eq!(
+            store.get("t:live/a"),
+            Ok(Some("rtmp://b".into())),
+            "taken over"
+        );
+    }
+
     #[test]
     fn a_lease_is_claimed_renewed_before_it_expires_and_released() {
         let t0 = Instant::now();
         let mut store = MemStore::at(t0);
         let mut a = origin("rtmp://a", false);
-        assert_eq!(a.publish(&mut store, 1, key(), t0), Ok(None));
+        assert_eq!(a.publish(&mut store, 1, pubr(), key(), t0), Ok(None));
         assert_eq!(store.get("t:live/a"), Ok(Some("rtmp://a".into())));
         assert_eq!(a.next_tick(), Some(t0 + 3 * S));
         // Renewed every 3 s, it outlives its 10 s lease.
@@ -319,7 +387,7 @@ pub(crate) mod tests {
         }
         store.now = Some(t0 + 25 * S);
         assert_eq!(store.get("t:live/a"), Ok(Some("rtmp://a".into())));
-        a.unpublish(&mut store, &key()).unwrap();
+        a.unpublish(&mut store, 1, &key()).unwrap();
         assert_eq!(store.get("t:live/a"), Ok(None));
         assert!(a.is_empty());
     }
@@ -329,12 +397,13 @@ pub(crate) mod tests {
         let t0 = Instant::now();
         let mut store = MemStore::at(t0);
         let mut a = origin("rtmp://a", false);
-        a.publish(&mut store, 0, key(), t0).unwrap();
+        a.publish(&mut store, 0, pubr(), key(), t0).unwrap();
         let mut b = origin("rtmp://b", false);
         assert_eq!(
-            b.publish(&mut store, 1, key(), t0),
+            b.publish(&mut store, 1, pubr(), key(), t0),
             Ok(Some(LeaseEvent::Refused {
                 worker: 1,
+                publisher: pubr(),
                 key: key(),
                 holder: "rtmp://a".into()
             }))
@@ -342,7 +411,7 @@ pub(crate) mod tests {
         assert!(b.is_empty());
         // With takeover, B takes it; A learns at its next renewal.
         let mut b = origin("rtmp://b", true);
-        assert_eq!(b.publish(&mut store, 1, key(), t0), Ok(None));
+        assert_eq!(b.publish(&mut store, 1, pubr(), key(), t0), Ok(None));
         assert_eq!(store.get("t:live/a"), Ok(Some("rtmp://b".into())));
         store.now = Some(t0 + 3 * S);
         let (events, error) = a.tick(&mut store, t0 + 3 * S);
@@ -351,12 +420,13 @@ pub(crate) mod tests {
             events,
             [LeaseEvent::Lost {
                 worker: 0,
+                publisher: pubr(),
                 key: key(),
                 holder: "rtmp://b".into()
             }]
         );
         // A's release does not delete B's lease.
-        a.unpublish(&mut store, &key()).unwrap();
+        a.unpublish(&mut store, 0, &key()).unwrap();
         assert_eq!(store.get("t:live/a"), Ok(Some("rtmp://b".into())));
     }
 
@@ -366,7 +436,7 @@ pub(crate) mod tests {
         let mut store = MemStore::at(t0);
         store.down = true;
         let mut a = origin("rtmp://a", false);
-        assert!(a.publish(&mut store, 0, key(), t0).is_err());
+        assert!(a.publish(&mut store, 0, pubr(), key(), t0).is_err());
         assert_eq!(a.len(), 1, "still wanted");
         assert_eq!(a.next_tick(), Some(t0 + RETRY));
         let (_, error) = a.tick(&mut store, t0 + RETRY);
@@ -385,16 +455,19 @@ pub(crate) mod tests {
         let t0 = Instant::now();
         let mut store = MemStore::at(t0);
         let mut a = origin("rtmp://a", false);
-        a.publish(&mut store, 0, key(), t0).unwrap();
+        a.publish(&mut store, 0, pubr(), key(), t0).unwrap();
         // A dies (never renews); B is refused until A's lease runs out.
         let mut b = origin("rtmp://b", false);
         store.now = Some(t0 + 9 * S);
         assert!(matches!(
-            b.publish(&mut store, 0, key(), t0 + 9 * S),
+            b.publish(&mut store, 0, pubr(), key(), t0 + 9 * S),
             Ok(Some(LeaseEvent::Refused { .. }))
         ));
         store.now = Some(t0 + 10 * S);
-        assert_eq!(b.publish(&mut store, 0, key(), t0 + 10 * S), Ok(None));
+        assert_eq!(
+            b.publish(&mut store, 0, pubr(), key(), t0 + 10 * S),
+            Ok(None)
+        );
         assert_eq!(store.get("t:live/a"), Ok(Some("rtmp://b".into())));
     }
 }

@@ -53,10 +53,14 @@ pub fn redacted_url(url: &str) -> String {
 /// From a worker to the directory thread.
 #[derive(Debug)]
 pub enum Request {
-    /// `key` was published on `worker`: hold its lease (origins only).
-    Publish { worker: usize, key: StreamKey },
-    /// `key`'s publisher left: release its lease.
-    Unpublish { key: StreamKey },
+    /// `key` was published on `worker` by `publisher`: hold its lease (origins only).
+    Publish {
+        worker: usize,
+        publisher: crate::fanout::ConnKey,
+        key: StreamKey,
+    },
+    /// `key`'s publisher on `worker` left: release its lease.
+    Unpublish { worker: usize, key: StreamKey },
     /// Which origin has `key`? Answered to `worker` with [`Note::Located`].
     Lookup { worker: usize, key: StreamKey },
 }
@@ -341,8 +345,15 @@ impl Control {
     fn on_request(&mut self, request: Request) {
         let now = Instant::now();
         match request {
-            Request::Publish { worker, key } => {
-                match self.leases.publish(&mut self.store, worker, key, now) {
+            Request::Publish {
+                worker,
+                publisher,
+                key,
+            } => {
+                match self
+                    .leases
+                    .publish(&mut self.store, worker, publisher, key, now)
+                {
                     Ok(Some(event)) => {
                         self.observe(None);
                         self.lease_event(event);
@@ -351,8 +362,8 @@ impl Control {
                     Err(error) => self.observe(Some(&error)),
                 }
             }
-            Request::Unpublish { key } => {
-                let result = self.leases.unpublish(&mut self.store, &key);
+            Request::Unpublish { worker, key } => {
+                let result = self.leases.unpublish(&mut self.store, worker, &key);
                 self.observe(result.as_ref().err());
             }
             Request::Lookup { worker, key } => {

@@ -52,18 +52,20 @@ config_section! {
         /// published on it and writes its load for ingest edges' placement; an edge with
         /// `advertise` writes its load for busy edges' redirects.
         pub role: NodeRole,
-        /// This server's RTMP address as others reach it (`rtmp://10.0.0.5:1935`): the lease
-        /// value of an origin's streams, or where a busy edge sends RTMP players. Empty:
-        /// this server takes no leases and is not a redirect target.
+        /// This server's RTMP address as others reach it (`rtmp://10.0.0.5:1935`, an IP
+        /// address: other servers dial it without DNS): the lease value of an origin's
+        /// streams, or where a busy edge sends RTMP players. Empty: this server takes no
+        /// leases and is not a redirect target.
         pub advertise: String,
         /// This edge's HTTP address as players reach it (`http://10.0.0.6:8080`), where a
         /// busy edge sends HTTP-FLV, HLS and DASH players (302). Empty: HTTP players are not
         /// sent here.
         pub advertise_http: String,
-        /// An edge busier than `busy_percent` (or with `busy_connections`) answers new
-        /// players with a redirect to the least-loaded live edge that is not busy: RTMP
-        /// `connect` with NetConnection.Connect.Rejected and `ex.redirect`, HTTP-FLV
-        /// streams, HLS playlists and DASH manifests with 302 (segments are always served).
+        /// An edge (`role = "edge"`) busier than `busy_percent` (or with `busy_connections`)
+        /// answers new clients with a redirect to the least-loaded live edge that is not
+        /// busy: every RTMP `connect` (publishers too) with NetConnection.Connect.Rejected and
+        /// `ex.redirect`, HTTP-FLV streams and the first HLS playlist / DASH manifest request
+        /// of a viewer with 302 (viewers already watching here, and segments, stay).
         pub redirect_when_busy: bool,
         /// Busy: the workers' loops spent at least this share of their time handling events
         /// (percent, measured every `renew_ms`). 1..=100.
@@ -119,8 +121,35 @@ impl ClusterConfig {
             ));
         }
         if !self.advertise.is_empty() {
-            crate::relay::OriginUrl::parse(&self.advertise)
+            let url = crate::relay::OriginUrl::parse(&self.advertise)
                 .map_err(|e| invalid("cluster.advertise", &self.advertise, e.to_string()))?;
+            // Others dial it from their worker loops, which never wait on DNS.
+            let host = url
+                .endpoint()
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            if host.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(
+                    "cluster.advertise",
+                    &self.advertise,
+                    "the host must be an IP address (other servers dial it without DNS)".into(),
+                ));
+            }
+        }
+        if !self.advertise_http.is_empty() && !self.advertise_http.starts_with("http://") {
+            return Err(invalid(
+                "cluster.advertise_http",
+                &self.advertise_http,
+                "must be an http:// URL".into(),
+            ));
+        }
+        if self.redirect_when_busy && self.role != NodeRole::Edge {
+            return Err(invalid(
+                "cluster.redirect_when_busy",
+                "true",
+                "only edges (role = \"edge\") redirect players".into(),
+            ));
         }
         if self.lease_ms < 1_000 {
             return Err(invalid(
@@ -134,13 +163,6 @@ impl ClusterConfig {
                 "cluster.renew_ms",
                 &self.renew_ms.to_string(),
                 "at least 100 and less than cluster.lease_ms".into(),
-            ));
-        }
-        if !self.advertise_http.is_empty() && !self.advertise_http.starts_with("http://") {
-            return Err(invalid(
-                "cluster.advertise_http",
-                &self.advertise_http,
-                "must be an http:// URL".into(),
             ));
         }
         if !(1..=100).contains(&self.busy_percent) {
@@ -180,6 +202,11 @@ mod tests {
         let cases = [
             ("redis_url = \"http://:hunter2@x\"", "cluster.redis_url"),
             ("advertise = \"http://x\"", "cluster.advertise"),
+            (
+                "advertise = \"rtmp://origin.example:1935\"",
+                "cluster.advertise",
+            ),
+            ("redirect_when_busy = true", "cluster.redirect_when_busy"),
             ("lease_ms = 500", "cluster.lease_ms"),
             ("renew_ms = 10000", "cluster.renew_ms"),
             ("redis_timeout_ms = 0", "cluster.redis_timeout_ms"),

@@ -115,8 +115,8 @@ impl Origins {
     }
 
     /// The index of `url`, an origin the cluster directory named for a stream: a known one's,
-    /// or a new index (the origin up) for one not known yet, which joins the rendezvous
-    /// order of every stream. `None` past [`MAX_LEARNED_ORIGINS`].
+    /// or a new index (the origin up) for one not known yet, tried only when the directory
+    /// names it (it does not join the rendezvous order). `None` past [`MAX_LEARNED_ORIGINS`].
     pub fn learn(&mut self, url: OriginUrl) -> Option<usize> {
         if let Some(at) = self.urls.iter().position(|u| *u == url) {
             return Some(at);
@@ -145,13 +145,15 @@ impl Origins {
         self.urls.is_empty()
     }
 
-    /// The origin the stream `key` ([`super::stream_key`]) should try next: the first in its
-    /// rendezvous order that is up at `now`; when all are down, the one whose backoff ends
+    /// The origin the stream `key` ([`super::stream_key`]) should try next: the first
+    /// configured origin in its rendezvous order that is up at `now`; when all are down, the one whose backoff ends
     /// first (the earlier in rendezvous order on a tie) and when. `None` with no origins.
     /// Call when a pull starts or has just failed.
     #[must_use]
     pub fn next_origin(&self, key: &str, now: Instant) -> Option<NextOrigin> {
-        let order = rendezvous_order(key, &self.urls);
+        // Learned origins are tried only when the directory names them (`Pull::prefer`), so
+        // every edge, whatever it has learned, orders a stream's origins the same way.
+        let order = rendezvous_order(key, &self.urls[..self.configured]);
         if let Some(&up) = order.iter().find(|&&i| self.health[i].is_up(now)) {
             return Some(NextOrigin::Now(up));
         }

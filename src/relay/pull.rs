@@ -373,6 +373,7 @@ impl Pull {
         now: Instant,
     ) -> Option<(usize, StreamUrl)> {
         let moved = |i: usize| remap.get(i).copied().flatten();
+        self.preferred = self.preferred.and_then(moved);
         match &mut self.state {
             PullState::Connecting { origin, .. } => match moved(*origin) {
                 Some(new) => *origin = new,
@@ -444,13 +445,26 @@ impl Pull {
     }
 
     /// Connects to the next origin up, or waits for the first to come back.
-    /// The cluster directory names `origin` for the stream (asked again after a failure):
-    /// it is tried first from now on while it is up, and at once if the pull is waiting for
-    /// a backoff. A pull connecting or playing carries on where it is.
+    /// The cluster directory names `origin` for the stream (asked again after a failure, and
+    /// while a connection delivers nothing): it is tried first from now on while it is up,
+    /// at once if the pull is waiting for a backoff or connecting elsewhere without media
+    /// yet. A pull playing carries on where it is.
     pub fn prefer(&mut self, origin: usize, origins: &Origins, now: Instant) {
         self.preferred = Some(origin);
-        if matches!(self.state, PullState::Wanted { .. }) && origins.health(origin).is_up(now) {
-            self.attempt(origins, now);
+        if !origins.health(origin).is_up(now) {
+            return;
+        }
+        match self.state {
+            PullState::Wanted { .. } => self.attempt(origins, now),
+            // Not delivering yet, from another origin (one that may be holding the play
+            // until a publisher comes): move to the origin that has the stream.
+            PullState::Connecting {
+                origin: current, ..
+            } if current != origin => {
+                self.actions.push_back(PullAction::Disconnect);
+                self.attempt(origins, now);
+            }
+            _ => {}
         }
     }
 

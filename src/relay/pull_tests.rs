@@ -538,18 +538,41 @@ fn the_origin_the_directory_names_is_tried_first_and_a_new_answer_ends_a_backoff
     assert_eq!((x, o.learn(named)), (1, Some(1)), "learned once");
     let mut p = Pull::new("live", "demo", 1, timeouts(), &o, Some(x), t0);
     assert_eq!(connects(&actions(&mut p)), [x]);
-    // X fails: the configured origin is next; it fails too, and the pull waits for a backoff.
+    // X fails: the configured origin is next (learned ones are not in the rendezvous
+    // order); it fails too, and the pull waits for a backoff.
     p.failed(FailureKind::ConnectFailed, &mut o, t0);
     assert_eq!(connects(&actions(&mut p)), [0]);
     p.failed(FailureKind::ConnectFailed, &mut o, t0);
     let _ = actions(&mut p);
     assert!(matches!(p.state(), PullState::Wanted { .. }));
+    // With X back up, the rendezvous order still holds only the configured origin.
+    assert_eq!(
+        o.next_origin("live/demo", t0 + 60 * S),
+        Some(NextOrigin::Now(0))
+    );
     // The directory now names a third origin: dialled at once, no backoff wait.
     let y = o
         .learn(OriginUrl::parse("rtmp://origin-y:1935").unwrap())
         .unwrap();
     p.prefer(y, &o, t0 + 10 * MS);
     assert_eq!(connects(&actions(&mut p)), [y]);
+    // Named while Y is still connecting (no media yet): the pull moves to the origin named.
+    p.prefer(x, &o, t0 + 60 * S);
+    assert_eq!(
+        actions(&mut p),
+        [
+            PullAction::Disconnect,
+            PullAction::Connect {
+                origin: x,
+                url: o.urls()[x].pull_url("live", "demo")
+            }
+        ]
+    );
+    // Once it delivers, a new answer does not move it.
+    p.playing(t0 + 60 * S);
+    p.media(&mut o, t0 + 60 * S);
+    p.prefer(y, &o, t0 + 61 * S);
+    assert!(actions(&mut p).is_empty());
     // A reload keeps learned origins after the configured ones.
     let remap = o.reconfigure(vec![OriginUrl::parse("rtmp://origin-z:1935").unwrap()]);
     assert_eq!(remap, [None, Some(1), Some(2)]);

@@ -37,6 +37,14 @@ impl HttpViewers {
             .insert(ip, now);
     }
 
+    /// Whether `ip` has fetched `key`'s playlist or manifest (`proto`) within the window:
+    /// a viewer watching here (per worker: its connections' worker).
+    pub fn is_watching(&self, key: &StreamKey, proto: &'static str, ip: IpAddr) -> bool {
+        self.seen
+            .get(&(key.clone(), proto))
+            .is_some_and(|ips| ips.contains_key(&ip))
+    }
+
     /// Forgets viewers quiet for the window (call from the timer).
     pub fn prune(&mut self, now: Instant) {
         self.seen.retain(|_, ips| {

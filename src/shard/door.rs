@@ -165,15 +165,20 @@ impl Worker {
                     self.packaging.publish(&key, now);
                     self.apply_packaging(now);
                     self.start_pushes(&key, now);
-                    self.relay.lease(|| crate::cluster::Request::Publish {
-                        worker: self.index,
-                        key: key.clone(),
-                    });
+                    if let Some(publisher) = self.hub.publisher(&key) {
+                        self.relay.lease(|| crate::cluster::Request::Publish {
+                            worker: self.index,
+                            publisher,
+                            key: key.clone(),
+                        });
+                    }
                 }
                 Action::Unpublished { key } => {
                     self.stop_pushes(&key, now);
-                    self.relay
-                        .lease(|| crate::cluster::Request::Unpublish { key: key.clone() });
+                    self.relay.lease(|| crate::cluster::Request::Unpublish {
+                        worker: self.index,
+                        key: key.clone(),
+                    });
                     self.recording.unpublished(&key);
                     self.packaging.unpublish(&key, now);
                     self.apply_packaging(now);

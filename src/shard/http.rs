@@ -5,6 +5,10 @@ use std::time::Instant;
 
 use super::bus::BusMsg;
 use super::close::{CloseReason, ClusterEnd};
+
+/// The query parameter a busy edge's 302 adds: a request carrying it is never redirected
+/// again.
+const REDIRECTED: &str = "rtmp_edge_redirected=1";
 use super::conn::{HttpPhase, Proto};
 use super::hls::{Awaited, PackagingAction};
 use super::worker::Worker;
@@ -95,18 +99,19 @@ impl Worker {
                 if !authorised && !self.http_authorised(key, &request, &route, now) {
                     return;
                 }
-                // A busy edge sends new players elsewhere (segments of a playlist served here
-                // are served here).
-                let starts_play = matches!(
-                    route,
-                    Route::Flv { .. } | Route::Playlist { .. } | Route::Manifest { .. }
-                );
+                // A busy edge sends new players elsewhere: HTTP-FLV, and the first playlist or
+                // manifest of a viewer (one already watching here, and every segment, stay).
+                // A request that was redirected once is served (no ping-pong between two edges
+                // that went busy together).
                 let redirect = self.relay.busy_redirect().filter(|r| !r.http.is_empty());
-                if let Some(to) = redirect.filter(|_| starts_play) {
+                let redirected_before = request.query.split('&').any(|p| p == REDIRECTED);
+                if let Some(to) =
+                    redirect.filter(|_| !redirected_before && self.starts_viewing(key, &route))
+                {
                     let query = if request.query.is_empty() {
-                        String::new()
+                        format!("?{REDIRECTED}")
                     } else {
-                        format!("?{}", request.query)
+                        format!("?{}&{REDIRECTED}", request.query)
                     };
                     let location = format!("{}{}{query}", to.http, request.path);
                     let response = http::redirect_response(&location, &cors);
@@ -207,6 +212,24 @@ impl Worker {
                 conn.read_buf.clear();
             }
             conn.schedule_write(&mut self.write_list);
+        }
+    }
+
+    /// Whether `route` starts a new viewer of a stream on `key`'s peer: an HTTP-FLV stream, or
+    /// a playlist or manifest its address has not fetched lately.
+    fn starts_viewing(&self, key: ConnKey, route: &Route) -> bool {
+        let Some(ip) = self.conns.get(key).map(|c| c.peer.ip()) else {
+            return false;
+        };
+        let watching = |app: &str, stream: &str, proto| {
+            self.http_viewers
+                .is_watching(&StreamKey::new(app, stream), proto, ip)
+        };
+        match route {
+            Route::Flv { .. } => true,
+            Route::Playlist { app, stream } => !watching(app, stream, "hls"),
+            Route::Manifest { app, stream } => !watching(app, stream, "dash"),
+            _ => false,
         }
     }
 

@@ -36,6 +36,9 @@ use crate::relay::{
 };
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientSession};
 
+/// How often a pull connected without media asks the cluster directory again.
+const LOOKUP_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `flashVer` of the relay's client sessions.
 const FLASH_VER: &str = "FMLE/3.0 (compatible; rtmp-edge)";
 
@@ -65,6 +68,8 @@ struct PullEntry {
     /// A second connection opened make-before-break (the origin asked us to reconnect, or a
     /// reload removed it), to this origin: it replaces `upstream` at its first media.
     standby: Option<(ConnKey, usize)>,
+    /// When the cluster directory was last asked about this stream.
+    looked_up: Option<Instant>,
 }
 
 /// One push target of one stream: its policy, its connection, and a standby connection
@@ -378,6 +383,7 @@ impl Worker {
             pull,
             upstream: None,
             standby: None,
+            looked_up: Some(now),
         };
         self.relay.pulls.insert(key.clone(), entry);
         self.apply_pull(&key, now);
@@ -407,6 +413,12 @@ impl Worker {
             match action {
                 PullAction::Connect { origin, url } => {
                     tracing::info!(stream = %key, %url, origin, "pull: connecting to origin");
+                    // Any attempt after the first (a failure, a refusal, a silent origin): the
+                    // stream may have moved; ask the directory again.
+                    if entry.looked_up.is_some_and(|at| at != now) {
+                        entry.looked_up = Some(now);
+                        self.relay.look_up(key, self.index);
+                    }
                     match self.open_upstream(&url, key.clone(), Job::Pull, now) {
                         Some(conn) => {
                             if let Some(entry) = self.relay.pulls.get_mut(key) {
@@ -735,7 +747,6 @@ impl Worker {
         let relay = &mut self.relay;
         if let Some(entry) = relay.pulls.get_mut(stream) {
             entry.pull.failed(kind, &mut relay.origins, now);
-            relay.look_up(stream, self.index);
         }
         self.apply_pull(stream, now);
     }
@@ -745,17 +756,24 @@ impl Worker {
         match note {
             cluster::Note::Located { key, origin } => self.located(key, origin, now),
             cluster::Note::Lease(event) => {
-                let (key, holder, why) = match event {
-                    cluster::LeaseEvent::Refused { key, holder, .. } => {
-                        (key, holder, ClusterEnd::PublishedElsewhere)
-                    }
-                    cluster::LeaseEvent::Lost { key, holder, .. } => {
-                        (key, holder, ClusterEnd::TakenOverElsewhere)
-                    }
+                let (key, publisher, holder, why) = match event {
+                    cluster::LeaseEvent::Refused {
+                        key,
+                        publisher,
+                        holder,
+                        ..
+                    } => (key, publisher, holder, ClusterEnd::PublishedElsewhere),
+                    cluster::LeaseEvent::Lost {
+                        key,
+                        publisher,
+                        holder,
+                        ..
+                    } => (key, publisher, holder, ClusterEnd::TakenOverElsewhere),
                 };
-                let Some(publisher) = self.hub.publisher(&key) else {
+                // Only the publisher the lease was for: a newer one has its own lease.
+                if self.hub.publisher(&key) != Some(publisher) {
                     return;
-                };
+                }
                 tracing::warn!(stream = %key, origin = %holder, "{why}: closing the publisher here");
                 self.close(publisher, CloseReason::Cluster(why), now);
             }
@@ -1066,6 +1084,16 @@ impl Worker {
                 }
                 if entry.pull.poll_timeout().is_some_and(|at| now >= at) {
                     entry.pull.handle_timeout(&mut relay.origins, now);
+                }
+                // Connected somewhere that delivers nothing yet (an origin holding the play
+                // until a publisher comes): ask the directory again, once a second.
+                let connecting = matches!(
+                    entry.pull.state(),
+                    crate::relay::PullState::Connecting { .. }
+                );
+                if connecting && entry.looked_up.is_some_and(|at| now - at >= LOOKUP_AGAIN) {
+                    entry.looked_up = Some(now);
+                    relay.look_up(&key, self.index);
                 }
             }
             self.apply_pull(&key, now);
