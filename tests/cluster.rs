@@ -453,3 +453,52 @@ fn a_busy_edge_redirects_new_players_to_an_idle_edge() {
     let mut served = Client::play(busy.rtmp, "live", "s");
     assert!(!served.media(1).is_empty());
 }
+
+/// Three origins; the edge starts pulling before the stream is published anywhere, so the
+/// directory does not know it and the edge sits on the first origin of its rendezvous order,
+/// which holds the play until a publisher comes (its silence would only be given up on after
+/// `origin_timeout_ms`, 30 s here). The stream is then published on the third origin: the
+/// edge, asking the directory again every second while nothing comes, moves there.
+#[test]
+fn a_pull_waiting_on_an_origin_without_the_stream_moves_to_the_origin_the_directory_names() {
+    let ffmpeg = tool("ffmpeg");
+    let dir = Dir::new("cluster-relookup");
+    let source = h264_source(&dir, "src.flv", "testsrc", 6);
+    let redis = Redis::start(&dir);
+    let origins: Vec<ServerProc> = ["origin-a", "origin-b", "origin-c"]
+        .iter()
+        .map(|n| origin(&dir, n, &redis.url, ""))
+        .collect();
+    let urls: Vec<String> = origins.iter().map(ServerProc::base_url).collect();
+    let name = name_pulled_first_from(0, &urls);
+    let rest = format!(
+        "\n[relay]\norigins = {urls:?}\norigin_timeout_ms = 30000\nplayer_wait_ms = 30000\n"
+    );
+    let mut edge = ServerProc::start(&dir, "edge", &config(&redis.url, &rest));
+    let frames = watch(edge.rtmp, &name, Duration::from_secs(25));
+    edge.wait_for_log(
+        &[
+            "pull: connecting to origin",
+            &pull_from(&origins[0].url(&name)),
+        ],
+        1,
+        WAIT,
+    );
+    let _publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &origins[2].url(&name), "pub");
+    redis.wait_for_origin(&name, Some(&urls[2]));
+    let first = frames.recv_timeout(WAIT).expect("frames from origin C");
+    assert!(first.1 < 10_000, "a frame of the stream: {first:?}");
+    edge.wait_for_log(
+        &[
+            "pull: connecting to origin",
+            &pull_from(&origins[2].url(&name)),
+        ],
+        1,
+        WAIT,
+    );
+    assert!(
+        edge.log_lines_with(&[&pull_from(&origins[1].url(&name))])
+            .is_empty(),
+        "B, without the stream, was never tried"
+    );
+}
