@@ -30,7 +30,7 @@ use crate::auth::Role as AuthRole;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
 use crate::net::tls::{read_tls_some, write_tls_queue, TlsReadError};
-use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
+use crate::net::{read_direct, read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
 use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
@@ -408,8 +408,15 @@ impl Worker {
         if conn.closing.is_some() {
             return;
         }
-        // One branch per pass: plain sockets read straight into the buffer, RTMPS decrypts.
+        // One branch per pass: media senders (publishers, pulls) on plain sockets read
+        // straight into their own buffer; other plain sockets read through the worker's
+        // scratch buffer (they keep none of their own between reads); RTMPS decrypts.
+        let direct = conn.reads_media();
         let outcome = match conn.tls.as_deref_mut() {
+            None if direct => {
+                read_direct(&conn.socket, &mut conn.read_buf, budget, conn.peer_closed)
+                    .map_err(|e| CloseReason::ReadFailed(e.into()))
+            }
             None => read_some(
                 &mut conn.socket,
                 &mut self.scratch,
@@ -484,9 +491,10 @@ impl Worker {
             self.pump(key);
         }
         if let Some(conn) = self.conns.get_mut(key) {
-            // Publishers keep their buffer (they read all the time); others give it back.
-            let publisher = conn.role == Role::Publisher;
-            if !publisher && conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER
+            // Media senders keep their buffer (they read all the time); others give it back.
+            if !conn.reads_media()
+                && conn.read_buf.is_empty()
+                && conn.read_buf.capacity() > IDLE_READ_BUFFER
             {
                 conn.read_buf = BytesMut::new();
             }
