@@ -2,6 +2,7 @@
 //! an encoder with header compression for control traffic, and [`EncodedMessage`], the
 //! encode-once wire form shared by every player of a stream.
 
+pub mod blocks;
 pub mod decoder;
 pub mod encoder;
 pub mod header;
