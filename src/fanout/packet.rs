@@ -98,6 +98,15 @@ impl Packet {
         }
     }
 
+    /// This packet with a payload of its own (see [`EncodedMessage::compacted`]): what the
+    /// stream caches as a header for its whole life.
+    pub fn compacted(&self) -> Self {
+        Self {
+            wire: self.wire.compacted(),
+            ..self.clone()
+        }
+    }
+
     /// Bytes on the wire.
     pub fn wire_len(&self) -> usize {
         self.wire.wire_len()

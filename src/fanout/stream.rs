@@ -172,7 +172,9 @@ impl Stream {
                 MediaKind::Audio => &mut self.audio_header,
                 MediaKind::Data => &mut self.metadata,
             };
-            *slot = Some(packet.clone());
+            // Kept until the publisher leaves or sends another: a copy of its own, so it
+            // does not hold on to the pooled block its payload was assembled in.
+            *slot = Some(packet.compacted());
             return;
         }
         if packet.kind == MediaKind::Video {

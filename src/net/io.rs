@@ -69,7 +69,9 @@ pub const DIRECT_READ_SPARE: usize = 16 * 1024;
 /// sure `buf` has [`DIRECT_READ_SPARE`] free bytes, so `buf` keeps a read-sized
 /// reservation: meant for connections that read all the time (publishers, pulls), whose
 /// buffer is drained on every pass and reused in place while nothing else holds a slice of
-/// it (see `ChunkDecoder`'s pooled blocks).
+/// it (see `ChunkDecoder`'s pooled blocks). A pass that holds [`DIRECT_READ_SPARE`] unconsumed
+/// bytes and would have to grow `buf` to read on ends as [`ReadOutcome::Budget`] instead (the
+/// caller consumes, then comes back), so `buf` stays about two reads' size.
 pub fn read_direct(
     socket: &impl AsFd,
     buf: &mut BytesMut,
@@ -83,7 +85,15 @@ pub fn read_direct(
         }
         // Reclaims the consumed front in place (moving an unfinished chunk's few bytes)
         // while `buf` is the only owner of its allocation: no allocation in steady state.
-        buf.reserve(DIRECT_READ_SPARE);
+        // When that is not enough and this pass already holds a read's worth, the pass ends
+        // so the session consumes it first: the buffer stays near one read's size instead
+        // of growing to hold a whole backlog.
+        if buf.capacity() - buf.len() < DIRECT_READ_SPARE && !buf.try_reclaim(DIRECT_READ_SPARE) {
+            if total > 0 && buf.len() >= DIRECT_READ_SPARE {
+                return Ok(ReadOutcome::Budget { bytes: total });
+            }
+            buf.reserve(DIRECT_READ_SPARE);
+        }
         let room = buf.capacity() - buf.len();
         match recv_into_spare(socket, buf) {
             Ok(0) => return Ok(ReadOutcome::Closed { bytes: total }),
@@ -329,5 +339,30 @@ mod tests {
         let outcome = read_direct(&reader, &mut buf, 1 << 20, true).unwrap();
         assert_eq!(outcome, ReadOutcome::Closed { bytes: 3 });
         assert_eq!(&buf[..], b"bye");
+    }
+
+    #[test]
+    fn read_direct_ends_the_pass_rather_than_grow_a_buffer_it_has_filled() {
+        let (reader, mut writer) = socket_pair();
+        writer.write_all(&[7; 3 * DIRECT_READ_SPARE]).unwrap();
+        let mut buf = BytesMut::new();
+        let outcome = read_direct(&reader, &mut buf, 1 << 20, false).unwrap();
+        let ReadOutcome::Budget { bytes } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(bytes, buf.len());
+        assert!(buf.capacity() < 2 * DIRECT_READ_SPARE, "{}", buf.capacity());
+        // Once the session consumed it, the next pass reads on in the same allocation.
+        let allocation = buf.as_ptr();
+        let mut total = bytes;
+        while total < 3 * DIRECT_READ_SPARE {
+            buf.clear();
+            match read_direct(&reader, &mut buf, 1 << 20, false).unwrap() {
+                ReadOutcome::Budget { bytes } | ReadOutcome::Drained { bytes } => total += bytes,
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(buf.as_ptr(), allocation);
+        }
+        assert_eq!(total, 3 * DIRECT_READ_SPARE);
     }
 }

@@ -10,8 +10,10 @@
 //! * When the current block has less room than a message needs, the pool keeps a handle on
 //!   it (oldest first) and moves on to the oldest kept block that nobody else refers to any
 //!   more (`try_reclaim`: every payload cut from it was dropped, e.g. when the GOP cache let
-//!   go of the GOP), or allocates a new one. A live stream's payloads die in about the order
-//!   they arrived, so checking the oldest block is enough.
+//!   go of the GOP), or allocates a new one. Any other free block is freed then: blocks
+//!   freed in bulk (a GOP at a keyframe) go back to the allocator for the worker's other
+//!   connections instead of waiting for this one, so a publisher holds about its average
+//!   GOP, not its largest, as with one allocation per message.
 //! * At most [`MAX_KEPT`] used blocks are kept. Past that the oldest handle is let go: its
 //!   memory is freed by whoever drops its last payload, so what the pool holds on its own
 //!   is bounded whatever the consumers keep.
@@ -81,14 +83,26 @@ impl BlockPool {
             self.kept.push_back(used);
         }
         self.started = true;
-        if let Some(oldest) = self.kept.front_mut() {
-            // True only when no payload of the block is alive: the whole block is ours again,
-            // its view reset to the start without copying (the view is empty).
-            if oldest.try_reclaim(BLOCK_SIZE) {
-                self.current = self.kept.pop_front().unwrap_or_default();
-                debug_assert!(self.current.capacity() >= len);
-                return;
+        // Reuse the oldest free block (`try_reclaim` is true only when no payload of it is
+        // alive: the whole block is ours again, its empty view reset to the start without
+        // copying). Other free blocks go back to the allocator now rather than wait here for
+        // this connection's next messages: a GOP cache frees a whole GOP of blocks at once,
+        // and the other connections of the worker can use them meanwhile, so a publisher
+        // costs its average GOP, not its largest.
+        let mut reused = None;
+        self.kept.retain_mut(|block| {
+            if !block.try_reclaim(BLOCK_SIZE) {
+                return true;
             }
+            if reused.is_none() {
+                reused = Some(std::mem::take(block));
+            }
+            false
+        });
+        if let Some(free) = reused {
+            self.current = free;
+            debug_assert!(self.current.capacity() >= len);
+            return;
         }
         if self.kept.len() > MAX_KEPT {
             self.kept.pop_front();
@@ -166,5 +180,22 @@ mod tests {
         for (i, p) in alive.iter().enumerate() {
             assert!(p.iter().all(|&x| x == i as u8), "payload {i} intact");
         }
+    }
+
+    #[test]
+    fn free_blocks_beyond_the_one_reused_go_back_to_the_allocator() {
+        let mut pool = BlockPool::new();
+        let gop: Vec<_> = (0..8).map(|i| payload(&mut pool, MAX_POOLED, i)).collect();
+        assert_eq!(
+            pool.kept_blocks(),
+            3,
+            "three full blocks kept, the fourth is current"
+        );
+        drop(gop);
+        let _next = payload(&mut pool, MAX_POOLED, 9);
+        let _after = payload(&mut pool, MAX_POOLED, 9);
+        // The current block filled up: one free block is reused, the other two are freed.
+        let _more = payload(&mut pool, MAX_POOLED, 9);
+        assert_eq!(pool.kept_blocks(), 1, "only the block still in use is kept");
     }
 }

@@ -301,6 +301,19 @@ impl EncodedMessage {
         )
     }
 
+    /// The same message with its payload copied into an allocation of its own: for a copy
+    /// kept long (a cached sequence header), so it does not hold on to a whole shared
+    /// buffer the payload was cut from (see `rtmp::chunk::blocks`).
+    pub fn compacted(&self) -> Self {
+        let inner = Encoded {
+            payload: Bytes::copy_from_slice(&self.inner.payload),
+            ..*self.inner
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// Bytes on the wire.
     pub fn wire_len(&self) -> usize {
         wire_len(
