@@ -10,6 +10,11 @@ use super::clock::Rebaser;
 use super::conn_key::ConnKey;
 use super::packet::{MediaKind, Packet};
 use super::player::Player;
+use crate::rtmp::chunk::Spare;
+
+/// Most spare message allocations a stream keeps for its next packets (a GOP's worth at
+/// 60 fps with audio; each is about 100 bytes).
+const MAX_SPARES: usize = 512;
 
 /// A stream's name: `app/name`. Cloning is a refcount increment.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -92,6 +97,10 @@ pub struct Stream {
     audio_header: Option<Packet>,
     gop: Vec<Packet>,
     gop_bytes: usize,
+    /// Allocations of packets the GOP cache let go of that nothing else held: the next
+    /// packets are encoded in them, so a stream allocates nothing per message once its
+    /// first GOP has gone by (with no player holding on to old packets).
+    spares: Vec<Spare>,
     video_seen: bool,
     /// The latest timestamp of a packet remembered: fast start stamps headers with it when
     /// no GOP is cached.
@@ -114,6 +123,7 @@ impl Stream {
             audio_header: None,
             gop: Vec::new(),
             gop_bytes: 0,
+            spares: Vec::new(),
             video_seen: false,
             latest: 0,
             clock: Rebaser::default(),
@@ -138,7 +148,8 @@ impl Stream {
             self.video_seen = true;
         }
         let len = payload.len();
-        let Some(packet) = Packet::encode(
+        let Some(packet) = Packet::encode_in(
+            self.spares.pop(),
             type_id,
             ts,
             payload,
@@ -184,17 +195,29 @@ impl Stream {
             return;
         }
         if packet.keyframe && (packet.kind == MediaKind::Video || !self.video_seen) {
-            self.gop.clear();
-            self.gop_bytes = 0;
+            self.drop_gop();
         } else if self.gop.is_empty() {
             return;
         }
         self.gop_bytes += packet.wire_len();
         self.gop.push(packet.clone());
         if self.gop_bytes > self.settings.gop_cache_max_bytes {
-            self.gop.clear();
-            self.gop_bytes = 0;
+            self.drop_gop();
         }
+    }
+
+    /// Empties the GOP cache, keeping the allocations of the packets nothing else holds.
+    fn drop_gop(&mut self) {
+        // Past the cap, the rest are simply dropped with the drain.
+        for packet in self.gop.drain(..) {
+            if self.spares.len() >= MAX_SPARES {
+                break;
+            }
+            if let Some(spare) = packet.wire.into_spare() {
+                self.spares.push(spare);
+            }
+        }
+        self.gop_bytes = 0;
     }
 
     /// What a player joining now gets first: metadata, sequence headers, then the GOP since the
@@ -342,6 +365,40 @@ mod tests {
         assert!(
             std::ptr::eq(start[1].wire.header(), kept.wire.header()),
             "an unchanged header is the cached message itself"
+        );
+    }
+
+    #[test]
+    fn packets_after_the_first_gop_reuse_the_allocations_of_the_gop_let_go() {
+        let mut s = stream(true);
+        // Frames every 40 ms: 50 in the first GOP, let go by the keyframe at 2000, then 10
+        // more, each encoded in one of their allocations.
+        publish(&mut s, &[0, 2000], 2400);
+        assert_eq!(s.spares.len(), 40);
+        let p = s
+            .ingest(VIDEO, 2440, Bytes::from(vec![0x27, 1, 0, 0, 0, 5, 6]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.spares.len(), 39);
+        assert_eq!((p.timestamp, p.wire.timestamp()), (2440, 2440));
+        assert_eq!(&p.wire.payload()[..], &[0x27, 1, 0, 0, 0, 5, 6]);
+        assert!(!p.keyframe && !p.header);
+    }
+
+    #[test]
+    fn a_packet_still_held_elsewhere_is_not_made_a_spare() {
+        let mut s = stream(true);
+        publish(&mut s, &[0], 400);
+        let held: Vec<Packet> = s.gop.clone();
+        s.ingest(VIDEO, 440, Bytes::from(vec![0x17, 1, 0, 0, 0, 9, 9]))
+            .unwrap();
+        assert!(
+            s.spares.is_empty(),
+            "every packet of the old GOP is still held"
+        );
+        assert!(
+            held.iter().all(|p| p.wire.payload().len() == 7),
+            "and intact"
         );
     }
 }

@@ -10,7 +10,7 @@ pub mod header;
 use bytes::Bytes;
 
 pub use decoder::{ChunkDecoder, ChunkError};
-pub use encoder::{ChunkEncoder, EncodedMessage};
+pub use encoder::{ChunkEncoder, EncodedMessage, Spare};
 
 /// Chunk size every RTMP connection starts with, in both directions.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
