@@ -1,8 +1,10 @@
 //! One live stream on one worker: where its media comes from, who plays it here, and what a
 //! late joiner needs first.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -16,25 +18,82 @@ use crate::rtmp::chunk::Spare;
 /// 60 fps with audio; each is about 100 bytes).
 const MAX_SPARES: usize = 512;
 
-/// A stream's name: `app/name`. Cloning is a refcount increment.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct StreamKey(Arc<str>);
+/// A stream's name: `app/name`, with its hash computed once. Cloning is a refcount
+/// increment.
+///
+/// Hashing a key feeds only that stored hash: a keyed SipHash of the name under one random
+/// key per process (so it is the same on every worker, and no peer can choose names that
+/// collide), computed when the key is made. A map keyed by stream on the media path
+/// ([`StreamMap`]) uses it as is, so finding a message's stream hashes nothing.
+#[derive(Clone)]
+pub struct StreamKey {
+    name: Arc<str>,
+    hash: u64,
+}
 
 impl StreamKey {
     /// The key of stream `name` in application `app`.
     pub fn new(app: &str, name: &str) -> Self {
-        Self(Arc::from(format!("{app}/{name}")))
+        static NAMES: OnceLock<RandomState> = OnceLock::new();
+        let name: Arc<str> = Arc::from(format!("{app}/{name}"));
+        let hash = NAMES.get_or_init(RandomState::new).hash_one(&*name);
+        Self { name, hash }
     }
 
     /// `app/name`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+}
+
+impl PartialEq for StreamKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.name, &other.name) || (self.hash == other.hash && self.name == other.name)
+    }
+}
+
+impl Eq for StreamKey {}
+
+impl Hash for StreamKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StreamKey").field(&self.name).finish()
     }
 }
 
 impl fmt::Display for StreamKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
+    }
+}
+
+/// A map keyed by stream that takes each key's stored hash as is (see [`StreamKey`]).
+pub type StreamMap<V> = HashMap<StreamKey, V, BuildHasherDefault<KeyHashOnly>>;
+
+/// The hasher of [`StreamMap`]: passes a [`StreamKey`]'s stored hash through.
+#[derive(Default)]
+pub struct KeyHashOnly(u64);
+
+impl Hasher for KeyHashOnly {
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    /// Only `StreamKey` hashes into this hasher, and it writes one `u64`; anything else is
+    /// folded in (FNV-1a) so the map stays correct, if slower, were that to change.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -400,5 +459,21 @@ mod tests {
             held.iter().all(|p| p.wire.payload().len() == 7),
             "and intact"
         );
+    }
+
+    #[test]
+    fn keys_made_apart_for_one_name_are_equal_and_find_each_other_in_a_stream_map() {
+        let a = StreamKey::new("live", "cam");
+        let b = std::thread::spawn(|| StreamKey::new("live", "cam"))
+            .join()
+            .unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, StreamKey::new("live", "cam2"));
+        assert_ne!(a, StreamKey::new("liv", "e/cam2"));
+        let mut map = StreamMap::default();
+        map.insert(a.clone(), 1);
+        map.insert(StreamKey::new("live", "other"), 2);
+        assert_eq!(map.get(&b), Some(&1));
+        assert_eq!(format!("{a:?} {a}"), "StreamKey(\"live/cam\") live/cam");
     }
 }
