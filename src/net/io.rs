@@ -64,12 +64,11 @@ pub fn read_some(
 /// Free space [`read_direct`] makes sure the buffer has before each read.
 pub const DIRECT_READ_SPARE: usize = 16 * 1024;
 
-/// Like [`read_some`], but reads straight into the spare capacity of the connection's `buf`
-/// (through [`recv_into_spare`]): no copy through a scratch buffer. Each read first makes
-/// sure `buf` has [`DIRECT_READ_SPARE`] free bytes, so `buf` keeps a read-sized
-/// reservation: meant for connections that read all the time (publishers, pulls), whose
-/// buffer is drained on every pass and reused in place while nothing else holds a slice of
-/// it (see `ChunkDecoder`'s pooled blocks). A pass that holds [`DIRECT_READ_SPARE`] unconsumed
+/// Like [`read_some`], but reads straight into the spare capacity of `buf` (through
+/// [`recv_into_spare`]): no copy through a scratch buffer, the session decodes from `buf`
+/// itself. Each read first makes sure `buf` has [`DIRECT_READ_SPARE`] free bytes: meant for
+/// a buffer that is drained on every pass and reused in place while nothing else holds a
+/// slice of it (the worker's media buffer; see `ChunkDecoder`'s pooled blocks). A pass that holds [`DIRECT_READ_SPARE`] unconsumed
 /// bytes and would have to grow `buf` to read on ends as [`ReadOutcome::Budget`] instead (the
 /// caller consumes, then comes back), so `buf` stays about two reads' size.
 pub fn read_direct(
