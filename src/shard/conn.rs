@@ -278,7 +278,8 @@ impl Conn {
     }
 
     /// A publisher, or an upstream connection pulling from an origin: it reads media all the
-    /// time, so it reads straight into a read buffer it keeps (`net::read_direct`).
+    /// time, so it reads straight into the worker's media buffer and decodes from there
+    /// (`net::read_direct`, `Worker::read`), keeping only an unfinished chunk in `read_buf`.
     pub fn reads_media(&self) -> bool {
         match &self.proto {
             Proto::Upstream(up) => matches!(up.job, super::relay::Job::Pull),
