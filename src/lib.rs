@@ -23,7 +23,8 @@
 //! Call order for a session (see [`rtmp::session`]): feed bytes with `handle_input`, then drain
 //! `poll_event` and `poll_transmit`; answer requests with `accept_*`/`reject_*`. For the hub
 //! (see [`fanout::Hub`]): call an input with the worker's `Door`, then drain `poll_action`.
-// One audited exception: `shard::memory` hands free heap pages back to the OS.
+// Two audited exceptions: `shard::memory` hands free heap pages back to the OS, and
+// `net::recv_into_spare` reads from a socket into a buffer's spare capacity.
 #![deny(unsafe_code)]
 
 pub mod admin;

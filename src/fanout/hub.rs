@@ -36,7 +36,7 @@ use super::directory::{Claim, Directory};
 use super::packet::{MediaKind, Packet};
 use super::player::Player;
 use super::queue::{FlvBody, FlvFramings, OutputQueue, PushOutcome};
-use super::stream::{IngestError, Source, Stream, StreamKey, StreamSettings};
+use super::stream::{IngestError, Source, Stream, StreamKey, StreamMap, StreamSettings};
 
 /// How the hub treats publishers and players (the `[streams]` config).
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +184,7 @@ pub struct Hub {
     me: usize,
     settings: HubSettings,
     directory: Arc<Directory>,
-    streams: HashMap<StreamKey, Stream>,
+    streams: StreamMap<Stream>,
     members: HashMap<ConnKey, Member>,
     actions: VecDeque<Action>,
 }
@@ -196,7 +196,7 @@ impl Hub {
             me,
             settings,
             directory,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             members: HashMap::new(),
             actions: VecDeque::new(),
         }

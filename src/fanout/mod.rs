@@ -20,4 +20,4 @@ pub use hub::{Action, Close, Door, Hub, HubSettings, Mail, Notice};
 pub use packet::{MediaKind, Packet, SHARED_STREAM_ID};
 pub use player::Player;
 pub use queue::{FlvBody, FlvFraming, FlvFramings, OutItem, OutputQueue, PushOutcome};
-pub use stream::{IngestError, Source, Stream, StreamKey, StreamSettings};
+pub use stream::{IngestError, Source, Stream, StreamKey, StreamMap, StreamSettings};

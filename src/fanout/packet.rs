@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::media;
-use crate::rtmp::chunk::EncodedMessage;
+use crate::rtmp::chunk::{EncodedMessage, Spare};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::csid;
 
@@ -43,6 +43,19 @@ impl Packet {
         chunk_size: u32,
         video_seen: bool,
     ) -> Option<Self> {
+        Self::encode_in(None, type_id_, timestamp, payload, chunk_size, video_seen)
+    }
+
+    /// [`encode`](Self::encode), in a spare message allocation when one is given (see
+    /// [`EncodedMessage::into_spare`]).
+    pub fn encode_in(
+        spare: Option<Spare>,
+        type_id_: u8,
+        timestamp: u32,
+        payload: Bytes,
+        chunk_size: u32,
+        video_seen: bool,
+    ) -> Option<Self> {
         let (kind, csid, keyframe, header) = match type_id_ {
             type_id::VIDEO => {
                 let info = media::inspect_video(&payload).unwrap_or_default();
@@ -68,7 +81,8 @@ impl Packet {
             }
             _ => return None,
         };
-        let wire = EncodedMessage::new(
+        let wire = EncodedMessage::new_in(
+            spare,
             csid,
             timestamp,
             type_id_,
@@ -94,6 +108,15 @@ impl Packet {
         Self {
             wire: self.wire.with_timestamp(timestamp),
             timestamp,
+            ..self.clone()
+        }
+    }
+
+    /// This packet with a payload of its own (see [`EncodedMessage::compacted`]): what the
+    /// stream caches as a header for its whole life.
+    pub fn compacted(&self) -> Self {
+        Self {
+            wire: self.wire.compacted(),
             ..self.clone()
         }
     }

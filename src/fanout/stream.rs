@@ -1,8 +1,10 @@
 //! One live stream on one worker: where its media comes from, who plays it here, and what a
 //! late joiner needs first.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -10,26 +12,88 @@ use super::clock::Rebaser;
 use super::conn_key::ConnKey;
 use super::packet::{MediaKind, Packet};
 use super::player::Player;
+use crate::rtmp::chunk::Spare;
 
-/// A stream's name: `app/name`. Cloning is a refcount increment.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct StreamKey(Arc<str>);
+/// Most spare message allocations a stream keeps for its next packets (a GOP's worth at
+/// 60 fps with audio; each is about 100 bytes).
+const MAX_SPARES: usize = 512;
+
+/// A stream's name: `app/name`, with its hash computed once. Cloning is a refcount
+/// increment.
+///
+/// Hashing a key feeds only that stored hash: a keyed SipHash of the name under one random
+/// key per process (so it is the same on every worker, and no peer can choose names that
+/// collide), computed when the key is made. A map keyed by stream on the media path
+/// ([`StreamMap`]) uses it as is, so finding a message's stream hashes nothing.
+#[derive(Clone)]
+pub struct StreamKey {
+    name: Arc<str>,
+    hash: u64,
+}
 
 impl StreamKey {
     /// The key of stream `name` in application `app`.
     pub fn new(app: &str, name: &str) -> Self {
-        Self(Arc::from(format!("{app}/{name}")))
+        static NAMES: OnceLock<RandomState> = OnceLock::new();
+        let name: Arc<str> = Arc::from(format!("{app}/{name}"));
+        let hash = NAMES.get_or_init(RandomState::new).hash_one(&*name);
+        Self { name, hash }
     }
 
     /// `app/name`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+}
+
+impl PartialEq for StreamKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.name, &other.name) || (self.hash == other.hash && self.name == other.name)
+    }
+}
+
+impl Eq for StreamKey {}
+
+impl Hash for StreamKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StreamKey").field(&self.name).finish()
     }
 }
 
 impl fmt::Display for StreamKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
+    }
+}
+
+/// A map keyed by stream that takes each key's stored hash as is (see [`StreamKey`]).
+pub type StreamMap<V> = HashMap<StreamKey, V, BuildHasherDefault<KeyHashOnly>>;
+
+/// The hasher of [`StreamMap`]: passes a [`StreamKey`]'s stored hash through.
+#[derive(Default)]
+pub struct KeyHashOnly(u64);
+
+impl Hasher for KeyHashOnly {
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    /// Only `StreamKey` hashes into this hasher, and it writes one `u64`; anything else is
+    /// folded in (FNV-1a) so the map stays correct, if slower, were that to change.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -95,6 +159,10 @@ pub struct Stream {
     audio_header: Option<Packet>,
     gop: Vec<Packet>,
     gop_bytes: usize,
+    /// Allocations of packets the GOP cache let go of that nothing else held: the next
+    /// packets are encoded in them, so a stream allocates nothing per message once its
+    /// first GOP has gone by (with no player holding on to old packets).
+    spares: Vec<Spare>,
     video_seen: bool,
     /// The latest timestamp of a packet remembered: fast start stamps headers with it when
     /// no GOP is cached.
@@ -118,6 +186,7 @@ impl Stream {
             audio_header: None,
             gop: Vec::new(),
             gop_bytes: 0,
+            spares: Vec::new(),
             video_seen: false,
             latest: 0,
             clock: Rebaser::default(),
@@ -142,7 +211,8 @@ impl Stream {
             self.video_seen = true;
         }
         let len = payload.len();
-        let Some(packet) = Packet::encode(
+        let Some(packet) = Packet::encode_in(
+            self.spares.pop(),
             type_id,
             ts,
             payload,
@@ -176,7 +246,9 @@ impl Stream {
                 MediaKind::Audio => &mut self.audio_header,
                 MediaKind::Data => &mut self.metadata,
             };
-            *slot = Some(packet.clone());
+            // Kept until the publisher leaves or sends another: a copy of its own, so it
+            // does not hold on to the pooled block its payload was assembled in.
+            *slot = Some(packet.compacted());
             return;
         }
         if packet.kind == MediaKind::Video {
@@ -186,17 +258,29 @@ impl Stream {
             return;
         }
         if packet.keyframe && (packet.kind == MediaKind::Video || !self.video_seen) {
-            self.gop.clear();
-            self.gop_bytes = 0;
+            self.drop_gop();
         } else if self.gop.is_empty() {
             return;
         }
         self.gop_bytes += packet.wire_len();
         self.gop.push(packet.clone());
         if self.gop_bytes > self.settings.gop_cache_max_bytes {
-            self.gop.clear();
-            self.gop_bytes = 0;
+            self.drop_gop();
         }
+    }
+
+    /// Empties the GOP cache, keeping the allocations of the packets nothing else holds.
+    fn drop_gop(&mut self) {
+        // Past the cap, the rest are simply dropped with the drain.
+        for packet in self.gop.drain(..) {
+            if self.spares.len() >= MAX_SPARES {
+                break;
+            }
+            if let Some(spare) = packet.wire.into_spare() {
+                self.spares.push(spare);
+            }
+        }
+        self.gop_bytes = 0;
     }
 
     /// What a player joining now gets first: metadata, sequence headers, then the GOP since the
@@ -346,5 +430,55 @@ mod tests {
             std::ptr::eq(start[1].wire.header(), kept.wire.header()),
             "an unchanged header is the cached message itself"
         );
+    }
+
+    #[test]
+    fn packets_after_the_first_gop_reuse_the_allocations_of_the_gop_let_go() {
+        let mut s = stream(true);
+        // Frames every 40 ms: 50 in the first GOP, let go by the keyframe at 2000, then 10
+        // more, each encoded in one of their allocations.
+        publish(&mut s, &[0, 2000], 2400);
+        assert_eq!(s.spares.len(), 40);
+        let p = s
+            .ingest(VIDEO, 2440, Bytes::from(vec![0x27, 1, 0, 0, 0, 5, 6]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.spares.len(), 39);
+        assert_eq!((p.timestamp, p.wire.timestamp()), (2440, 2440));
+        assert_eq!(&p.wire.payload()[..], &[0x27, 1, 0, 0, 0, 5, 6]);
+        assert!(!p.keyframe && !p.header);
+    }
+
+    #[test]
+    fn a_packet_still_held_elsewhere_is_not_made_a_spare() {
+        let mut s = stream(true);
+        publish(&mut s, &[0], 400);
+        let held: Vec<Packet> = s.gop.clone();
+        s.ingest(VIDEO, 440, Bytes::from(vec![0x17, 1, 0, 0, 0, 9, 9]))
+            .unwrap();
+        assert!(
+            s.spares.is_empty(),
+            "every packet of the old GOP is still held"
+        );
+        assert!(
+            held.iter().all(|p| p.wire.payload().len() == 7),
+            "and intact"
+        );
+    }
+
+    #[test]
+    fn keys_made_apart_for_one_name_are_equal_and_find_each_other_in_a_stream_map() {
+        let a = StreamKey::new("live", "cam");
+        let b = std::thread::spawn(|| StreamKey::new("live", "cam"))
+            .join()
+            .unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, StreamKey::new("live", "cam2"));
+        assert_ne!(a, StreamKey::new("liv", "e/cam2"));
+        let mut map = StreamMap::default();
+        map.insert(a.clone(), 1);
+        map.insert(StreamKey::new("live", "other"), 2);
+        assert_eq!(map.get(&b), Some(&1));
+        assert_eq!(format!("{a:?} {a}"), "StreamKey(\"live/cam\") live/cam");
     }
 }

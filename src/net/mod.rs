@@ -6,5 +6,5 @@ mod io;
 mod listener;
 pub mod tls;
 
-pub use io::{read_some, write_queue, ReadOutcome, WriteOutcome};
+pub use io::{read_direct, read_some, recv_into_spare, write_queue, ReadOutcome, WriteOutcome};
 pub use listener::{bind_all, bind_reuseport, SocketOptions};

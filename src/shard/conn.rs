@@ -277,6 +277,17 @@ impl Conn {
         }
     }
 
+    /// A publisher, or an upstream connection pulling from an origin: it reads media all the
+    /// time, so it reads straight into the worker's media buffer and decodes from there
+    /// (`net::read_direct`, `Worker::read`), keeping only an unfinished chunk in `read_buf`.
+    pub fn reads_media(&self) -> bool {
+        match &self.proto {
+            Proto::Upstream(up) => matches!(up.job, super::relay::Job::Pull),
+            Proto::Rtmp(_) => self.role == Role::Publisher,
+            Proto::Http(_) => false,
+        }
+    }
+
     /// The stream this connection publishes now, if it is a publisher.
     pub fn published(&self) -> Option<StreamKey> {
         match self.role {

@@ -30,7 +30,7 @@ use crate::auth::Role as AuthRole;
 use crate::config::Config;
 use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
 use crate::net::tls::{read_tls_some, write_tls_queue, TlsReadError};
-use crate::net::{read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
+use crate::net::{read_direct, read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
 use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
@@ -83,6 +83,9 @@ pub struct Worker {
     pub(super) socket_options: SocketOptions,
     /// Every read lands here first, so idle connections hold no read buffer.
     pub(super) scratch: Box<[u8]>,
+    /// Where media senders' plain reads land (`net::read_direct`) and their sessions decode
+    /// from; empty between passes (see `read`).
+    pub(super) media_in: BytesMut,
     /// Connections with unread input left after their budget.
     pub(super) read_again: Vec<ConnKey>,
     /// The write list's spare (see `flush`).
@@ -157,6 +160,7 @@ impl Worker {
             session_config,
             socket_options,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
+            media_in: BytesMut::with_capacity(SCRATCH_BYTES),
             read_again: Vec::new(),
             write_spare: Vec::new(),
             write_list: Vec::new(),
@@ -408,8 +412,18 @@ impl Worker {
         if conn.closing.is_some() {
             return;
         }
-        // One branch per pass: plain sockets read straight into the buffer, RTMPS decrypts.
+        // One branch per pass: media senders (publishers, pulls) on plain sockets read
+        // straight into the worker's media buffer (below); other plain sockets read through
+        // the worker's scratch buffer (they keep none of their own between reads); RTMPS
+        // decrypts.
+        let direct = conn.reads_media() && conn.tls.is_none();
+        // Holds no bytes between passes (cleared here, emptied below).
+        self.media_in.clear();
         let outcome = match conn.tls.as_deref_mut() {
+            None if direct => {
+                read_direct(&conn.socket, &mut self.media_in, budget, conn.peer_closed)
+                    .map_err(|e| CloseReason::ReadFailed(e.into()))
+            }
             None => read_some(
                 &mut conn.socket,
                 &mut self.scratch,
@@ -444,11 +458,27 @@ impl Worker {
             conn.bytes_in += bytes as u64;
             conn.last_read = now;
         }
+        // A media sender's session decodes straight from the media buffer when no bytes of
+        // an earlier pass wait in its own: the kernel copied into memory that one buffer
+        // reused by every media sender keeps in cache (a buffer per connection is cold by
+        // its next read: the kernel's copy cost twice as much, measured), and the one
+        // user-space copy of a payload, into its pooled block, reads it from there. Only an
+        // unfinished chunk is kept in the connection's buffer for the next pass.
+        let from_media_in = direct && conn.read_buf.is_empty();
+        if direct && !from_media_in {
+            conn.read_buf.extend_from_slice(&self.media_in);
+            self.media_in.clear();
+        }
+        let input = if from_media_in {
+            &mut self.media_in
+        } else {
+            &mut conn.read_buf
+        };
         let result = match &mut conn.proto {
             Proto::Rtmp(session) => {
-                let result = session.handle_input(&mut conn.read_buf);
+                let result = session.handle_input(input);
                 // Times the oldest unfinished message (`timeouts.message_ms`, in `tick`).
-                conn.unfinished = match session.unfinished_message(conn.read_buf.len()) {
+                conn.unfinished = match session.unfinished_message(input.len()) {
                     None => None,
                     Some(ordinal) => match conn.unfinished {
                         Some((same, since)) if same == ordinal => Some((same, since)),
@@ -457,9 +487,13 @@ impl Worker {
                 };
                 result
             }
-            Proto::Upstream(up) => up.session.handle_input(&mut conn.read_buf),
+            Proto::Upstream(up) => up.session.handle_input(input),
             Proto::Http(_) => Ok(()),
         };
+        if from_media_in && !self.media_in.is_empty() {
+            conn.read_buf.extend_from_slice(&self.media_in);
+            self.media_in.clear();
+        }
         if matches!(conn.proto, Proto::Http(_)) {
             let span = conn.span.clone();
             let _envelope = span.enter();
@@ -484,9 +518,10 @@ impl Worker {
             self.pump(key);
         }
         if let Some(conn) = self.conns.get_mut(key) {
-            // Publishers keep their buffer (they read all the time); others give it back.
-            let publisher = conn.role == Role::Publisher;
-            if !publisher && conn.read_buf.is_empty() && conn.read_buf.capacity() > IDLE_READ_BUFFER
+            // Media senders keep their buffer (they read all the time); others give it back.
+            if !conn.reads_media()
+                && conn.read_buf.is_empty()
+                && conn.read_buf.capacity() > IDLE_READ_BUFFER
             {
                 conn.read_buf = BytesMut::new();
             }

@@ -6,12 +6,18 @@
 //!   holds "half a chunk" state. A chunk's payload never exceeds the message length, which is
 //!   capped by [`Limits::max_message_size`], so the read buffer never needs more than that cap
 //!   plus 18 header bytes, whatever chunk size the peer announces.
-//! * **Zero-copy single-chunk messages.** A message that arrives in one chunk is cut out of
-//!   `buf` with `split_to(n).freeze()`: no copy. Below [`SMALL_MESSAGE`] bytes (audio frames,
-//!   control) it is copied, so a long-lived small message never pins a whole read buffer. A message spread over several chunks is
-//!   assembled into a per-csid `BytesMut` allocated once at the message length (the one copy)
-//!   and frozen when complete; above [`ASSEMBLY_PREALLOC`] the buffer grows with the data
-//!   instead, so announcing big messages without sending them costs the peer, not us.
+//! * **One copy, pooled, and a read buffer nobody else holds.** Audio and video payloads up to
+//!   [`MAX_POOLED`] bytes, in one chunk or many, are copied once into room carved from the
+//!   decoder's [`BlockPool`] and frozen there: no allocation per message, and the block is
+//!   reused once every payload cut from it is dropped. Other messages (control, commands,
+//!   metadata: few and small, some kept for a stream's life) are copied into an exact
+//!   allocation, so they never pin a block. Either way `buf` itself is never shared, so the
+//!   caller can read into it again in place. A message above [`MAX_POOLED`] that arrives in
+//!   one chunk is cut out of `buf` with `split_to(n).freeze()` instead (no copy: the caller's
+//!   next read moves `buf` to a new allocation, cheaper than copying so much); one spread over
+//!   several chunks is assembled into its own buffer, allocated at the message length up to
+//!   [`ASSEMBLY_PREALLOC`] and grown with the data past it, so announcing big messages
+//!   without sending them costs the peer, not us.
 //! * **Per-csid state** lives in a dense `Vec`, found through a 64-entry table for csids 2..=63
 //!   (what every real encoder uses) and a sorted `Vec` for larger ids (bounded by
 //!   [`Limits::max_chunk_streams`]).
@@ -30,16 +36,14 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::blocks::{BlockPool, MAX_POOLED};
 use super::header::{parse_basic_header, read_u24, read_u32, EXTENDED_TIMESTAMP_MARKER};
 use super::{RawMessage, DEFAULT_CHUNK_SIZE};
+use crate::rtmp::message::type_id;
 use crate::rtmp::Limits;
 
 /// Largest chunk size the protocol allows (the top bit of Set Chunk Size must be zero).
 pub const MAX_PROTOCOL_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
-
-/// Single-chunk messages shorter than this are copied out of the read buffer rather than
-/// sliced from it (see the module doc).
-pub const SMALL_MESSAGE: usize = 2048;
 
 /// Largest assembly buffer allocated before the bytes arrive. Messages up to this size (nearly
 /// every audio and video frame) are assembled in one exact allocation; larger ones grow by
@@ -123,6 +127,8 @@ pub struct ChunkDecoder {
     small: [u16; 64],
     /// (csid, index) for csids ≥ 64, sorted by csid.
     large: Vec<(u32, u16)>,
+    /// Where audio and video payloads are assembled (empty until the first one).
+    pool: BlockPool,
 }
 
 impl ChunkDecoder {
@@ -140,6 +146,7 @@ impl ChunkDecoder {
             streams: Vec::new(),
             small: [0; 64],
             large: Vec::new(),
+            pool: BlockPool::new(),
         }
     }
 
@@ -316,26 +323,35 @@ impl ChunkDecoder {
             buf.advance(pos);
 
             if new_message {
+                let pooled = chunk_len <= MAX_POOLED && is_media(p.type_id);
                 if chunk_len == remaining {
-                    // The whole message is in this chunk: cut it out, no copy. A small one
-                    // is copied instead: a zero-copy slice would pin the whole read buffer
-                    // for as long as the message lives (in a GOP cache, seconds).
+                    // The whole message is in this chunk.
                     if st.in_progress {
                         st.in_progress = false;
                         st.partial = BytesMut::new();
                     }
-                    let payload = if chunk_len < SMALL_MESSAGE {
-                        let small = Bytes::copy_from_slice(&buf[..chunk_len]);
+                    let payload = if pooled {
+                        let mut room = self.pool.take(chunk_len);
+                        room.extend_from_slice(&buf[..chunk_len]);
                         buf.advance(chunk_len);
-                        small
+                        room.freeze()
+                    } else if chunk_len <= MAX_POOLED {
+                        let exact = Bytes::copy_from_slice(&buf[..chunk_len]);
+                        buf.advance(chunk_len);
+                        exact
                     } else {
                         buf.split_to(chunk_len).freeze()
                     };
                     return Ok(Some(raw(csid, &p, payload)));
                 }
-                // Allocate up front only what a peer can't abuse: a header announcing a
-                // 16 MB message must not cost 16 MB before the bytes arrive.
-                st.partial = BytesMut::with_capacity((p.length as usize).min(ASSEMBLY_PREALLOC));
+                let length = p.length as usize;
+                st.partial = if length <= MAX_POOLED && is_media(p.type_id) {
+                    self.pool.take(length)
+                } else {
+                    // Allocate up front only what a peer can't abuse: a header announcing a
+                    // 16 MB message must not cost 16 MB before the bytes arrive.
+                    BytesMut::with_capacity(length.min(ASSEMBLY_PREALLOC))
+                };
                 st.in_progress = true;
                 st.started = ordinal;
             } else if st.partial.capacity() - st.partial.len() < chunk_len {
@@ -384,6 +400,11 @@ impl ChunkDecoder {
     /// Bytes currently held in partly assembled messages (for per-connection memory metrics).
     pub fn buffered_bytes(&self) -> usize {
         self.streams.iter().map(|s| s.partial.capacity()).sum()
+    }
+
+    /// Bytes the payload pool holds on its own (see [`BlockPool::held_bytes`]).
+    pub fn pooled_bytes(&self) -> usize {
+        self.pool.held_bytes()
     }
 
     #[inline]
@@ -452,6 +473,12 @@ fn grow(partial: &mut BytesMut, need: usize, length: usize) {
     let mut bigger = BytesMut::with_capacity(target);
     bigger.extend_from_slice(partial);
     *partial = bigger;
+}
+
+/// Audio and video: the messages assembled in pooled blocks.
+#[inline]
+fn is_media(type_id: u8) -> bool {
+    type_id == type_id::AUDIO || type_id == type_id::VIDEO
 }
 
 #[inline]

@@ -3,6 +3,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::*;
+use crate::rtmp::chunk::blocks::MAX_POOLED;
 use crate::rtmp::chunk::header::{write_chunk_header, MAX_HEADER_LEN};
 
 fn decoder() -> ChunkDecoder {
@@ -237,17 +238,18 @@ fn oldest_partial_names_the_oldest_unfinished_message_until_it_completes() {
 }
 
 #[test]
-fn single_chunk_message_is_cut_out_without_a_copy() {
-    let len = SMALL_MESSAGE + 100;
+fn a_single_chunk_message_above_the_pooled_size_is_cut_out_without_a_copy() {
+    let len = MAX_POOLED + 100;
     let mut wire = BytesMut::with_capacity(len + 64);
     hdr(&mut wire, 0, 3, 0, len as u32, 9, 1);
     wire.put_slice(&vec![3; len]);
     let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
     let mut d = decoder();
-    d.set_chunk_size(4096).unwrap();
+    d.set_chunk_size(1 << 20).unwrap();
     let m = d.decode(&mut wire).unwrap().unwrap();
     assert_eq!(m.payload.len(), len);
     assert!(range.contains(&(m.payload.as_ptr() as usize)));
+    assert_eq!(d.pooled_bytes(), 0);
 }
 
 #[test]
@@ -260,6 +262,60 @@ fn a_small_single_chunk_message_is_copied_so_it_does_not_pin_the_read_buffer() {
     assert_eq!(m.payload.as_ref(), &[3; 100][..]);
     assert!(!range.contains(&(m.payload.as_ptr() as usize)));
     assert!(wire.is_empty());
+}
+
+#[test]
+fn media_payloads_share_a_pooled_block_and_leave_the_read_buffer_unshared() {
+    let mut d = decoder();
+    d.set_chunk_size(4096).unwrap();
+    let mut wire = BytesMut::with_capacity(64 * 1024);
+    let capacity = wire.capacity();
+    // Audio in one chunk, video in three, audio in one chunk again.
+    hdr(&mut wire, 0, 4, 0, 300, 8, 1);
+    wire.put_slice(&[1; 300]);
+    hdr(&mut wire, 0, 6, 0, 10_000, 9, 1);
+    let video: Vec<u8> = (0..10_000).map(|i| (i % 253) as u8).collect();
+    for (i, c) in video.chunks(4096).enumerate() {
+        if i > 0 {
+            wire.put_u8(0xC6);
+        }
+        wire.put_slice(c);
+    }
+    hdr(&mut wire, 0, 4, 23, 300, 8, 1);
+    wire.put_slice(&[2; 300]);
+    let msgs = decode_all(&mut d, &mut wire);
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(&msgs[1].payload[..], &video[..]);
+    let at = |i: usize| msgs[i].payload.as_ptr() as usize;
+    assert_eq!(
+        at(1),
+        at(0) + 300,
+        "carved one after another from one block"
+    );
+    assert_eq!(at(2), at(1) + 10_000);
+    assert!(wire.is_empty());
+    assert!(
+        wire.try_reclaim(capacity),
+        "no payload refers to the read buffer: it can be reused in place"
+    );
+}
+
+#[test]
+fn commands_and_control_messages_never_take_room_in_a_block() {
+    let mut d = decoder();
+    let mut wire = BytesMut::new();
+    hdr(&mut wire, 0, 3, 0, 300, 20, 0);
+    wire.put_slice(&[5; 128]);
+    wire.put_u8(0xC3);
+    wire.put_slice(&[5; 128]);
+    wire.put_u8(0xC3);
+    wire.put_slice(&[5; 44]);
+    hdr(&mut wire, 0, 2, 0, 4, 5, 0);
+    wire.put_slice(&[0, 0, 0x10, 0]);
+    hdr(&mut wire, 0, 5, 0, 40, 18, 1);
+    wire.put_slice(&[7; 40]);
+    assert_eq!(decode_all(&mut d, &mut wire).len(), 3);
+    assert_eq!(d.pooled_bytes(), 0);
 }
 
 #[test]

@@ -210,7 +210,12 @@ pub struct EncodedMessage {
     inner: Arc<Encoded>,
 }
 
-/// The shared body of an [`EncodedMessage`]: built once, never mutated.
+/// The allocation of an [`EncodedMessage`] that nothing refers to any more, its payload
+/// already dropped: [`EncodedMessage::new_in`] builds the next message in it.
+#[derive(Debug)]
+pub struct Spare(Arc<Encoded>);
+
+/// The shared body of an [`EncodedMessage`]: built once, never mutated while shared.
 #[derive(Debug)]
 struct Encoded {
     payload: Bytes,
@@ -230,6 +235,22 @@ impl EncodedMessage {
     /// `csid` must be in 2..=65599, `chunk_size` in 1..=0x7FFF_FFFF and `payload` at most
     /// 0xFF_FFFF bytes (debug-asserted; clamped in release builds).
     pub fn new(
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: Bytes,
+        chunk_size: u32,
+    ) -> Self {
+        Self::new_in(
+            None, csid, timestamp, type_id, stream_id, payload, chunk_size,
+        )
+    }
+
+    /// [`new`](Self::new), in the allocation of a message nothing holds any more (see
+    /// [`into_spare`](Self::into_spare)) when one is given: no allocation.
+    pub fn new_in(
+        spare: Option<Spare>,
         csid: u32,
         timestamp: u32,
         type_id: u8,
@@ -261,19 +282,38 @@ impl EncodedMessage {
             timestamp >= EXTENDED_TIMESTAMP_MARKER,
             "fmt 3 header repeats the extended timestamp exactly when there is one"
         );
-        Self {
-            inner: Arc::new(Encoded {
-                payload,
-                headers,
-                hdr0_len: n0 as u8,
-                hdr3_len: n3 as u8,
-                type_id,
-                csid,
-                timestamp,
-                stream_id,
-                chunk_size: chunk_size.clamp(1, MAX_PROTOCOL_CHUNK_SIZE),
-            }),
-        }
+        let encoded = Encoded {
+            payload,
+            headers,
+            hdr0_len: n0 as u8,
+            hdr3_len: n3 as u8,
+            type_id,
+            csid,
+            timestamp,
+            stream_id,
+            chunk_size: chunk_size.clamp(1, MAX_PROTOCOL_CHUNK_SIZE),
+        };
+        let inner = match spare {
+            Some(Spare(mut arc)) => match Arc::get_mut(&mut arc) {
+                Some(slot) => {
+                    *slot = encoded;
+                    arc
+                }
+                // A `Spare` is never shared; built anew all the same if it were.
+                None => Arc::new(encoded),
+            },
+            None => Arc::new(encoded),
+        };
+        Self { inner }
+    }
+
+    /// This message's allocation, emptied (its payload let go of), for
+    /// [`new_in`](Self::new_in); `None` while anything else still holds the message (a
+    /// player's queue, another cache).
+    pub fn into_spare(mut self) -> Option<Spare> {
+        let encoded = Arc::get_mut(&mut self.inner)?;
+        encoded.payload = Bytes::new();
+        Some(Spare(self.inner))
     }
 
     /// The same message for another message stream id: new headers, same payload.
@@ -299,6 +339,19 @@ impl EncodedMessage {
             self.inner.payload.clone(),
             self.inner.chunk_size,
         )
+    }
+
+    /// The same message with its payload copied into an allocation of its own: for a copy
+    /// kept long (a cached sequence header), so it does not hold on to a whole shared
+    /// buffer the payload was cut from (see `rtmp::chunk::blocks`).
+    pub fn compacted(&self) -> Self {
+        let inner = Encoded {
+            payload: Bytes::copy_from_slice(&self.inner.payload),
+            ..*self.inner
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Bytes on the wire.

@@ -220,3 +220,32 @@ fn cloning_an_encoded_message_shares_the_payload() {
     assert_eq!(Arc::strong_count(&m.inner), 2);
     assert_eq!(wire_of(&c, 0), wire_of(&m, 0));
 }
+
+#[test]
+fn a_message_built_in_a_spare_allocation_is_the_same_as_a_new_one_and_allocates_nothing() {
+    let old = EncodedMessage::new(6, 40, 9, 1, Bytes::from(vec![1u8; 300]), 128);
+    let payload = Bytes::from(vec![2u8; 5000]);
+    let at = std::sync::Arc::as_ptr(&old.inner);
+    let spare = old.into_spare().expect("nothing else holds it");
+    let reused = EncodedMessage::new_in(Some(spare), 7, 0x0100_0000, 8, 1, payload.clone(), 4096);
+    let fresh = EncodedMessage::new(7, 0x0100_0000, 8, 1, payload, 4096);
+    assert_eq!(
+        std::sync::Arc::as_ptr(&reused.inner),
+        at,
+        "the same allocation"
+    );
+    assert_eq!(wire_of(&reused, 0), wire_of(&fresh, 0));
+    assert_eq!(reused.wire_len(), fresh.wire_len());
+}
+
+#[test]
+fn a_message_still_shared_gives_no_spare() {
+    let m = EncodedMessage::new(6, 40, 9, 1, Bytes::from(vec![1u8; 300]), 128);
+    let queued = m.clone();
+    assert!(m.into_spare().is_none());
+    assert_eq!(
+        queued.payload().len(),
+        300,
+        "the other holder's copy is untouched"
+    );
+}

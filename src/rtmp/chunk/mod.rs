@@ -2,6 +2,7 @@
 //! an encoder with header compression for control traffic, and [`EncodedMessage`], the
 //! encode-once wire form shared by every player of a stream.
 
+pub mod blocks;
 pub mod decoder;
 pub mod encoder;
 pub mod header;
@@ -9,7 +10,7 @@ pub mod header;
 use bytes::Bytes;
 
 pub use decoder::{ChunkDecoder, ChunkError};
-pub use encoder::{ChunkEncoder, EncodedMessage};
+pub use encoder::{ChunkEncoder, EncodedMessage, Spare};
 
 /// Chunk size every RTMP connection starts with, in both directions.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
