@@ -100,7 +100,9 @@ impl Pair {
             index: self.next,
             generation: self.next,
         };
-        self.conns[w].queues.insert(key, OutputQueue::new(usize::MAX));
+        self.conns[w]
+            .queues
+            .insert(key, OutputQueue::new(usize::MAX));
         key
     }
 
@@ -108,8 +110,15 @@ impl Pair {
     fn ingest(&mut self, type_id: u8, ts: u32, payload: Bytes) -> Option<Mail> {
         let key = self.key.clone();
         let hub = &mut self.hubs[0];
-        hub.ingest(self.publisher, &key, type_id, ts, payload, &mut self.conns[0])
-            .expect("accepted");
+        hub.ingest(
+            self.publisher,
+            &key,
+            type_id,
+            ts,
+            payload,
+            &mut self.conns[0],
+        )
+        .expect("accepted");
         let mut mail = None;
         while let Some(action) = hub.poll_action() {
             if let Action::Send { to: 1, mail: m } = action {
