@@ -43,7 +43,7 @@ use std::time::Duration;
 
 pub use health::{Backoff, FailureKind, NextOrigin, OriginHealth, Origins, MAX_LEARNED_ORIGINS};
 pub use pull::{Progress, Pull, PullAction, PullState, PullTimeouts};
-pub use push::{PushAction, PushState, PushTarget};
+pub use push::{PushAction, PushState, PushTarget, PUBLISH_STABLE};
 pub use rendezvous::{rendezvous_order, stream_key, weight};
 
 pub use url::{Endpoint, OriginUrl, PushUrl, Scheme, StreamUrl, UrlError};

@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 use super::health::{Backoff, FailureKind};
 use super::url::{PushUrl, StreamUrl};
 
+/// A target that published this long before failing counts as having worked: its backoff
+/// starts again from the minimum.
+pub const PUBLISH_STABLE: Duration = Duration::from_secs(10);
+
 /// Where a push target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushState {
@@ -152,13 +156,12 @@ impl PushTarget {
         }
     }
 
-    /// The target answered NetStream.Publish.Start: its backoff starts again from the
-    /// minimum.
+    /// The target answered NetStream.Publish.Start. Its backoff starts again from the
+    /// minimum once it has published for [`PUBLISH_STABLE`]: a target that accepts and then
+    /// closes at once (an origin refusing the stream's lease) keeps backing off.
     pub fn publishing(&mut self, now: Instant) {
         if let PushState::Connecting { .. } = self.state {
             self.state = PushState::Publishing { since: now };
-            self.consecutive_failures = 0;
-            self.last_failure = None;
         }
     }
 
@@ -170,6 +173,11 @@ impl PushTarget {
             self.state,
             PushState::Connecting { .. } | PushState::Publishing { .. }
         ) {
+            if let PushState::Publishing { since } = self.state {
+                if now.saturating_duration_since(since) >= PUBLISH_STABLE {
+                    self.consecutive_failures = 0;
+                }
+            }
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             self.last_failure = Some(kind);
             self.actions.push_back(PushAction::Disconnect);
@@ -265,10 +273,23 @@ mod tests {
             assert_eq!(t.state(), PushState::Connecting { since: now });
         }
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        // Accepted, then closed at once: still backing off the most.
         t.publishing(now);
-        assert_eq!(t.failures(), (0, None));
-        t.failed(FailureKind::Stall, now);
-        assert_eq!(t.state(), PushState::Backoff { until: now + S });
+        t.failed(FailureKind::Stall, now + S);
+        assert_eq!(
+            t.state(),
+            PushState::Backoff {
+                until: now + 31 * S
+            }
+        );
+        now += 31 * S;
+        t.handle_timeout(now);
+        // Published long enough: the backoff starts again from the minimum.
+        t.publishing(now);
+        let later = now + PUBLISH_STABLE;
+        t.failed(FailureKind::Stall, later);
+        assert_eq!(t.failures(), (1, Some(FailureKind::Stall)));
+        assert_eq!(t.state(), PushState::Backoff { until: later + S });
     }
 
     #[test]
