@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::{
     assert_tail_of, ffmpeg_play, ffmpeg_publish, frame_md5s, h264_source, name_pulled_first_from,
-    watch, Proc, ServerProc, FPS,
+    pull_from, watch, Proc, ServerProc, FPS,
 };
 use common::tools::{tool, Dir};
 use common::{media, Client};
@@ -117,11 +117,6 @@ fn origin(dir: &Dir, name: &str, redis: &str, streams: &str) -> ServerProc {
 fn edge(dir: &Dir, redis: &str, origins: &[String]) -> ServerProc {
     let rest = format!("\n[relay]\norigins = {origins:?}\nplayer_wait_ms = 2000\n");
     ServerProc::start(dir, "edge", &config(redis, &rest))
-}
-
-/// `url=URL ` as the edge logs the stream URL it connects to.
-fn pull_from(url: &str) -> String {
-    format!("url={url} ")
 }
 
 #[test]

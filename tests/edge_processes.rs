@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::{
     assert_run_of, assert_same_frames, assert_tail_of, ffmpeg_play, ffmpeg_publish, frame_md5s,
-    h264_source, is_video_frame, name_pulled_first_from, watch, Proc, ServerProc, FPS,
+    h264_source, is_video_frame, name_pulled_first_from, pull_from, watch, Proc, ServerProc, FPS,
 };
 use common::tools::{tool, Dir};
 use common::Client;
@@ -45,11 +45,6 @@ fn edge_config(origins: &[String], relay: &str) -> String {
 /// An origin process (defaults), logging as `name`.
 fn origin(dir: &Dir, name: &str) -> ServerProc {
     ServerProc::start(dir, name, &config(""))
-}
-
-/// `url=URL ` as the edge logs a stream's URL on the origin it connects to.
-fn pull_from(origin_url: &str) -> String {
-    format!("url={origin_url} ")
 }
 
 /// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-12-06T04:32:11.290527Z`).

@@ -875,8 +875,6 @@ impl Hub {
                 // Its pull ended elsewhere with players still here: pull it from here.
                 source = self.claim_pull(key, &mut stream);
             }
-            // A new owner's Started is awaited before joiners are primed.
-            stream.mirrored &= stream.source == source;
             stream.source = source;
             self.streams.insert(key.clone(), stream);
         }

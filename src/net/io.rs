@@ -41,23 +41,37 @@ pub fn read_some(
         if total >= budget {
             return Ok(ReadOutcome::Budget { bytes: total });
         }
-        match stream.read(scratch) {
-            Ok(0) => return Ok(ReadOutcome::Closed { bytes: total }),
-            Ok(n) => {
-                buf.extend_from_slice(&scratch[..n]);
-                total += n;
-                if n < scratch.len() && !peer_closed {
-                    // A short read almost always means the socket is drained; the next
-                    // readiness event will say if more arrives (saves a WouldBlock syscall).
-                    return Ok(ReadOutcome::Drained { bytes: total });
-                }
-            }
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained { bytes: total }),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            },
+        let read = stream.read(scratch);
+        if let Ok(n) = read {
+            buf.extend_from_slice(&scratch[..n]);
         }
+        if let Some(outcome) = after_read(read, scratch.len(), &mut total, peer_closed) {
+            return outcome;
+        }
+    }
+}
+
+/// What one read of at most `room` bytes means for a pass that has read `total` so far:
+/// `None` to read on, else the pass's outcome. A short read almost always means the socket is
+/// drained; the next readiness event will say if more arrives (saves a WouldBlock syscall),
+/// unless the peer already closed (no readiness edge will come: read on to the EOF).
+fn after_read(
+    read: io::Result<usize>,
+    room: usize,
+    total: &mut usize,
+    peer_closed: bool,
+) -> Option<io::Result<ReadOutcome>> {
+    match read {
+        Ok(0) => Some(Ok(ReadOutcome::Closed { bytes: *total })),
+        Ok(n) => {
+            *total += n;
+            (n < room && !peer_closed).then_some(Ok(ReadOutcome::Drained { bytes: *total }))
+        }
+        Err(e) => match e.kind() {
+            io::ErrorKind::WouldBlock => Some(Ok(ReadOutcome::Drained { bytes: *total })),
+            io::ErrorKind::Interrupted => None,
+            _ => Some(Err(e)),
+        },
     }
 }
 
@@ -94,20 +108,9 @@ pub fn read_direct(
             buf.reserve(DIRECT_READ_SPARE);
         }
         let room = buf.capacity() - buf.len();
-        match recv_into_spare(socket, buf) {
-            Ok(0) => return Ok(ReadOutcome::Closed { bytes: total }),
-            Ok(n) => {
-                total += n;
-                if n < room && !peer_closed {
-                    // Short read: drained, as in `read_some`.
-                    return Ok(ReadOutcome::Drained { bytes: total });
-                }
-            }
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained { bytes: total }),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            },
+        let read = recv_into_spare(socket, buf);
+        if let Some(outcome) = after_read(read, room, &mut total, peer_closed) {
+            return outcome;
         }
     }
 }

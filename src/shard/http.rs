@@ -103,11 +103,15 @@ impl Worker {
                 // manifest of a viewer (one already watching here, and every segment, stay).
                 // A request that was redirected once is served (no ping-pong between two edges
                 // that went busy together).
-                let redirect = self.relay.busy_redirect().filter(|r| !r.http.is_empty());
-                let redirected_before = request.query.split('&').any(|p| p == REDIRECTED);
-                if let Some(to) =
-                    redirect.filter(|_| !redirected_before && self.starts_viewing(key, &route))
+                // Segments, the bulk of HLS/DASH requests, never touch the shared state.
+                let redirect = if self.starts_viewing(key, &route)
+                    && !request.query.split('&').any(|p| p == REDIRECTED)
                 {
+                    self.relay.busy_redirect().filter(|r| !r.http.is_empty())
+                } else {
+                    None
+                };
+                if let Some(to) = redirect {
                     let query = if request.query.is_empty() {
                         format!("?{REDIRECTED}")
                     } else {

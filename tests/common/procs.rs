@@ -461,3 +461,8 @@ pub fn watch(edge: SocketAddr, name: &str, limit: Duration) -> mpsc::Receiver<(I
     });
     frames
 }
+
+/// `url=URL ` as an edge logs the stream URL it pulls from.
+pub fn pull_from(url: &str) -> String {
+    format!("url={url} ")
+}
