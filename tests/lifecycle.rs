@@ -27,20 +27,26 @@ struct Edge {
 
 impl Edge {
     fn start(test: &str, config_text: &str) -> Self {
+        Self::start_with(test, config_text, |_| {})
+    }
+
+    /// [`start`](Self::start), with `prepare` adding to the command first.
+    fn start_with(test: &str, config_text: &str, prepare: impl FnOnce(&mut Command)) -> Self {
         let config = std::env::temp_dir().join(format!(
             "rtmp-edge-lifecycle-{}-{test}.toml",
             std::process::id()
         ));
         std::fs::write(&config, config_text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rtmp-edge"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rtmp-edge"));
+        command
             .args(["--config", config.to_str().unwrap()])
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(["--workers", "1"])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rtmp-edge starts");
+            .stderr(Stdio::piped());
+        prepare(&mut command);
+        let mut child = command.spawn().expect("rtmp-edge starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -88,6 +94,17 @@ impl Edge {
                 }
             }
         }
+    }
+
+    /// The admin listener's address, from its log line.
+    fn admin_addr(&mut self) -> std::net::SocketAddr {
+        let line = self.wait_line(&["listening for admin requests"]);
+        let addr = line.split("addr=").nth(1).unwrap();
+        addr.chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect::<String>()
+            .parse()
+            .unwrap()
     }
 
     fn seen_with(&self, needles: &[&str]) -> bool {
@@ -238,14 +255,7 @@ fn the_api_reload_rereads_the_config_file_like_sighup() {
         "api-reload",
         &format!("[log]\nlevel = \"info\"\n{admin_config}"),
     );
-    let line = edge.wait_line(&["listening for admin requests"]);
-    let addr = line.split("addr=").nth(1).unwrap();
-    let admin: std::net::SocketAddr = addr
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect::<String>()
-        .parse()
-        .unwrap();
+    let admin = edge.admin_addr();
     let (mut publisher, mut player) = playing(edge.addr());
     let post = |token: Option<&str>| {
         use std::io::Write;
@@ -276,4 +286,123 @@ fn the_api_reload_rereads_the_config_file_like_sighup() {
         "debug lines after the reload"
     );
     still_playing(&mut publisher, &mut player, 1);
+}
+
+/// `rtmp_edge_io_uring_submissions_total` of worker 0, from the admin listener.
+fn uring_submissions(admin: std::net::SocketAddr) -> f64 {
+    let (head, body) = common::get(admin, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body = String::from_utf8(body).unwrap();
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("rtmp_edge_io_uring_submissions_total{worker=\"0\"}"))
+        .unwrap_or_else(|| panic!("no submissions counter in\n{body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+const IO_URING_CONFIG: &str = "[workers]\nio = \"io_uring\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+/// `workers.io = "io_uring"`: the worker's writes go through its ring (the submissions
+/// counter moves with every frame) and players get every byte.
+#[test]
+fn with_io_uring_the_workers_writes_go_through_the_ring() {
+    let mut edge = Edge::start_with("io-uring", IO_URING_CONFIG, |c| {
+        c.env_remove("RTMP_EDGE_IO");
+    });
+    // Told before the listeners' lines.
+    let admin = edge.admin_addr();
+    assert!(edge.seen_with(&["INFO", "workers write with io_uring"]));
+    let (mut publisher, mut player) = playing(edge.addr());
+    let before = uring_submissions(admin);
+    assert!(
+        before > 0.0,
+        "the handshake and play replies went through the ring"
+    );
+    for seq in 1..=20 {
+        still_playing(&mut publisher, &mut player, seq);
+    }
+    let after = uring_submissions(admin);
+    assert!(
+        after >= before + 20.0,
+        "one submission at least per frame delivered: {before} -> {after}"
+    );
+}
+
+/// Where io_uring is refused (here by a seccomp filter, as in a locked-down container), a
+/// server configured for it says so in one line and serves with epoll.
+#[test]
+fn where_io_uring_is_refused_the_workers_use_epoll_and_say_so_once() {
+    let mut edge = Edge::start_with("io-uring-refused", IO_URING_CONFIG, |c| {
+        c.env_remove("RTMP_EDGE_IO");
+        refuse_io_uring(c);
+    });
+    let admin = edge.admin_addr();
+    assert!(edge.seen_with(&["WARN", "io_uring unavailable: the workers use epoll"]));
+    let (mut publisher, mut player) = playing(edge.addr());
+    for seq in 1..=20 {
+        still_playing(&mut publisher, &mut player, seq);
+    }
+    assert_eq!(uring_submissions(admin), 0.0);
+    let told = edge
+        .seen
+        .iter()
+        .filter(|l| l.contains("io_uring unavailable"))
+        .count();
+    assert_eq!(told, 1, "one line, not one per worker or per write");
+}
+
+/// Makes the child's io_uring_setup(2) fail with ENOSYS (a seccomp filter installed between
+/// fork and exec), as a container runtime's default profile may.
+fn refuse_io_uring(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    // offsetof(struct seccomp_data, nr)
+    const NR: u32 = 0;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR),
+        jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            libc::SYS_io_uring_setup as u32,
+            0,
+            1,
+        ),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: runs in the child between fork and exec; it only calls prctl(2), which is
+    // async-signal-safe, with a filter that lives in this closure (copied into the child).
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }

@@ -3,7 +3,8 @@
 # the real RTMP clients the interop tests drive (ffmpeg, rtmpdump, GStreamer), tshark for
 # wire-format checks, nginx with the RTMP module for the load generator's peer test,
 # redis-server for the cluster directory tests, Chromium and the npm player libraries for the
-# browser test, and uses cargo-nextest when present.
+# browser test, and uses cargo-nextest when present. The integration tests run twice, once per
+# I/O backend (epoll and io_uring).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +36,17 @@ fi
 # A recent static ffmpeg (HEVC/AV1 over Enhanced RTMP) for the E-RTMP interop tests.
 python3 -c "import imageio_ffmpeg" 2>/dev/null || pip install -q imageio-ffmpeg
 
+# The server tests run once per I/O backend (workers.io): first with the default, then the
+# integration tests again with the other one (RTMP_EDGE_IO overrides the configured backend).
+OTHER_IO=epoll
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+  echo "the integration tests again with RTMP_EDGE_IO=$OTHER_IO"
+  RTMP_EDGE_IO=$OTHER_IO cargo nextest run --workspace --no-fail-fast -E 'kind(test)' "$@" || status=$?
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
+  echo "the integration tests again with RTMP_EDGE_IO=$OTHER_IO"
+  RTMP_EDGE_IO=$OTHER_IO cargo test --workspace --no-fail-fast --test '*' "$@" || status=$?
 fi
+exit "$status"

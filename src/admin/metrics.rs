@@ -77,6 +77,8 @@ pub struct WorkerStats {
     pub wakeups: AtomicU64,
     /// Time spent handling events, in nanoseconds.
     pub busy_ns: AtomicU64,
+    /// io_uring submissions carrying the wake-up's socket writes (`workers.io = "io_uring"`).
+    pub uring_submissions: AtomicU64,
     /// Gauge: streams with an entry on this worker.
     pub streams: AtomicU64,
     pub pulls_started: AtomicU64,
@@ -122,6 +124,7 @@ impl Default for WorkerStats {
             bus_dropped: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
+            uring_submissions: AtomicU64::new(0),
             streams: AtomicU64::new(0),
             pulls_started: AtomicU64::new(0),
             pushes_started: AtomicU64::new(0),
@@ -255,6 +258,13 @@ const FAMILIES: &[Family] = &[
         help: "Time the event loop spent handling events.",
         kind: "counter",
         read: |s| s.busy_ns.load(Relaxed) as f64 / 1e9,
+    },
+    Family {
+        name: "rtmp_edge_io_uring_submissions_total",
+        help:
+            "io_uring submissions, each carrying every socket write of one wake-up (0 with epoll).",
+        kind: "counter",
+        read: |s| v(&s.uring_submissions),
     },
     Family {
         name: "rtmp_edge_streams",

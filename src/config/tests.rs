@@ -730,3 +730,40 @@ fn rtmps_listeners_need_a_certificate_and_key_that_load() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(other_dir);
 }
+
+#[test]
+fn the_earlier_write_delay_name_is_still_read() {
+    let old = Config::from_toml_str("[workers]\nwrite_coalesce_ms = 20\n").unwrap();
+    old.validate_with_cores(CORES).unwrap();
+    assert_eq!(old.workers.max_write_delay(), 20);
+    let new = Config::from_toml_str("[workers]\nmax_write_delay_ms = 7\n").unwrap();
+    assert_eq!(new.workers.max_write_delay(), 7);
+    let both = Config::from_toml_str("[workers]\nmax_write_delay_ms = 7\nwrite_coalesce_ms = 20\n")
+        .unwrap();
+    assert_eq!(both.workers.max_write_delay(), 20);
+    assert_eq!(Config::default().workers.max_write_delay(), 5);
+    assert_eq!(
+        rejected_key(|c| c.workers.max_write_delay_ms = MAX_WRITE_DELAY_MS + 1),
+        "workers.max_write_delay_ms"
+    );
+}
+
+#[test]
+fn the_io_backend_is_named_epoll_or_io_uring() {
+    let config = Config::from_toml_str("[workers]\nio = \"io_uring\"\n").unwrap();
+    assert_eq!(config.workers.io, IoBackend::IoUring);
+    assert_eq!(
+        Config::from_toml_str("[workers]\nio = \"epoll\"\n")
+            .unwrap()
+            .workers
+            .io,
+        IoBackend::Epoll
+    );
+    let error = Config::from_toml_str("[workers]\nio = \"kqueue\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("workers.io"), "{error}");
+    for backend in [IoBackend::Epoll, IoBackend::IoUring] {
+        assert_eq!(IoBackend::from_name(backend.as_str()), Some(backend));
+    }
+}

@@ -68,6 +68,8 @@ pub struct Conn {
     /// or an HTTP request head (the stream offset it starts at; bounded by
     /// `timeouts.handshake_ms`, see [`Conn::note_http_head`]).
     pub unfinished: Option<(u64, Instant)>,
+    /// When the socket last took bytes: held media waits at most the write delay from here.
+    pub last_write: Instant,
     /// The socket has refused bytes since then without the queue draining.
     pub stalled_since: Option<Instant>,
     pub bytes_in: u64,
@@ -81,6 +83,8 @@ pub struct Conn {
     pub http_served: Option<&'static str>,
     /// Already on the worker's write list.
     pub write_listed: bool,
+    /// On the worker's media list: media queued and held (see `batching`).
+    pub media_held: bool,
     /// The socket said WouldBlock: don't write again before a writable event.
     pub write_blocked: bool,
     /// The poller reported the peer's FIN or RST: reads go on to the EOF (no edge will come).
@@ -145,6 +149,7 @@ impl Conn {
             role: Role::Pending,
             opened: now,
             last_read: now,
+            last_write: now,
             media_offset: None,
             unfinished: None,
             stalled_since: None,
@@ -154,6 +159,7 @@ impl Conn {
             last_stream: None,
             http_served: None,
             write_listed: false,
+            media_held: false,
             write_blocked: false,
             peer_closed: false,
             span,
@@ -212,6 +218,15 @@ impl Conn {
         if !self.write_listed && !self.write_blocked && output {
             self.write_listed = true;
             write_list.push(self.key);
+        }
+    }
+
+    /// Lists the connection on the worker's media list, unless it is already there or on the
+    /// write list (which sends its media too).
+    pub fn schedule_media(&mut self, media_list: &mut Vec<ConnKey>) {
+        if !self.write_listed && !self.media_held && !self.write_blocked && !self.out.is_empty() {
+            self.media_held = true;
+            media_list.push(self.key);
         }
     }
 

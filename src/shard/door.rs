@@ -20,7 +20,7 @@ pub(super) struct WorkerDoor<'a> {
     pub conns: &'a mut Conns,
     /// Session answers are written this wake-up.
     pub write_list: &'a mut Vec<ConnKey>,
-    /// Media is written at the next media flush (`workers.write_coalesce_ms`).
+    /// Media waits here until released to the write list (`workers.max_write_delay_ms`).
     pub media_list: &'a mut Vec<ConnKey>,
     pub now: Instant,
 }
@@ -29,7 +29,7 @@ impl Door for WorkerDoor<'_> {
     fn write<R>(&mut self, key: ConnKey, write: impl FnOnce(&mut OutputQueue) -> R) -> Option<R> {
         let conn = self.conns.get_mut(key)?;
         let result = write(&mut conn.out);
-        conn.schedule_write(self.media_list);
+        conn.schedule_media(self.media_list);
         Some(result)
     }
 

@@ -9,6 +9,7 @@
 
 mod admin;
 mod auth;
+mod batching;
 mod bus;
 mod close;
 mod conn;
@@ -34,7 +35,7 @@ pub use bus::{Bus, BusMsg};
 pub use close::{CloseReason, IoFailure, RelayEnd};
 pub use reload::restart_needed;
 
-use crate::config::{Config, ConfigSource, MAX_WORKERS};
+use crate::config::{Config, ConfigSource, IoBackend, MAX_WORKERS};
 use crate::fanout::StreamKey;
 use crate::record::Recording;
 use worker::{Listener, Worker, WAKER_TOKEN};
@@ -195,6 +196,7 @@ impl Server {
                 viewers: crate::auth::Viewers::default(),
             })
         };
+        let io = settle_io(&config, hooks.dispatch.as_ref())?;
         let stats = crate::admin::metrics::registry(workers);
         let cluster = {
             let bus = bus.clone();
@@ -234,6 +236,7 @@ impl Server {
                 config.clone(),
             )?;
             worker.on_close = hooks.on_close.clone();
+            worker.io = io;
             worker.stats = stats[index].clone();
             worker.gate.set_shared(auth.clone());
             worker.tls_server = tls_server.clone();
@@ -387,6 +390,48 @@ impl Server {
         }
         result
     }
+}
+
+/// The I/O backend the workers use: `workers.io`, or the `RTMP_EDGE_IO` environment variable
+/// when set; io_uring only if this process can have a ring (checked once here, told in one
+/// log line when it cannot: the workers then use epoll).
+fn settle_io(config: &Config, dispatch: Option<&tracing::Dispatch>) -> io::Result<IoBackend> {
+    let asked = match std::env::var(IoBackend::ENV) {
+        Ok(name) => IoBackend::from_name(&name).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}={name:?}: must be \"epoll\" or \"io_uring\"",
+                    IoBackend::ENV
+                ),
+            )
+        })?,
+        Err(_) => config.workers.io,
+    };
+    if asked == IoBackend::Epoll {
+        return Ok(asked);
+    }
+    let log = |backend: IoBackend, error: Option<io::Error>| match error {
+        None => tracing::info!(io = backend.as_str(), "workers write with io_uring"),
+        Some(e) => tracing::warn!(error = %e, "io_uring unavailable: the workers use epoll"),
+    };
+    // On a thread of its own: a ring's teardown queues work to the thread that made it,
+    // which interrupts that thread's timed socket waits (EINTR); the caller's thread (an
+    // embedder's, a test's) should see nothing of it.
+    let probe = std::thread::spawn(|| crate::net::SendRing::new().map(drop)).join();
+    let (backend, error) = match probe {
+        Ok(Ok(())) => (IoBackend::IoUring, None),
+        Ok(Err(e)) => (IoBackend::Epoll, Some(e)),
+        Err(_) => (
+            IoBackend::Epoll,
+            Some(io::Error::other("the io_uring probe panicked")),
+        ),
+    };
+    match dispatch {
+        Some(dispatch) => tracing::dispatcher::with_default(dispatch, || log(backend, error)),
+        None => log(backend, error),
+    }
+    Ok(backend)
 }
 
 /// Sends every worker `config` to apply. The RTMPS certificate and key are read again even

@@ -55,6 +55,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.workers.count != new.workers.count, "workers.count");
     check(old.workers.cores != new.workers.cores, "workers.cores");
     check(old.workers.pin != new.workers.pin, "workers.pin");
+    check(old.workers.io != new.workers.io, "workers.io");
     check(old.log.format != new.log.format, "log.format");
     check(
         old.log.repeat_limit != new.log.repeat_limit,

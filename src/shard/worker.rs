@@ -8,6 +8,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::auth::Gate;
+use super::batching::{release_at, LoopLoad};
 use super::bus::Bus;
 use super::close::{CloseReason, ClusterEnd};
 use super::conn::{Conn, HttpPhase, MediaOffset, Proto, Role};
@@ -27,10 +30,12 @@ use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
 use crate::admin::WorkerStats;
 use crate::auth::Role as AuthRole;
-use crate::config::Config;
+use crate::config::{Config, IoBackend};
 use crate::fanout::{ConnKey, Directory, Hub, OutputQueue, StreamKey};
 use crate::net::tls::{read_tls_some, write_tls_queue, TlsReadError};
-use crate::net::{read_direct, read_some, write_queue, ReadOutcome, SocketOptions, WriteOutcome};
+use crate::net::{
+    read_direct, read_some, write_queue, ReadOutcome, SendRing, Sent, SocketOptions, WriteOutcome,
+};
 use crate::record::Recording;
 use crate::rtmp::handshake::RANDOM_LEN;
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
@@ -43,6 +48,10 @@ const LISTENER_BASE: usize = usize::MAX / 2;
 const TICK: Duration = Duration::from_millis(100);
 /// Readiness events handled per poll.
 const EVENTS_PER_POLL: usize = 1024;
+/// Most connections one write pass writes before the loop polls again (a few hundred µs of
+/// writes): measured against 256, it halved the median time to first frame of players
+/// joining a 1,000-player stream at the same CPU (BENCHMARKS.md, "sliced write passes").
+const WRITE_SLICE: usize = 64;
 /// Size of the worker's read scratch buffer (one per worker, not per connection).
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// A drained connection keeps at most this much read buffer.
@@ -92,9 +101,23 @@ pub struct Worker {
     write_spare: Vec<ConnKey>,
     /// Connections with queued output to flush this wake-up.
     pub(super) write_list: Vec<ConnKey>,
-    /// Players with media queued, flushed every `write_coalesce_ms` (at once when 0).
+    /// What a sliced write pass left for the next (see `flush`).
+    write_rest: Vec<ConnKey>,
+    /// Players with media queued and not yet released to the write list (see `batching`).
     pub(super) media_list: Vec<ConnKey>,
+    /// The earliest time a held player's media must leave (when `media_list` holds any).
     pub(super) next_media_flush: Instant,
+    /// The loop's busy share over the last tick: a lightly loaded loop holds no media.
+    load: LoopLoad,
+    /// The io_uring backend's ring (`workers.io`), made on the worker's own thread in `run`.
+    sends: Option<SendRing>,
+    /// `workers.io` as the server settled it (io_uring only where it is available).
+    pub(super) io: IoBackend,
+    /// The io_uring pass's connections and results (kept for their capacity).
+    batch_keys: Vec<ConnKey>,
+    batch_sent: Vec<Sent>,
+    /// How many of `media_list`'s entries the last `release_media` saw (later ones are new).
+    media_scanned: usize,
     pub(super) accept_again: bool,
     pub(super) started: Instant,
     pub(super) next_conn: u64,
@@ -164,8 +187,15 @@ impl Worker {
             read_again: Vec::new(),
             write_spare: Vec::new(),
             write_list: Vec::new(),
+            write_rest: Vec::new(),
             media_list: Vec::new(),
             next_media_flush: Instant::now(),
+            load: LoopLoad::new(Instant::now()),
+            media_scanned: 0,
+            sends: None,
+            io: IoBackend::Epoll,
+            batch_keys: Vec::new(),
+            batch_sent: Vec::new(),
             accept_again: false,
             started: Instant::now(),
             next_conn: 0,
@@ -186,13 +216,24 @@ impl Worker {
 
     /// Runs until shutdown completes.
     pub fn run(mut self) -> io::Result<()> {
+        if self.io == IoBackend::IoUring {
+            // On this thread: the ring is made single-issuer.
+            match SendRing::new() {
+                Ok(ring) => self.sends = Some(ring),
+                Err(e) => tracing::warn!(worker = self.index, error = %e,
+                    "io_uring unavailable: this worker writes with epoll"),
+            }
+        }
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut mail = VecDeque::new();
         let mut readable: Vec<ConnKey> = Vec::new();
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let busy =
-                self.accept_again || !self.read_again.is_empty() || !self.write_list.is_empty();
+            let busy = self.accept_again
+                || !self.read_again.is_empty()
+                || !self.write_list.is_empty()
+                || !self.write_rest.is_empty()
+                || self.media_list.len() > self.media_scanned;
             let mut wake_at = next_tick;
             if !self.media_list.is_empty() {
                 wake_at = wake_at.min(self.next_media_flush);
@@ -251,16 +292,15 @@ impl Worker {
             for key in readable.drain(..) {
                 self.read(key, now);
             }
-            if !self.media_list.is_empty() && now >= self.next_media_flush {
-                self.write_list.append(&mut self.media_list);
-                self.next_media_flush =
-                    now + Duration::from_millis(self.config.workers.write_coalesce_ms);
+            if now >= self.next_media_flush || self.media_list.len() > self.media_scanned {
+                self.release_media(now);
             }
             self.flush(now);
             let busy_ns = now.elapsed().as_nanos() as u64;
             WorkerStats::add(&self.stats.busy_ns, busy_ns);
             if now >= next_tick {
                 next_tick = now + TICK;
+                self.load.tick(now, self.stats.busy_ns.load(Relaxed));
                 if self.tick(now) {
                     return Ok(());
                 }
@@ -646,12 +686,69 @@ impl Worker {
         self.apply_packaging(now);
     }
 
-    /// Writes every connection on the write list (one vectored pass each, budgeted).
+    /// Moves the players whose held media is due (see `batching`) to the write list, and
+    /// sets when the next of those still held is.
+    fn release_media(&mut self, now: Instant) {
+        if self.media_list.is_empty() {
+            self.media_scanned = 0;
+            self.next_media_flush = now + TICK;
+            return;
+        }
+        let budget = Duration::from_millis(self.config.workers.max_write_delay());
+        let light = self.load.is_light();
+        let mut next: Option<Instant> = None;
+        let mut i = 0;
+        while i < self.media_list.len() {
+            let key = self.media_list[i];
+            let at = match self.conns.get_mut(key) {
+                // Gone, or already written with a reply (its media left with it).
+                None => None,
+                Some(c) if c.write_listed || c.out.is_empty() => {
+                    c.media_held = false;
+                    None
+                }
+                Some(c) => match release_at(c.last_write, c.out.queued_bytes(), budget, light, now)
+                {
+                    Some(at) => Some(at),
+                    None => {
+                        c.media_held = false;
+                        c.schedule_write(&mut self.write_list);
+                        None
+                    }
+                },
+            };
+            match at {
+                Some(at) => {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                    i += 1;
+                }
+                None => {
+                    self.media_list.swap_remove(i);
+                }
+            }
+        }
+        self.media_scanned = self.media_list.len();
+        self.next_media_flush = next.unwrap_or(now + TICK);
+    }
+
+    /// Writes every connection on the write list (one vectored pass each, budgeted). With
+    /// the io_uring backend, the plain sockets' writes all go in one submission first.
     fn flush(&mut self, now: Instant) {
         let budget = self.config.workers.write_budget_bytes;
         // Swap in the spare list, so both keep their capacity across wake-ups.
         let mut list = std::mem::take(&mut self.write_spare);
         std::mem::swap(&mut list, &mut self.write_list);
+        // A pass writes at most WRITE_SLICE connections, then the loop polls again: a fan-out
+        // to thousands of players is written in slices, and what arrived meanwhile (a new
+        // player's handshake, its play request) is answered first instead of waiting for the
+        // whole fan-out. What is left of a pass goes after the next pass's new work.
+        list.append(&mut self.write_rest);
+        if list.len() > WRITE_SLICE {
+            self.write_rest.extend(list.drain(WRITE_SLICE..));
+        }
+        if self.sends.is_some() {
+            self.flush_batched(&mut list, now);
+        }
         for key in list.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -662,33 +759,105 @@ impl Worker {
                 None => write_queue(&mut conn.socket, &mut conn.out, budget),
                 Some(tls) => write_tls_queue(&mut conn.socket, tls, &mut conn.out, budget),
             };
-            match written {
-                Ok(WriteOutcome::Flushed { bytes }) => {
-                    conn.bytes_out += bytes as u64;
-                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
-                    conn.stalled_since = None;
-                    if let Some(reason) = conn.closing.clone() {
-                        self.close(key, reason, now);
-                    }
-                }
-                Ok(WriteOutcome::Blocked { bytes }) => {
-                    conn.bytes_out += bytes as u64;
-                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
-                    conn.write_blocked = true;
-                    conn.stalled_since.get_or_insert(now);
-                }
-                Ok(WriteOutcome::Budget { bytes }) => {
-                    conn.bytes_out += bytes as u64;
-                    WorkerStats::add(&self.stats.bytes_out, bytes as u64);
-                    conn.write_listed = true;
-                    self.write_list.push(key);
-                }
-                // A TLS handshake still under way: its next read schedules the rest.
-                Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
-                Err(e) => self.close(key, CloseReason::WriteFailed(e.into()), now),
-            }
+            self.wrote(key, written, now);
         }
         self.write_spare = list;
+    }
+
+    /// The io_uring backend: one send per plain socket with output on `list`, all in one
+    /// submission; takes them off `list` (TLS connections and empty queues stay for `flush`).
+    fn flush_batched(&mut self, list: &mut Vec<ConnKey>, now: Instant) {
+        let Some(ring) = self.sends.as_mut() else {
+            return;
+        };
+        let mut keys = std::mem::take(&mut self.batch_keys);
+        let mut sent = std::mem::take(&mut self.batch_sent);
+        keys.clear();
+        let conns = &self.conns;
+        list.retain(|&key| match conns.get(key) {
+            Some(c) if c.tls.is_none() && !c.out.is_empty() => {
+                keys.push(key);
+                false
+            }
+            _ => true,
+        });
+        if !keys.is_empty() {
+            let sends: Vec<_> = keys
+                .iter()
+                .filter_map(|&key| conns.get(key))
+                .map(|c| (c.socket.as_fd(), &c.out))
+                .collect();
+            ring.send_all(&sends, &mut sent);
+            WorkerStats::add(&self.stats.uring_submissions, 1);
+        }
+        for (&key, sent) in keys.iter().zip(sent.drain(..)) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.write_listed = false;
+            let written = match sent.result {
+                Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                Ok(bytes) => {
+                    conn.out.consume(bytes);
+                    Ok(if conn.out.is_empty() {
+                        WriteOutcome::Flushed { bytes }
+                    } else if bytes < sent.offered {
+                        // A short send means the socket buffer filled up: the kernel marked
+                        // the socket, so a writable event comes when it drains.
+                        WriteOutcome::Blocked { bytes }
+                    } else {
+                        // More queued than one send's slices: on with it next wake-up.
+                        WriteOutcome::Budget { bytes }
+                    })
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(WriteOutcome::Blocked { bytes: 0 }),
+                    io::ErrorKind::Interrupted => Ok(WriteOutcome::Budget { bytes: 0 }),
+                    _ => Err(e),
+                },
+            };
+            self.wrote(key, written, now);
+        }
+        self.batch_keys = keys;
+        self.batch_sent = sent;
+    }
+
+    /// What a write pass of `key` did: counters, and what comes next for the connection.
+    fn wrote(&mut self, key: ConnKey, written: io::Result<WriteOutcome>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Ok(
+            WriteOutcome::Flushed { bytes }
+            | WriteOutcome::Blocked { bytes }
+            | WriteOutcome::Budget { bytes },
+        ) = written
+        {
+            conn.last_write = now;
+            WorkerStats::add(&self.stats.bytes_out, bytes as u64);
+        }
+        match written {
+            Ok(WriteOutcome::Flushed { bytes }) => {
+                conn.bytes_out += bytes as u64;
+                conn.stalled_since = None;
+                if let Some(reason) = conn.closing.clone() {
+                    self.close(key, reason, now);
+                }
+            }
+            Ok(WriteOutcome::Blocked { bytes }) => {
+                conn.bytes_out += bytes as u64;
+                conn.write_blocked = true;
+                conn.stalled_since.get_or_insert(now);
+            }
+            Ok(WriteOutcome::Budget { bytes }) => {
+                conn.bytes_out += bytes as u64;
+                conn.write_listed = true;
+                self.write_list.push(key);
+            }
+            // A TLS handshake still under way: its next read schedules the rest.
+            Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
+            Err(e) => self.close(key, CloseReason::WriteFailed(e.into()), now),
+        }
     }
 
     /// Enforces timeouts; drives shutdown. Returns true when the worker is done.

@@ -24,7 +24,6 @@ listen = ["127.0.0.1:$HTTP_PORT"]
 count = 1
 max_connections = 65536
 max_connections_per_ip = 0
-write_coalesce_ms = 0
 CONF
 taskset -c "$SERVER_CORES" valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$base.out.%p" "$BIN" --config "$base.toml" >"$base.server.log" 2>&1 &

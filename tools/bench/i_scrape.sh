@@ -60,7 +60,7 @@ stream_metrics = true"
 for rep in $(seq "$REPS"); do
     for rate in $RATES; do
         log "scrape $rate/s: run $rep/$REPS"
-        start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN" "$admin"
+        start_edge 1 "" "$SERVER_CORES" "" "$EDGE_BIN" "$admin"
         wait_port "$ADMIN_PORT"
         SCRAPER_PID=""
         [ "$rate" = 0 ] || scraper "$rate"

@@ -32,7 +32,7 @@ CONF
         >"$base.server.log" 2>&1 &
 else
     BIN=${BIN:?rtmp-edge binary}
-    printf '[rtmp]\nlisten = ["127.0.0.1:%s"]\n[http]\nlisten = ["127.0.0.1:%s"]\n[workers]\ncount = 1\nmax_connections = 65536\nmax_connections_per_ip = 0\nwrite_coalesce_ms = 0\n%b\n' \
+    printf '[rtmp]\nlisten = ["127.0.0.1:%s"]\n[http]\nlisten = ["127.0.0.1:%s"]\n[workers]\ncount = 1\nmax_connections = 65536\nmax_connections_per_ip = 0\n%b\n' \
         "$PORT" "$((PORT + 1))" "${EXTRA:-}" >"$base.toml"
     taskset -c "$SERVER_CORES" "$BIN" --config "$base.toml" >"$base.server.log" 2>&1 &
 fi

@@ -19,13 +19,15 @@
 #     "none" for none)  SUMMARY_ROW / RATIO_ROW (row functions of compare: summary_row and
 #     ratio_row, or hls_row / hls_ratio_row, llhls_row)
 # Server variants (words of SERVERS): edge (1 worker), nginx (1 worker process),
-#   edge-w<N> (N workers pinned over EDGE2_CORES), edge-c<MS> (workers.write_coalesce_ms = MS),
+#   edge-w<N> (N workers pinned over EDGE2_CORES), edge-c<MS> (workers.max_write_delay_ms = MS; the
+#   other edge variants run its default),
 #   edge-flv (edge; players are HTTP-FLV viewers), edge-hls (edge, plain HLS: hls_part_ms = 0),
 #   edge-llhls (2000 ms segments, 500 ms parts), edge-llhls200 (1000 ms segments, 200 ms
 #   parts), nginx-hls (nginx-rtmp writing HLS, served by nginx http), edge-before (like edge,
 #   but runs the binary EDGE_BIN_BEFORE: a build of an older commit, so one session can compare
 #   two rtmp-edge builds and nginx run by run, e.g. EDGE_BIN_BEFORE=/path/old/rtmp-edge
 #   SERVERS="edge-before edge nginx" RATIOS="edge/edge-before edge/nginx edge-before/nginx").
+#   edge-uring / edge-epoll: like edge, with the io_uring / epoll backend (RTMP_EDGE_IO).
 #   edge-pull: like edge, but the stream is published to an origin rtmp-edge (1 worker,
 #   pinned to LOAD_CORE, port ORIGIN_PORT 19362) that the edge pulls from ([relay] origins);
 #   rtmp-load publishes there (--publish-url) and plays from the edge; only the edge's CPU
@@ -221,11 +223,11 @@ CONF
     SERVER_URL_BASE="rtmp://127.0.0.1:$NGINX_PORT/live"
 }
 
-# start_edge [WORKERS] [COALESCE_MS] [CORES] [HTTP_KEYS] [BIN] [MORE]: rtmp-edge (BIN,
+# start_edge [WORKERS] [WRITE_DELAY_MS: "" for the default] [CORES] [HTTP_KEYS] [BIN] [MORE]: rtmp-edge (BIN,
 # default EDGE_BIN) pinned to CORES (default SERVER_CORES), HTTP on 127.0.0.1:EDGE_HTTP_PORT;
 # HTTP_KEYS are more [http] lines, MORE more sections at the end.
 start_edge() {
-    local workers=${1:-1} coalesce=${2:-0} cores=${3:-$SERVER_CORES} http_keys=${4:-} dir=$OUT/edge
+    local workers=${1:-1} delay=${2:-} cores=${3:-$SERVER_CORES} http_keys=${4:-} dir=$OUT/edge
     local bin=${5:-$EDGE_BIN} more=${6:-}
     mkdir -p "$dir"
     cat >"$dir/edge.toml" <<CONF
@@ -240,7 +242,7 @@ $http_keys
 count = $workers
 max_connections = 65536
 max_connections_per_ip = 0
-write_coalesce_ms = $coalesce
+${delay:+max_write_delay_ms = $delay}
 
 $more
 CONF
@@ -298,20 +300,22 @@ start_server() {
     case $1 in
     edge | edge-flv) start_edge 1 ;;
     edge-tls)
-        start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN" "$(tls_cert)"
+        start_edge 1 "" "$SERVER_CORES" "" "$EDGE_BIN" "$(tls_cert)"
         wait_port "$EDGE_TLS_PORT"
         SERVER_URL_BASE="rtmps://127.0.0.1:$EDGE_TLS_PORT/live" ;;
     edge-pull)
         start_origin
-        start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN" "[relay]${nl}origins = [\"rtmp://127.0.0.1:$ORIGIN_PORT\"]" ;;
+        start_edge 1 "" "$SERVER_CORES" "" "$EDGE_BIN" "[relay]${nl}origins = [\"rtmp://127.0.0.1:$ORIGIN_PORT\"]" ;;
     edge-before)
         [ -x "$EDGE_BIN_BEFORE" ] || { log "edge-before needs EDGE_BIN_BEFORE"; return 1; }
-        start_edge 1 0 "$SERVER_CORES" "" "$EDGE_BIN_BEFORE" ;;
-    edge-hls) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 0${nl}dash = false" ;;
-    edge-llhls) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 500${nl}dash = false" ;;
-    edge-llhls200) start_edge 1 0 "$SERVER_CORES" "hls_segment_ms = 1000${nl}hls_part_ms = 200${nl}dash = false" ;;
-    edge-w*) start_edge "${1#edge-w}" 0 "$EDGE2_CORES" ;;
+        start_edge 1 "" "$SERVER_CORES" "" "$EDGE_BIN_BEFORE" ;;
+    edge-hls) start_edge 1 "" "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 0${nl}dash = false" ;;
+    edge-llhls) start_edge 1 "" "$SERVER_CORES" "hls_segment_ms = 2000${nl}hls_part_ms = 500${nl}dash = false" ;;
+    edge-llhls200) start_edge 1 "" "$SERVER_CORES" "hls_segment_ms = 1000${nl}hls_part_ms = 200${nl}dash = false" ;;
+    edge-w*) start_edge "${1#edge-w}" "" "$EDGE2_CORES" ;;
     edge-c*) start_edge 1 "${1#edge-c}" ;;
+    edge-uring) RTMP_EDGE_IO=io_uring start_edge 1 ;;
+    edge-epoll) RTMP_EDGE_IO=epoll start_edge 1 ;;
     nginx) start_nginx ;;
     nginx-hls) start_nginx hls ;;
     *) log "unknown server $1"; return 1 ;;

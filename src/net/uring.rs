@@ -1,0 +1,281 @@
+//! The io_uring write path (`workers.io = "io_uring"`): every plain socket write of one
+//! wake-up goes to the kernel in one submission, one `sendmsg` per socket, instead of one
+//! `writev(2)` system call each.
+//!
+//! Readiness still comes from the worker's mio Poll (epoll): the ring only carries the sends.
+//! Each send is non-blocking (`MSG_DONTWAIT`), so the kernel completes it during the
+//! submission itself, with what `writev` would have returned (bytes sent, or `EAGAIN` when
+//! the socket buffer is full): [`SendRing::send_all`] returns after every send of the batch
+//! has completed, so the buffers it points at only need to live for the call, and no send is
+//! ever in flight between wake-ups.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use io_uring::{opcode, types, IoUring, Probe};
+
+use crate::fanout::OutputQueue;
+
+/// Submission queue entries: sends per submission (a larger batch is submitted in parts).
+const RING_ENTRIES: u32 = 1024;
+/// Most slices one send hands to the kernel (as `write_queue`'s writev).
+const MAX_IOVECS: usize = 256;
+
+/// What one send of a batch did.
+#[derive(Debug)]
+pub struct Sent {
+    /// The bytes the socket took, or the error the send failed with (`WouldBlock` when its
+    /// buffer was full).
+    pub result: io::Result<usize>,
+    /// The bytes offered: all of the queue, unless it held more than one send's slices.
+    pub offered: usize,
+}
+
+/// An io_uring instance used to send a worker's writes in batches.
+pub struct SendRing {
+    ring: IoUring,
+    /// The slices of the batch being built, every send's in turn.
+    iovecs: Vec<libc::iovec>,
+    /// Each send's message header (pointing into `iovecs`).
+    headers: Vec<libc::msghdr>,
+    /// Each send's first slice in `iovecs` and its slice count.
+    spans: Vec<(usize, usize)>,
+}
+
+// SAFETY: the only fields that are not `Send` are `iovecs` and `headers`, for their raw
+// pointers. They are filled and used only inside one `send_all` call, on the calling thread,
+// and cleared before it returns, so no pointer in them outlives the borrows it came from or
+// is ever used from another thread; the ring itself is `Send`.
+#[allow(unsafe_code)]
+unsafe impl Send for SendRing {}
+
+impl SendRing {
+    /// A ring, if this kernel lets the process have one that can send (io_uring missing,
+    /// disabled by `kernel.io_uring_disabled`, or refused by a container's seccomp filter
+    /// all give the error that says so).
+    pub fn new() -> io::Result<Self> {
+        // Completions are taken only when the worker asks: no interrupt to run them early.
+        let ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .build(RING_ENTRIES)
+            .or_else(|_| IoUring::new(RING_ENTRIES))?;
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::SendMsg::CODE) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring on this kernel has no sendmsg",
+            ));
+        }
+        Ok(Self {
+            ring,
+            iovecs: Vec::new(),
+            headers: Vec::new(),
+            spans: Vec::new(),
+        })
+    }
+
+    /// Sends the front of each queue on its socket, every send in one submission (in parts of
+    /// [`RING_ENTRIES`]), and puts into `sent` what each did, in the order of `sends`. The
+    /// queues are not consumed: the caller does that with each result.
+    pub fn send_all(&mut self, sends: &[(BorrowedFd<'_>, &OutputQueue)], sent: &mut Vec<Sent>) {
+        sent.clear();
+        for part in sends.chunks(RING_ENTRIES as usize) {
+            let first = sent.len();
+            self.send_part(part, sent);
+            debug_assert_eq!(sent.len() - first, part.len());
+        }
+    }
+
+    /// The crate's second `unsafe` on the data path (see the SAFETY comment).
+    #[allow(unsafe_code)]
+    fn send_part(&mut self, part: &[(BorrowedFd<'_>, &OutputQueue)], sent: &mut Vec<Sent>) {
+        self.iovecs.clear();
+        self.headers.clear();
+        self.spans.clear();
+        let first = sent.len();
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        for (_, queue) in part {
+            let n = queue.fill_slices(&mut slices);
+            let start = self.iovecs.len();
+            let mut offered = 0;
+            for slice in &slices[..n] {
+                offered += slice.len();
+                self.iovecs.push(libc::iovec {
+                    iov_base: slice.as_ptr() as *mut libc::c_void,
+                    iov_len: slice.len(),
+                });
+            }
+            self.spans.push((start, n));
+            sent.push(Sent {
+                result: Ok(0),
+                offered,
+            });
+        }
+        // Headers are made once `iovecs` has stopped growing (it may have moved while it did).
+        for &(start, n) in &self.spans {
+            self.headers.push(libc::msghdr {
+                msg_name: std::ptr::null_mut(),
+                msg_namelen: 0,
+                msg_iov: self.iovecs[start..].as_mut_ptr(),
+                msg_iovlen: n as _,
+                msg_control: std::ptr::null_mut(),
+                msg_controllen: 0,
+                msg_flags: 0,
+            });
+        }
+        for (i, (fd, _)) in part.iter().enumerate() {
+            let entry = opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), &self.headers[i])
+                .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
+                .build()
+                .user_data(i as u64);
+            // SAFETY: the entry points at `headers[i]`, which points at slices of `iovecs`,
+            // which point at the bytes of the queues in `part`. None of these is touched or
+            // dropped before every entry of this part has completed: `headers` and `iovecs`
+            // are not changed again in this call, the queues are borrowed for it, and the
+            // loop below returns only after taking one completion per entry. The ring has
+            // room: a part has at most RING_ENTRIES entries and the queue is empty here
+            // (every earlier part was completed the same way).
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            assert!(pushed.is_ok(), "io_uring submission queue full");
+        }
+        let mut done = 0;
+        while done < part.len() {
+            match self.ring.submit_and_wait(part.len() - done) {
+                Ok(_) => {}
+                // Interrupted, or completions to take first: take them, then submit again.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+                    ) => {}
+                // The entries point at memory this call must not give back while the kernel
+                // may still use it: no way to return safely.
+                Err(e) => panic!("io_uring submission failed: {e}"),
+            }
+            for cqe in self.ring.completion() {
+                let i = cqe.user_data() as usize;
+                let result = cqe.result();
+                sent[first + i].result = if result < 0 {
+                    Err(io::Error::from_raw_os_error(-result))
+                } else {
+                    Ok(result as usize)
+                };
+                done += 1;
+            }
+        }
+        // No pointer into the callers' buffers is kept past the call.
+        self.headers.clear();
+        self.iovecs.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    fn queue_of(parts: &[&'static [u8]]) -> OutputQueue {
+        let mut queue = OutputQueue::new(1 << 20);
+        for part in parts {
+            queue.push_control(Bytes::from_static(part));
+        }
+        queue
+    }
+
+    #[test]
+    fn one_submission_sends_every_queue_to_its_own_socket() {
+        let Ok(mut ring) = SendRing::new() else {
+            panic!("io_uring is unavailable on this machine");
+        };
+        let pairs: Vec<(UnixStream, UnixStream)> =
+            (0..3).map(|_| UnixStream::pair().unwrap()).collect();
+        for (a, _) in &pairs {
+            a.set_nonblocking(true).unwrap();
+        }
+        let queues = [
+            queue_of(&[b"one ", b"two"]),
+            queue_of(&[b"three"]),
+            queue_of(&[b"four ", b"five ", b"six"]),
+        ];
+        let sends: Vec<_> = pairs
+            .iter()
+            .zip(&queues)
+            .map(|((a, _), q)| (a.as_fd(), q))
+            .collect();
+        let mut sent = Vec::new();
+        ring.send_all(&sends, &mut sent);
+        let expected: [&[u8]; 3] = [b"one two", b"three", b"four five six"];
+        for (i, ((_, b), want)) in pairs.iter().zip(expected).enumerate() {
+            assert_eq!(sent[i].result.as_ref().unwrap(), &want.len());
+            assert_eq!(sent[i].offered, want.len());
+            let mut got = vec![0; want.len()];
+            (&*b).read_exact(&mut got).unwrap();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_full_socket_reports_would_block_and_a_closed_one_its_error() {
+        let mut ring = SendRing::new().expect("io_uring is unavailable on this machine");
+        let (full, _keep) = UnixStream::pair().unwrap();
+        full.set_nonblocking(true).unwrap();
+        // Fill the socket buffer.
+        let block = vec![0u8; 64 * 1024];
+        while std::io::Write::write(&mut &full, &block).is_ok() {}
+        let (closed, peer) = UnixStream::pair().unwrap();
+        closed.set_nonblocking(true).unwrap();
+        drop(peer);
+        let queue = queue_of(&[b"more"]);
+        let mut sent = Vec::new();
+        ring.send_all(
+            &[(full.as_fd(), &queue), (closed.as_fd(), &queue)],
+            &mut sent,
+        );
+        assert_eq!(
+            sent[0].result.as_ref().unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert_eq!(
+            sent[1].result.as_ref().unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_ring_is_sent_in_parts_in_order() {
+        let mut ring = SendRing::new().expect("io_uring is unavailable on this machine");
+        let n = RING_ENTRIES as usize + 5;
+        // Eight sockets, taken in turn (each send costs its socket buffer a whole buffer
+        // head, so one socket would fill up).
+        let pairs: Vec<(UnixStream, UnixStream)> =
+            (0..8).map(|_| UnixStream::pair().unwrap()).collect();
+        let queues: Vec<OutputQueue> = (0..n)
+            .map(|i| {
+                let mut queue = OutputQueue::new(1 << 20);
+                queue.push_control(Bytes::from(vec![(i / 8 % 251) as u8]));
+                queue
+            })
+            .collect();
+        let sends: Vec<_> = (0..n)
+            .map(|i| (pairs[i % 8].0.as_fd(), &queues[i]))
+            .collect();
+        let mut sent = Vec::new();
+        ring.send_all(&sends, &mut sent);
+        assert_eq!(sent.len(), n);
+        for (i, s) in sent.iter().enumerate() {
+            assert_eq!(s.result.as_ref().ok(), Some(&1), "send {i}: {:?}", s.result);
+        }
+        for (p, (_, b)) in pairs.iter().enumerate() {
+            let count = (n - p).div_ceil(8);
+            let mut got = vec![0u8; count];
+            (&*b).read_exact(&mut got).unwrap();
+            let want: Vec<u8> = (0..count).map(|j| (j % 251) as u8).collect();
+            assert_eq!(got, want, "socket {p}");
+        }
+    }
+}
