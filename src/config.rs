@@ -266,14 +266,16 @@ config_section! {
         /// the time), a player's media waits until this long after its last write, or until
         /// 64 KiB are queued, so it gets fewer, larger writes (less CPU per delivered byte,
         /// at up to this much added latency). A player not written to for this long, and
-        /// every player of a lightly loaded worker, is written at once. 0 writes at once.
+        /// every player of a lightly loaded worker, is written at once. Push targets ride the
+        /// hub as players and get the same budget. 0 writes at once.
         pub max_write_delay_ms: u64,
         /// The earlier name of `max_write_delay_ms`, still read: when not 0 it is used instead
-        /// of `max_write_delay_ms`.
+        /// of `max_write_delay_ms`. 0, once the way to write at once, now leaves
+        /// `max_write_delay_ms` in charge: set that to 0 to write at once.
         pub write_coalesce_ms: u64,
-        /// How workers write to sockets: "io_uring" (every socket write of one wake-up in one
-        /// submission; readiness still comes from epoll; measured 8-9 % less CPU per delivered
-        /// byte) or "epoll" (one writev per socket).
+        /// How workers write to sockets: "io_uring" (the plain socket writes of each write pass
+        /// in one submission; readiness still comes from epoll; measured 8-9 % less CPU per
+        /// delivered byte) or "epoll" (one writev per socket).
         /// Where io_uring is unavailable (an old kernel, `kernel.io_uring_disabled`, a
         /// container's seccomp filter) the workers use epoll and say so in one log line. The
         /// environment variable `RTMP_EDGE_IO`, when set to either name, overrides this key.

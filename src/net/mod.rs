@@ -9,4 +9,4 @@ mod uring;
 
 pub use io::{read_direct, read_some, recv_into_spare, write_queue, ReadOutcome, WriteOutcome};
 pub use listener::{bind_all, bind_reuseport, SocketOptions};
-pub use uring::{SendRing, Sent};
+pub(crate) use uring::{SendRing, Sent};

@@ -8,6 +8,11 @@
 //! the socket buffer is full): [`SendRing::send_all`] returns after every send of the batch
 //! has completed, so the buffers it points at only need to live for the call, and no send is
 //! ever in flight between wake-ups.
+//!
+//! A ring is not `Send`: a worker makes its own on its thread (the ring is single-issuer) and
+//! keeps it there. Where the kernel could still hold entries pointing at a call's buffers and
+//! the call cannot wait for them (an io_uring_enter error other than EINTR/EAGAIN/EBUSY, which
+//! a correctly sized ring never gets), the process aborts rather than unwind past them.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -41,13 +46,6 @@ pub struct SendRing {
     /// Each send's first slice in `iovecs` and its slice count.
     spans: Vec<(usize, usize)>,
 }
-
-// SAFETY: the only fields that are not `Send` are `iovecs` and `headers`, for their raw
-// pointers. They are filled and used only inside one `send_all` call, on the calling thread,
-// and cleared before it returns, so no pointer in them outlives the borrows it came from or
-// is ever used from another thread; the ring itself is `Send`.
-#[allow(unsafe_code)]
-unsafe impl Send for SendRing {}
 
 impl SendRing {
     /// A ring, if this kernel lets the process have one that can send (io_uring missing,
@@ -91,6 +89,9 @@ impl SendRing {
     /// The crate's second `unsafe` on the data path (see the SAFETY comment).
     #[allow(unsafe_code)]
     fn send_part(&mut self, part: &[(BorrowedFd<'_>, &OutputQueue)], sent: &mut Vec<Sent>) {
+        if !self.ring.submission().is_empty() {
+            abort("io_uring submission queue not empty between calls");
+        }
         self.iovecs.clear();
         self.headers.clear();
         self.spans.clear();
@@ -137,8 +138,10 @@ impl SendRing {
             // loop below returns only after taking one completion per entry. The ring has
             // room: a part has at most RING_ENTRIES entries and the queue is empty here
             // (every earlier part was completed the same way).
-            let pushed = unsafe { self.ring.submission().push(&entry) };
-            assert!(pushed.is_ok(), "io_uring submission queue full");
+            if unsafe { self.ring.submission().push(&entry) }.is_err() {
+                // Earlier entries of this part are queued: no unwinding past them.
+                abort("io_uring submission queue full");
+            }
         }
         let mut done = 0;
         while done < part.len() {
@@ -151,13 +154,15 @@ impl SendRing {
                         Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
                     ) => {}
                 // The entries point at memory this call must not give back while the kernel
-                // may still use it: no way to return safely.
-                Err(e) => panic!("io_uring submission failed: {e}"),
+                // may still use it: no way to return (or unwind) safely.
+                Err(e) => abort(&format!("io_uring submission failed: {e}")),
             }
             for cqe in self.ring.completion() {
-                let i = cqe.user_data() as usize;
                 let result = cqe.result();
-                sent[first + i].result = if result < 0 {
+                let Some(slot) = sent.get_mut(first + cqe.user_data() as usize) else {
+                    abort("io_uring completion for an entry this call did not make");
+                };
+                slot.result = if result < 0 {
                     Err(io::Error::from_raw_os_error(-result))
                 } else {
                     Ok(result as usize)
@@ -169,6 +174,14 @@ impl SendRing {
         self.headers.clear();
         self.iovecs.clear();
     }
+}
+
+/// Logs `why` and aborts the process: for the states where returning or unwinding could let
+/// the kernel write from memory that is given back.
+fn abort(why: &str) -> ! {
+    tracing::error!("{why}: aborting");
+    eprintln!("rtmp-edge: {why}: aborting");
+    std::process::abort()
 }
 
 #[cfg(test)]

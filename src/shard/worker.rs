@@ -48,9 +48,8 @@ const LISTENER_BASE: usize = usize::MAX / 2;
 const TICK: Duration = Duration::from_millis(100);
 /// Readiness events handled per poll.
 const EVENTS_PER_POLL: usize = 1024;
-/// Most connections one write pass writes before the loop polls again (a few hundred µs of
-/// writes): measured against 256, it halved the median time to first frame of players
-/// joining a 1,000-player stream at the same CPU (BENCHMARKS.md, "sliced write passes").
+/// Most players one write pass takes from the media queue before the loop polls again (a few
+/// hundred µs of writes; see `flush` and BENCHMARKS.md, "sliced write passes").
 const WRITE_SLICE: usize = 64;
 /// Size of the worker's read scratch buffer (one per worker, not per connection).
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -101,21 +100,21 @@ pub struct Worker {
     write_spare: Vec<ConnKey>,
     /// Connections with queued output to flush this wake-up.
     pub(super) write_list: Vec<ConnKey>,
-    /// What a sliced write pass left for the next (see `flush`).
-    write_rest: Vec<ConnKey>,
+    /// The media queue: players whose media is due, written [`WRITE_SLICE`] a pass in order
+    /// (see `flush`), and connections with more output than one pass wrote.
+    write_rest: VecDeque<ConnKey>,
     /// Players with media queued and not yet released to the write list (see `batching`).
     pub(super) media_list: Vec<ConnKey>,
     /// The earliest time a held player's media must leave (when `media_list` holds any).
     pub(super) next_media_flush: Instant,
     /// The loop's busy share over the last tick: a lightly loaded loop holds no media.
     load: LoopLoad,
-    /// The io_uring backend's ring (`workers.io`), made on the worker's own thread in `run`.
-    sends: Option<SendRing>,
     /// `workers.io` as the server settled it (io_uring only where it is available).
     pub(super) io: IoBackend,
-    /// The io_uring pass's connections and results (kept for their capacity).
+    /// The io_uring pass's connections, results and outcomes (kept for their capacity).
     batch_keys: Vec<ConnKey>,
     batch_sent: Vec<Sent>,
+    batch_done: Vec<(ConnKey, io::Result<WriteOutcome>)>,
     /// How many of `media_list`'s entries the last `release_media` saw (later ones are new).
     media_scanned: usize,
     pub(super) accept_again: bool,
@@ -187,15 +186,15 @@ impl Worker {
             read_again: Vec::new(),
             write_spare: Vec::new(),
             write_list: Vec::new(),
-            write_rest: Vec::new(),
+            write_rest: VecDeque::new(),
             media_list: Vec::new(),
             next_media_flush: Instant::now(),
             load: LoopLoad::new(Instant::now()),
             media_scanned: 0,
-            sends: None,
             io: IoBackend::Epoll,
             batch_keys: Vec::new(),
             batch_sent: Vec::new(),
+            batch_done: Vec::new(),
             accept_again: false,
             started: Instant::now(),
             next_conn: 0,
@@ -216,10 +215,12 @@ impl Worker {
 
     /// Runs until shutdown completes.
     pub fn run(mut self) -> io::Result<()> {
+        // The io_uring backend's ring: made here, on the worker's own thread (it is
+        // single-issuer and not `Send`), and kept in this frame.
+        let mut ring = None;
         if self.io == IoBackend::IoUring {
-            // On this thread: the ring is made single-issuer.
             match SendRing::new() {
-                Ok(ring) => self.sends = Some(ring),
+                Ok(made) => ring = Some(made),
                 Err(e) => tracing::warn!(worker = self.index, error = %e,
                     "io_uring unavailable: this worker writes with epoll"),
             }
@@ -295,7 +296,7 @@ impl Worker {
             if now >= self.next_media_flush || self.media_list.len() > self.media_scanned {
                 self.release_media(now);
             }
-            self.flush(now);
+            self.flush(now, ring.as_mut());
             let busy_ns = now.elapsed().as_nanos() as u64;
             WorkerStats::add(&self.stats.busy_ns, busy_ns);
             if now >= next_tick {
@@ -712,7 +713,10 @@ impl Worker {
                     Some(at) => Some(at),
                     None => {
                         c.media_held = false;
-                        c.schedule_write(&mut self.write_list);
+                        if !c.write_listed && !c.write_blocked {
+                            c.write_listed = true;
+                            self.write_rest.push_back(key);
+                        }
                         None
                     }
                 },
@@ -731,23 +735,22 @@ impl Worker {
         self.next_media_flush = next.unwrap_or(now + TICK);
     }
 
-    /// Writes every connection on the write list (one vectored pass each, budgeted). With
-    /// the io_uring backend, the plain sockets' writes all go in one submission first.
-    fn flush(&mut self, now: Instant) {
+    /// Writes every connection on the write list (replies, writable sockets) and the first
+    /// [`WRITE_SLICE`] of the media queue `write_rest`, one vectored pass each (budgeted).
+    /// With the io_uring backend (`ring`), the plain sockets' writes go in one submission.
+    ///
+    /// A fan-out to thousands of players is so written in slices, the loop polling between
+    /// them: what arrived meanwhile (a joining player's handshake, its play) is answered at the
+    /// next pass instead of after the whole fan-out, and the media queue is served in order.
+    fn flush(&mut self, now: Instant, ring: Option<&mut SendRing>) {
         let budget = self.config.workers.write_budget_bytes;
         // Swap in the spare list, so both keep their capacity across wake-ups.
         let mut list = std::mem::take(&mut self.write_spare);
         std::mem::swap(&mut list, &mut self.write_list);
-        // A pass writes at most WRITE_SLICE connections, then the loop polls again: a fan-out
-        // to thousands of players is written in slices, and what arrived meanwhile (a new
-        // player's handshake, its play request) is answered first instead of waiting for the
-        // whole fan-out. What is left of a pass goes after the next pass's new work.
-        list.append(&mut self.write_rest);
-        if list.len() > WRITE_SLICE {
-            self.write_rest.extend(list.drain(WRITE_SLICE..));
-        }
-        if self.sends.is_some() {
-            self.flush_batched(&mut list, now);
+        let slice = self.write_rest.len().min(WRITE_SLICE);
+        list.extend(self.write_rest.drain(..slice));
+        if let Some(ring) = ring {
+            self.flush_batched(&mut list, ring, now);
         }
         for key in list.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -766,30 +769,28 @@ impl Worker {
 
     /// The io_uring backend: one send per plain socket with output on `list`, all in one
     /// submission; takes them off `list` (TLS connections and empty queues stay for `flush`).
-    fn flush_batched(&mut self, list: &mut Vec<ConnKey>, now: Instant) {
-        let Some(ring) = self.sends.as_mut() else {
-            return;
-        };
+    /// Every queue is consumed by what its send took before any outcome is acted on (a close
+    /// may touch other players' queues).
+    fn flush_batched(&mut self, list: &mut Vec<ConnKey>, ring: &mut SendRing, now: Instant) {
         let mut keys = std::mem::take(&mut self.batch_keys);
         let mut sent = std::mem::take(&mut self.batch_sent);
+        let mut done = std::mem::take(&mut self.batch_done);
         keys.clear();
         let conns = &self.conns;
+        let mut sends = Vec::new();
         list.retain(|&key| match conns.get(key) {
             Some(c) if c.tls.is_none() && !c.out.is_empty() => {
                 keys.push(key);
+                sends.push((c.socket.as_fd(), &c.out));
                 false
             }
             _ => true,
         });
-        if !keys.is_empty() {
-            let sends: Vec<_> = keys
-                .iter()
-                .filter_map(|&key| conns.get(key))
-                .map(|c| (c.socket.as_fd(), &c.out))
-                .collect();
+        if !sends.is_empty() {
             ring.send_all(&sends, &mut sent);
             WorkerStats::add(&self.stats.uring_submissions, 1);
         }
+        drop(sends);
         for (&key, sent) in keys.iter().zip(sent.drain(..)) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -816,10 +817,14 @@ impl Worker {
                     _ => Err(e),
                 },
             };
+            done.push((key, written));
+        }
+        for (key, written) in done.drain(..) {
             self.wrote(key, written, now);
         }
         self.batch_keys = keys;
         self.batch_sent = sent;
+        self.batch_done = done;
     }
 
     /// What a write pass of `key` did: counters, and what comes next for the connection.
@@ -849,10 +854,11 @@ impl Worker {
                 conn.write_blocked = true;
                 conn.stalled_since.get_or_insert(now);
             }
+            // Back in line behind the media queue: no connection keeps the slices to itself.
             Ok(WriteOutcome::Budget { bytes }) => {
                 conn.bytes_out += bytes as u64;
                 conn.write_listed = true;
-                self.write_list.push(key);
+                self.write_rest.push_back(key);
             }
             // A TLS handshake still under way: its next read schedules the rest.
             Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
