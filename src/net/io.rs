@@ -118,7 +118,8 @@ pub fn read_direct(
 /// One `recv(2)` from `socket` into the spare capacity of `buf` (its bytes past `len`, up to
 /// `capacity`); on success `buf` grows by the bytes received and their count is returned
 /// (0: the peer closed). A `buf` with no spare capacity is an `InvalidInput` error (nothing
-/// read). The crate's only `unsafe` on the data path; see the SAFETY comment.
+/// read). The read path's only `unsafe` (the write path's is in `net/uring.rs`); see the
+/// SAFETY comment.
 #[allow(unsafe_code)]
 pub fn recv_into_spare(socket: &impl AsFd, buf: &mut BytesMut) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();

@@ -15,7 +15,7 @@
 //! a correctly sized ring never gets), the process aborts rather than unwind past them.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use io_uring::{opcode, types, IoUring, Probe};
 
@@ -43,8 +43,8 @@ pub struct SendRing {
     iovecs: Vec<libc::iovec>,
     /// Each send's message header (pointing into `iovecs`).
     headers: Vec<libc::msghdr>,
-    /// Each send's first slice in `iovecs` and its slice count.
-    spans: Vec<(usize, usize)>,
+    /// Each send's socket, first slice in `iovecs` and slice count.
+    spans: Vec<(RawFd, usize, usize)>,
 }
 
 impl SendRing {
@@ -76,19 +76,26 @@ impl SendRing {
 
     /// Sends the front of each queue on its socket, every send in one submission (in parts of
     /// [`RING_ENTRIES`]), and puts into `sent` what each did, in the order of `sends`. The
-    /// queues are not consumed: the caller does that with each result.
-    pub fn send_all(&mut self, sends: &[(BorrowedFd<'_>, &OutputQueue)], sent: &mut Vec<Sent>) {
+    /// queues are not consumed: the caller does that with each result. The sockets and
+    /// queues are borrowed for at least the call (`'a`), which returns only when the kernel
+    /// is done with them.
+    pub fn send_all<'a>(
+        &mut self,
+        mut sends: impl Iterator<Item = (BorrowedFd<'a>, &'a OutputQueue)>,
+        sent: &mut Vec<Sent>,
+    ) {
         sent.clear();
-        for part in sends.chunks(RING_ENTRIES as usize) {
-            let first = sent.len();
-            self.send_part(part, sent);
-            debug_assert_eq!(sent.len() - first, part.len());
-        }
+        while self.send_part(sends.by_ref().take(RING_ENTRIES as usize), sent) {}
     }
 
-    /// The crate's second `unsafe` on the data path (see the SAFETY comment).
+    /// Sends the next part (at most [`RING_ENTRIES`] sends); false when it was empty.
+    /// The crate's `unsafe` on the write path (see the SAFETY comment).
     #[allow(unsafe_code)]
-    fn send_part(&mut self, part: &[(BorrowedFd<'_>, &OutputQueue)], sent: &mut Vec<Sent>) {
+    fn send_part<'a>(
+        &mut self,
+        part: impl Iterator<Item = (BorrowedFd<'a>, &'a OutputQueue)>,
+        sent: &mut Vec<Sent>,
+    ) -> bool {
         if !self.ring.submission().is_empty() {
             abort("io_uring submission queue not empty between calls");
         }
@@ -97,7 +104,7 @@ impl SendRing {
         self.spans.clear();
         let first = sent.len();
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        for (_, queue) in part {
+        for (fd, queue) in part {
             let n = queue.fill_slices(&mut slices);
             let start = self.iovecs.len();
             let mut offered = 0;
@@ -108,14 +115,18 @@ impl SendRing {
                     iov_len: slice.len(),
                 });
             }
-            self.spans.push((start, n));
+            self.spans.push((fd.as_raw_fd(), start, n));
             sent.push(Sent {
                 result: Ok(0),
                 offered,
             });
         }
+        let count = self.spans.len();
+        if count == 0 {
+            return false;
+        }
         // Headers are made once `iovecs` has stopped growing (it may have moved while it did).
-        for &(start, n) in &self.spans {
+        for &(_, start, n) in &self.spans {
             self.headers.push(libc::msghdr {
                 msg_name: std::ptr::null_mut(),
                 msg_namelen: 0,
@@ -126,15 +137,16 @@ impl SendRing {
                 msg_flags: 0,
             });
         }
-        for (i, (fd, _)) in part.iter().enumerate() {
-            let entry = opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), &self.headers[i])
+        for (i, &(fd, _, _)) in self.spans.iter().enumerate() {
+            let entry = opcode::SendMsg::new(types::Fd(fd), &self.headers[i])
                 .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
                 .build()
                 .user_data(i as u64);
             // SAFETY: the entry points at `headers[i]`, which points at slices of `iovecs`,
-            // which point at the bytes of the queues in `part`. None of these is touched or
+            // which point at the bytes of the queues of this part. None of these is touched or
             // dropped before every entry of this part has completed: `headers` and `iovecs`
-            // are not changed again in this call, the queues are borrowed for it, and the
+            // are not changed again in this call, the queues are borrowed for longer than it
+            // (`'a`), and the
             // loop below returns only after taking one completion per entry. The ring has
             // room: a part has at most RING_ENTRIES entries and the queue is empty here
             // (every earlier part was completed the same way).
@@ -144,8 +156,8 @@ impl SendRing {
             }
         }
         let mut done = 0;
-        while done < part.len() {
-            match self.ring.submit_and_wait(part.len() - done) {
+        while done < count {
+            match self.ring.submit_and_wait(count - done) {
                 Ok(_) => {}
                 // Interrupted, or completions to take first: take them, then submit again.
                 Err(e)
@@ -173,6 +185,7 @@ impl SendRing {
         // No pointer into the callers' buffers is kept past the call.
         self.headers.clear();
         self.iovecs.clear();
+        true
     }
 }
 
@@ -221,7 +234,7 @@ mod tests {
             .map(|((a, _), q)| (a.as_fd(), q))
             .collect();
         let mut sent = Vec::new();
-        ring.send_all(&sends, &mut sent);
+        ring.send_all(sends.iter().copied(), &mut sent);
         let expected: [&[u8]; 3] = [b"one two", b"three", b"four five six"];
         for (i, ((_, b), want)) in pairs.iter().zip(expected).enumerate() {
             assert_eq!(sent[i].result.as_ref().unwrap(), &want.len());
@@ -246,7 +259,7 @@ mod tests {
         let queue = queue_of(&[b"more"]);
         let mut sent = Vec::new();
         ring.send_all(
-            &[(full.as_fd(), &queue), (closed.as_fd(), &queue)],
+            [(full.as_fd(), &queue), (closed.as_fd(), &queue)].into_iter(),
             &mut sent,
         );
         assert_eq!(
@@ -278,7 +291,7 @@ mod tests {
             .map(|i| (pairs[i % 8].0.as_fd(), &queues[i]))
             .collect();
         let mut sent = Vec::new();
-        ring.send_all(&sends, &mut sent);
+        ring.send_all(sends.iter().copied(), &mut sent);
         assert_eq!(sent.len(), n);
         for (i, s) in sent.iter().enumerate() {
             assert_eq!(s.result.as_ref().ok(), Some(&1), "send {i}: {:?}", s.result);

@@ -213,11 +213,11 @@ impl Conn {
 
     /// Puts the connection on `write_list` if it has output (queued, or TLS records of its
     /// own: a handshake message, an alert) and the socket can take it.
-    pub fn schedule_write(&mut self, write_list: &mut Vec<ConnKey>) {
+    pub fn schedule_write(&mut self, write_list: &mut impl Extend<ConnKey>) {
         let output = !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write());
         if !self.write_listed && !self.write_blocked && output {
             self.write_listed = true;
-            write_list.push(self.key);
+            write_list.extend([self.key]);
         }
     }
 

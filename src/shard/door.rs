@@ -20,7 +20,7 @@ pub(super) struct WorkerDoor<'a> {
     pub conns: &'a mut Conns,
     /// Session answers are written this wake-up.
     pub write_list: &'a mut Vec<ConnKey>,
-    /// Media waits here until released to the write list (`workers.max_write_delay_ms`).
+    /// Media waits here until released to the media queue (`workers.max_write_delay_ms`).
     pub media_list: &'a mut Vec<ConnKey>,
     pub now: Instant,
 }

@@ -103,8 +103,10 @@ impl Worker {
                 // manifest of a viewer (one already watching here, and every segment, stay).
                 // A request that was redirected once is served (no ping-pong between two edges
                 // that went busy together).
-                // Segments, the bulk of HLS/DASH requests, never touch the shared state.
-                let redirect = if self.starts_viewing(key, &route)
+                // Segments, the bulk of HLS/DASH requests, never touch the shared state, and
+                // an edge that never redirects looks at nothing.
+                let redirect = if self.config.cluster.redirect_when_busy
+                    && self.starts_viewing(key, &route)
                     && !request.query.split('&').any(|p| p == REDIRECTED)
                 {
                     self.relay.busy_redirect().filter(|r| !r.http.is_empty())

@@ -687,7 +687,7 @@ impl Worker {
         self.apply_packaging(now);
     }
 
-    /// Moves the players whose held media is due (see `batching`) to the write list, and
+    /// Moves the players whose held media is due (see `batching`) to the media queue, and
     /// sets when the next of those still held is.
     fn release_media(&mut self, now: Instant) {
         if self.media_list.is_empty() {
@@ -713,10 +713,7 @@ impl Worker {
                     Some(at) => Some(at),
                     None => {
                         c.media_held = false;
-                        if !c.write_listed && !c.write_blocked {
-                            c.write_listed = true;
-                            self.write_rest.push_back(key);
-                        }
+                        c.schedule_write(&mut self.write_rest);
                         None
                     }
                 },
@@ -777,20 +774,22 @@ impl Worker {
         let mut done = std::mem::take(&mut self.batch_done);
         keys.clear();
         let conns = &self.conns;
-        let mut sends = Vec::new();
         list.retain(|&key| match conns.get(key) {
             Some(c) if c.tls.is_none() && !c.out.is_empty() => {
                 keys.push(key);
-                sends.push((c.socket.as_fd(), &c.out));
                 false
             }
             _ => true,
         });
-        if !sends.is_empty() {
-            ring.send_all(&sends, &mut sent);
+        if !keys.is_empty() {
+            // Every key was just found: nothing closes between here and the sends.
+            let sends = keys
+                .iter()
+                .filter_map(|&key| conns.get(key))
+                .map(|c| (c.socket.as_fd(), &c.out));
+            ring.send_all(sends, &mut sent);
             WorkerStats::add(&self.stats.uring_submissions, 1);
         }
-        drop(sends);
         for (&key, sent) in keys.iter().zip(sent.drain(..)) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -857,8 +856,7 @@ impl Worker {
             // Back in line behind the media queue: no connection keeps the slices to itself.
             Ok(WriteOutcome::Budget { bytes }) => {
                 conn.bytes_out += bytes as u64;
-                conn.write_listed = true;
-                self.write_rest.push_back(key);
+                conn.schedule_write(&mut self.write_rest);
             }
             // A TLS handshake still under way: its next read schedules the rest.
             Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
