@@ -29,6 +29,10 @@ pub struct Report {
     pub connect_to_play_ms: Percentiles,
     /// Over the whole run (ramp-up and churn included).
     pub first_frame_ms: Percentiles,
+    /// Players opened in the measurement window only (churn joins; empty without churn).
+    pub join_connect_to_play_ms: Percentiles,
+    /// Players opened in the measurement window only (churn joins; empty without churn).
+    pub join_first_frame_ms: Percentiles,
     /// HLS pollers' playlist request latency (blocking reloads wait for the next part), in
     /// the measurement window.
     pub hls_playlist_ms: Percentiles,
@@ -263,6 +267,14 @@ impl Report {
         pct_line(&mut o, "latency (end-to-end)", &self.latency_ms);
         pct_line(&mut o, "connect to play", &self.connect_to_play_ms);
         pct_line(&mut o, "time to first frame", &self.first_frame_ms);
+        if self.join_first_frame_ms.count > 0 {
+            pct_line(
+                &mut o,
+                "connect to play (joins)",
+                &self.join_connect_to_play_ms,
+            );
+            pct_line(&mut o, "first frame (joins)", &self.join_first_frame_ms);
+        }
         if sc.hls_pollers > 0 {
             let _ = writeln!(
                 o,
@@ -492,6 +504,8 @@ pub(crate) mod tests {
             },
             connect_to_play_ms: Percentiles::default(),
             first_frame_ms: Percentiles::default(),
+            join_connect_to_play_ms: Percentiles::default(),
+            join_first_frame_ms: Percentiles::default(),
             hls_playlist_ms: Percentiles::default(),
             hls_segment_ms: Percentiles::default(),
             hls_part_ms: Percentiles::default(),

@@ -149,6 +149,13 @@ pub struct Stats {
     pub connect_to_play_us: Histogram<u64>,
     /// TCP connect start → first video frame, µs.
     pub first_frame_us: Histogram<u64>,
+    /// `connect_to_play_us` of the players opened in the measurement window only (churn
+    /// joins): the ramp's players, opened many at a time, are not in it.
+    pub join_connect_to_play_us: Histogram<u64>,
+    /// `first_frame_us` of the players opened in the measurement window only.
+    pub join_first_frame_us: Histogram<u64>,
+    /// When the measurement window opened.
+    window_at: Option<Instant>,
     /// HLS playlist request → response complete (blocking reloads included), µs.
     pub hls_playlist_us: Histogram<u64>,
     /// HLS segment request → response complete, µs.
@@ -179,6 +186,9 @@ impl Stats {
             latency_us: micros_histogram(),
             connect_to_play_us: micros_histogram(),
             first_frame_us: micros_histogram(),
+            join_connect_to_play_us: micros_histogram(),
+            join_first_frame_us: micros_histogram(),
+            window_at: None,
             hls_playlist_us: micros_histogram(),
             hls_segment_us: micros_histogram(),
             hls_part_us: micros_histogram(),
@@ -223,9 +233,11 @@ impl Stats {
         record_signed(h, &mut self.counters, us);
     }
 
-    /// Forgets the latency samples taken before the measurement window (HLS request latencies
-    /// included: a joining poller's first answers wait for on-demand packaging to start).
-    pub fn reset_window_latencies(&mut self) {
+    /// Opens the measurement window at `now`: forgets the latency samples taken before it
+    /// (HLS request latencies included: a joining poller's first answers wait for on-demand
+    /// packaging to start), and counts players opened from now on as joins.
+    pub fn open_window(&mut self, now: Instant) {
+        self.window_at = Some(now);
         self.latency_us.reset();
         self.hls_playlist_us.reset();
         self.hls_segment_us.reset();
@@ -249,12 +261,20 @@ impl Stats {
         }
     }
 
+    /// Whether the player was opened in the measurement window.
+    fn joined(&self, track: &PlayerTrack) -> bool {
+        self.window_at.is_some_and(|at| track.opened >= at)
+    }
+
     /// The player reached Playing at `now`.
     pub fn on_playing(&mut self, track: &mut PlayerTrack, now: Instant) {
         if track.playing.is_none() {
             track.playing = Some(now);
             self.counters.players_playing += 1;
             record(&mut self.connect_to_play_us, now - track.opened);
+            if self.joined(track) {
+                record(&mut self.join_connect_to_play_us, now - track.opened);
+            }
         }
     }
 
@@ -272,6 +292,9 @@ impl Stats {
             None => {
                 track.first_frame = Some(now);
                 record(&mut self.first_frame_us, now - track.opened);
+                if self.joined(track) {
+                    record(&mut self.join_first_frame_us, now - track.opened);
+                }
                 if keyframe {
                     self.counters.first_frame_keyframe += 1;
                 } else {
@@ -484,13 +507,45 @@ mod tests {
         assert_eq!(st.hls_segment_playable_us.len(), 1);
         st.on_hls_response(HlsFetch::Part, ms(3), 10);
         assert_eq!((st.counters.hls_parts, st.counters.hls_bytes), (1, 10));
-        st.reset_window_latencies();
+        st.open_window(Instant::now());
         assert!(st.hls_part_ready_us.is_empty() && st.hls_part_playable_us.is_empty());
         assert!(
             st.hls_part_us.is_empty(),
             "request latency is per window too"
         );
         assert_eq!(st.counters.hls_parts, 1, "counters cover the whole run");
+    }
+
+    #[test]
+    fn joins_are_the_players_opened_in_the_window() {
+        let t0 = Instant::now();
+        let mut st = Stats::new(ms(1000));
+        let mut ramp = PlayerTrack::new(t0);
+        let mut early = PlayerTrack::new(t0);
+        st.on_playing(&mut early, t0 + ms(40));
+        st.open_window(t0 + ms(100));
+        let mut join = PlayerTrack::new(t0 + ms(100));
+        st.on_playing(&mut ramp, t0 + ms(150));
+        st.on_video_frame(&mut ramp, t0 + ms(160), true, None);
+        st.on_playing(&mut join, t0 + ms(103));
+        st.on_video_frame(&mut join, t0 + ms(104), true, None);
+        assert_eq!(
+            st.connect_to_play_us.len(),
+            3,
+            "the whole run: ramp and joins"
+        );
+        assert_eq!(st.first_frame_us.len(), 2);
+        assert_eq!(
+            st.join_connect_to_play_us.len(),
+            1,
+            "only the player opened in the window"
+        );
+        assert_eq!(st.join_first_frame_us.len(), 1);
+        assert!(st.join_first_frame_us.max() <= 4_100, "the join's own 4 ms");
+        assert!(
+            st.first_frame_us.max() >= 159_000,
+            "the ramp player's 160 ms"
+        );
     }
 
     #[test]

@@ -51,6 +51,13 @@ const EVENTS_PER_POLL: usize = 1024;
 /// Most players one write pass takes from the media queue before the loop polls again (a few
 /// hundred µs of writes; see `flush` and BENCHMARKS.md, "sliced write passes").
 const WRITE_SLICE: usize = 64;
+/// The slice while connections are setting up (a read from a connection that neither
+/// publishes nor plays yet within [`SETUP_RECENT`]): each of a setup's round trips (handshake,
+/// `connect`, `createStream`, `play`) waits for the pass under way, so passes are shorter
+/// while someone waits for an answer (see BENCHMARKS.md, "time to first frame").
+const SETUP_SLICE: usize = 16;
+/// How long after such a read the write passes stay short.
+const SETUP_RECENT: Duration = Duration::from_millis(20);
 /// Size of the worker's read scratch buffer (one per worker, not per connection).
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// A drained connection keeps at most this much read buffer.
@@ -117,6 +124,9 @@ pub struct Worker {
     batch_done: Vec<(ConnKey, io::Result<WriteOutcome>)>,
     /// How many of `media_list`'s entries the last `release_media` saw (later ones are new).
     media_scanned: usize,
+    /// When a connection that neither publishes nor plays (one setting up, an HTTP request)
+    /// last had input or was accepted: write passes are short until [`SETUP_RECENT`] later.
+    setup_seen: Option<Instant>,
     pub(super) accept_again: bool,
     pub(super) started: Instant,
     pub(super) next_conn: u64,
@@ -191,6 +201,7 @@ impl Worker {
             next_media_flush: Instant::now(),
             load: LoopLoad::new(Instant::now()),
             media_scanned: 0,
+            setup_seen: None,
             io: IoBackend::Epoll,
             batch_keys: Vec::new(),
             batch_sent: Vec::new(),
@@ -322,6 +333,7 @@ impl Worker {
                 match self.listeners[i].0.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
+                        self.setup_seen = Some(now);
                         let kind = self.listeners[i].1;
                         self.admit(stream, peer, now, kind);
                     }
@@ -452,6 +464,9 @@ impl Worker {
         };
         if conn.closing.is_some() {
             return;
+        }
+        if conn.role == Role::Pending {
+            self.setup_seen = Some(now);
         }
         // One branch per pass: media senders (publishers, pulls) on plain sockets read
         // straight into the worker's media buffer (below); other plain sockets read through
@@ -744,7 +759,11 @@ impl Worker {
         // Swap in the spare list, so both keep their capacity across wake-ups.
         let mut list = std::mem::take(&mut self.write_spare);
         std::mem::swap(&mut list, &mut self.write_list);
-        let slice = self.write_rest.len().min(WRITE_SLICE);
+        let most = match self.setup_seen {
+            Some(at) if now.saturating_duration_since(at) < SETUP_RECENT => SETUP_SLICE,
+            _ => WRITE_SLICE,
+        };
+        let slice = self.write_rest.len().min(most);
         list.extend(self.write_rest.drain(..slice));
         if let Some(ring) = ring {
             self.flush_batched(&mut list, ring, now);

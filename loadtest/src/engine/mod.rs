@@ -277,7 +277,7 @@ impl Engine<'_> {
                 }
                 if warm_until.is_some_and(|t| now >= t) {
                     // Latency is reported for the measurement window only (not the ramp).
-                    self.stats.reset_window_latencies();
+                    self.stats.open_window(now);
                     window = Some(WindowStart {
                         at: now,
                         counters: self.stats.counters.clone(),
@@ -435,6 +435,8 @@ impl Engine<'_> {
             latency_ms: Percentiles::of(&self.stats.latency_us),
             connect_to_play_ms: Percentiles::of(&self.stats.connect_to_play_us),
             first_frame_ms: Percentiles::of(&self.stats.first_frame_us),
+            join_connect_to_play_ms: Percentiles::of(&self.stats.join_connect_to_play_us),
+            join_first_frame_ms: Percentiles::of(&self.stats.join_first_frame_us),
             hls_playlist_ms: Percentiles::of(&self.stats.hls_playlist_us),
             hls_segment_ms: Percentiles::of(&self.stats.hls_segment_us),
             hls_part_ms: Percentiles::of(&self.stats.hls_part_us),
