@@ -29,9 +29,10 @@ pub struct Report {
     pub connect_to_play_ms: Percentiles,
     /// Over the whole run (ramp-up and churn included).
     pub first_frame_ms: Percentiles,
-    /// Players opened in the measurement window only (churn joins; empty without churn).
+    /// The churn's joins only (not the ramp's players, not reconnects; all zero, count 0,
+    /// without churn).
     pub join_connect_to_play_ms: Percentiles,
-    /// Players opened in the measurement window only (churn joins; empty without churn).
+    /// The churn's joins only (as `join_connect_to_play_ms`).
     pub join_first_frame_ms: Percentiles,
     /// HLS pollers' playlist request latency (blocking reloads wait for the next part), in
     /// the measurement window.
@@ -267,7 +268,7 @@ impl Report {
         pct_line(&mut o, "latency (end-to-end)", &self.latency_ms);
         pct_line(&mut o, "connect to play", &self.connect_to_play_ms);
         pct_line(&mut o, "time to first frame", &self.first_frame_ms);
-        if self.join_first_frame_ms.count > 0 {
+        if self.join_connect_to_play_ms.count > 0 {
             pct_line(
                 &mut o,
                 "connect to play (joins)",

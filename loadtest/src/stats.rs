@@ -125,6 +125,8 @@ pub struct PlayerTrack {
     /// Sequence number of the latest publisher frame counted (see
     /// [`Stats::on_video_sequence`]).
     pub last_seq: Option<u64>,
+    /// Opened by the churn in the measurement window (not by the ramp, not a reconnect).
+    pub join: bool,
 }
 
 impl PlayerTrack {
@@ -136,6 +138,15 @@ impl PlayerTrack {
             first_frame: None,
             last_video: None,
             last_seq: None,
+            join: false,
+        }
+    }
+
+    /// A player the churn opened at `opened` (its times also go to the joins' figures).
+    pub fn join(opened: Instant) -> Self {
+        Self {
+            join: true,
+            ..Self::new(opened)
         }
     }
 }
@@ -149,13 +160,11 @@ pub struct Stats {
     pub connect_to_play_us: Histogram<u64>,
     /// TCP connect start → first video frame, µs.
     pub first_frame_us: Histogram<u64>,
-    /// `connect_to_play_us` of the players opened in the measurement window only (churn
-    /// joins): the ramp's players, opened many at a time, are not in it.
+    /// `connect_to_play_us` of the churn's joins only (see [`PlayerTrack::join`]): the
+    /// ramp's players, opened many at a time, and reconnects are not in it.
     pub join_connect_to_play_us: Histogram<u64>,
-    /// `first_frame_us` of the players opened in the measurement window only.
+    /// `first_frame_us` of the churn's joins only.
     pub join_first_frame_us: Histogram<u64>,
-    /// When the measurement window opened.
-    window_at: Option<Instant>,
     /// HLS playlist request → response complete (blocking reloads included), µs.
     pub hls_playlist_us: Histogram<u64>,
     /// HLS segment request → response complete, µs.
@@ -188,7 +197,6 @@ impl Stats {
             first_frame_us: micros_histogram(),
             join_connect_to_play_us: micros_histogram(),
             join_first_frame_us: micros_histogram(),
-            window_at: None,
             hls_playlist_us: micros_histogram(),
             hls_segment_us: micros_histogram(),
             hls_part_us: micros_histogram(),
@@ -233,11 +241,9 @@ impl Stats {
         record_signed(h, &mut self.counters, us);
     }
 
-    /// Opens the measurement window at `now`: forgets the latency samples taken before it
-    /// (HLS request latencies included: a joining poller's first answers wait for on-demand
-    /// packaging to start), and counts players opened from now on as joins.
-    pub fn open_window(&mut self, now: Instant) {
-        self.window_at = Some(now);
+    /// Forgets the latency samples taken before the measurement window (HLS request latencies
+    /// included: a joining poller's first answers wait for on-demand packaging to start).
+    pub fn reset_window_latencies(&mut self) {
         self.latency_us.reset();
         self.hls_playlist_us.reset();
         self.hls_segment_us.reset();
@@ -261,18 +267,13 @@ impl Stats {
         }
     }
 
-    /// Whether the player was opened in the measurement window.
-    fn joined(&self, track: &PlayerTrack) -> bool {
-        self.window_at.is_some_and(|at| track.opened >= at)
-    }
-
     /// The player reached Playing at `now`.
     pub fn on_playing(&mut self, track: &mut PlayerTrack, now: Instant) {
         if track.playing.is_none() {
             track.playing = Some(now);
             self.counters.players_playing += 1;
             record(&mut self.connect_to_play_us, now - track.opened);
-            if self.joined(track) {
+            if track.join {
                 record(&mut self.join_connect_to_play_us, now - track.opened);
             }
         }
@@ -292,7 +293,7 @@ impl Stats {
             None => {
                 track.first_frame = Some(now);
                 record(&mut self.first_frame_us, now - track.opened);
-                if self.joined(track) {
+                if track.join {
                     record(&mut self.join_first_frame_us, now - track.opened);
                 }
                 if keyframe {
@@ -507,7 +508,7 @@ mod tests {
         assert_eq!(st.hls_segment_playable_us.len(), 1);
         st.on_hls_response(HlsFetch::Part, ms(3), 10);
         assert_eq!((st.counters.hls_parts, st.counters.hls_bytes), (1, 10));
-        st.open_window(Instant::now());
+        st.reset_window_latencies();
         assert!(st.hls_part_ready_us.is_empty() && st.hls_part_playable_us.is_empty());
         assert!(
             st.hls_part_us.is_empty(),
@@ -517,16 +518,16 @@ mod tests {
     }
 
     #[test]
-    fn joins_are_the_players_opened_in_the_window() {
+    fn joins_are_the_players_the_churn_opened() {
         let t0 = Instant::now();
         let mut st = Stats::new(ms(1000));
         let mut ramp = PlayerTrack::new(t0);
-        let mut early = PlayerTrack::new(t0);
-        st.on_playing(&mut early, t0 + ms(40));
-        st.open_window(t0 + ms(100));
-        let mut join = PlayerTrack::new(t0 + ms(100));
+        // A reconnect (or the ramp's last player) opened as late as a join: not a join.
+        let mut late = PlayerTrack::new(t0 + ms(100));
+        let mut join = PlayerTrack::join(t0 + ms(100));
         st.on_playing(&mut ramp, t0 + ms(150));
         st.on_video_frame(&mut ramp, t0 + ms(160), true, None);
+        st.on_playing(&mut late, t0 + ms(110));
         st.on_playing(&mut join, t0 + ms(103));
         st.on_video_frame(&mut join, t0 + ms(104), true, None);
         assert_eq!(
@@ -538,7 +539,7 @@ mod tests {
         assert_eq!(
             st.join_connect_to_play_us.len(),
             1,
-            "only the player opened in the window"
+            "only the churn's player"
         );
         assert_eq!(st.join_first_frame_us.len(), 1);
         assert!(st.join_first_frame_us.max() <= 4_100, "the join's own 4 ms");

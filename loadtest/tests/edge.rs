@@ -95,6 +95,18 @@ fn players_receive_stamped_frames_from_rtmp_edge_without_errors() {
         0,
         "every player, joiners included, starts on a keyframe (GOP cache): {r:#}"
     );
+    // The joins' own figures: the churn's players, not the 50 of the ramp.
+    let joins = u(&r, &["join_first_frame_ms", "count"]);
+    assert!(
+        joins > 0 && joins <= u(&r, &["counters", "churn_joined"]),
+        "{r:#}"
+    );
+    assert_eq!(
+        u(&r, &["first_frame_ms", "count"]) - joins,
+        50,
+        "the whole run's first frames are the ramp's 50 and the joins': {r:#}"
+    );
+    assert!(u(&r, &["join_connect_to_play_ms", "count"]) >= joins);
 }
 
 #[test]

@@ -303,6 +303,19 @@ impl Conn {
         }
     }
 
+    /// Whether the peer waits on answers to get going: an RTMP connection that neither
+    /// publishes nor plays yet (handshake, `connect`, `createStream`, `play`), or an HTTP
+    /// connection before its first answer (a viewer's first playlist or manifest; the
+    /// requests of a keep-alive connection after it, an HLS player's polling, are not).
+    /// Relay connections to origins are not counted.
+    pub fn sets_up(&self) -> bool {
+        match self.proto {
+            Proto::Rtmp(_) => self.role == Role::Pending,
+            Proto::Http(_) => self.role == Role::Pending && self.bytes_out == 0,
+            Proto::Upstream(_) => false,
+        }
+    }
+
     /// The stream this connection publishes now, if it is a publisher.
     pub fn published(&self) -> Option<StreamKey> {
         match self.role {

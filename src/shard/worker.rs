@@ -51,8 +51,8 @@ const EVENTS_PER_POLL: usize = 1024;
 /// Most players one write pass takes from the media queue before the loop polls again (a few
 /// hundred µs of writes; see `flush` and BENCHMARKS.md, "sliced write passes").
 const WRITE_SLICE: usize = 64;
-/// The slice while connections are setting up (a read from a connection that neither
-/// publishes nor plays yet within [`SETUP_RECENT`]): each of a setup's round trips (handshake,
+/// The slice while connections are setting up (a connection admitted, or a read from one
+/// that [sets up](Conn::sets_up), within [`SETUP_RECENT`]): each of a setup's round trips (handshake,
 /// `connect`, `createStream`, `play`) waits for the pass under way, so passes are shorter
 /// while someone waits for an answer (see BENCHMARKS.md, "time to first frame").
 const SETUP_SLICE: usize = 16;
@@ -124,8 +124,7 @@ pub struct Worker {
     batch_done: Vec<(ConnKey, io::Result<WriteOutcome>)>,
     /// How many of `media_list`'s entries the last `release_media` saw (later ones are new).
     media_scanned: usize,
-    /// When a connection that neither publishes nor plays (one setting up, an HTTP request)
-    /// last had input or was accepted: write passes are short until [`SETUP_RECENT`] later.
+    /// When a connection that [sets up](Conn::sets_up) last had input, or one was admitted: write passes are short until [`SETUP_RECENT`] later.
     setup_seen: Option<Instant>,
     pub(super) accept_again: bool,
     pub(super) started: Instant,
@@ -333,9 +332,12 @@ impl Worker {
                 match self.listeners[i].0.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
-                        self.setup_seen = Some(now);
                         let kind = self.listeners[i].1;
+                        let open = self.conns.len();
                         self.admit(stream, peer, now, kind);
+                        if self.conns.len() > open {
+                            self.setup_seen = Some(now);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -465,7 +467,7 @@ impl Worker {
         if conn.closing.is_some() {
             return;
         }
-        if conn.role == Role::Pending {
+        if conn.sets_up() {
             self.setup_seen = Some(now);
         }
         // One branch per pass: media senders (publishers, pulls) on plain sockets read
@@ -748,7 +750,8 @@ impl Worker {
     }
 
     /// Writes every connection on the write list (replies, writable sockets) and the first
-    /// [`WRITE_SLICE`] of the media queue `write_rest`, one vectored pass each (budgeted).
+    /// [`WRITE_SLICE`] of the media queue `write_rest` ([`SETUP_SLICE`] while connections set
+    /// up), one vectored pass each (budgeted).
     /// With the io_uring backend (`ring`), the plain sockets' writes go in one submission.
     ///
     /// A fan-out to thousands of players is so written in slices, the loop polling between

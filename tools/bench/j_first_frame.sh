@@ -13,10 +13,11 @@
 # reads 200 players, so its connect-to-play and first-frame times are the server's and the
 # network's. The bulk's report gives the fan-out latency and the server's CPU meanwhile.
 #
-# The probe starts once the bulk's M players and publisher are connected (ss), and measures
-# for DURATION seconds after a 1 s warm-up; the bulk runs long enough to cover it. The table
-# gives the probe's joins (players opened in its measurement window; its own 20 ramp players
-# are not counted) and, beside them, what the bulk measured meanwhile.
+# The probe starts once the bulk's M players and publisher are connected (ss), warms up for
+# WARMUP + 1 s (so its window opens after the bulk's) and measures DURATION seconds; the bulk
+# measures DURATION + 2 s, covering the probe's window with a second to spare at each end.
+# The table gives the probe's joins (the churn's players: its own ramp players are not
+# counted) and, beside them, what the bulk measured over its window.
 . "$(dirname "$0")/lib.sh"
 M=${M:-1000}
 CHURN=${CHURN:-200}
@@ -24,9 +25,11 @@ KBIT=${KBIT:-600}
 PROBE_PLAYERS=${PROBE_PLAYERS:-200}
 # How the probe is scheduled: by default SCHED_FIFO (chrt -f 10), so it runs as soon as a
 # reply arrives, as a viewer's own machine would, instead of waiting for the bulk's time slice
-# on the shared core (about 15 % of a core). PROBE_SCHED="" runs it like the bulk.
+# on the shared core (about 15 % of a core). PROBE_SCHED="" runs it like the bulk (nice only).
 PROBE_SCHED=${PROBE_SCHED-chrt -f 10}
+[ -n "$PROBE_SCHED" ] || PROBE_SCHED=$(prio)
 bench_setup
+command -v ss >/dev/null || { log "ss is missing (apt-get install iproute2)"; exit 1; }
 flv=$(make_media "$KBIT")
 table=$OUT/j_first_frame.md
 runs=$OUT/j_runs.md
@@ -44,7 +47,7 @@ probe_run() {
     port=${port%%/*}
     # shellcheck disable=SC2046
     $(prio) taskset -c "$LOAD_CORE" "$LOAD_BIN" --url "$SERVER_URL_BASE/ttff" --ramp "$RAMP" \
-        --duration $((DURATION + 6)) --warmup "$WARMUP" --server-pid "$SERVER_PID" --json -q \
+        --duration $((DURATION + 2)) --warmup "$WARMUP" --server-pid "$SERVER_PID" --json -q \
         --flv "$flv" --players "$M" >"$bulk" 2>"$bulk.stderr" &
     bulk_pid=$!
     STARTED_PIDS+=("$bulk_pid")
@@ -57,16 +60,21 @@ probe_run() {
         rc=1
     else
         $PROBE_SCHED taskset -c "$LOAD_CORE" "$LOAD_BIN" --url "$SERVER_URL_BASE/ttff" --ramp "$RAMP" \
-            --duration "$DURATION" --warmup 1 --server-pid "$SERVER_PID" --json -q \
+            --duration "$DURATION" --warmup $((WARMUP + 1)) --server-pid "$SERVER_PID" --json -q \
             --mode play-only --players "$PROBE_PLAYERS" --churn "$CHURN" \
             >"$probe" 2>"$probe.stderr" || rc=$?
     fi
     wait "$bulk_pid" || rc=$?
+    local kept=() pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        [ "$pid" = "$bulk_pid" ] || kept+=("$pid")
+    done
+    STARTED_PIDS=("${kept[@]:-}")
     stop_server
     cut -d' ' -f1 /proc/loadavg >"$probe.load"
     jq -r --arg s "$server" --arg r "$rep" --slurpfile b "$bulk" '
         "| \($s) | \($r) | \(.join_connect_to_play_ms.p50) / \(.join_connect_to_play_ms.p99) | \(.join_first_frame_ms.p50) / \(.join_first_frame_ms.p99) / \(.join_first_frame_ms.max) | \(.counters.churn_joined) / \(.counters.churn_joined - .join_first_frame_ms.count) | \($b[0].connections.players_up) | \($b[0].latency_ms.p99) | \($b[0].server.cpu_percent) |"
-    ' "$probe" >>"$runs" 2>/dev/null || echo "| $server | $rep | failed (rc $rc) |" >>"$runs"
+    ' "$probe" >>"$runs" 2>/dev/null && [ -s "$probe" ] || echo "| $server | $rep | failed (rc $rc) |" >>"$runs"
     return $rc
 }
 
@@ -87,9 +95,12 @@ done
     for s in $SERVERS; do
         ls "$OUT/j.$s".*.probe.json >/dev/null 2>&1 || continue
         bulks=$(ls "$OUT/j.$s".*.bulk.json)
+        # A bulk run whose report is missing or broken leaves its columns out, not the table.
         # shellcheck disable=SC2086
-        jq -rn --arg s "$s" --slurpfile b <(jq -s . $bulks) "$JQ_DEFS"'
-            [ inputs ] | . as $r | $b[0] as $bulk |
+        bulk_reports=$(jq -s . $bulks 2>/dev/null || echo '[]')
+        # shellcheck disable=SC2086
+        jq -rn --arg s "$s" --argjson bulk "$bulk_reports" "$JQ_DEFS"'
+            [ inputs ] | . as $r |
             "| \($s) | \($r | length) | \(n(med(.join_connect_to_play_ms.p50); 10)) / \(n(med(.join_connect_to_play_ms.p99); 10)) | \(n(med(.join_first_frame_ms.p50); 10)) / \(n(med(.join_first_frame_ms.p99); 10)) / \(n(med(.join_first_frame_ms.max); 10)) | \([ $r[].counters.first_frame_keyframe ] | add) / \([ $r[].counters.first_frame_not_keyframe ] | add) | \([ $r[].counters.churn_joined ] | add) / \([ $r[] | .counters.churn_joined - .join_first_frame_ms.count ] | add) | \($bulk | n(med(.connections.players_up); 1)) | \($bulk | n(med(.latency_ms.p99); 10)) | \($bulk | n(med(.server.cpu_percent); 10)) |"
         ' "$OUT/j.$s".*.probe.json
     done

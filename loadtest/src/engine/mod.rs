@@ -277,7 +277,7 @@ impl Engine<'_> {
                 }
                 if warm_until.is_some_and(|t| now >= t) {
                     // Latency is reported for the measurement window only (not the ramp).
-                    self.stats.open_window(now);
+                    self.stats.reset_window_latencies();
                     window = Some(WindowStart {
                         at: now,
                         counters: self.stats.counters.clone(),
@@ -516,15 +516,16 @@ impl Engine<'_> {
             if poller {
                 self.open(Role::HlsPoller { stream, sent: now }, now);
             } else {
-                self.open_player(stream, now);
+                self.open_player(stream, PlayerTrack::new(now));
             }
         }
     }
 
-    fn open_player(&mut self, stream: u32, now: Instant) {
+    fn open_player(&mut self, stream: u32, track: PlayerTrack) {
+        let now = track.opened;
         let role = Role::Player {
             stream,
-            track: PlayerTrack::new(now),
+            track,
             slot: self.players.len(),
             nal_length_size: 4,
         };
@@ -541,7 +542,7 @@ impl Engine<'_> {
         self.close(key, Close::Leave);
         self.stats.counters.churn_left += 1;
         self.stats.counters.churn_joined += 1;
-        self.open_player(stream, now);
+        self.open_player(stream, PlayerTrack::join(now));
     }
 
     /// Starts a TCP connect and a session for `role`.
