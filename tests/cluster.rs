@@ -246,6 +246,38 @@ fn with_the_directory_unreachable_an_edge_pulls_by_rendezvous_hashing() {
     assert_eq!(player.media(1)[0].2.as_ref(), frame.as_slice());
 }
 
+/// A directory that takes connections and never answers (a hung Redis: the kernel completes
+/// the connections in the listen backlog, nothing reads them). `cluster.redis_timeout_ms`
+/// bounds every call, so the origin still publishes and the edge falls back to rendezvous
+/// hashing: the player gets the stream.
+#[test]
+fn a_directory_that_never_answers_times_out_and_the_edge_pulls_by_rendezvous_hashing() {
+    let dir = Dir::new("cluster-silent-redis");
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let redis = format!("redis://{}", silent.local_addr().unwrap());
+    let port = free_port();
+    let rest = format!("redis_timeout_ms = 300\nadvertise = \"rtmp://127.0.0.1:{port}\"\n");
+    let mut a = ServerProc::start_on(&dir, "origin-a", &config(&redis, &rest), port, 0);
+    let rest = format!(
+        "redis_timeout_ms = 300\n\n[relay]\norigins = {:?}\nplayer_wait_ms = 2000\n",
+        [a.base_url()]
+    );
+    let mut edge = ServerProc::start(&dir, "edge", &config(&redis, &rest));
+    let mut publisher = publish(&a, "s");
+    a.wait_for_log(&["directory unreachable"], 1, WAIT);
+    let mut player = Client::play(edge.rtmp, "live", "s");
+    edge.wait_for_log(&["directory unreachable"], 1, WAIT);
+    let cached = player.media(2);
+    assert_eq!(
+        cached[1].2.as_ref(),
+        media::avc_frame(true, 1, 2000).as_slice()
+    );
+    let frame = media::avc_frame(true, 7, 3000);
+    publisher.send(type_id::VIDEO, 40, &frame);
+    assert_eq!(player.media(1)[0].2.as_ref(), frame.as_slice());
+    drop(silent);
+}
+
 /// An ingest edge pushing every stream to the origins (the least-loaded live one first).
 fn ingest_edge(dir: &Dir, redis: &str, origins: &[String]) -> ServerProc {
     let rest = format!(
