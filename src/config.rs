@@ -132,7 +132,8 @@ pub enum IoBackend {
     /// Readiness from epoll (mio), one `writev(2)` per socket.
     #[serde(rename = "epoll")]
     Epoll,
-    /// Readiness from epoll, every socket write of a wake-up in one io_uring submission.
+    /// Readiness from epoll, the plain-socket writes of each write pass in one io_uring
+    /// submission.
     #[serde(rename = "io_uring")]
     IoUring,
 }

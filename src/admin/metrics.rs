@@ -77,7 +77,7 @@ pub struct WorkerStats {
     pub wakeups: AtomicU64,
     /// Time spent handling events, in nanoseconds.
     pub busy_ns: AtomicU64,
-    /// io_uring submissions carrying the wake-up's socket writes (`workers.io = "io_uring"`).
+    /// io_uring submissions, one per write pass with plain-socket writes (`workers.io = "io_uring"`).
     pub uring_submissions: AtomicU64,
     /// Gauge: streams with an entry on this worker.
     pub streams: AtomicU64,
@@ -262,7 +262,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "rtmp_edge_io_uring_submissions_total",
         help:
-            "io_uring submissions, each carrying every socket write of one wake-up (0 with epoll).",
+            "io_uring submissions, each carrying the plain-socket writes of one write pass (0 with epoll).",
         kind: "counter",
         read: |s| v(&s.uring_submissions),
     },

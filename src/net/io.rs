@@ -167,6 +167,18 @@ pub enum WriteOutcome {
     Waiting { bytes: usize },
 }
 
+impl WriteOutcome {
+    /// The bytes the pass wrote, however it ended.
+    pub fn bytes(self) -> usize {
+        match self {
+            WriteOutcome::Flushed { bytes }
+            | WriteOutcome::Blocked { bytes }
+            | WriteOutcome::Budget { bytes }
+            | WriteOutcome::Waiting { bytes } => bytes,
+        }
+    }
+}
+
 /// Writes the queue with vectored writes until empty, WouldBlock or `budget` bytes.
 /// Every queued message of the socket goes out in as few writev calls as the budget allows.
 pub fn write_queue(

@@ -19,6 +19,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use io_uring::{opcode, types, IoUring, Probe};
 
+use super::WriteOutcome;
 use crate::fanout::OutputQueue;
 
 /// Submission queue entries: sends per submission (a larger batch is submitted in parts).
@@ -34,6 +35,33 @@ pub struct Sent {
     pub result: io::Result<usize>,
     /// The bytes offered: all of the queue, unless it held more than one send's slices.
     pub offered: usize,
+}
+
+impl Sent {
+    /// Consumes from `queue` (the queue this send was made from) what the socket took, and
+    /// says how the pass ended, as `write_queue` would have: empty, blocked (a short send or
+    /// `WouldBlock`: the kernel marked the socket, a writable event follows), or more queued
+    /// than one send offered (come back at once).
+    pub fn outcome(self, queue: &mut OutputQueue) -> io::Result<WriteOutcome> {
+        match self.result {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(bytes) => {
+                queue.consume(bytes);
+                Ok(if queue.is_empty() {
+                    WriteOutcome::Flushed { bytes }
+                } else if bytes < self.offered {
+                    WriteOutcome::Blocked { bytes }
+                } else {
+                    WriteOutcome::Budget { bytes }
+                })
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(WriteOutcome::Blocked { bytes: 0 }),
+                io::ErrorKind::Interrupted => Ok(WriteOutcome::Budget { bytes: 0 }),
+                _ => Err(e),
+            },
+        }
+    }
 }
 
 /// An io_uring instance used to send a worker's writes in batches.
@@ -303,5 +331,38 @@ mod tests {
             let want: Vec<u8> = (0..count).map(|j| (j % 251) as u8).collect();
             assert_eq!(got, want, "socket {p}");
         }
+    }
+
+    #[test]
+    fn a_send_result_becomes_the_outcome_write_queue_would_give() {
+        let sent = |result: io::Result<usize>, offered| Sent { result, offered };
+        let mut queue = queue_of(&[b"abcdef"]);
+        assert_eq!(
+            sent(Ok(2), 6).outcome(&mut queue).unwrap(),
+            WriteOutcome::Blocked { bytes: 2 },
+            "a short send: the socket is full"
+        );
+        assert_eq!(queue.queued_bytes(), 4, "what the socket took is consumed");
+        assert_eq!(
+            sent(Ok(4), 4).outcome(&mut queue).unwrap(),
+            WriteOutcome::Flushed { bytes: 4 }
+        );
+        let mut more = queue_of(&[b"abc", b"def"]);
+        assert_eq!(
+            sent(Ok(3), 3).outcome(&mut more).unwrap(),
+            WriteOutcome::Budget { bytes: 3 },
+            "all it offered taken, more queued"
+        );
+        let would_block = io::Error::from(io::ErrorKind::WouldBlock);
+        assert_eq!(
+            sent(Err(would_block), 3).outcome(&mut more).unwrap(),
+            WriteOutcome::Blocked { bytes: 0 }
+        );
+        assert_eq!(
+            sent(Ok(0), 3).outcome(&mut more).unwrap_err().kind(),
+            io::ErrorKind::WriteZero
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(sent(Err(reset), 3).outcome(&mut more).is_err());
     }
 }

@@ -52,9 +52,9 @@ const EVENTS_PER_POLL: usize = 1024;
 /// hundred µs of writes; see `flush` and BENCHMARKS.md, "sliced write passes").
 const WRITE_SLICE: usize = 64;
 /// The slice while connections are setting up (a connection admitted, or a read from one
-/// that [sets up](Conn::sets_up), within [`SETUP_RECENT`]): each of a setup's round trips (handshake,
-/// `connect`, `createStream`, `play`) waits for the pass under way, so passes are shorter
-/// while someone waits for an answer (see BENCHMARKS.md, "time to first frame").
+/// that [sets up](Conn::sets_up), within [`SETUP_RECENT`]): each of a setup's round trips
+/// (handshake, `connect`, `createStream`, `play`) waits for the pass under way, so passes are
+/// shorter while someone waits for an answer (see BENCHMARKS.md, "time to first frame").
 const SETUP_SLICE: usize = 16;
 /// How long after such a read the write passes stay short.
 const SETUP_RECENT: Duration = Duration::from_millis(20);
@@ -124,7 +124,8 @@ pub struct Worker {
     batch_done: Vec<(ConnKey, io::Result<WriteOutcome>)>,
     /// How many of `media_list`'s entries the last `release_media` saw (later ones are new).
     media_scanned: usize,
-    /// When a connection that [sets up](Conn::sets_up) last had input, or one was admitted: write passes are short until [`SETUP_RECENT`] later.
+    /// When a connection that [sets up](Conn::sets_up) last had input, or one was admitted:
+    /// write passes are short until [`SETUP_RECENT`] later.
     setup_seen: Option<Instant>,
     pub(super) accept_again: bool,
     pub(super) started: Instant,
@@ -817,27 +818,7 @@ impl Worker {
                 continue;
             };
             conn.write_listed = false;
-            let written = match sent.result {
-                Ok(0) => Err(io::ErrorKind::WriteZero.into()),
-                Ok(bytes) => {
-                    conn.out.consume(bytes);
-                    Ok(if conn.out.is_empty() {
-                        WriteOutcome::Flushed { bytes }
-                    } else if bytes < sent.offered {
-                        // A short send means the socket buffer filled up: the kernel marked
-                        // the socket, so a writable event comes when it drains.
-                        WriteOutcome::Blocked { bytes }
-                    } else {
-                        // More queued than one send's slices: on with it next wake-up.
-                        WriteOutcome::Budget { bytes }
-                    })
-                }
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok(WriteOutcome::Blocked { bytes: 0 }),
-                    io::ErrorKind::Interrupted => Ok(WriteOutcome::Budget { bytes: 0 }),
-                    _ => Err(e),
-                },
-            };
+            let written = sent.outcome(&mut conn.out);
             done.push((key, written));
         }
         for (key, written) in done.drain(..) {
@@ -853,35 +834,30 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if let Ok(
-            WriteOutcome::Flushed { bytes }
-            | WriteOutcome::Blocked { bytes }
-            | WriteOutcome::Budget { bytes },
-        ) = written
-        {
-            conn.last_write = now;
-            WorkerStats::add(&self.stats.bytes_out, bytes as u64);
+        if let Ok(outcome) = written {
+            let bytes = outcome.bytes();
+            conn.bytes_out += bytes as u64;
+            // A TLS handshake still under way wrote no media.
+            if !matches!(outcome, WriteOutcome::Waiting { .. }) {
+                conn.last_write = now;
+                WorkerStats::add(&self.stats.bytes_out, bytes as u64);
+            }
         }
         match written {
-            Ok(WriteOutcome::Flushed { bytes }) => {
-                conn.bytes_out += bytes as u64;
+            Ok(WriteOutcome::Flushed { .. }) => {
                 conn.stalled_since = None;
                 if let Some(reason) = conn.closing.clone() {
                     self.close(key, reason, now);
                 }
             }
-            Ok(WriteOutcome::Blocked { bytes }) => {
-                conn.bytes_out += bytes as u64;
+            Ok(WriteOutcome::Blocked { .. }) => {
                 conn.write_blocked = true;
                 conn.stalled_since.get_or_insert(now);
             }
             // Back in line behind the media queue: no connection keeps the slices to itself.
-            Ok(WriteOutcome::Budget { bytes }) => {
-                conn.bytes_out += bytes as u64;
-                conn.schedule_write(&mut self.write_rest);
-            }
+            Ok(WriteOutcome::Budget { .. }) => conn.schedule_write(&mut self.write_rest),
             // A TLS handshake still under way: its next read schedules the rest.
-            Ok(WriteOutcome::Waiting { bytes }) => conn.bytes_out += bytes as u64,
+            Ok(WriteOutcome::Waiting { .. }) => {}
             Err(e) => self.close(key, CloseReason::WriteFailed(e.into()), now),
         }
     }
