@@ -164,6 +164,10 @@ impl IoBackend {
 /// stutter.
 pub const MAX_WRITE_DELAY_MS: u64 = 1_000;
 
+/// Longest `workers.unwatched_read_ms` accepted: a longer wait would have the kernel's
+/// receive buffer, not the interval, decide when a high-bitrate publisher is read.
+pub const MAX_UNWATCHED_READ_MS: u64 = 1_000;
+
 impl WorkersConfig {
     /// The player media latency budget in ms: `max_write_delay_ms`, or the earlier name
     /// `write_coalesce_ms` when a file still sets that.
@@ -274,6 +278,16 @@ config_section! {
         /// of `max_write_delay_ms`. 0, once the way to write at once, now leaves
         /// `max_write_delay_ms` in charge: set that to 0 to write at once.
         pub write_coalesce_ms: u64,
+        /// How often, in ms, a publisher whose stream nobody watches (no player on any worker,
+        /// no push target, no HLS/DASH packaging) is read: its socket is taken off read
+        /// readiness and read with the worker's other such publishers once per interval,
+        /// which saves a wake-up, a read and a TCP ACK per message. Its GOP cache and
+        /// recording lag by up to this much; a joining player still gets the cache at once,
+        /// and the stream is read on arrival from the next interval on. A publisher whose
+        /// reads keep ending inside a message (one that writes messages in pieces with Nagle
+        /// on) is read on arrival for good. 0 reads every publisher on arrival. Range
+        /// 0..=1000.
+        pub unwatched_read_ms: u64,
         /// How workers write to sockets: "io_uring" (the plain socket writes of each write pass
         /// in one submission; readiness still comes from epoll; measured 8-9 % less CPU per
         /// delivered byte) or "epoll" (one writev per socket).
@@ -638,6 +652,12 @@ impl Config {
             workers.write_coalesce_ms,
             0,
             MAX_WRITE_DELAY_MS,
+        )?;
+        in_range(
+            "workers.unwatched_read_ms",
+            workers.unwatched_read_ms,
+            0,
+            MAX_UNWATCHED_READ_MS,
         )?;
 
         let streams = &self.streams;
@@ -1103,6 +1123,7 @@ impl Default for WorkersConfig {
             tcp_nodelay: true,
             max_write_delay_ms: 5,
             write_coalesce_ms: 0,
+            unwatched_read_ms: 50,
             io: IoBackend::IoUring,
         }
     }

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::procs::{
-    assert_same_frames, ffmpeg_play, ffmpeg_publish, frame_md5s, h264_source, run_ok, signal_pid,
-    Proc, FPS,
+    assert_run_of, assert_same_frames, ffmpeg_play, ffmpeg_publish, frame_md5s, h264_source,
+    run_ok, signal_pid, Proc, FPS,
 };
 use common::tools::{modern_ffmpeg, tool, Dir};
 use common::{wait_for_log_count, Client, TestServer};
@@ -268,6 +268,52 @@ fn an_ffmpeg_publisher_that_leaves_and_returns_reaches_the_waiting_player() {
         );
     }
     server.shutdown();
+}
+
+#[test]
+fn an_unwatched_ffmpeg_publisher_writing_in_pieces_is_read_on_arrival_and_loses_nothing() {
+    // libavformat writes each chunk's header and body in separate writes with Nagle on: while
+    // its stream is unwatched and read by the clock, the body waits for the ACK of the header,
+    // so polls end inside messages and the publisher is read on arrival for good.
+    let ffmpeg = tool("ffmpeg");
+    let dir = Dir::new("pieces");
+    let source = h264_source(&dir, "src.flv", "testsrc", SECONDS);
+    let server = TestServer::with_defaults();
+    let url = url(&server, "pieces");
+    let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "publisher");
+    wait_for_log_count(
+        &[
+            "stream=live/pieces",
+            "publisher sends messages in pieces: read on arrival",
+        ],
+        1,
+        PUBLISH_LIMIT,
+    );
+    // A player joining now starts on the cached keyframe and gets every frame after it.
+    let out = dir.path("late.flv");
+    let mut late = ffmpeg_play(&dir, &ffmpeg, &url, &out, "late-player");
+    assert!(
+        publisher.wait(PUBLISH_LIMIT).success(),
+        "{}",
+        publisher.output()
+    );
+    late.stop_after(PLAYER_LIMIT, libc::SIGINT);
+    assert_eq!(
+        common::log_lines_with(&[
+            "stream=live/pieces",
+            "stream unwatched: publisher read by the clock"
+        ])
+        .len(),
+        1,
+        "polled once, then never again"
+    );
+    server.shutdown();
+    // From a keyframe (the first, when it joined within the first GOP) to the last frame.
+    assert_run_of(
+        "player after the pin",
+        &frame_md5s(&ffmpeg, &source),
+        &frame_md5s(&ffmpeg, &out),
+    );
 }
 
 /// Video frames (not sequence headers) `player` gets until the publisher leaves.

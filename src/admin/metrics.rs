@@ -81,6 +81,8 @@ pub struct WorkerStats {
     pub uring_submissions: AtomicU64,
     /// Gauge: streams with an entry on this worker.
     pub streams: AtomicU64,
+    /// Gauge: publishers of unwatched streams read by the clock (`workers.unwatched_read_ms`).
+    pub publishers_polled: AtomicU64,
     pub pulls_started: AtomicU64,
     pub pushes_started: AtomicU64,
     /// Pull connections given up for the next origin.
@@ -126,6 +128,7 @@ impl Default for WorkerStats {
             busy_ns: AtomicU64::new(0),
             uring_submissions: AtomicU64::new(0),
             streams: AtomicU64::new(0),
+            publishers_polled: AtomicU64::new(0),
             pulls_started: AtomicU64::new(0),
             pushes_started: AtomicU64::new(0),
             relay_failovers: AtomicU64::new(0),
@@ -271,6 +274,12 @@ const FAMILIES: &[Family] = &[
         help: "Streams with an entry on the worker (published, mirrored or waited for).",
         kind: "gauge",
         read: |s| v(&s.streams),
+    },
+    Family {
+        name: "rtmp_edge_publishers_polled",
+        help: "Publishers of streams nobody watches, read by the clock (workers.unwatched_read_ms) instead of as their bytes arrive.",
+        kind: "gauge",
+        read: |s| v(&s.publishers_polled),
     },
     Family {
         name: "rtmp_edge_relay_pulls_started_total",

@@ -190,6 +190,10 @@ impl Worker {
             self.hub.stream_count() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        stats.publishers_polled.store(
+            self.polled_publishers() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut open_by = [0u64; crate::admin::metrics::OPEN_LABELS.len()];
         let mut le = [0u64; crate::admin::metrics::QUEUE_BUCKETS.len() + 1];
         let mut queued_sum = 0u64;

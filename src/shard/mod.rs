@@ -22,6 +22,7 @@ mod memory;
 mod rate;
 mod relay;
 mod reload;
+mod unwatched;
 mod worker;
 
 use std::io;

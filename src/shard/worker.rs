@@ -28,6 +28,7 @@ use super::memory::Trim;
 use super::rate::{Admission, RateLimit};
 use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
+use super::unwatched::{PollClock, Reading};
 use crate::admin::WorkerStats;
 use crate::auth::Role as AuthRole;
 use crate::config::{Config, IoBackend};
@@ -103,6 +104,10 @@ pub struct Worker {
     pub(super) media_in: BytesMut,
     /// Connections with unread input left after their budget.
     pub(super) read_again: Vec<ConnKey>,
+    /// Publishers of unwatched streams, read by `poll_clock` instead of on arrival (see
+    /// `unwatched`).
+    pub(super) polled: Vec<ConnKey>,
+    pub(super) poll_clock: PollClock,
     /// The write list's spare (see `flush`).
     write_spare: Vec<ConnKey>,
     /// Connections with queued output to flush this wake-up.
@@ -194,6 +199,8 @@ impl Worker {
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
             media_in: BytesMut::with_capacity(SCRATCH_BYTES),
             read_again: Vec::new(),
+            polled: Vec::new(),
+            poll_clock: PollClock::new(Instant::now()),
             write_spare: Vec::new(),
             write_list: Vec::new(),
             write_rest: VecDeque::new(),
@@ -250,6 +257,9 @@ impl Worker {
             if !self.media_list.is_empty() {
                 wake_at = wake_at.min(self.next_media_flush);
             }
+            if !self.polled.is_empty() {
+                wake_at = wake_at.min(self.poll_clock.next());
+            }
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -299,6 +309,7 @@ impl Worker {
             if self.accept_again && self.shutdown_deadline.is_none() {
                 self.accept(now);
             }
+            self.poll_tick(now, &mut readable);
             readable.sort_unstable();
             readable.dedup();
             for key in readable.drain(..) {
@@ -600,6 +611,11 @@ impl Worker {
             self.close(key, CloseReason::PeerClosed, now);
         } else if more {
             self.read_again.push(key);
+        } else if matches!(
+            self.conns.get(key).map(|c| c.reading),
+            Some(Reading::Polled { .. })
+        ) {
+            self.polled_read(key);
         }
     }
 
@@ -870,6 +886,7 @@ impl Worker {
         self.packaging.tick(now);
         self.apply_packaging(now);
         self.relay_tick(now);
+        self.poll_unwatched();
         if self.bus.is_shutting_down() && self.shutdown_deadline.is_none() {
             if self.drain.take().is_some() {
                 tracing::info!(worker = self.index, "drain ended: shutdown asked for");

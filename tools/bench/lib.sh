@@ -28,6 +28,8 @@
 #   two rtmp-edge builds and nginx run by run, e.g. EDGE_BIN_BEFORE=/path/old/rtmp-edge
 #   SERVERS="edge-before edge nginx" RATIOS="edge/edge-before edge/nginx edge-before/nginx").
 #   edge-uring / edge-epoll: like edge, with the io_uring / epoll backend (RTMP_EDGE_IO).
+#   edge-u<MS>: like edge, with workers.unwatched_read_ms = MS (how often publishers of
+#   unwatched streams are read; 0 reads them on arrival, as before it existed).
 #   edge-pull: like edge, but the stream is published to an origin rtmp-edge (1 worker,
 #   pinned to LOAD_CORE, port ORIGIN_PORT 19362) that the edge pulls from ([relay] origins);
 #   rtmp-load publishes there (--publish-url) and plays from the edge; only the edge's CPU
@@ -243,6 +245,7 @@ count = $workers
 max_connections = 65536
 max_connections_per_ip = 0
 ${delay:+max_write_delay_ms = $delay}
+${UNWATCHED_MS:+unwatched_read_ms = $UNWATCHED_MS}
 
 $more
 CONF
@@ -316,6 +319,7 @@ start_server() {
     edge-c*) start_edge 1 "${1#edge-c}" ;;
     edge-uring) RTMP_EDGE_IO=io_uring start_edge 1 ;;
     edge-epoll) RTMP_EDGE_IO=epoll start_edge 1 ;;
+    edge-u[0-9]*) UNWATCHED_MS=${1#edge-u} start_edge 1 ;;
     nginx) start_nginx ;;
     nginx-hls) start_nginx hls ;;
     *) log "unknown server $1"; return 1 ;;
