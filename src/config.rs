@@ -168,6 +168,20 @@ pub const MAX_WRITE_DELAY_MS: u64 = 1_000;
 /// receive buffer, not the interval, decide when a high-bitrate publisher is read.
 pub const MAX_UNWATCHED_READ_MS: u64 = 1_000;
 
+impl Config {
+    /// How often publishers of unwatched streams are read, in ms (0: on arrival):
+    /// `workers.unwatched_read_ms`, at most a quarter of `timeouts.message_ms` and
+    /// `timeouts.idle_ms` (a polled publisher's message may wait unfinished, and its bytes
+    /// unread, for an interval).
+    pub fn unwatched_read_ms(&self) -> u64 {
+        let t = &self.timeouts;
+        self.workers
+            .unwatched_read_ms
+            .min(t.message_ms / 4)
+            .min(t.idle_ms / 4)
+    }
+}
+
 impl WorkersConfig {
     /// The player media latency budget in ms: `max_write_delay_ms`, or the earlier name
     /// `write_coalesce_ms` when a file still sets that.
@@ -176,6 +190,18 @@ impl WorkersConfig {
             self.write_coalesce_ms
         } else {
             self.max_write_delay_ms
+        }
+    }
+
+    /// The budget of a worker as loaded as `heavy` says: on a heavily loaded one the larger of
+    /// [`max_write_delay`](Self::max_write_delay) and `max_write_delay_busy_ms`, unless the
+    /// budget is 0 (write at once, at every load).
+    pub fn write_delay(&self, heavy: bool) -> u64 {
+        let budget = self.max_write_delay();
+        if heavy && budget > 0 {
+            budget.max(self.max_write_delay_busy_ms)
+        } else {
+            budget
         }
     }
 }
@@ -278,15 +304,22 @@ config_section! {
         /// of `max_write_delay_ms`. 0, once the way to write at once, now leaves
         /// `max_write_delay_ms` in charge: set that to 0 to write at once.
         pub write_coalesce_ms: u64,
+        /// The latency budget of player media on a heavily loaded worker (busy at least half
+        /// of a 100 ms tick, until a tick under a quarter), in ms, when larger than
+        /// `max_write_delay_ms`: there each message already waits for write passes of several
+        /// ms, and a budget longer than the spacing of a stream's messages (10-20 ms) is what
+        /// merges them into fewer writes. Not used when `max_write_delay_ms` is 0.
+        /// Range 0..=1000.
+        pub max_write_delay_busy_ms: u64,
         /// How often, in ms, a publisher whose stream nobody watches (no player on any worker,
         /// no push target, no HLS/DASH packaging) is read: its socket is taken off read
         /// readiness and read with the worker's other such publishers once per interval,
         /// which saves a wake-up, a read and a TCP ACK per message. Its GOP cache and
         /// recording lag by up to this much; a joining player still gets the cache at once,
-        /// and the stream is read on arrival from the next interval on. A publisher whose
-        /// reads keep ending inside a message (one that writes messages in pieces with Nagle
-        /// on) is read on arrival for good. 0 reads every publisher on arrival. Range
-        /// 0..=1000.
+        /// and the stream is read on arrival from the next interval on. 0 reads every
+        /// publisher on arrival. Range
+        /// 0..=1000; a quarter of `timeouts.message_ms` or of `timeouts.idle_ms` is used
+        /// instead when shorter, so no publisher is closed for bytes it sent that waited.
         pub unwatched_read_ms: u64,
         /// How workers write to sockets: "io_uring" (the plain socket writes of each write pass
         /// in one submission; readiness still comes from epoll; measured 8-9 % less CPU per
@@ -650,6 +683,12 @@ impl Config {
         in_range(
             "workers.write_coalesce_ms",
             workers.write_coalesce_ms,
+            0,
+            MAX_WRITE_DELAY_MS,
+        )?;
+        in_range(
+            "workers.max_write_delay_busy_ms",
+            workers.max_write_delay_busy_ms,
             0,
             MAX_WRITE_DELAY_MS,
         )?;
@@ -1123,6 +1162,7 @@ impl Default for WorkersConfig {
             tcp_nodelay: true,
             max_write_delay_ms: 5,
             write_coalesce_ms: 0,
+            max_write_delay_busy_ms: 30,
             unwatched_read_ms: 50,
             io: IoBackend::IoUring,
         }

@@ -749,6 +749,41 @@ fn the_earlier_write_delay_name_is_still_read() {
 }
 
 #[test]
+fn a_heavily_loaded_worker_uses_the_busy_budget_unless_the_budget_is_0() {
+    let default = Config::default().workers;
+    assert_eq!(default.write_delay(false), 5);
+    assert_eq!(default.write_delay(true), 30);
+    let off = Config::from_toml_str("[workers]\nmax_write_delay_ms = 0\n").unwrap();
+    assert_eq!(
+        off.workers.write_delay(true),
+        0,
+        "0 writes at once at every load"
+    );
+    let long = Config::from_toml_str("[workers]\nmax_write_delay_ms = 50\n").unwrap();
+    assert_eq!(long.workers.write_delay(true), 50, "the larger of the two");
+    assert_eq!(
+        rejected_key(|c| c.workers.max_write_delay_busy_ms = MAX_WRITE_DELAY_MS + 1),
+        "workers.max_write_delay_busy_ms"
+    );
+    assert_eq!(
+        rejected_key(|c| c.workers.unwatched_read_ms = MAX_UNWATCHED_READ_MS + 1),
+        "workers.unwatched_read_ms"
+    );
+}
+
+#[test]
+fn unwatched_publishers_are_read_well_inside_the_message_and_idle_timeouts() {
+    let mut config = Config::default();
+    assert_eq!(config.unwatched_read_ms(), 50);
+    config.workers.unwatched_read_ms = 1_000;
+    config.timeouts.message_ms = 2_000;
+    assert_eq!(config.unwatched_read_ms(), 500, "a quarter of message_ms");
+    config.timeouts.idle_ms = 400;
+    assert_eq!(config.unwatched_read_ms(), 100, "a quarter of idle_ms");
+    config.validate_with_cores(CORES).unwrap();
+}
+
+#[test]
 fn the_io_backend_is_named_epoll_or_io_uring() {
     let config = Config::from_toml_str("[workers]\nio = \"io_uring\"\n").unwrap();
     assert_eq!(config.workers.io, IoBackend::IoUring);

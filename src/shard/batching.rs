@@ -14,11 +14,24 @@
 //!
 //! So a player's media is never held longer than the budget, and the delay only appears where
 //! messages arrive faster than the budget on a busy worker: that is where batching pays.
+//!
+//! A budget shorter than the spacing of a stream's messages (10–20 ms for 25–30 fps video with
+//! AAC) merges nothing, so the default few ms only merge bursts. A heavily loaded worker (busy
+//! [`HEAVY_LOAD`] of a tick, until it falls under [`HEAVY_EXIT`]) uses the longer
+//! `workers.max_write_delay_busy_ms` instead: there each message already waits for write
+//! passes of several ms, a player's media leaves at most every that many ms, and each write
+//! carries two or three messages (measured in BENCHMARKS.md, issue 13, fourth session).
 
 use std::time::{Duration, Instant};
 
 /// Below this share of the last tick spent working, the loop counts as lightly loaded.
 pub const LIGHT_LOAD: f64 = 0.10;
+
+/// At or above this share of a tick spent working, the loop counts as heavily loaded...
+pub const HEAVY_LOAD: f64 = 0.50;
+/// ...until a tick's share falls below this one (so the longer budget, which lowers the load,
+/// does not switch itself off).
+pub const HEAVY_EXIT: f64 = 0.25;
 
 /// Queued bytes that make a batch worth sending at once: one large writev, whatever the
 /// budget left.
@@ -48,6 +61,7 @@ pub struct LoopLoad {
     since: Instant,
     busy_then: u64,
     share: f64,
+    heavy: bool,
 }
 
 impl LoopLoad {
@@ -56,6 +70,7 @@ impl LoopLoad {
             since: now,
             busy_then: 0,
             share: 0.0,
+            heavy: false,
         }
     }
 
@@ -67,6 +82,11 @@ impl LoopLoad {
         }
         self.since = now;
         self.busy_then = busy_ns;
+        if self.share >= HEAVY_LOAD {
+            self.heavy = true;
+        } else if self.share < HEAVY_EXIT {
+            self.heavy = false;
+        }
     }
 
     /// The share of the last tick the loop spent working (0 to about 1).
@@ -77,6 +97,11 @@ impl LoopLoad {
 
     pub fn is_light(&self) -> bool {
         self.share < LIGHT_LOAD
+    }
+
+    /// Heavily loaded: busy [`HEAVY_LOAD`] of a tick, and not under [`HEAVY_EXIT`] since.
+    pub fn is_heavy(&self) -> bool {
+        self.heavy
     }
 }
 
@@ -138,5 +163,23 @@ mod tests {
         load.tick(start + 200 * MS, 55_000_000);
         assert!((load.share() - 0.05).abs() < 1e-9);
         assert!(load.is_light());
+    }
+
+    #[test]
+    fn a_loop_is_heavy_from_half_busy_until_under_a_quarter() {
+        let start = Instant::now();
+        let mut load = LoopLoad::new(start);
+        let mut busy = 0;
+        let mut tick = |n: u64, share_pct: u64, load: &mut LoopLoad| {
+            busy += share_pct * 1_000_000;
+            load.tick(start + (n as u32) * 100 * MS, busy);
+            load.is_heavy()
+        };
+        assert!(!tick(1, 49, &mut load), "under half: not heavy");
+        assert!(tick(2, 50, &mut load), "half: heavy");
+        assert!(tick(3, 30, &mut load), "stays heavy while above a quarter");
+        assert!(tick(4, 25, &mut load));
+        assert!(!tick(5, 24, &mut load), "under a quarter: not heavy");
+        assert!(!tick(6, 40, &mut load), "and not again until half");
     }
 }

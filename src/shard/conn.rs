@@ -8,7 +8,6 @@ use mio::net::TcpStream;
 
 use super::close::CloseReason;
 use super::relay::Upstream;
-use super::unwatched::Reading;
 use crate::fanout::{ConnKey, FlvBody, OutputQueue, StreamKey};
 use crate::rtmp::session::ServerSession;
 
@@ -90,9 +89,10 @@ pub struct Conn {
     pub write_blocked: bool,
     /// The poller reported the peer's FIN or RST: reads go on to the EOF (no edge will come).
     pub peer_closed: bool,
-    /// A publisher: read on arrival or, while its stream is unwatched, by the clock
-    /// (see `unwatched`).
-    pub reading: Reading,
+    /// A publisher of an unwatched stream, read by the clock (see `unwatched`).
+    pub polled: bool,
+    /// The next read goes on to WouldBlock or the EOF (a polled publisher had an event).
+    pub read_to_end: bool,
     /// The log envelope: every line about this connection is logged inside it, so each
     /// carries `peer worker conn` and, once known, `stream role`.
     pub span: tracing::Span,
@@ -166,7 +166,8 @@ impl Conn {
             media_held: false,
             write_blocked: false,
             peer_closed: false,
-            reading: Reading::OnArrival,
+            polled: false,
+            read_to_end: false,
             span,
         }
     }

@@ -1,7 +1,9 @@
 //! Configuration reload (SIGHUP, [`Server::reload`](super::Server::reload)): each worker gets
 //! the new, validated `Arc<Config>` over the bus and applies what can change while it runs.
 //!
-//! Live at once: every timeout, budget and `max_connections*` cap, the HTTP head limit and
+//! Live at once: every timeout, budget and `max_connections*` cap, the write budgets and
+//! `workers.unwatched_read_ms` (polled publishers go back to reads on arrival at the next
+//! poll when it is set to 0), the HTTP head limit and
 //! CORS origin, `drain.redirect_url`; for connections accepted from then on: socket options,
 //! output queue size, RTMP protocol limits and announced window/bandwidth; for streams created
 //! from then on: the `[streams]` settings (takeover, waiting and unpublish policy for every

@@ -4,8 +4,8 @@
 //! message, a wake-up, a `recv` and the TCP ACK the drained read sends back (on loopback the
 //! ACK is also received on this core). A stream that nobody watches (no player on any worker,
 //! no push target, no HLS/DASH packaging) has nobody waiting for its bytes: its publisher is
-//! taken off read readiness (its socket stays registered for writability and hang-ups) and
-//! every publisher so polled is read at the same tick, once per interval. Each read then takes
+//! taken off read readiness (its socket stays registered for writability) and every publisher
+//! so polled is read at the same tick, once per interval. Each read then takes
 //! what arrived over the whole interval.
 //!
 //! What it costs, and where it stops:
@@ -13,14 +13,15 @@
 //! * the GOP cache and recording of an unwatched stream lag by up to the interval; a player
 //!   that joins gets the cache at once (its first frame is not delayed) and the live edge at
 //!   the next tick, which finds the stream watched and reads it on arrival from then on;
-//! * a publisher that sends its messages in pieces with Nagle on its socket (a small write
-//!   waits for the ACK of the one before, and with the publisher unread the kernel delays
-//!   that ACK by up to 40 ms) would be slowed to a piece per tick: such a publisher shows as
-//!   polls that end inside a message, and after [`SPLIT_POLLS`] of them in a row it is read on
-//!   arrival for good (a publisher that sends whole messages ends a poll mid-message only
-//!   when the tick falls inside a large one).
+//! * a publisher that writes a message in pieces with Nagle on its socket (libavformat: a
+//!   chunk's header and body in separate writes) sends a piece, then waits for its ACK, which
+//!   an unread socket delays (the kernel's delayed ACK, or the next poll's read): meanwhile
+//!   its other pieces queue up, and Nagle sends them all at once when the ACK comes. It keeps
+//!   real time, in bursts (measured in BENCHMARKS.md, issue 13, fourth session).
 //!
-//! A tick's polls follow each other in one pass, so polling adds no wake-ups of its own.
+//! A tick's polls follow each other in one pass: one wake-up per interval for all of them. Off
+//! read readiness a socket still reports an error or a reset, but a FIN comes only as a
+//! writable event: any event of a polled publisher has it read to the end at once.
 
 use std::time::{Duration, Instant};
 
@@ -30,42 +31,6 @@ use super::close::CloseReason;
 use super::conn::Proto;
 use super::worker::Worker;
 use crate::fanout::{ConnKey, StreamKey};
-
-/// Polls in a row that end inside a message before a publisher is read on arrival for good.
-pub const SPLIT_POLLS: u8 = 2;
-
-/// How a publisher's socket is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Reading {
-    /// On readiness, as bytes arrive (every connection starts so).
-    #[default]
-    OnArrival,
-    /// By the clock while its stream is unwatched; `split` counts the polls in a row that
-    /// ended inside a message.
-    Polled { split: u8 },
-    /// On arrival for good: its polls kept ending inside messages.
-    Pinned,
-}
-
-impl Reading {
-    /// After a poll: `unfinished` says whether it ended inside a message. The new state;
-    /// anything but `Polled` puts the publisher back on readiness.
-    pub fn after_poll(self, unfinished: bool) -> Reading {
-        match self {
-            Reading::Polled { split } if unfinished => match split + 1 {
-                n if n >= SPLIT_POLLS => Reading::Pinned,
-                n => Reading::Polled { split: n },
-            },
-            Reading::Polled { .. } => Reading::Polled { split: 0 },
-            other => other,
-        }
-    }
-
-    /// Whether a publisher read this way may be polled while its stream is unwatched.
-    pub fn may_poll(self) -> bool {
-        self == Reading::OnArrival
-    }
-}
 
 /// The worker's polled publishers' clock: one tick for all of them.
 #[derive(Debug)]
@@ -95,7 +60,7 @@ impl PollClock {
 
 impl Worker {
     fn unwatched_interval(&self) -> Duration {
-        Duration::from_millis(self.config.workers.unwatched_read_ms)
+        Duration::from_millis(self.config.unwatched_read_ms())
     }
 
     /// Whether anyone waits for `stream`'s bytes: a player here or on another worker, a push
@@ -106,18 +71,15 @@ impl Worker {
 
     /// How many publishers are read by the clock now.
     pub(super) fn polled_publishers(&self) -> usize {
-        let polled = |key: &&ConnKey| {
-            self.conns
-                .get(**key)
-                .is_some_and(|c| matches!(c.reading, Reading::Polled { .. }))
-        };
+        let polled = |key: &&ConnKey| self.conns.get(**key).is_some_and(|c| c.polled);
         self.polled.iter().filter(polled).count()
     }
 
     /// Once a worker tick: the publishers read on arrival whose streams are unwatched go over
-    /// to polling.
-    pub(super) fn poll_unwatched(&mut self) {
-        if self.unwatched_interval().is_zero() {
+    /// to polling. The first poll comes a whole interval later.
+    pub(super) fn poll_unwatched(&mut self, now: Instant) {
+        let interval = self.unwatched_interval();
+        if interval.is_zero() {
             return;
         }
         let start: Vec<ConnKey> = self
@@ -127,10 +89,13 @@ impl Worker {
             .filter_map(|stream| self.hub.publisher(stream))
             .filter(|key| {
                 self.conns.get(*key).is_some_and(|c| {
-                    c.reading.may_poll() && c.closing.is_none() && matches!(c.proto, Proto::Rtmp(_))
+                    !c.polled && c.closing.is_none() && matches!(c.proto, Proto::Rtmp(_))
                 })
             })
             .collect();
+        if !start.is_empty() && self.polled.is_empty() {
+            self.poll_clock = PollClock::new(now + interval);
+        }
         for key in start {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -144,9 +109,12 @@ impl Worker {
                 tracing::warn!(worker = self.index, error = %e, "cannot take a publisher off read readiness");
                 continue;
             }
-            conn.reading = Reading::Polled { split: 0 };
+            conn.polled = true;
             tracing::debug!(parent: &conn.span, "stream unwatched: publisher read by the clock");
-            self.polled.push(key);
+            // Put back on arrival by an unpublish, it may still be listed (dropped at a tick).
+            if !self.polled.contains(&key) {
+                self.polled.push(key);
+            }
         }
     }
 
@@ -165,7 +133,7 @@ impl Worker {
             let Some(conn) = self.conns.get(key) else {
                 return false;
             };
-            if !matches!(conn.reading, Reading::Polled { .. }) {
+            if !conn.polled {
                 return false;
             }
             readable.push(key);
@@ -173,38 +141,29 @@ impl Worker {
                 && conn.closing.is_none()
                 && conn.published().is_some_and(|stream| !self.watched(&stream));
             if !keep {
+                let (span, publishing) = (conn.span.clone(), conn.published().is_some());
+                self.read_on_arrival(key);
                 if interval.is_zero() {
-                    tracing::debug!(parent: &conn.span, "unwatched_read_ms is 0: publisher read on arrival");
-                } else if conn.published().is_some() {
-                    tracing::debug!(parent: &conn.span, "stream watched: publisher read on arrival");
+                    tracing::debug!(parent: &span, "unwatched_read_ms is 0: publisher read on arrival");
+                } else if publishing {
+                    tracing::debug!(parent: &span, "stream watched: publisher read on arrival");
                 }
-                self.read_on_arrival(key, Reading::OnArrival);
             }
             keep
         });
         self.polled = polled;
     }
 
-    /// After a read of a polled publisher that drained its socket: one that keeps ending
-    /// polls inside messages is read on arrival for good.
-    pub(super) fn polled_read(&mut self, key: ConnKey) {
+    /// Puts a polled publisher back on read readiness (nothing for a connection that is not
+    /// polled).
+    pub(super) fn read_on_arrival(&mut self, key: ConnKey) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let next = conn.reading.after_poll(conn.unfinished.is_some());
-        conn.reading = next;
-        if next == Reading::Pinned {
-            tracing::debug!(parent: &conn.span, "publisher sends messages in pieces: read on arrival");
-            self.read_on_arrival(key, Reading::Pinned);
+        if !conn.polled {
+            return;
         }
-    }
-
-    /// Puts a polled publisher back on read readiness, read `how` from now on.
-    fn read_on_arrival(&mut self, key: ConnKey, how: Reading) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.reading = how;
+        conn.polled = false;
         let token = Token(key.index as usize);
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self
@@ -221,28 +180,6 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn polls_ending_inside_messages_pin_a_publisher_after_two_in_a_row() {
-        let polled = Reading::Polled { split: 0 };
-        let once = polled.after_poll(true);
-        assert_eq!(once, Reading::Polled { split: 1 });
-        assert_eq!(once.after_poll(true), Reading::Pinned);
-        // A whole poll in between starts the count again.
-        assert_eq!(
-            once.after_poll(false).after_poll(true),
-            Reading::Polled { split: 1 }
-        );
-        assert_eq!(Reading::Pinned.after_poll(false), Reading::Pinned);
-        assert_eq!(Reading::OnArrival.after_poll(true), Reading::OnArrival);
-    }
-
-    #[test]
-    fn only_a_publisher_read_on_arrival_and_not_pinned_may_be_polled() {
-        assert!(Reading::OnArrival.may_poll());
-        assert!(!Reading::Pinned.may_poll());
-        assert!(!Reading::Polled { split: 0 }.may_poll());
-    }
 
     #[test]
     fn the_clock_ticks_once_per_interval() {

@@ -28,7 +28,7 @@ use super::memory::Trim;
 use super::rate::{Admission, RateLimit};
 use super::relay::Relay;
 use super::reload::{hub_settings, output_cap, session_config, socket_options};
-use super::unwatched::{PollClock, Reading};
+use super::unwatched::PollClock;
 use crate::admin::WorkerStats;
 use crate::auth::Role as AuthRole;
 use crate::config::{Config, IoBackend};
@@ -292,6 +292,13 @@ impl Worker {
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             readable.push(key);
+                        } else if let Some(conn) = self.conns.get_mut(key) {
+                            // Off read readiness, a polled publisher's FIN comes as a mere
+                            // writable event: read it to the end now, not at the poll after next.
+                            if conn.polled {
+                                conn.read_to_end = true;
+                                readable.push(key);
+                            }
                         }
                         if event.is_writable() || event.is_write_closed() {
                             self.mark_writable(key);
@@ -487,19 +494,20 @@ impl Worker {
         // the worker's scratch buffer (they keep none of their own between reads); RTMPS
         // decrypts.
         let direct = conn.reads_media() && conn.tls.is_none();
+        // Read on to WouldBlock or the EOF (not taking a short read as drained) once the peer
+        // has closed, or for a polled publisher's event (see the loop).
+        let to_end = conn.peer_closed || std::mem::take(&mut conn.read_to_end);
         // Holds no bytes between passes (cleared here, emptied below).
         self.media_in.clear();
         let outcome = match conn.tls.as_deref_mut() {
-            None if direct => {
-                read_direct(&conn.socket, &mut self.media_in, budget, conn.peer_closed)
-                    .map_err(|e| CloseReason::ReadFailed(e.into()))
-            }
+            None if direct => read_direct(&conn.socket, &mut self.media_in, budget, to_end)
+                .map_err(|e| CloseReason::ReadFailed(e.into())),
             None => read_some(
                 &mut conn.socket,
                 &mut self.scratch,
                 &mut conn.read_buf,
                 budget,
-                conn.peer_closed,
+                to_end,
             )
             .map_err(|e| CloseReason::ReadFailed(e.into())),
             Some(tls) => read_tls_some(
@@ -611,11 +619,6 @@ impl Worker {
             self.close(key, CloseReason::PeerClosed, now);
         } else if more {
             self.read_again.push(key);
-        } else if matches!(
-            self.conns.get(key).map(|c| c.reading),
-            Some(Reading::Polled { .. })
-        ) {
-            self.polled_read(key);
         }
     }
 
@@ -677,6 +680,8 @@ impl Worker {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.role = Role::Pending;
                 }
+                // What it says next (a play, say) is read on arrival.
+                self.read_on_arrival(key);
                 self.auth_done(key);
                 let (hub, mut door) = self.door(now);
                 hub.unpublish(key, &mut door);
@@ -729,7 +734,8 @@ impl Worker {
             self.next_media_flush = now + TICK;
             return;
         }
-        let budget = Duration::from_millis(self.config.workers.max_write_delay());
+        let heavy = self.load.is_heavy();
+        let budget = Duration::from_millis(self.config.workers.write_delay(heavy));
         let light = self.load.is_light();
         let mut next: Option<Instant> = None;
         let mut i = 0;
@@ -882,11 +888,11 @@ impl Worker {
     fn tick(&mut self, now: Instant) -> bool {
         self.http_viewers.prune(now);
         self.departed.prune(&self.hub);
+        self.poll_unwatched(now);
         self.publish_gauges(now);
         self.packaging.tick(now);
         self.apply_packaging(now);
         self.relay_tick(now);
-        self.poll_unwatched();
         if self.bus.is_shutting_down() && self.shutdown_deadline.is_none() {
             if self.drain.take().is_some() {
                 tracing::info!(worker = self.index, "drain ended: shutdown asked for");
