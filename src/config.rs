@@ -296,9 +296,11 @@ config_section! {
         /// Latency budget of player media, in ms: on a busy worker (working at least 10 % of
         /// the time), a player's media waits until this long after its last write, or until
         /// 64 KiB are queued, so it gets fewer, larger writes (less CPU per delivered byte,
-        /// at up to this much added latency). A player not written to for this long, and
-        /// every player of a lightly loaded worker, is written at once. Push targets ride the
-        /// hub as players and get the same budget. 0 writes at once.
+        /// at up to this much added latency; on a heavily loaded worker up to
+        /// `max_write_delay_busy_ms` instead). A player not written to for this long, a
+        /// joining player's first media, and every player of a lightly loaded worker, are
+        /// written at once. Push targets ride the hub as players and get the same budget.
+        /// 0 writes at once at every load.
         pub max_write_delay_ms: u64,
         /// The earlier name of `max_write_delay_ms`, still read: when not 0 it is used instead
         /// of `max_write_delay_ms`. 0, once the way to write at once, now leaves
@@ -308,7 +310,8 @@ config_section! {
         /// of a 100 ms tick, until a tick under a quarter), in ms, when larger than
         /// `max_write_delay_ms`: there each message already waits for write passes of several
         /// ms, and a budget longer than the spacing of a stream's messages (10-20 ms) is what
-        /// merges them into fewer writes. Not used when `max_write_delay_ms` is 0.
+        /// merges them into fewer writes. Not used when the budget is 0 (`max_write_delay_ms`,
+        /// or `write_coalesce_ms` where a file still sets that).
         /// Range 0..=1000.
         pub max_write_delay_busy_ms: u64,
         /// How often, in ms, a publisher whose stream nobody watches (no player on any worker,

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::procs::{
-    assert_run_of, assert_same_frames, ffmpeg_play, ffmpeg_publish, frame_md5s, h264_source,
+    assert_same_frames, assert_tail_of, ffmpeg_play, ffmpeg_publish, frame_md5s, h264_source,
     run_ok, signal_pid, Proc, FPS,
 };
 use common::tools::{modern_ffmpeg, tool, Dir};
@@ -308,10 +308,11 @@ fn an_unwatched_ffmpeg_publisher_read_by_the_clock_loses_nothing() {
     late.stop_after(PLAYER_LIMIT, libc::SIGINT);
     server.shutdown();
     // From a keyframe (the first, when it joined within the first GOP) to the last frame.
-    assert_run_of(
+    assert_tail_of(
         "player of a polled stream",
         &frame_md5s(&ffmpeg, &source),
         &frame_md5s(&ffmpeg, &out),
+        FPS,
     );
 }
 

@@ -56,7 +56,7 @@ fn read_ready(server: &TestServer, client: &Client) -> bool {
         let Ok(info) = std::fs::read_to_string(entry.path()) else {
             continue;
         };
-        // An epoll fd lists its targets: "tfd:       12 events:  8002001d data: ...".
+        // An epoll fd lists its targets: "tfd:       12 events:  8000201d data: ...".
         for line in info.lines() {
             let mut words = line.split_whitespace();
             if (words.next(), words.next(), words.next())
@@ -144,7 +144,10 @@ fn a_polled_publisher_that_hangs_up_is_closed_at_once_and_its_name_is_free() {
     let mut config = Config::default();
     config.workers.unwatched_read_ms = 1_000;
     let server = TestServer::start(config);
-    let publisher = polled_publisher(&server, "gone");
+    let mut publisher = polled_publisher(&server, "gone");
+    // Bytes left unread ahead of the FIN (within the receive window, so the FIN is not held
+    // behind them in the publisher's kernel): read, and the FIN after them.
+    publish_frames(&mut publisher, 10, 10);
     let port = publisher.local_port();
     drop(publisher);
     // Waits for the publish to start (a name still taken would be refused with BadName).

@@ -93,6 +93,9 @@ pub struct Conn {
     pub polled: bool,
     /// The next read goes on to WouldBlock or the EOF (a polled publisher had an event).
     pub read_to_end: bool,
+    /// Media was written to it: from then on media waits for the write budget (`batching`);
+    /// the first (a joining player's fast start) is written at once.
+    pub media_started: bool,
     /// The log envelope: every line about this connection is logged inside it, so each
     /// carries `peer worker conn` and, once known, `stream role`.
     pub span: tracing::Span,
@@ -168,6 +171,7 @@ impl Conn {
             peer_closed: false,
             polled: false,
             read_to_end: false,
+            media_started: false,
             span,
         }
     }

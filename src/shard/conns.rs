@@ -78,7 +78,7 @@ impl Conns {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Instant;
 
     use super::*;
@@ -86,7 +86,7 @@ mod tests {
     use crate::shard::conn::{HttpPhase, Proto};
 
     /// A connection on a real loopback socket, with connection id `id`, in slot `index`.
-    fn conn(listener: &std::net::TcpListener, index: usize, id: u64) -> Conn {
+    pub(in crate::shard) fn conn(listener: &std::net::TcpListener, index: usize, id: u64) -> Conn {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let peer = client.local_addr().unwrap();
         let key = ConnKey {

@@ -29,7 +29,13 @@ impl Door for WorkerDoor<'_> {
     fn write<R>(&mut self, key: ConnKey, write: impl FnOnce(&mut OutputQueue) -> R) -> Option<R> {
         let conn = self.conns.get_mut(key)?;
         let result = write(&mut conn.out);
-        conn.schedule_media(self.media_list);
+        if conn.media_started {
+            conn.schedule_media(self.media_list);
+        } else {
+            // A joining player's fast start leaves at once, whatever the write budget.
+            conn.media_started = true;
+            conn.schedule_write(self.write_list);
+        }
         Some(result)
     }
 
@@ -208,5 +214,35 @@ impl Worker {
             BusMsg::Admin(query) => self.admin_query(query, now),
             BusMsg::Cluster(note) => self.cluster_note(note, now),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::shard::conns::tests::conn;
+
+    #[test]
+    fn a_connections_first_media_leaves_at_once_and_later_media_waits_for_the_budget() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut conns = Conns::with_capacity(2);
+        let key = conns.insert(conn(&listener, conns.next_index(), 1));
+        let (mut write_list, mut media_list) = (Vec::new(), Vec::new());
+        let mut door = WorkerDoor {
+            conns: &mut conns,
+            write_list: &mut write_list,
+            media_list: &mut media_list,
+            now: Instant::now(),
+        };
+        // A joining player's fast start (on a worker that wrote its HTTP head or sent its
+        // publish a moment ago): on the write list, whatever the budget.
+        door.write(key, |q| q.push_control(Bytes::from_static(b"fast start")));
+        // The write pass took it.
+        door.conns.get_mut(key).unwrap().write_listed = false;
+        door.write(key, |q| q.push_control(Bytes::from_static(b"live")));
+        assert_eq!(write_list, [key]);
+        assert_eq!(media_list, [key], "later media waits on the media list");
     }
 }

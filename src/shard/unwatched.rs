@@ -21,7 +21,12 @@
 //!
 //! A tick's polls follow each other in one pass: one wake-up per interval for all of them. Off
 //! read readiness a socket still reports an error or a reset, but a FIN comes only as a
-//! writable event: any event of a polled publisher has it read to the end at once.
+//! writable event (and none while the socket cannot take more output, until it can): any event
+//! of a polled publisher has it read to the end at once.
+//!
+//! The interval must fit the socket's receive buffer: a small `workers.socket_recv_buffer`
+//! (16 KiB, say) would hold a 2.5 Mbit/s publisher back between polls at 50 ms; the kernel's
+//! own autotuning (the default) grows the buffer to what is read per interval.
 
 use std::time::{Duration, Instant};
 
@@ -76,7 +81,8 @@ impl Worker {
     }
 
     /// Once a worker tick: the publishers read on arrival whose streams are unwatched go over
-    /// to polling. The first poll comes a whole interval later.
+    /// to polling. The switch itself reports the socket writable, which reads it once at once
+    /// (see the loop); the first poll comes a whole interval later.
     pub(super) fn poll_unwatched(&mut self, now: Instant) {
         let interval = self.unwatched_interval();
         if interval.is_zero() {
@@ -125,7 +131,8 @@ impl Worker {
             return;
         }
         let interval = self.unwatched_interval();
-        if !self.poll_clock.due(now, interval) {
+        // Set to 0 by a reload: everything back on arrival now, not at the next scheduled poll.
+        if !interval.is_zero() && !self.poll_clock.due(now, interval) {
             return;
         }
         let mut polled = std::mem::take(&mut self.polled);

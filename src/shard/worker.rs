@@ -618,6 +618,10 @@ impl Worker {
         } else if eof {
             self.close(key, CloseReason::PeerClosed, now);
         } else if more {
+            // A polled publisher's pass that ended on its budget reads on to the end next time.
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.read_to_end |= to_end;
+            }
             self.read_again.push(key);
         }
     }

@@ -296,7 +296,7 @@ tls_cert() {
         "$EDGE_TLS_PORT" "$dir/cert.pem" "$dir/key.pem"
 }
 
-# start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS> | edge-flv | edge-hls |
+# start_server VARIANT: edge | nginx | edge-w<N> | edge-c<MS> | edge-u<MS> | edge-flv | edge-hls |
 # edge-llhls | edge-llhls200 | nginx-hls | edge-before
 start_server() {
     local nl=$'\n'
