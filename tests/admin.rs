@@ -4,43 +4,11 @@
 
 mod common;
 
-use common::{get, media, Client, TestServer, WAIT};
+use common::metrics::{scrape, scrape_until, total};
+use common::{get, media, publish_frames, Client, TestServer, WAIT};
 use rtmp_edge::config::Config;
 
 const VIDEO: u8 = 9;
-
-/// Scrapes `/metrics` of `server` and parses it.
-fn scrape(server: &TestServer) -> prometheus_parse::Scrape {
-    let addr = server.server().admin_addr().expect("admin listener runs");
-    let (head, body) = get(addr, "/metrics");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    let text = String::from_utf8(body).unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    prometheus_parse::Scrape::parse(lines).expect("valid exposition")
-}
-
-/// The sum over workers of `name` (with `reason` when given).
-fn total(scrape: &prometheus_parse::Scrape, name: &str, reason: Option<&str>) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| reason.map_or(true, |r| s.labels.get("reason") == Some(r)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
-fn publish_frames(p: &mut Client, from: u32, n: u32) {
-    for i in from..from + n {
-        p.send(VIDEO, i * 40, &media::avc_frame(i % 25 == 0, i, 4000));
-    }
-}
 
 #[test]
 fn metrics_move_with_the_traffic_and_count_closes_by_reason() {
@@ -312,22 +280,6 @@ fn labelled(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str
             _ => 0.0,
         })
         .sum()
-}
-
-/// Scrapes until `ok` holds for a scrape (the gauges follow the workers' 100 ms tick).
-fn scrape_until(
-    server: &TestServer,
-    what: &str,
-    ok: impl Fn(&prometheus_parse::Scrape) -> bool,
-) -> prometheus_parse::Scrape {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let s = scrape(server);
-        if ok(&s) {
-            return s;
-        }
-        assert!(std::time::Instant::now() < deadline, "never: {what}");
-    }
 }
 
 #[test]

@@ -96,7 +96,7 @@ fn a_late_ffmpeg_player_starts_on_a_keyframe_mid_stream() {
     let server = TestServer::with_defaults();
     let url = url(&server, "late");
     let mut watcher = Client::play(server.addr, "live", "late");
-    let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "publisher");
+    let publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "publisher");
     // Join once more than one GOP has gone by.
     let mut video_frames = 0;
     while video_frames < FPS + 10 {
@@ -106,8 +106,26 @@ fn a_late_ffmpeg_player_starts_on_a_keyframe_mid_stream() {
             video_frames += 1;
         }
     }
-    let out = dir.path("late.flv");
-    let mut late = ffmpeg_play(&dir, &ffmpeg, &url, &out, "late-player");
+    let late = ffmpeg_play(&dir, &ffmpeg, &url, &late_out(&dir), "late-player");
+    let (expected, got) = late_player_frames(&ffmpeg, &dir, &source, publisher, late, server);
+    assert_same_frames("late ffmpeg", &expected, &got, true);
+}
+
+/// Where a late player writes what it got.
+fn late_out(dir: &Dir) -> std::path::PathBuf {
+    dir.path("late.flv")
+}
+
+/// Waits for `publisher` to finish, stops `late` (an ffmpeg player writing
+/// [`late_out`]) and the server: the source's frames and the late player's.
+fn late_player_frames(
+    ffmpeg: &std::path::Path,
+    dir: &Dir,
+    source: &std::path::Path,
+    mut publisher: Proc,
+    mut late: Proc,
+    server: TestServer,
+) -> (Vec<String>, Vec<String>) {
     assert!(
         publisher.wait(PUBLISH_LIMIT).success(),
         "{}",
@@ -115,12 +133,10 @@ fn a_late_ffmpeg_player_starts_on_a_keyframe_mid_stream() {
     );
     late.stop_after(PLAYER_LIMIT, libc::SIGINT);
     server.shutdown();
-    assert_same_frames(
-        "late ffmpeg",
-        &frame_md5s(&ffmpeg, &source),
-        &frame_md5s(&ffmpeg, &out),
-        true,
-    );
+    (
+        frame_md5s(ffmpeg, source),
+        frame_md5s(ffmpeg, &late_out(dir)),
+    )
 }
 
 #[test]
@@ -281,7 +297,7 @@ fn an_unwatched_ffmpeg_publisher_read_by_the_clock_loses_nothing() {
     let source = h264_source(&dir, "src.flv", "testsrc", SECONDS);
     let server = TestServer::with_defaults();
     let url = url(&server, "pieces");
-    let mut publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "publisher");
+    let publisher = ffmpeg_publish(&dir, &ffmpeg, &source, &url, "publisher");
     wait_for_log_count(
         &[
             "stream=live/pieces",
@@ -290,8 +306,7 @@ fn an_unwatched_ffmpeg_publisher_read_by_the_clock_loses_nothing() {
         1,
         PUBLISH_LIMIT,
     );
-    let out = dir.path("late.flv");
-    let mut late = ffmpeg_play(&dir, &ffmpeg, &url, &out, "late-player");
+    let late = ffmpeg_play(&dir, &ffmpeg, &url, &late_out(&dir), "late-player");
     wait_for_log_count(
         &[
             "stream=live/pieces",
@@ -300,20 +315,9 @@ fn an_unwatched_ffmpeg_publisher_read_by_the_clock_loses_nothing() {
         1,
         PUBLISH_LIMIT,
     );
-    assert!(
-        publisher.wait(PUBLISH_LIMIT).success(),
-        "{}",
-        publisher.output()
-    );
-    late.stop_after(PLAYER_LIMIT, libc::SIGINT);
-    server.shutdown();
+    let (expected, got) = late_player_frames(&ffmpeg, &dir, &source, publisher, late, server);
     // From a keyframe (the first, when it joined within the first GOP) to the last frame.
-    assert_tail_of(
-        "player of a polled stream",
-        &frame_md5s(&ffmpeg, &source),
-        &frame_md5s(&ffmpeg, &out),
-        FPS,
-    );
+    assert_tail_of("player of a polled stream", &expected, &got, FPS);
 }
 
 /// Video frames (not sequence headers) `player` gets until the publisher leaves.

@@ -5,16 +5,11 @@
 
 mod common;
 
-use common::{media, wait_for_log, wait_for_log_count, Client, TestServer, WAIT};
+use common::metrics::{scrape_until, total};
+use common::{media, publish_frames, wait_for_log, wait_for_log_count, Client, TestServer, WAIT};
 use rtmp_edge::config::Config;
 
 const VIDEO: u8 = 9;
-
-fn publish_frames(p: &mut Client, from: u32, n: u32) {
-    for i in from..from + n {
-        p.send(VIDEO, i * 40, &media::avc_frame(i % 50 == 0, i, 3000));
-    }
-}
 
 /// A publisher of `live/NAME` with a sequence header and 10 frames sent, once its worker
 /// reads it by the clock (nobody watches it).
@@ -70,18 +65,6 @@ fn read_ready(server: &TestServer, client: &Client) -> bool {
     panic!("fd {fd} is in no epoll set");
 }
 
-/// The `rtmp_edge_publishers_polled` line of the admin listener's /metrics.
-fn polled_gauge(server: &TestServer) -> String {
-    let addr = server.server().admin_addr().expect("admin listener runs");
-    let (_, body) = common::get(addr, "/metrics");
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("rtmp_edge_publishers_polled{"))
-        .expect("the gauge is exported")
-        .to_string()
-}
-
 #[test]
 fn an_unwatched_publisher_is_read_by_the_clock_until_a_player_joins() {
     let mut config = Config::default();
@@ -91,14 +74,9 @@ fn an_unwatched_publisher_is_read_by_the_clock_until_a_player_joins() {
     let mut publisher = polled_publisher(&server, "quiet");
     assert!(!read_ready(&server, &publisher), "off read readiness");
     // The gauge is set right after, in the same worker tick.
-    let deadline = std::time::Instant::now() + WAIT;
-    while !polled_gauge(&server).ends_with(" 1") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            polled_gauge(&server)
-        );
-    }
+    scrape_until(&server, "one publisher polled", |s| {
+        total(s, "rtmp_edge_publishers_polled", None) == 1.0
+    });
     // Sent while polled: read at the next tick, into the GOP cache or to the player.
     publish_frames(&mut publisher, 10, 10);
     let mut player = Client::play(server.addr, "live", "quiet");

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Token};
 
 use super::close::CloseReason;
-use super::conn::Proto;
 use super::worker::Worker;
 use crate::fanout::{ConnKey, StreamKey};
 
@@ -88,15 +87,16 @@ impl Worker {
         if interval.is_zero() {
             return;
         }
+        // Empty, so allocating nothing, once every such publisher is polled.
         let start: Vec<ConnKey> = self
             .hub
             .published_here()
             .filter(|stream| !self.watched(stream))
             .filter_map(|stream| self.hub.publisher(stream))
             .filter(|key| {
-                self.conns.get(*key).is_some_and(|c| {
-                    !c.polled && c.closing.is_none() && matches!(c.proto, Proto::Rtmp(_))
-                })
+                self.conns
+                    .get(*key)
+                    .is_some_and(|c| !c.polled && c.closing.is_none())
             })
             .collect();
         if !start.is_empty() && self.polled.is_empty() {
@@ -144,11 +144,12 @@ impl Worker {
                 return false;
             }
             readable.push(key);
+            let stream = conn.published();
             let keep = !interval.is_zero()
                 && conn.closing.is_none()
-                && conn.published().is_some_and(|stream| !self.watched(&stream));
+                && stream.as_ref().is_some_and(|s| !self.watched(s));
             if !keep {
-                let (span, publishing) = (conn.span.clone(), conn.published().is_some());
+                let (span, publishing) = (conn.span.clone(), stream.is_some());
                 self.read_on_arrival(key);
                 if interval.is_zero() {
                     tracing::debug!(parent: &span, "unwatched_read_ms is 0: publisher read on arrival");

@@ -2,6 +2,7 @@
 //! built on the project's own ClientSession.
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod procs;
 pub mod tools;
 
@@ -588,5 +589,12 @@ impl Bystander {
             frame.as_slice(),
             "bystander got its frame"
         );
+    }
+}
+
+/// Sends video frames `from..from + n` (40 ms apart, 4,000 bytes, a keyframe every 25).
+pub fn publish_frames(p: &mut Client, from: u32, n: u32) {
+    for i in from..from + n {
+        p.send(9, i * 40, &media::avc_frame(i % 25 == 0, i, 4000));
     }
 }
